@@ -1,0 +1,216 @@
+use std::collections::BTreeMap;
+
+use pep440_rs::Version;
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
+
+use crate::tags::TagPriority;
+
+/// The systems a lock covers unless told otherwise (DESIGN section 1).
+pub const DEFAULT_SYSTEMS: [&str; 4] =
+    ["x86_64-linux", "aarch64-linux", "aarch64-darwin", "x86_64-darwin"];
+
+/// The newest glibc whose manylinux wheels we accept on Linux targets. nixpkgs ships a newer
+/// glibc than most wheels ask for; 2.40 is what its stable branches carried in 2025-2026, and a
+/// lower number only costs a fallback to an older wheel or the sdist, never a broken install.
+const MANYLINUX_MAX_GLIBC_MINOR: u16 = 40;
+
+/// The macOS deployment target nixpkgs' Python is built for; wheels that need a newer macOS
+/// would fail to load for users on the oldest supported release, so they are not selected.
+const MACOS_MAX: (u16, u16) = (11, 0);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("unknown Nix system `{0}` (supported: x86_64-linux, aarch64-linux, aarch64-darwin, x86_64-darwin)")]
+    UnknownSystem(String),
+    #[error("invalid Python version `{0}`: expected X.Y or X.Y.Z")]
+    BadPython(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Os {
+    Linux,
+    Darwin,
+}
+
+/// One (python, system) pair that the lock must describe completely.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name used in the lock; the Nix system string.
+    pub name: String,
+    pub system: String,
+    /// `X.Y.Z` of the interpreter.
+    pub python_full_version: Version,
+    os: Os,
+    /// `platform_machine` as Python reports it (`arm64` on macOS, `aarch64` on Linux).
+    machine: &'static str,
+    markers: MarkerEnvironment,
+    tags: TagPriority,
+}
+
+impl Target {
+    /// Builds a target for a Nix system and a Python version such as `3.13` or `3.13.9`.
+    pub fn new(system: &str, python: &str) -> Result<Self, TargetError> {
+        let (os, machine) = match system {
+            "x86_64-linux" => (Os::Linux, "x86_64"),
+            "aarch64-linux" => (Os::Linux, "aarch64"),
+            "aarch64-darwin" => (Os::Darwin, "arm64"),
+            "x86_64-darwin" => (Os::Darwin, "x86_64"),
+            other => return Err(TargetError::UnknownSystem(other.to_string())),
+        };
+        let full = full_python_version(python)?;
+        let release = full.release();
+        let (major, minor) = (release[0], release[1]);
+        let python_version = format!("{major}.{minor}");
+        let full_str = full.to_string();
+        let (sys_platform, platform_system) = match os {
+            Os::Linux => ("linux", "Linux"),
+            Os::Darwin => ("darwin", "Darwin"),
+        };
+        let markers = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: &full_str,
+            os_name: "posix",
+            platform_machine: machine,
+            platform_python_implementation: "CPython",
+            // Neither is knowable for a system we do not run on; requirements almost never
+            // use them, and an empty string makes any comparison against them false.
+            platform_release: "",
+            platform_version: "",
+            platform_system,
+            python_full_version: &full_str,
+            python_version: &python_version,
+            sys_platform,
+        })
+        .map_err(|_| TargetError::BadPython(python.to_string()))?;
+        let platforms = match os {
+            Os::Linux => linux_platforms(machine),
+            Os::Darwin => macos_platforms(machine),
+        };
+        let tags = TagPriority::cpython(major as u16, minor as u16, &platforms);
+        Ok(Self {
+            name: system.to_string(),
+            system: system.to_string(),
+            python_full_version: full,
+            os,
+            machine,
+            markers,
+            tags,
+        })
+    }
+
+    pub fn markers(&self) -> &MarkerEnvironment {
+        &self.markers
+    }
+
+    /// The marker environment as the lock records it, one key per marker variable.
+    pub fn marker_map(&self) -> BTreeMap<&'static str, String> {
+        let m = &self.markers;
+        BTreeMap::from([
+            ("implementation_name", m.implementation_name().to_string()),
+            ("implementation_version", m.implementation_version().to_string()),
+            ("os_name", m.os_name().to_string()),
+            ("platform_machine", m.platform_machine().to_string()),
+            ("platform_python_implementation", m.platform_python_implementation().to_string()),
+            ("platform_system", m.platform_system().to_string()),
+            ("python_full_version", m.python_full_version().to_string()),
+            ("python_version", m.python_version().to_string()),
+            ("sys_platform", m.sys_platform().to_string()),
+        ])
+    }
+
+    /// Tag preferences for wheels on this target.
+    pub fn tags(&self) -> &TagPriority {
+        &self.tags
+    }
+
+    pub fn is_linux(&self) -> bool {
+        self.os == Os::Linux
+    }
+
+    pub fn machine(&self) -> &str {
+        self.machine
+    }
+}
+
+fn full_python_version(python: &str) -> Result<Version, TargetError> {
+    let bad = || TargetError::BadPython(python.to_string());
+    let version: Version = python.parse().map_err(|_| bad())?;
+    if version.is_pre() || version.is_post() || version.is_dev() || version.is_local() {
+        return Err(bad());
+    }
+    match version.release() {
+        [3, minor] => Ok(Version::new([3, *minor, 0])),
+        [3, _, _] => Ok(version),
+        _ => Err(bad()),
+    }
+}
+
+/// Platform tags a glibc-based Linux accepts, best first.
+fn linux_platforms(machine: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for minor in (5..=MANYLINUX_MAX_GLIBC_MINOR).rev() {
+        out.push(format!("manylinux_2_{minor}_{machine}"));
+        // The legacy aliases (PEP 513, 571, 599) name the same glibc floors.
+        match minor {
+            17 => out.push(format!("manylinux2014_{machine}")),
+            12 if machine == "x86_64" => out.push(format!("manylinux2010_{machine}")),
+            5 if machine == "x86_64" => out.push(format!("manylinux1_{machine}")),
+            _ => {}
+        }
+    }
+    out.push(format!("linux_{machine}"));
+    out
+}
+
+/// Platform tags macOS accepts up to the deployment target, best (newest) first.
+fn macos_platforms(machine: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for major in (11..=MACOS_MAX.0).rev() {
+        let formats: &[&str] = match machine {
+            "arm64" => &["arm64", "universal2"],
+            _ => &["x86_64", "intel", "fat64", "fat32", "universal2", "universal"],
+        };
+        for format in formats {
+            out.push(format!("macosx_{major}_0_{format}"));
+        }
+    }
+    // macOS 11 still loads binaries built for 10.x: on Apple silicon only universal2 ones
+    // (they carry an arm64 slice), on Intel every Intel-capable format.
+    for minor in (4..=16).rev() {
+        let formats: &[&str] = match machine {
+            "arm64" => &["universal2"],
+            _ => &["x86_64", "intel", "fat64", "fat32", "universal2", "universal"],
+        };
+        for format in formats {
+            if *format == "universal2" && minor < 9 {
+                continue;
+            }
+            out.push(format!("macosx_10_{minor}_{format}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_follow_the_system() {
+        let t = Target::new("aarch64-darwin", "3.13").unwrap();
+        let m = t.marker_map();
+        assert_eq!(m["sys_platform"], "darwin");
+        assert_eq!(m["platform_machine"], "arm64");
+        assert_eq!(m["python_full_version"], "3.13.0");
+        let t = Target::new("aarch64-linux", "3.12.4").unwrap();
+        assert_eq!(t.marker_map()["platform_machine"], "aarch64");
+        assert_eq!(t.marker_map()["python_version"], "3.12");
+    }
+
+    #[test]
+    fn rejects_unknown_systems_and_pythons() {
+        assert!(matches!(Target::new("x86_64-windows", "3.13"), Err(TargetError::UnknownSystem(_))));
+        assert!(matches!(Target::new("x86_64-linux", "2"), Err(TargetError::BadPython(_))));
+        assert!(matches!(Target::new("x86_64-linux", "3.13rc1"), Err(TargetError::BadPython(_))));
+    }
+}
