@@ -1,0 +1,219 @@
+//! The resolution policy in `lock/policy.toml`: the decisions a maintainer makes once and the
+//! resolver applies every time.
+//!
+//! ```toml
+//! # A requirement on the left is served by the nixpkgs package on the right (with nixpkgs on).
+//! [replace]
+//! psycopg2-binary = "psycopg2"
+//!
+//! # Take a package from one source only: "nixpkgs" or "index".
+//! [source]
+//! uwsgi = "nixpkgs"
+//!
+//! # Extra constraints, as in a pip constraints file.
+//! [constraints]
+//! requirements = ["urllib3<3"]
+//!
+//! # Dependency metadata for a release whose metadata cannot be read statically.
+//! [metadata."django-simple-csp"."0.5.dev1"]
+//! requires-dist = ["django>=3.2"]
+//! requires-python = ">=3.8"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{PackageName, Requirement};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{}: cannot read policy: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Which source a package must come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForcedSource {
+    Nixpkgs,
+    Index,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    replace: BTreeMap<String, String>,
+    #[serde(default)]
+    source: BTreeMap<String, ForcedSource>,
+    #[serde(default)]
+    constraints: RawConstraints,
+    #[serde(default)]
+    metadata: BTreeMap<String, BTreeMap<String, RawMetadata>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawConstraints {
+    #[serde(default)]
+    requirements: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMetadata {
+    #[serde(default)]
+    requires_dist: Vec<String>,
+    requires_python: Option<String>,
+}
+
+/// Dependency metadata supplied by the policy for one release.
+#[derive(Debug, Clone)]
+pub struct MetadataOverride {
+    pub requires_dist: Vec<Requirement>,
+    pub requires_python: Option<VersionSpecifiers>,
+}
+
+/// A validated policy.
+#[derive(Debug, Default, Clone)]
+pub struct Policy {
+    pub replace: BTreeMap<PackageName, PackageName>,
+    pub source: BTreeMap<PackageName, ForcedSource>,
+    pub constraints: Vec<Requirement>,
+    pub metadata: BTreeMap<(PackageName, Version), MetadataOverride>,
+    /// sha256 of the normalised policy, for the lock's fingerprint.
+    pub fingerprint: String,
+}
+
+impl Policy {
+    /// Reads the policy; a missing file is an empty policy.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::parse(path, ""),
+            Err(source) => Err(PolicyError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_col(text, span.start))
+                .unwrap_or((1, 1));
+            PolicyError::Parse { path: path.to_path_buf(), line, column, message: e.message().to_string() }
+        })?;
+        let invalid = |message: String| PolicyError::Invalid { path: path.to_path_buf(), message };
+        let name = |section: &str, s: &str| {
+            PackageName::from_str(s).map_err(|e| invalid(format!("[{section}] `{s}` is not a package name: {e}")))
+        };
+        let mut policy = Policy::default();
+        for (from, to) in &raw.replace {
+            policy.replace.insert(name("replace", from)?, name("replace", to)?);
+        }
+        for (pkg, src) in &raw.source {
+            policy.source.insert(name("source", pkg)?, *src);
+        }
+        for c in &raw.constraints.requirements {
+            let req = Requirement::from_str(c)
+                .map_err(|e| invalid(format!("[constraints] `{c}`: {}", e.to_string().lines().next().unwrap_or(""))))?;
+            policy.constraints.push(req);
+        }
+        for (pkg, versions) in &raw.metadata {
+            let pkg_name = name("metadata", pkg)?;
+            for (version, meta) in versions {
+                let v = Version::from_str(version)
+                    .map_err(|e| invalid(format!("[metadata.\"{pkg}\"] `{version}` is not a version: {e}")))?;
+                let requires_dist = meta
+                    .requires_dist
+                    .iter()
+                    .map(|r| {
+                        Requirement::from_str(r).map_err(|e| {
+                            invalid(format!(
+                                "[metadata.\"{pkg}\".\"{version}\"] requires-dist `{r}`: {}",
+                                e.to_string().lines().next().unwrap_or("")
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let requires_python = meta
+                    .requires_python
+                    .as_deref()
+                    .map(VersionSpecifiers::from_str)
+                    .transpose()
+                    .map_err(|e| invalid(format!("[metadata.\"{pkg}\".\"{version}\"] requires-python: {e}")))?;
+                policy.metadata.insert((pkg_name.clone(), v), MetadataOverride { requires_dist, requires_python });
+            }
+        }
+        // Normalised: serde_json of the raw form with sorted maps; comments and layout don't count.
+        let canonical = serde_json::to_string(&raw).expect("policy serialises");
+        policy.fingerprint = hex::encode(Sha256::digest(canonical.as_bytes()));
+        Ok(policy)
+    }
+
+    pub fn forced_source(&self, name: &PackageName) -> Option<ForcedSource> {
+        self.source.get(name).copied()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map(|i| before.len() - i).unwrap_or(before.len() + 1);
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_section() {
+        let p = Policy::parse(
+            Path::new("policy.toml"),
+            r#"
+[replace]
+psycopg2-binary = "psycopg2"
+[source]
+UWSGI = "nixpkgs"
+[constraints]
+requirements = ["urllib3<3"]
+[metadata."django-simple-csp"."0.5.dev1"]
+requires-dist = ["django>=3.2"]
+"#,
+        )
+        .unwrap();
+        let uwsgi = PackageName::from_str("uwsgi").unwrap();
+        assert_eq!(p.forced_source(&uwsgi), Some(ForcedSource::Nixpkgs));
+        assert_eq!(p.replace.values().next().unwrap().to_string(), "psycopg2");
+        assert_eq!(p.constraints.len(), 1);
+        assert_eq!(p.metadata.len(), 1);
+    }
+
+    #[test]
+    fn fingerprint_ignores_layout_but_not_content() {
+        let a = Policy::parse(Path::new("p"), "[replace]\na = \"b\"\n").unwrap();
+        let b = Policy::parse(Path::new("p"), "# comment\n[replace]\na=\"b\"").unwrap();
+        let c = Policy::parse(Path::new("p"), "[replace]\na = \"c\"\n").unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let err = Policy::parse(Path::new("lock/policy.toml"), "[source]\nuwsgi = \"pypi\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("lock/policy.toml:2:"), "{err}");
+        let err = Policy::parse(Path::new("p.toml"), "[constraints]\nrequirements = [\"x >>> 1\"]\n").unwrap_err().to_string();
+        assert!(err.contains("x >>> 1"), "{err}");
+        let err = Policy::parse(Path::new("p.toml"), "[sources]\n").unwrap_err().to_string();
+        assert!(err.contains("p.toml:1:"), "{err}");
+    }
+}
