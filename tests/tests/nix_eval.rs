@@ -1,0 +1,277 @@
+//! Runs the Nix tests in `tests/nix/` with the real evaluator (`nix-instantiate`).
+//!
+//! The evaluator comes from the Debian package `nix-bin`, which CI installs. Without
+//! it these tests fail rather than pass silently; `BITPOLL_SKIP_NIX=1` skips them on
+//! purpose. Tests that need more than the evaluator say so on stderr when they skip:
+//! the module test needs `NIXPKGS_LIB` (a nixpkgs `lib` directory), the fetch test
+//! needs `BITPOLL_NIX_FETCH=1` and network access to the package index.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives one level below the repository root")
+        .to_path_buf()
+}
+
+fn nix_tests() -> PathBuf {
+    repo_root().join("tests").join("nix")
+}
+
+/// Whether the Nix tests should run. Panics when the evaluator is missing and
+/// nobody asked to skip: a missing tool must not look like a passing test.
+fn nix_enabled(test: &str) -> bool {
+    if env::var("BITPOLL_SKIP_NIX").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped: BITPOLL_SKIP_NIX=1");
+        return false;
+    }
+    match Command::new("nix-instantiate").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => panic!(
+            "nix-instantiate --version failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(err) => panic!(
+            "nix-instantiate is not available ({err}). Install the evaluator with \
+             `apt-get install -y nix-bin` (CI does), or set BITPOLL_SKIP_NIX=1 to skip the Nix tests"
+        ),
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"))
+}
+
+/// `nix-instantiate --eval --strict --json FILE ARGS...`; panics with the
+/// evaluator's own message when evaluation fails.
+fn eval_json<I, S>(file: &Path, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("nix-instantiate");
+    cmd.args(["--eval", "--strict", "--json"])
+        .arg(file)
+        .args(args);
+    let out = run(&mut cmd);
+    if !out.status.success() {
+        panic!(
+            "evaluating {} failed:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).expect("the evaluator prints UTF-8 JSON")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = env::temp_dir().join(format!("bitpoll-nix-{name}-{}-{nanos}", std::process::id()));
+    fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+fn nix_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() {
+            if name.starts_with('.')
+                || name == "target"
+                || name == "node_modules"
+                || name == "result"
+            {
+                continue;
+            }
+            nix_files(&path, found);
+        } else if name.ends_with(".nix") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_nix_file_parses() {
+    if !nix_enabled("every_nix_file_parses") {
+        return;
+    }
+    let mut files = Vec::new();
+    nix_files(&repo_root(), &mut files);
+    files.sort();
+    assert!(
+        files.iter().any(|f| f.ends_with("nix/lock.nix")),
+        "no .nix files found under {}",
+        repo_root().display()
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let out = run(Command::new("nix-instantiate").arg("--parse").arg(file));
+        if !out.status.success() {
+            failures.push(format!(
+                "{}:\n{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "files that do not parse:\n{}",
+        failures.join("\n")
+    );
+    eprintln!("every_nix_file_parses: {} files parse", files.len());
+}
+
+#[test]
+fn lock_reader_on_fixture() {
+    if !nix_enabled("lock_reader_on_fixture") {
+        return;
+    }
+    let json = eval_json(&nix_tests().join("lock-fixture.nix"), [] as [&str; 0]);
+    assert!(json.contains("\"passed\""), "unexpected result: {json}");
+    eprintln!("lock_reader_on_fixture: {json}");
+}
+
+#[test]
+fn lock_reader_on_committed_lock() {
+    if !nix_enabled("lock_reader_on_committed_lock") {
+        return;
+    }
+    let lock = repo_root().join("lock").join("bitpoll.lock.json");
+    let json = eval_json(
+        &nix_tests().join("lock-repo.nix"),
+        [
+            OsStr::new("--argstr"),
+            OsStr::new("lockFile"),
+            lock.as_os_str(),
+        ],
+    );
+    if json.contains("\"skipped\"") {
+        assert!(!lock.exists(), "lock exists but the test skipped: {json}");
+        eprintln!(
+            "lock_reader_on_committed_lock: skipped: {} does not exist yet",
+            lock.display()
+        );
+        return;
+    }
+    assert!(json.contains("\"passed\""), "unexpected result: {json}");
+    eprintln!("lock_reader_on_committed_lock: {json}");
+}
+
+#[test]
+fn settings_render_and_read_back() {
+    if !nix_enabled("settings_render_and_read_back") {
+        return;
+    }
+    let dir = temp_dir("settings");
+    // Plain ASCII, so finding it in the evaluator's JSON needs no unescaping; the
+    // Python check looks for both secrets in the decoded text as well.
+    let secret_key = "BitpollSecretKeyNeverInTheStore0123456789";
+    fs::write(dir.join("secret_key"), format!("{secret_key}\n")).unwrap();
+    fs::write(dir.join("mail_password"), "p\"w\\ßörd with spaces\n").unwrap();
+
+    let json = eval_json(
+        &nix_tests().join("settings.nix"),
+        [
+            OsStr::new("--argstr"),
+            OsStr::new("secretDir"),
+            dir.as_os_str(),
+        ],
+    );
+    assert!(
+        !json.contains(secret_key),
+        "the secret key ended up in the rendered settings"
+    );
+    assert!(
+        json.contains("\"checks\":{\"passed\""),
+        "unexpected result: {json}"
+    );
+
+    let rendered = dir.join("rendered.json");
+    fs::write(&rendered, &json).unwrap();
+    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let out = run(Command::new(&python)
+        .arg(nix_tests().join("settings_check.py"))
+        .arg(&rendered));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rendered settings do not read back:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("settings_render_and_read_back: {}", stdout.trim());
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn module_evaluates_with_nixpkgs_lib() {
+    if !nix_enabled("module_evaluates_with_nixpkgs_lib") {
+        return;
+    }
+    let Some(lib) = env::var_os("NIXPKGS_LIB").filter(|v| !v.is_empty()) else {
+        eprintln!(
+            "module_evaluates_with_nixpkgs_lib: skipped: NIXPKGS_LIB unset \
+             (point it at a nixpkgs `lib` directory to evaluate nix/module.nix)"
+        );
+        return;
+    };
+    let lib = PathBuf::from(lib);
+    assert!(
+        lib.join("default.nix").exists(),
+        "NIXPKGS_LIB={} has no default.nix; it must be the `lib` directory of nixpkgs",
+        lib.display()
+    );
+    let json = eval_json(
+        &nix_tests().join("module.nix"),
+        [
+            OsStr::new("--argstr"),
+            OsStr::new("nixpkgsLib"),
+            lib.as_os_str(),
+        ],
+    );
+    assert!(json.contains("\"passed\""), "unexpected result: {json}");
+    eprintln!("module_evaluates_with_nixpkgs_lib: {json}");
+}
+
+#[test]
+fn fetch_locked_artifacts_through_nix() {
+    if env::var("BITPOLL_NIX_FETCH").as_deref() != Ok("1") {
+        eprintln!(
+            "fetch_locked_artifacts_through_nix: skipped: set BITPOLL_NIX_FETCH=1 to fetch every \
+             index artifact of the committed lock for x86_64-linux (needs the package index)"
+        );
+        return;
+    }
+    if !nix_enabled("fetch_locked_artifacts_through_nix") {
+        return;
+    }
+    let lock = repo_root().join("lock").join("bitpoll.lock.json");
+    assert!(lock.exists(), "{} does not exist", lock.display());
+    let system = env::var("BITPOLL_NIX_FETCH_SYSTEM").unwrap_or_else(|_| "x86_64-linux".into());
+    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let out = run(Command::new(&python)
+        .arg(nix_tests().join("fetch_check.py"))
+        .arg(&lock)
+        .arg(&system));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "fetching locked artifacts failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("fetch_locked_artifacts_through_nix: {}", stdout.trim());
+}
