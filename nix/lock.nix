@@ -121,18 +121,30 @@ let
         concatStringsSep ", " (map (a: a.filename) candidates)
       }";
 
-  dependenciesOn =
-    target: pkg: (pkg.dependencies or [ ]) ++ ((pkg.target_dependencies or { }).${target} or [ ]);
+  # Fields the format allows to be empty or absent are read through these defaults.
+  packageDefaults = {
+    dependencies = [ ];
+    target_dependencies = { };
+    extras = [ ];
+    metadata = null;
+    requires_python = null;
+    build_system = null;
+  };
 
   entryFor =
-    target: pkg:
+    target: raw:
     let
+      pkg = packageDefaults // raw;
       common = {
-        inherit (pkg) name version source;
+        inherit (pkg)
+          name
+          version
+          source
+          extras
+          metadata
+          ;
         inherit target;
-        dependencies = dependenciesOn target pkg;
-        extras = pkg.extras or [ ];
-        metadata = pkg.metadata or null;
+        dependencies = pkg.dependencies ++ (pkg.target_dependencies.${target} or [ ]);
       };
     in
     if pkg.source == "nixpkgs" then
@@ -144,28 +156,33 @@ let
       }
     else if pkg.source == "index" then
       let
-        artifact = selectArtifact target pkg;
+        artifact = {
+          size = null;
+        }
+        // selectArtifact target pkg;
       in
       common
       // {
         attr = null;
         inherit (pkg) index;
-        requiresPython = pkg.requires_python or null;
+        requiresPython = pkg.requires_python;
         artifact = {
           inherit (artifact)
             kind
             filename
             sha256
             hash
+            size
             ;
-          size = artifact.size or null;
         };
         # Build requirements only matter where this target really builds the sdist.
         buildSystem =
-          if artifact.kind == "sdist" then
-            (if pkg.build_system == null then [ "setuptools>=40.8.0" ] else pkg.build_system)
+          if artifact.kind != "sdist" then
+            [ ]
+          else if pkg.build_system == null then
+            [ "setuptools>=40.8.0" ]
           else
-            [ ];
+            pkg.build_system;
       }
     else
       throw "bitpoll lock: ${pkg.name} has unknown source '${pkg.source}'";

@@ -25,6 +25,7 @@ let
     match
     replaceStrings
     stringLength
+    storeDir
     substring
     toJSON
     ;
@@ -77,7 +78,6 @@ let
         s
     + "\"";
 
-  storeDir = builtins.storeDir or "/nix/store";
   isStorePath = s: substring 0 (stringLength storeDir + 1) s == "${storeDir}/";
 
   secretPath =
