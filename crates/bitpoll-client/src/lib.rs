@@ -1,0 +1,663 @@
+//! The client for the Python package index.
+//!
+//! It finds which index to use ([`discover_index_url`]), then answers the resolver's
+//! questions about it through [`IndexClient`]: which files a project has (the PEP 691
+//! JSON simple API), what a file's dependencies are (PEP 658 core-metadata files, falling
+//! back to the wheel itself or an sdist's static metadata), and the bytes of an artifact,
+//! checked against the sha256 the index declared.
+//!
+//! The resolver is synchronous and multi-threaded, so the client is too from the outside:
+//! every method blocks, and may be called from many threads at once. Inside, one tokio
+//! runtime drives all requests, which lets dozens of them share a few connections while
+//! a semaphore bounds how many are in flight. Results are memoised per key so that two
+//! threads asking for the same page cause one request.
+//!
+//! Responses are kept in an on-disk HTTP cache that honours `Cache-Control`, `ETag` and
+//! `Last-Modified`; content named by its hash is cached forever. In offline mode only the
+//! cache is used. Credentials in the index URL are sent with requests but redacted from
+//! every error, `Debug` output and log line.
+
+mod cache;
+mod error;
+mod index_url;
+mod simple;
+mod time;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitpoll_metadata::{read_sdist, read_wheel_metadata, CoreMetadata, MetadataSource, SdistInfo};
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pep508_rs::PackageName;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER};
+use reqwest::StatusCode;
+use tokio::sync::{OnceCell, Semaphore};
+use url::Url;
+
+use crate::cache::{now_secs, sha256_hex, CacheControl, DiskCache, EntryMeta};
+pub use crate::error::ClientError;
+pub use crate::index_url::{
+    discover_index_url, discover_index_url_with, pip_config_files, redact_url, strip_credentials,
+    DiscoveryEnv, IndexOrigin, IndexUrl, INDEX_URL_VARIABLES,
+};
+use crate::simple::{is_simple_json, parse_project_page};
+pub use crate::simple::{DistFile, ProjectPage, SIMPLE_JSON_V1};
+pub use crate::time::Timestamp;
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub index_url: IndexUrl,
+    pub cache_dir: PathBuf,
+    /// Use only the cache, whatever its age; never touch the network.
+    pub offline: bool,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Extra attempts after a failed one for errors worth retrying.
+    pub retries: u32,
+    /// Limit for connecting and for each wait on data; a slow but steady download is not
+    /// cut off.
+    pub timeout: Duration,
+    /// Show a spinner on stderr.
+    pub progress: bool,
+    /// RFC 3339 date-time (or a date, meaning midnight UTC): ignore files uploaded later.
+    pub exclude_newer: Option<String>,
+}
+
+impl ClientOptions {
+    /// Defaults: online, 32 requests in flight, 3 retries, 30 s timeout, no progress.
+    pub fn new(index_url: IndexUrl, cache_dir: PathBuf) -> Self {
+        ClientOptions {
+            index_url,
+            cache_dir,
+            offline: false,
+            concurrency: 32,
+            retries: 3,
+            timeout: Duration::from_secs(30),
+            progress: false,
+            exclude_newer: None,
+        }
+    }
+}
+
+/// Counters for logging and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Revalidations answered `304 Not Modified`.
+    pub not_modified: u64,
+    /// Answers taken from the disk cache without any request.
+    pub cache_hits: u64,
+    /// Response body bytes received.
+    pub bytes_downloaded: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    not_modified: AtomicU64,
+    cache_hits: AtomicU64,
+    bytes: AtomicU64,
+}
+
+type Memo<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, ClientError>>>>>;
+
+/// Everything the request futures need; kept apart from the runtime so that a task never
+/// owns the runtime it runs on (dropping a runtime inside itself panics).
+struct Shared {
+    http: reqwest::Client,
+    index: IndexUrl,
+    cache: DiskCache,
+    offline: bool,
+    retries: u32,
+    exclude_newer: Option<Timestamp>,
+    in_flight: Semaphore,
+    projects: Memo<PackageName, Arc<ProjectPage>>,
+    metadata: Memo<String, Arc<CoreMetadata>>,
+    sdists: Memo<String, Arc<SdistInfo>>,
+    downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    counters: Counters,
+    progress: ProgressBar,
+}
+
+struct Inner {
+    runtime: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.progress.finish_and_clear();
+        // Background prefetches may still be running; don't wait for them.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A blocking, thread-safe client for one package index. Cheap to clone.
+///
+/// Its methods must not be called from inside an async runtime: they block on the
+/// client's own.
+#[derive(Clone)]
+pub struct IndexClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for IndexClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexClient")
+            .field("index", &self.inner.shared.index)
+            .field("offline", &self.inner.shared.offline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IndexClient {
+    pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+        let exclude_newer = match &options.exclude_newer {
+            Some(text) => Some(Timestamp::parse(text).ok_or_else(|| {
+                ClientError::InvalidOption(format!(
+                    "--exclude-newer {text:?} is not an RFC 3339 date-time or a YYYY-MM-DD date"
+                ))
+            })?),
+            None => None,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bitpoll-client")
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::io(&options.cache_dir, e))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("bitpoll-lock/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.timeout)
+            .read_timeout(options.timeout)
+            .pool_max_idle_per_host(options.concurrency.max(1))
+            .tcp_keepalive(Duration::from_secs(60))
+            .gzip(true)
+            .build()
+            .map_err(|e| ClientError::network(options.index_url.redacted(), e))?;
+        let progress = if options.progress {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message("querying the package index");
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let shared = Arc::new(Shared {
+            http,
+            index: options.index_url,
+            cache: DiskCache::new(options.cache_dir),
+            offline: options.offline,
+            retries: options.retries,
+            exclude_newer,
+            in_flight: Semaphore::new(options.concurrency.max(1)),
+            projects: Mutex::default(),
+            metadata: Mutex::default(),
+            sdists: Mutex::default(),
+            downloads: Mutex::default(),
+            counters: Counters::default(),
+            progress,
+        });
+        Ok(IndexClient {
+            inner: Arc::new(Inner {
+                runtime: Some(runtime),
+                shared,
+            }),
+        })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.inner.runtime.as_ref().expect("runtime lives as long as the client")
+    }
+
+    fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
+        self.runtime().block_on(fut)
+    }
+
+    /// The index this client talks to.
+    pub fn index_url(&self) -> &IndexUrl {
+        &self.inner.shared.index
+    }
+
+    /// The files of a project. A project the index does not know is
+    /// [`ClientError::NotFound`].
+    ///
+    /// With `exclude_newer`, files uploaded later are left out, and so are files whose
+    /// upload time the index does not give: they cannot be shown to be old enough.
+    pub fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
+        let shared = self.inner.shared.clone();
+        self.block_on(async move { shared.project(name).await })
+    }
+
+    /// Starts fetching a project page in the background.
+    pub fn prefetch_project(&self, name: &PackageName) {
+        let shared = self.inner.shared.clone();
+        let name = name.clone();
+        self.runtime().spawn(async move {
+            let _ = shared.project(&name).await;
+        });
+    }
+
+    /// A file's core metadata: the PEP 658 metadata file when the index offers one,
+    /// otherwise the wheel's `METADATA`, otherwise the sdist's static metadata
+    /// ([`ClientError::NoStaticMetadata`] when it has none).
+    pub fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
+        let shared = self.inner.shared.clone();
+        self.block_on(async move { shared.core_metadata(file).await })
+    }
+
+    /// Starts fetching a file's core metadata in the background.
+    pub fn prefetch_metadata(&self, file: &DistFile) {
+        let shared = self.inner.shared.clone();
+        let file = file.clone();
+        self.runtime().spawn(async move {
+            let _ = shared.core_metadata(&file).await;
+        });
+    }
+
+    /// Downloads an sdist and reads what it says without a build.
+    pub fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
+        let shared = self.inner.shared.clone();
+        self.block_on(async move { shared.sdist_info(file).await })
+    }
+
+    /// The bytes of a file, checked against its declared sha256.
+    pub fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
+        let shared = self.inner.shared.clone();
+        self.block_on(async move { shared.download(file).await })
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.shared.counters;
+        ClientStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            not_modified: c.not_modified.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            bytes_downloaded: c.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A response read to the end.
+struct RawResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    final_url: Url,
+}
+
+/// A body from the network or the HTTP cache.
+struct Fetched {
+    body: Bytes,
+    content_type: Option<String>,
+    /// The URL relative links resolve against (credentials restored when same-origin).
+    base: Url,
+}
+
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+fn retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+fn retryable_error(err: &reqwest::Error) -> bool {
+    // Builder and redirect-loop errors fail the same way every time.
+    !(err.is_builder() || err.is_redirect() || err.is_status())
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_MAX);
+    // Up to +50 % jitter so that many clients failing together do not retry in lockstep.
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    let jitter = exp.mul_f64((random % 1000) as f64 / 2000.0);
+    exp + jitter
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+        }
+    };
+    Some(delay.min(RETRY_AFTER_MAX))
+}
+
+/// The same-origin `to` with `from`'s credentials, so links on a page behind a
+/// password-protected index can be fetched; other origins do not get them.
+fn with_credentials_of(to: &Url, from: &Url) -> Url {
+    let mut to = to.clone();
+    if to.origin() == from.origin() && to.username().is_empty() {
+        let _ = to.set_username(from.username());
+        let _ = to.set_password(from.password());
+    }
+    to
+}
+
+async fn memoised<K, T, F, Fut>(memo: &Memo<K, T>, key: K, init: F) -> Result<T, ClientError>
+where
+    K: Eq + Hash,
+    T: Clone,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let cell = memo.lock().expect("memo lock").entry(key).or_default().clone();
+    cell.get_or_init(init).await.clone()
+}
+
+impl Shared {
+    fn update_progress(&self) {
+        if self.progress.is_hidden() {
+            return;
+        }
+        let c = &self.counters;
+        self.progress.set_message(format!(
+            "package index: {} requests, {} from cache, {:.1} MiB",
+            c.requests.load(Ordering::Relaxed),
+            c.cache_hits.load(Ordering::Relaxed) + c.not_modified.load(Ordering::Relaxed),
+            c.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+        ));
+    }
+
+    fn cache_hit(&self) {
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.update_progress();
+    }
+
+    /// One GET with retries, read to the end.
+    async fn execute(&self, url: &Url, headers: HeaderMap) -> Result<RawResponse, ClientError> {
+        let mut attempt = 0;
+        loop {
+            let permit = self.in_flight.acquire().await.expect("semaphore is never closed");
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let result = async {
+                let response = self.http.get(url.clone()).headers(headers.clone()).send().await?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let final_url = response.url().clone();
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>(RawResponse {
+                    status,
+                    headers,
+                    body,
+                    final_url,
+                })
+            }
+            .await;
+            drop(permit);
+            if let Ok(response) = &result {
+                self.counters.bytes.fetch_add(response.body.len() as u64, Ordering::Relaxed);
+            }
+            self.update_progress();
+            let delay = match result {
+                Ok(response) if retryable_status(response.status) && attempt < self.retries => {
+                    retry_after(&response.headers).unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(response) => return Ok(response),
+                Err(err) if retryable_error(&err) && attempt < self.retries => backoff(attempt),
+                Err(err) => return Err(ClientError::network(redact_url(url), err)),
+            };
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// A GET through the HTTP cache. Non-success statuses are `ClientError::Status`.
+    async fn fetch_cached(&self, url: &Url, accept: Option<&'static str>, what: &str) -> Result<Fetched, ClientError> {
+        let key = strip_credentials(url);
+        let path = self.cache.http_path(&key);
+        let cached = self.cache.read_entry(&path);
+        let to_fetched = |meta: &EntryMeta, body: Bytes| {
+            let base = meta
+                .final_url
+                .as_deref()
+                .and_then(|u| Url::parse(u).ok())
+                .map(|u| with_credentials_of(&u, url))
+                .unwrap_or_else(|| url.clone());
+            Fetched {
+                body,
+                content_type: meta.content_type.clone(),
+                base,
+            }
+        };
+
+        if self.offline {
+            return match cached {
+                Some(entry) => {
+                    self.cache_hit();
+                    Ok(to_fetched(&entry.meta, entry.body))
+                }
+                None => Err(ClientError::Offline { what: what.to_string() }),
+            };
+        }
+        if let Some(entry) = &cached {
+            if entry.meta.is_fresh(now_secs()) {
+                self.cache_hit();
+                return Ok(to_fetched(&entry.meta, entry.body.clone()));
+            }
+        }
+
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(ACCEPT, HeaderValue::from_static(accept));
+        }
+        if let Some(entry) = &cached {
+            if let Some(value) = entry.meta.etag.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(IF_NONE_MATCH, value);
+            }
+            if let Some(value) = entry.meta.last_modified.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(IF_MODIFIED_SINCE, value);
+            }
+        }
+        let response = self.execute(url, headers).await?;
+
+        if response.status == StatusCode::NOT_MODIFIED {
+            if let Some(mut entry) = cached {
+                self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                entry.meta.refresh(&response.headers);
+                // Failing to record the refresh only costs a revalidation next time.
+                let _ = self.cache.write_entry(&path, &entry.meta, &entry.body);
+                return Ok(to_fetched(&entry.meta, entry.body));
+            }
+            return Err(ClientError::BadResponse {
+                url: redact_url(url),
+                reason: "304 Not Modified to an unconditional request".into(),
+            });
+        }
+        if !response.status.is_success() {
+            return Err(ClientError::Status {
+                url: redact_url(url),
+                status: response.status.as_u16(),
+            });
+        }
+        let meta = EntryMeta::from_response(&response.headers, &strip_credentials(&response.final_url));
+        if !CacheControl::from_headers(&response.headers).no_store {
+            let _ = self.cache.write_entry(&path, &meta, &response.body);
+        }
+        Ok(to_fetched(&meta, response.body))
+    }
+
+    async fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
+        memoised(&self.projects, name.clone(), || async {
+            let url = self.index.project_url(name);
+            let what = format!("the index page of `{name}`");
+            let fetched = match self.fetch_cached(&url, Some(SIMPLE_JSON_V1), &what).await {
+                Err(ClientError::Status { status: 404, .. }) => {
+                    return Err(ClientError::NotFound {
+                        package: name.to_string(),
+                    })
+                }
+                other => other?,
+            };
+            let content_type = fetched.content_type.as_deref().unwrap_or("none");
+            if !is_simple_json(content_type) {
+                return Err(ClientError::BadResponse {
+                    url: redact_url(&url),
+                    reason: format!(
+                        "content type `{content_type}` is not the JSON simple API ({SIMPLE_JSON_V1}, PEP 691); \
+                         the index must support PEP 691"
+                    ),
+                });
+            }
+            let page = parse_project_page(&fetched.body, &fetched.base, name, self.exclude_newer.as_ref())
+                .map_err(|reason| ClientError::BadResponse {
+                    url: redact_url(&url),
+                    reason,
+                })?;
+            Ok(Arc::new(page))
+        })
+        .await
+    }
+
+    /// The bytes of `url`, which must hash to `sha256`; cached by that hash.
+    async fn fetch_by_hash(&self, url: &Url, sha256: &str, kind: &str, label: &str) -> Result<Bytes, ClientError> {
+        let path = self.cache.blob_path(kind, sha256);
+        if let Some(bytes) = self.cache.read_blob(&path, sha256) {
+            self.cache_hit();
+            return Ok(bytes);
+        }
+        if self.offline {
+            return Err(ClientError::Offline { what: label.to_string() });
+        }
+        let response = self.execute(url, HeaderMap::new()).await?;
+        if !response.status.is_success() {
+            return Err(ClientError::Status {
+                url: redact_url(url),
+                status: response.status.as_u16(),
+            });
+        }
+        let actual = sha256_hex(&response.body);
+        if actual != sha256 {
+            return Err(ClientError::HashMismatch {
+                file: label.to_string(),
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        // A failed write only means fetching again next time.
+        let _ = self.cache.write_blob(&path, &response.body);
+        Ok(response.body)
+    }
+
+    async fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
+        let key = strip_credentials(&file.url).to_string();
+        // Serialise downloads of one file so a second caller finds it in the cache rather
+        // than fetching it again.
+        let lock = self.downloads.lock().expect("downloads lock").entry(key).or_default().clone();
+        let _guard = lock.lock().await;
+        match &file.sha256 {
+            Some(sha256) => self.fetch_by_hash(&file.url, sha256, "artifacts", &file.filename).await,
+            None => Ok(self.fetch_cached(&file.url, None, &file.filename).await?.body),
+        }
+    }
+
+    async fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
+        let key = strip_credentials(&file.url).to_string();
+        memoised(&self.sdists, key, || async {
+            let bytes = self.download(file).await?;
+            let filename = file.filename.clone();
+            let info = tokio::task::spawn_blocking(move || read_sdist(&filename, &bytes))
+                .await
+                .expect("sdist reader does not panic")
+                .map_err(|source| ClientError::Metadata {
+                    file: file.filename.clone(),
+                    source,
+                })?;
+            Ok(Arc::new(info))
+        })
+        .await
+    }
+
+    async fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
+        let key = strip_credentials(&file.url).to_string();
+        memoised(&self.metadata, key, || async {
+            let label = format!("{}.metadata", file.filename);
+            if let Some(declared) = &file.core_metadata {
+                let url = file.metadata_url();
+                let fetched = match declared {
+                    Some(sha256) => self.fetch_by_hash(&url, sha256, "metadata", &label).await,
+                    None => self.fetch_cached(&url, None, &label).await.map(|f| f.body),
+                };
+                match fetched {
+                    Ok(bytes) => {
+                        let meta = bitpoll_metadata::parse_core_metadata(&bytes, MetadataSource::CoreMetadata)
+                            .map_err(|source| ClientError::Metadata { file: label, source })?;
+                        return Ok(Arc::new(meta));
+                    }
+                    // Some indexes advertise metadata files they cannot serve; the
+                    // artifact itself still has the answer.
+                    Err(ClientError::Status { status: 404, .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            if file.is_wheel() {
+                let bytes = self.download(file).await?;
+                let meta = tokio::task::spawn_blocking(move || read_wheel_metadata(&bytes))
+                    .await
+                    .expect("wheel reader does not panic")
+                    .map_err(|source| ClientError::Metadata {
+                        file: file.filename.clone(),
+                        source,
+                    })?;
+                Ok(Arc::new(meta))
+            } else {
+                let info = self.sdist_info(file).await?;
+                match &info.static_metadata {
+                    Some(meta) => Ok(Arc::new(meta.clone())),
+                    None => Err(ClientError::NoStaticMetadata {
+                        file: file.filename.clone(),
+                    }),
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) >= BACKOFF_BASE && backoff(0) <= BACKOFF_BASE * 3 / 2);
+        assert!(backoff(3) >= BACKOFF_BASE * 8);
+        assert!(backoff(30) <= BACKOFF_MAX * 3 / 2);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("99999"));
+        assert_eq!(retry_after(&h), Some(RETRY_AFTER_MAX));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn client_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<IndexClient>();
+        check::<ClientError>();
+        check::<DistFile>();
+    }
+}
