@@ -85,7 +85,10 @@ impl CacheControl {
 }
 
 fn header_string(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 impl EntryMeta {
@@ -105,7 +108,9 @@ impl EntryMeta {
     /// Applies a revalidation (304) answer: new freshness, and new validators if sent.
     pub fn refresh(&mut self, headers: &HeaderMap) {
         let cc = CacheControl::from_headers(headers);
-        let age: u64 = header_string(headers, AGE).and_then(|a| a.trim().parse().ok()).unwrap_or(0);
+        let age: u64 = header_string(headers, AGE)
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or(0);
         self.stored_at = now_secs();
         self.max_age = cc.max_age.map(|m| m.saturating_sub(age));
         self.no_cache = cc.no_cache;
@@ -118,7 +123,10 @@ impl EntryMeta {
     }
 
     pub fn is_fresh(&self, now: u64) -> bool {
-        !self.no_cache && self.max_age.is_some_and(|max_age| now < self.stored_at.saturating_add(max_age))
+        !self.no_cache
+            && self
+                .max_age
+                .is_some_and(|max_age| now < self.stored_at.saturating_add(max_age))
     }
 }
 
@@ -242,7 +250,10 @@ mod tests {
     #[test]
     fn cache_control_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=600, public"));
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("max-age=600, public"),
+        );
         assert_eq!(
             CacheControl::from_headers(&h),
             CacheControl {
@@ -251,7 +262,10 @@ mod tests {
                 no_store: false
             }
         );
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("No-Cache, no-store"));
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("No-Cache, no-store"),
+        );
         let cc = CacheControl::from_headers(&h);
         assert!(cc.no_cache && cc.no_store && cc.max_age.is_none());
     }
@@ -296,7 +310,10 @@ mod tests {
 
         let blob = cache.blob_path("artifacts", &sha256_hex(b"x"));
         cache.write_blob(&blob, b"x").unwrap();
-        assert_eq!(&cache.read_blob(&blob, &sha256_hex(b"x")).unwrap()[..], b"x");
+        assert_eq!(
+            &cache.read_blob(&blob, &sha256_hex(b"x")).unwrap()[..],
+            b"x"
+        );
         std::fs::write(&blob, b"y").unwrap();
         assert!(cache.read_blob(&blob, &sha256_hex(b"x")).is_none());
     }

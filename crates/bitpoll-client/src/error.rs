@@ -41,7 +41,10 @@ pub enum ClientError {
     NoStaticMetadata { file: String },
 
     #[error("I/O error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: Arc<std::io::Error> },
+    Io {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
 
     #[error("cannot read the metadata of {file}: {source}")]
     Metadata { file: String, source: MetadataError },

@@ -160,7 +160,8 @@ pub const INDEX_URL_VARIABLES: [&str; 4] = [
     "PIP_INDEX_URL",
 ];
 
-const PIP_DEFAULT_SCRIPT: &str = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)";
+const PIP_DEFAULT_SCRIPT: &str =
+    "from pip._internal.models.index import PyPI; print(PyPI.simple_url)";
 
 type VarFn<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 type ReadFn<'a> = Box<dyn Fn(&Path) -> Option<String> + 'a>;
@@ -233,14 +234,23 @@ pub fn discover_index_url_with(
     }
     for var in INDEX_URL_VARIABLES {
         if let Some(value) = (env.var)(var).filter(|v| !v.trim().is_empty()) {
-            return Ok((IndexUrl::parse(&value)?, IndexOrigin::Environment(var.to_string())));
+            return Ok((
+                IndexUrl::parse(&value)?,
+                IndexOrigin::Environment(var.to_string()),
+            ));
         }
     }
     if let Some((value, file, section)) = pip_config_index_url(env) {
-        return Ok((IndexUrl::parse(&value)?, IndexOrigin::PipConfig { file, section }));
+        return Ok((
+            IndexUrl::parse(&value)?,
+            IndexOrigin::PipConfig { file, section },
+        ));
     }
     match (env.ask_pip)() {
-        Ok((interpreter, url)) => Ok((IndexUrl::parse(&url)?, IndexOrigin::PipDefault { interpreter })),
+        Ok((interpreter, url)) => Ok((
+            IndexUrl::parse(&url)?,
+            IndexOrigin::PipDefault { interpreter },
+        )),
         Err(reason) => Err(ClientError::IndexDiscovery(format!(
             "no --index-url, none of {} is set, no pip configuration file sets index-url, \
              and asking pip for its default failed: {reason}",
@@ -389,8 +399,14 @@ mod tests {
     use std::collections::HashMap;
 
     fn env<'a>(vars: &'a [(&str, &str)], files: &'a [(&str, &str)]) -> DiscoveryEnv<'a> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let files: HashMap<PathBuf, String> = files.iter().map(|(k, v)| (PathBuf::from(k), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let files: HashMap<PathBuf, String> = files
+            .iter()
+            .map(|(k, v)| (PathBuf::from(k), v.to_string()))
+            .collect();
         DiscoveryEnv {
             var: Box::new(move |name| vars.get(name).cloned()),
             home: Some(PathBuf::from("/home/u")),
@@ -422,23 +438,47 @@ mod tests {
             ("PIP_INDEX_URL", "http://127.0.0.1:1/pip/"),
         ];
         for skip in 0..all.len() {
-            let e = env(&all[skip..], &[("/etc/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/conf\n")]);
+            let e = env(
+                &all[skip..],
+                &[(
+                    "/etc/pip.conf",
+                    "[global]\nindex-url = http://127.0.0.1:1/conf\n",
+                )],
+            );
             let (url, origin) = found(None, &e);
             assert_eq!(url, all[skip].1);
             assert_eq!(origin, IndexOrigin::Environment(all[skip].0.to_string()));
         }
         // Empty variables count as unset.
-        let e = env(&[("BITPOLL_LOCK_INDEX_URL", ""), ("PIP_INDEX_URL", "http://127.0.0.1:1/pip/")], &[]);
+        let e = env(
+            &[
+                ("BITPOLL_LOCK_INDEX_URL", ""),
+                ("PIP_INDEX_URL", "http://127.0.0.1:1/pip/"),
+            ],
+            &[],
+        );
         assert_eq!(found(None, &e).0, "http://127.0.0.1:1/pip/");
     }
 
     #[test]
     fn pip_files_later_overrides_earlier_and_install_beats_global() {
         let files = [
-            ("/etc/xdg/pip/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/xdg\n"),
-            ("/etc/pip.conf", "[global]\nindex_url = http://127.0.0.1:1/etc\n"),
-            ("/home/u/.pip/pip.conf", "[global]\nindex-url=http://127.0.0.1:1/legacy\n"),
-            ("/home/u/.config/pip/pip.conf", "# comment\n[global]\nIndex-URL: http://127.0.0.1:1/user\n"),
+            (
+                "/etc/xdg/pip/pip.conf",
+                "[global]\nindex-url = http://127.0.0.1:1/xdg\n",
+            ),
+            (
+                "/etc/pip.conf",
+                "[global]\nindex_url = http://127.0.0.1:1/etc\n",
+            ),
+            (
+                "/home/u/.pip/pip.conf",
+                "[global]\nindex-url=http://127.0.0.1:1/legacy\n",
+            ),
+            (
+                "/home/u/.config/pip/pip.conf",
+                "# comment\n[global]\nIndex-URL: http://127.0.0.1:1/user\n",
+            ),
         ];
         let e = env(&[], &files);
         assert_eq!(
@@ -453,13 +493,19 @@ mod tests {
         );
 
         let mut more = files.to_vec();
-        more.push(("/venv/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/venv\n"));
+        more.push((
+            "/venv/pip.conf",
+            "[global]\nindex-url = http://127.0.0.1:1/venv\n",
+        ));
         let e = env(&[("VIRTUAL_ENV", "/venv")], &more);
         assert_eq!(found(None, &e).0, "http://127.0.0.1:1/venv/");
 
         // [install] in an early file beats [global] in a later one.
         let mut more = files.to_vec();
-        more[0] = ("/etc/xdg/pip/pip.conf", "[install]\nindex-url = http://127.0.0.1:1/install\n");
+        more[0] = (
+            "/etc/xdg/pip/pip.conf",
+            "[install]\nindex-url = http://127.0.0.1:1/install\n",
+        );
         let e = env(&[], &more);
         let (url, origin) = found(None, &e);
         assert_eq!(url, "http://127.0.0.1:1/install/");
@@ -469,8 +515,14 @@ mod tests {
     #[test]
     fn pip_config_file_variable() {
         let files = [
-            ("/home/u/.config/pip/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/user\n"),
-            ("/etc/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/etc\n"),
+            (
+                "/home/u/.config/pip/pip.conf",
+                "[global]\nindex-url = http://127.0.0.1:1/user\n",
+            ),
+            (
+                "/etc/pip.conf",
+                "[global]\nindex-url = http://127.0.0.1:1/etc\n",
+            ),
             ("/custom.conf", "[global]\ntimeout = 5\n"),
         ];
         // An existing PIP_CONFIG_FILE hides the user files but not the site-wide ones.
@@ -495,8 +547,14 @@ mod tests {
     #[test]
     fn xdg_variables_move_the_files() {
         let files = [
-            ("/cfg/pip/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/xdg-home\n"),
-            ("/sys-cfg/pip/pip.conf", "[global]\nindex-url = http://127.0.0.1:1/xdg-dirs\n"),
+            (
+                "/cfg/pip/pip.conf",
+                "[global]\nindex-url = http://127.0.0.1:1/xdg-home\n",
+            ),
+            (
+                "/sys-cfg/pip/pip.conf",
+                "[global]\nindex-url = http://127.0.0.1:1/xdg-dirs\n",
+            ),
         ];
         let e = env(&[("XDG_CONFIG_HOME", "/cfg")], &files);
         assert_eq!(found(None, &e).0, "http://127.0.0.1:1/xdg-home/");
@@ -508,7 +566,10 @@ mod tests {
     fn ini_parsing() {
         let text = "[DEFAULT]\ntimeout = 3\n[global]\n; note\nextra-index-url =\n    http://127.0.0.1:1/a\n    http://127.0.0.1:1/b\nindex_url = http://127.0.0.1:1/x  \nkey without value\n";
         let ini = parse_ini(text);
-        assert_eq!(ini_value(&ini, "global", "index-url").unwrap(), "http://127.0.0.1:1/x");
+        assert_eq!(
+            ini_value(&ini, "global", "index-url").unwrap(),
+            "http://127.0.0.1:1/x"
+        );
         assert_eq!(
             ini_value(&ini, "global", "extra-index-url").unwrap(),
             "http://127.0.0.1:1/a\nhttp://127.0.0.1:1/b"
@@ -524,7 +585,10 @@ mod tests {
         let err = discover_index_url_with(None, &e).unwrap_err();
         assert!(err.is_network());
         let text = err.to_string();
-        assert!(text.contains("PIP_INDEX_URL") && text.contains("python3: not found"), "{text}");
+        assert!(
+            text.contains("PIP_INDEX_URL") && text.contains("python3: not found"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ use bitpoll_metadata::{read_sdist, read_wheel_metadata, CoreMetadata, MetadataSo
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pep508_rs::PackageName;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER,
+};
 use reqwest::StatusCode;
 use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
@@ -188,7 +190,8 @@ impl IndexClient {
         let progress = if options.progress {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar.set_message("querying the package index");
@@ -220,7 +223,10 @@ impl IndexClient {
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.inner.runtime.as_ref().expect("runtime lives as long as the client")
+        self.inner
+            .runtime
+            .as_ref()
+            .expect("runtime lives as long as the client")
     }
 
     fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
@@ -321,7 +327,9 @@ fn retryable_error(err: &reqwest::Error) -> bool {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_MAX);
+    let exp = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_MAX);
     // Up to +50 % jitter so that many clients failing together do not retry in lockstep.
     let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
     let jitter = exp.mul_f64((random % 1000) as f64 / 2000.0);
@@ -334,7 +342,8 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => {
             let when = httpdate::parse_http_date(value).ok()?;
-            when.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+            when.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
         }
     };
     Some(delay.min(RETRY_AFTER_MAX))
@@ -358,7 +367,12 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
-    let cell = memo.lock().expect("memo lock").entry(key).or_default().clone();
+    let cell = memo
+        .lock()
+        .expect("memo lock")
+        .entry(key)
+        .or_default()
+        .clone();
     cell.get_or_init(init).await.clone()
 }
 
@@ -385,10 +399,19 @@ impl Shared {
     async fn execute(&self, url: &Url, headers: HeaderMap) -> Result<RawResponse, ClientError> {
         let mut attempt = 0;
         loop {
-            let permit = self.in_flight.acquire().await.expect("semaphore is never closed");
+            let permit = self
+                .in_flight
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let result = async {
-                let response = self.http.get(url.clone()).headers(headers.clone()).send().await?;
+                let response = self
+                    .http
+                    .get(url.clone())
+                    .headers(headers.clone())
+                    .send()
+                    .await?;
                 let status = response.status();
                 let headers = response.headers().clone();
                 let final_url = response.url().clone();
@@ -403,7 +426,9 @@ impl Shared {
             .await;
             drop(permit);
             if let Ok(response) = &result {
-                self.counters.bytes.fetch_add(response.body.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(response.body.len() as u64, Ordering::Relaxed);
             }
             self.update_progress();
             let delay = match result {
@@ -420,7 +445,12 @@ impl Shared {
     }
 
     /// A GET through the HTTP cache. Non-success statuses are `ClientError::Status`.
-    async fn fetch_cached(&self, url: &Url, accept: Option<&'static str>, what: &str) -> Result<Fetched, ClientError> {
+    async fn fetch_cached(
+        &self,
+        url: &Url,
+        accept: Option<&'static str>,
+        what: &str,
+    ) -> Result<Fetched, ClientError> {
         let key = strip_credentials(url);
         let path = self.cache.http_path(&key);
         let cached = self.cache.read_entry(&path);
@@ -444,7 +474,9 @@ impl Shared {
                     self.cache_hit();
                     Ok(to_fetched(&entry.meta, entry.body))
                 }
-                None => Err(ClientError::Offline { what: what.to_string() }),
+                None => Err(ClientError::Offline {
+                    what: what.to_string(),
+                }),
             };
         }
         if let Some(entry) = &cached {
@@ -459,10 +491,20 @@ impl Shared {
             headers.insert(ACCEPT, HeaderValue::from_static(accept));
         }
         if let Some(entry) = &cached {
-            if let Some(value) = entry.meta.etag.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            if let Some(value) = entry
+                .meta
+                .etag
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
                 headers.insert(IF_NONE_MATCH, value);
             }
-            if let Some(value) = entry.meta.last_modified.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            if let Some(value) = entry
+                .meta
+                .last_modified
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
                 headers.insert(IF_MODIFIED_SINCE, value);
             }
         }
@@ -487,7 +529,8 @@ impl Shared {
                 status: response.status.as_u16(),
             });
         }
-        let meta = EntryMeta::from_response(&response.headers, &strip_credentials(&response.final_url));
+        let meta =
+            EntryMeta::from_response(&response.headers, &strip_credentials(&response.final_url));
         if !CacheControl::from_headers(&response.headers).no_store {
             let _ = self.cache.write_entry(&path, &meta, &response.body);
         }
@@ -527,14 +570,22 @@ impl Shared {
     }
 
     /// The bytes of `url`, which must hash to `sha256`; cached by that hash.
-    async fn fetch_by_hash(&self, url: &Url, sha256: &str, kind: &str, label: &str) -> Result<Bytes, ClientError> {
+    async fn fetch_by_hash(
+        &self,
+        url: &Url,
+        sha256: &str,
+        kind: &str,
+        label: &str,
+    ) -> Result<Bytes, ClientError> {
         let path = self.cache.blob_path(kind, sha256);
         if let Some(bytes) = self.cache.read_blob(&path, sha256) {
             self.cache_hit();
             return Ok(bytes);
         }
         if self.offline {
-            return Err(ClientError::Offline { what: label.to_string() });
+            return Err(ClientError::Offline {
+                what: label.to_string(),
+            });
         }
         let response = self.execute(url, HeaderMap::new()).await?;
         if !response.status.is_success() {
@@ -560,11 +611,23 @@ impl Shared {
         let key = strip_credentials(&file.url).to_string();
         // Serialise downloads of one file so a second caller finds it in the cache rather
         // than fetching it again.
-        let lock = self.downloads.lock().expect("downloads lock").entry(key).or_default().clone();
+        let lock = self
+            .downloads
+            .lock()
+            .expect("downloads lock")
+            .entry(key)
+            .or_default()
+            .clone();
         let _guard = lock.lock().await;
         match &file.sha256 {
-            Some(sha256) => self.fetch_by_hash(&file.url, sha256, "artifacts", &file.filename).await,
-            None => Ok(self.fetch_cached(&file.url, None, &file.filename).await?.body),
+            Some(sha256) => {
+                self.fetch_by_hash(&file.url, sha256, "artifacts", &file.filename)
+                    .await
+            }
+            None => Ok(self
+                .fetch_cached(&file.url, None, &file.filename)
+                .await?
+                .body),
         }
     }
 
@@ -597,8 +660,14 @@ impl Shared {
                 };
                 match fetched {
                     Ok(bytes) => {
-                        let meta = bitpoll_metadata::parse_core_metadata(&bytes, MetadataSource::CoreMetadata)
-                            .map_err(|source| ClientError::Metadata { file: label, source })?;
+                        let meta = bitpoll_metadata::parse_core_metadata(
+                            &bytes,
+                            MetadataSource::CoreMetadata,
+                        )
+                        .map_err(|source| ClientError::Metadata {
+                            file: label,
+                            source,
+                        })?;
                         return Ok(Arc::new(meta));
                     }
                     // Some indexes advertise metadata files they cannot serve; the
@@ -649,7 +718,10 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("99999"));
         assert_eq!(retry_after(&h), Some(RETRY_AFTER_MAX));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 

@@ -140,10 +140,14 @@ pub(crate) fn parse_project_page(
     requested: &PackageName,
     exclude_newer: Option<&Timestamp>,
 ) -> Result<ProjectPage, String> {
-    let raw: RawPage = serde_json::from_slice(body).map_err(|e| format!("invalid project JSON: {e}"))?;
-    let name = PackageName::new(raw.name.clone()).map_err(|e| format!("invalid project name {:?}: {e}", raw.name))?;
+    let raw: RawPage =
+        serde_json::from_slice(body).map_err(|e| format!("invalid project JSON: {e}"))?;
+    let name = PackageName::new(raw.name.clone())
+        .map_err(|e| format!("invalid project name {:?}: {e}", raw.name))?;
     if &name != requested {
-        return Err(format!("asked for project `{requested}`, the page is for `{name}`"));
+        return Err(format!(
+            "asked for project `{requested}`, the page is for `{name}`"
+        ));
     }
     let mut files = Vec::with_capacity(raw.files.len());
     for file in raw.files {
@@ -158,10 +162,17 @@ pub(crate) fn parse_project_page(
             .join(&file.url)
             .map_err(|e| format!("invalid URL for {}: {e}", file.filename))?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!("{} has a non-HTTP URL {}", file.filename, redact_url(&url)));
+            return Err(format!(
+                "{} has a non-HTTP URL {}",
+                file.filename,
+                redact_url(&url)
+            ));
         }
         let sha256 = match file.hashes.get("sha256") {
-            Some(h) => Some(valid_sha256(h).ok_or_else(|| format!("{} has an invalid sha256 {h:?}", file.filename))?),
+            Some(h) => Some(
+                valid_sha256(h)
+                    .ok_or_else(|| format!("{} has an invalid sha256 {h:?}", file.filename))?,
+            ),
             None => None,
         };
         let yanked = match file.yanked {
@@ -173,7 +184,9 @@ pub(crate) fn parse_project_page(
         let core_metadata = match file.core_metadata.or(file.dist_info_metadata) {
             None | Some(BoolOrHashes::Bool(false)) => None,
             Some(BoolOrHashes::Bool(true)) => Some(None),
-            Some(BoolOrHashes::Hashes(hashes)) => Some(hashes.get("sha256").and_then(|h| valid_sha256(h))),
+            Some(BoolOrHashes::Hashes(hashes)) => {
+                Some(hashes.get("sha256").and_then(|h| valid_sha256(h)))
+            }
         };
         if let Some(limit) = exclude_newer {
             let uploaded = file.upload_time.as_deref().and_then(Timestamp::parse);
@@ -224,12 +237,18 @@ mod tests {
         let page = parse_project_page(PAGE.as_bytes(), &base, &name(), None).unwrap();
         assert_eq!(page.files.len(), 3);
         let wheel = &page.files[0];
-        assert_eq!(wheel.url.as_str(), "http://u:p@127.0.0.1:8/files/demo_pkg-1.0-py3-none-any.whl");
+        assert_eq!(
+            wheel.url.as_str(),
+            "http://u:p@127.0.0.1:8/files/demo_pkg-1.0-py3-none-any.whl"
+        );
         assert_eq!(
             wheel.sha256.as_deref(),
             Some("aa00000000000000000000000000000000000000000000000000000000000000")
         );
-        assert_eq!(wheel.core_metadata.as_ref().unwrap().as_deref().unwrap()[..2], *"bb");
+        assert_eq!(
+            wheel.core_metadata.as_ref().unwrap().as_deref().unwrap()[..2],
+            *"bb"
+        );
         assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(wheel.yanked, None);
         assert!(wheel.is_wheel());
@@ -243,7 +262,10 @@ mod tests {
         assert_eq!(sdist.core_metadata, Some(None));
         assert_eq!(sdist.sha256, None);
         assert_eq!(page.files[2].yanked.as_deref(), Some(""));
-        assert_eq!(page.files[2].url.as_str(), "http://u:p@127.0.0.1:8/simple/demo-pkg/demo_pkg-0.9.tar.gz");
+        assert_eq!(
+            page.files[2].url.as_str(),
+            "http://u:p@127.0.0.1:8/simple/demo-pkg/demo_pkg-0.9.tar.gz"
+        );
     }
 
     #[test]
@@ -259,7 +281,9 @@ mod tests {
     fn unsafe_names_are_rejected() {
         let base = Url::parse("http://127.0.0.1:8/simple/demo-pkg/").unwrap();
         for bad in ["../evil.whl", "a/b.whl", "a\\b.whl"] {
-            let page = format!(r#"{{"name": "demo-pkg", "files": [{{"filename": {bad:?}, "url": "x", "hashes": {{}}}}]}}"#);
+            let page = format!(
+                r#"{{"name": "demo-pkg", "files": [{{"filename": {bad:?}, "url": "x", "hashes": {{}}}}]}}"#
+            );
             let err = parse_project_page(page.as_bytes(), &base, &name(), None).unwrap_err();
             assert!(err.contains("unsafe"), "{err}");
         }
@@ -267,7 +291,9 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert!(is_simple_json("application/vnd.pypi.simple.v1+json; charset=utf-8"));
+        assert!(is_simple_json(
+            "application/vnd.pypi.simple.v1+json; charset=utf-8"
+        ));
         assert!(!is_simple_json("text/html"));
         assert!(!is_simple_json("application/vnd.pypi.simple.v1+html"));
     }

@@ -34,13 +34,20 @@ impl Timestamp {
         let year = number(date.get(0..4)?, 4)? as i64;
         let month = number(date.get(5..7)?, 2)?;
         let day = number(date.get(8..10)?, 2)?;
-        if &date[4..5] != "-" || &date[7..8] != "-" || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        if &date[4..5] != "-"
+            || &date[7..8] != "-"
+            || !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+        {
             return None;
         }
         let days = days_from_civil(year, month, day);
         let rest = &text[10..];
         if rest.is_empty() {
-            return Some(Timestamp { secs: days * 86_400, nanos: 0 });
+            return Some(Timestamp {
+                secs: days * 86_400,
+                nanos: 0,
+            });
         }
         let rest = rest.strip_prefix(['T', 't', ' '])?;
         let hour = number(rest.get(0..2)?, 2)?;
@@ -88,7 +95,10 @@ mod tests {
     #[test]
     fn parses_and_orders() {
         assert_eq!(Timestamp::parse("1970-01-01").unwrap().secs, 0);
-        assert_eq!(Timestamp::parse("2000-03-01T00:00:00Z").unwrap().secs, 951_868_800);
+        assert_eq!(
+            Timestamp::parse("2000-03-01T00:00:00Z").unwrap().secs,
+            951_868_800
+        );
         let a = Timestamp::parse("2024-01-31T12:00:00.5Z").unwrap();
         let b = Timestamp::parse("2024-01-31T14:00:00.400000+02:00").unwrap();
         assert!(b < a);

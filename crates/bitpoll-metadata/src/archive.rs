@@ -7,7 +7,9 @@ use std::str::FromStr;
 use pep440_rs::Version;
 use pep508_rs::ExtraName;
 
-use crate::core::{parse_headers, parse_name, parse_requirement, parse_requires_python, parse_version};
+use crate::core::{
+    parse_headers, parse_name, parse_requirement, parse_requires_python, parse_version,
+};
 use crate::{parse_core_metadata, CoreMetadata, MetadataError, MetadataSource};
 
 /// The most decompressed bytes read from one archive. Real sdists and the `METADATA` of a
@@ -131,9 +133,18 @@ fn wanted(parts: &[String]) -> Option<bool> {
     }
 }
 
-fn store(tops: &mut BTreeMap<String, TopLevel>, parts: &[String], is_pkg_info: bool, bytes: Vec<u8>) {
+fn store(
+    tops: &mut BTreeMap<String, TopLevel>,
+    parts: &[String],
+    is_pkg_info: bool,
+    bytes: Vec<u8>,
+) {
     let top = tops.entry(parts[0].clone()).or_default();
-    let slot = if is_pkg_info { &mut top.pkg_info } else { &mut top.pyproject };
+    let slot = if is_pkg_info {
+        &mut top.pkg_info
+    } else {
+        &mut top.pyproject
+    };
     if slot.is_none() {
         *slot = Some(bytes);
     }
@@ -148,7 +159,9 @@ fn scan_tar(reader: impl Read) -> Result<BTreeMap<String, TopLevel>, MetadataErr
     let mut tops = BTreeMap::new();
     let result = (|| {
         let mut archive = tar::Archive::new(&mut capped);
-        let entries = archive.entries().map_err(|e| MetadataError::Archive(e.to_string()))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| MetadataError::Archive(e.to_string()))?;
         for entry in entries {
             let entry = entry.map_err(|e| MetadataError::Archive(e.to_string()))?;
             let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -223,7 +236,8 @@ pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataErr
 
     let pyproject: Option<toml::Table> = match pyproject {
         Some(bytes) => {
-            let text = std::str::from_utf8(bytes).map_err(|e| MetadataError::Pyproject(e.to_string()))?;
+            let text =
+                std::str::from_utf8(bytes).map_err(|e| MetadataError::Pyproject(e.to_string()))?;
             Some(toml::from_str(text).map_err(|e| MetadataError::Pyproject(e.to_string()))?)
         }
         None => None,
@@ -240,7 +254,9 @@ pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataErr
     let build_backend = match build_system.and_then(|b| b.get("build-backend")) {
         Some(v) => Some(
             v.as_str()
-                .ok_or_else(|| MetadataError::Pyproject("build-system.build-backend is not a string".into()))?
+                .ok_or_else(|| {
+                    MetadataError::Pyproject("build-system.build-backend is not a string".into())
+                })?
                 .to_string(),
         ),
         None => None,
@@ -280,7 +296,8 @@ fn pkg_info_static(pkg_info: Option<&[u8]>) -> Result<Option<CoreMetadata>, Meta
     }
     let dynamic_deps = headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("Dynamic")
-            && (v.eq_ignore_ascii_case("Requires-Dist") || v.eq_ignore_ascii_case("Requires-Python"))
+            && (v.eq_ignore_ascii_case("Requires-Dist")
+                || v.eq_ignore_ascii_case("Requires-Python"))
     });
     if dynamic_deps {
         return Ok(None);
@@ -311,7 +328,10 @@ fn pyproject_static(
         None => Vec::new(),
     };
     let is_dynamic = |field: &str| dynamic.iter().any(|d| d.eq_ignore_ascii_case(field));
-    if is_dynamic("dependencies") || is_dynamic("optional-dependencies") || is_dynamic("requires-python") {
+    if is_dynamic("dependencies")
+        || is_dynamic("optional-dependencies")
+        || is_dynamic("requires-python")
+    {
         return Ok(None);
     }
     let Some(name) = project.get("name").and_then(|v| v.as_str()) else {
@@ -331,7 +351,10 @@ fn pyproject_static(
                     .find(|(k, _)| k.eq_ignore_ascii_case("Version"))
                     .and_then(|(_, v)| Version::from_str(&v).ok())
             });
-            from_pkg_info.or_else(|| stem.rsplit_once('-').and_then(|(_, v)| Version::from_str(v).ok()))
+            from_pkg_info.or_else(|| {
+                stem.rsplit_once('-')
+                    .and_then(|(_, v)| Version::from_str(v).ok())
+            })
         }
     };
     let Some(version) = version else {
@@ -346,18 +369,20 @@ fn pyproject_static(
     }
     let mut provides_extra = Vec::new();
     if let Some(optional) = project.get("optional-dependencies") {
-        let optional = optional
-            .as_table()
-            .ok_or_else(|| MetadataError::Pyproject("project.optional-dependencies is not a table".into()))?;
+        let optional = optional.as_table().ok_or_else(|| {
+            MetadataError::Pyproject("project.optional-dependencies is not a table".into())
+        })?;
         for (extra, deps) in optional {
-            let extra_name = ExtraName::new(extra.clone()).map_err(|e| MetadataError::InvalidField {
-                field: "optional-dependencies",
-                value: extra.clone(),
-                reason: e.to_string(),
-            })?;
+            let extra_name =
+                ExtraName::new(extra.clone()).map_err(|e| MetadataError::InvalidField {
+                    field: "optional-dependencies",
+                    value: extra.clone(),
+                    reason: e.to_string(),
+                })?;
             let origin = format!("optional-dependencies.{extra}");
             for line in string_array(deps, &format!("project.{origin}"))? {
-                requires_dist.push(parse_requirement(&line, &origin)?.with_extra_marker(&extra_name));
+                requires_dist
+                    .push(parse_requirement(&line, &origin)?.with_extra_marker(&extra_name));
             }
             if !provides_extra.contains(&extra_name) {
                 provides_extra.push(extra_name);
@@ -365,10 +390,9 @@ fn pyproject_static(
         }
     }
     let requires_python = match project.get("requires-python") {
-        Some(v) => parse_requires_python(
-            v.as_str()
-                .ok_or_else(|| MetadataError::Pyproject("project.requires-python is not a string".into()))?,
-        )?,
+        Some(v) => parse_requires_python(v.as_str().ok_or_else(|| {
+            MetadataError::Pyproject("project.requires-python is not a string".into())
+        })?)?,
         None => None,
     };
 
@@ -408,7 +432,8 @@ mod tests {
 
     fn zip_archive(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
         for (path, data) in members {
             writer.start_file(*path, options).unwrap();
             writer.write_all(data).unwrap();
@@ -417,13 +442,17 @@ mod tests {
     }
 
     const PKG_INFO_22: &[u8] = b"Metadata-Version: 2.2\nName: demo\nVersion: 1.0\nRequires-Dist: attrs>=20\nRequires-Python: >=3.9\n\nbody\n";
-    const PKG_INFO_21: &[u8] = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: wrong\n";
+    const PKG_INFO_21: &[u8] =
+        b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: wrong\n";
 
     #[test]
     fn wheel_metadata_is_found() {
         let wheel = zip_archive(&[
             ("demo/__init__.py", b""),
-            ("demo-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: six\n"),
+            (
+                "demo-1.0.dist-info/METADATA",
+                b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: six\n",
+            ),
             ("demo-1.0.dist-info/RECORD", b""),
         ]);
         let meta = read_wheel_metadata(&wheel).unwrap();
@@ -435,7 +464,10 @@ mod tests {
     #[test]
     fn wheel_without_metadata() {
         let wheel = zip_archive(&[("demo/__init__.py", b"")]);
-        assert_eq!(read_wheel_metadata(&wheel).unwrap_err(), MetadataError::NoWheelMetadata);
+        assert_eq!(
+            read_wheel_metadata(&wheel).unwrap_err(),
+            MetadataError::NoWheelMetadata
+        );
     }
 
     #[test]
@@ -466,14 +498,21 @@ requires-python = ">=3.8"
 [project.optional-dependencies]
 Fast = ["orjson"]
 "#;
-        let sdist = zip_archive(&[("demo-1.0/PKG-INFO", pkg_info), ("demo-1.0/pyproject.toml", pyproject)]);
+        let sdist = zip_archive(&[
+            ("demo-1.0/PKG-INFO", pkg_info),
+            ("demo-1.0/pyproject.toml", pyproject),
+        ]);
         let info = read_sdist("demo-1.0.zip", &sdist).unwrap();
         let meta = info.static_metadata.unwrap();
         assert_eq!(meta.source, MetadataSource::SdistPyproject);
         assert_eq!(meta.version.to_string(), "1.0");
         assert_eq!(meta.requires_dist.len(), 2);
         assert_eq!(meta.provides_extra[0].as_ref(), "fast");
-        assert!(meta.requires_dist[1].marker.try_to_string().unwrap().contains("extra == 'fast'"));
+        assert!(meta.requires_dist[1]
+            .marker
+            .try_to_string()
+            .unwrap()
+            .contains("extra == 'fast'"));
         assert_eq!(meta.requires_python.unwrap().to_string(), ">=3.8");
         // pyproject without [build-system]: PEP 517 fallback.
         assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
@@ -482,12 +521,19 @@ Fast = ["orjson"]
 
     #[test]
     fn old_pkg_info_and_dynamic_dependencies_give_nothing() {
-        let pyproject = b"[project]\nname = \"demo\"\nversion = \"1.0\"\ndynamic = [\"dependencies\"]\n";
-        let sdist = tar_gz(&[("demo-1.0/PKG-INFO", PKG_INFO_21), ("demo-1.0/pyproject.toml", pyproject)]);
+        let pyproject =
+            b"[project]\nname = \"demo\"\nversion = \"1.0\"\ndynamic = [\"dependencies\"]\n";
+        let sdist = tar_gz(&[
+            ("demo-1.0/PKG-INFO", PKG_INFO_21),
+            ("demo-1.0/pyproject.toml", pyproject),
+        ]);
         let info = read_sdist("demo-1.0.tar.gz", &sdist).unwrap();
         assert!(info.static_metadata.is_none());
 
-        let sdist = tar_gz(&[("demo-1.0/PKG-INFO", PKG_INFO_21), ("demo-1.0/setup.py", b"")]);
+        let sdist = tar_gz(&[
+            ("demo-1.0/PKG-INFO", PKG_INFO_21),
+            ("demo-1.0/setup.py", b""),
+        ]);
         let info = read_sdist("demo-1.0.tar.gz", &sdist).unwrap();
         assert!(info.static_metadata.is_none());
         assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
@@ -495,7 +541,10 @@ Fast = ["orjson"]
 
     #[test]
     fn traversal_is_rejected() {
-        let sdist = tar_gz(&[("demo-1.0/PKG-INFO", PKG_INFO_22), ("demo-1.0/../../evil", b"x")]);
+        let sdist = tar_gz(&[
+            ("demo-1.0/PKG-INFO", PKG_INFO_22),
+            ("demo-1.0/../../evil", b"x"),
+        ]);
         let err = read_sdist("demo-1.0.tar.gz", &sdist).unwrap_err();
         assert!(matches!(err, MetadataError::UnsafePath(_)), "{err}");
 
@@ -507,7 +556,10 @@ Fast = ["orjson"]
     #[test]
     fn bombs_are_capped() {
         let zeros = vec![0u8; (MAX_UNCOMPRESSED_BYTES + 1024) as usize];
-        let sdist = tar_gz(&[("demo-1.0/big.bin", &zeros), ("demo-1.0/PKG-INFO", PKG_INFO_22)]);
+        let sdist = tar_gz(&[
+            ("demo-1.0/big.bin", &zeros),
+            ("demo-1.0/PKG-INFO", PKG_INFO_22),
+        ]);
         assert!(sdist.len() < 1024 * 1024);
         let err = read_sdist("demo-1.0.tar.gz", &sdist).unwrap_err();
         assert!(matches!(err, MetadataError::TooLarge { .. }), "{err}");

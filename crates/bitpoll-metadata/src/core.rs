@@ -63,7 +63,9 @@ pub(crate) fn parse_version(value: &str) -> Result<Version, MetadataError> {
     })
 }
 
-pub(crate) fn parse_requires_python(value: &str) -> Result<Option<VersionSpecifiers>, MetadataError> {
+pub(crate) fn parse_requires_python(
+    value: &str,
+) -> Result<Option<VersionSpecifiers>, MetadataError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -93,12 +95,16 @@ pub(crate) fn parse_requirement(line: &str, origin: &str) -> Result<Requirement,
 ///
 /// Only the header block is read; `Name` and `Version` are required. Extras whose names
 /// are not valid are skipped: no requirement can ask for them anyway.
-pub fn parse_core_metadata(bytes: &[u8], source: MetadataSource) -> Result<CoreMetadata, MetadataError> {
+pub fn parse_core_metadata(
+    bytes: &[u8],
+    source: MetadataSource,
+) -> Result<CoreMetadata, MetadataError> {
     let text = String::from_utf8_lossy(bytes);
     let headers = parse_headers(&text);
 
     let name = parse_name(first(&headers, "Name").ok_or(MetadataError::MissingField("Name"))?)?;
-    let version = parse_version(first(&headers, "Version").ok_or(MetadataError::MissingField("Version"))?)?;
+    let version =
+        parse_version(first(&headers, "Version").ok_or(MetadataError::MissingField("Version"))?)?;
     let requires_dist = all(&headers, "Requires-Dist")
         .filter(|line| !line.trim().is_empty())
         .map(|line| parse_requirement(line, "Requires-Dist"))
@@ -115,8 +121,12 @@ pub fn parse_core_metadata(bytes: &[u8], source: MetadataSource) -> Result<CoreM
             }
         }
     }
-    let dynamic = all(&headers, "Dynamic").map(|v| v.trim().to_string()).collect();
-    let metadata_version = first(&headers, "Metadata-Version").unwrap_or("").to_string();
+    let dynamic = all(&headers, "Dynamic")
+        .map(|v| v.trim().to_string())
+        .collect();
+    let metadata_version = first(&headers, "Metadata-Version")
+        .unwrap_or("")
+        .to_string();
 
     Ok(CoreMetadata {
         name,
@@ -156,7 +166,11 @@ Requires-Dist: not-a-header-this-is-the-body\r\n";
         assert_eq!(meta.requires_dist.len(), 3);
         assert_eq!(meta.requires_dist[0].name.as_ref(), "requests");
         assert_eq!(meta.requires_dist[2].name.as_ref(), "colorama");
-        assert!(meta.requires_dist[2].marker.try_to_string().unwrap().contains("win32"));
+        assert!(meta.requires_dist[2]
+            .marker
+            .try_to_string()
+            .unwrap()
+            .contains("win32"));
         assert_eq!(meta.requires_python.unwrap().to_string(), ">=3.8");
         assert_eq!(meta.provides_extra.len(), 1);
         assert_eq!(meta.provides_extra[0].as_ref(), "socks");
@@ -181,6 +195,9 @@ Requires-Dist: not-a-header-this-is-the-body\r\n";
     fn dynamic_fields_are_kept() {
         let text = "Metadata-Version: 2.2\nName: x\nVersion: 1\nDynamic: Requires-Dist\nDynamic: license\n";
         let meta = parse_core_metadata(text.as_bytes(), MetadataSource::SdistPkgInfo).unwrap();
-        assert_eq!(meta.dynamic, vec!["Requires-Dist".to_string(), "license".to_string()]);
+        assert_eq!(
+            meta.dynamic,
+            vec!["Requires-Dist".to_string(), "license".to_string()]
+        );
     }
 }

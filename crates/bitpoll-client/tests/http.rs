@@ -1,0 +1,608 @@
+//! The client against a real HTTP server on 127.0.0.1 serving a fixture index.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitpoll_client::{ClientError, ClientOptions, IndexClient, IndexUrl};
+use bitpoll_metadata::MetadataSource;
+use pep508_rs::PackageName;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn ok(content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+    fn status(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Response + Send + Sync;
+
+/// A minimal HTTP/1.1 server: one request per connection, answered by `handler`.
+struct Server {
+    port: u16,
+    log: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Server {
+    fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let thread_log = log.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let handler = handler.clone();
+                let log = thread_log.clone();
+                std::thread::spawn(move || serve(stream, &*handler, &log));
+            }
+        });
+        Server { port, log }
+    }
+
+    fn index(&self) -> IndexUrl {
+        IndexUrl::parse(&format!("http://127.0.0.1:{}/simple", self.port)).unwrap()
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn count(&self, path: &str) -> usize {
+        self.requests().iter().filter(|r| r.path == path).count()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            break;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let request = Request { path, headers };
+    log.lock().unwrap().push(request.clone());
+    let response = handler(&request);
+    let mut out = Vec::new();
+    write!(out, "HTTP/1.1 {} X\r\n", response.status).unwrap();
+    for (k, v) in &response.headers {
+        write!(out, "{k}: {v}\r\n").unwrap();
+    }
+    write!(
+        out,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        response.body.len()
+    )
+    .unwrap();
+    out.extend_from_slice(&response.body);
+    let mut stream = stream;
+    let _ = stream.write_all(&out);
+    let _ = stream.flush();
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+const JSON: &str = "application/vnd.pypi.simple.v1+json";
+
+const METADATA: &[u8] = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: attrs>=21\nRequires-Dist: idna; extra == \"net\"\nProvides-Extra: net\n";
+
+fn wheel_bytes(metadata: &[u8]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    writer.start_file("demo/__init__.py", options).unwrap();
+    writer
+        .start_file("demo-1.0.dist-info/METADATA", options)
+        .unwrap();
+    writer.write_all(metadata).unwrap();
+    writer.finish().unwrap().into_inner()
+}
+
+fn sdist_bytes(pkg_info: &[u8]) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(encoder);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(pkg_info.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "demo-1.1/PKG-INFO", pkg_info)
+        .unwrap();
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// The fixture index: project `demo` with a wheel that has a metadata file, a wheel that
+/// has none, a static sdist and a dynamic sdist. URLs on the page are relative.
+struct Fixture {
+    wheel: Vec<u8>,
+    plain_wheel: Vec<u8>,
+    sdist: Vec<u8>,
+    dynamic_sdist: Vec<u8>,
+    metadata_hash: String,
+    page_etag: String,
+    cache_control: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            wheel: wheel_bytes(METADATA),
+            plain_wheel: wheel_bytes(
+                b"Metadata-Version: 2.1\nName: demo\nVersion: 0.9\nRequires-Dist: six\n",
+            ),
+            sdist: sdist_bytes(
+                b"Metadata-Version: 2.2\nName: demo\nVersion: 1.1\nRequires-Dist: packaging\n",
+            ),
+            dynamic_sdist: sdist_bytes(
+                b"Metadata-Version: 2.2\nName: demo\nVersion: 1.1\nDynamic: Requires-Dist\n",
+            ),
+            metadata_hash: sha256(METADATA),
+            page_etag: "\"page-v1\"".into(),
+            cache_control: "max-age=0".into(),
+        }
+    }
+
+    fn page(&self) -> String {
+        serde_json::json!({
+            "meta": {"api-version": "1.1"},
+            "name": "demo",
+            "files": [
+                {"filename": "demo-1.0-py3-none-any.whl", "url": "../../files/demo-1.0-py3-none-any.whl",
+                 "hashes": {"sha256": sha256(&self.wheel)}, "requires-python": ">=3.8",
+                 "core-metadata": {"sha256": self.metadata_hash}, "size": self.wheel.len(),
+                 "upload-time": "2023-01-01T00:00:00Z"},
+                {"filename": "demo-0.9-py3-none-any.whl", "url": "../../files/demo-0.9-py3-none-any.whl",
+                 "hashes": {"sha256": sha256(&self.plain_wheel)}, "yanked": "bad build"},
+                {"filename": "demo-1.1.tar.gz", "url": "../../files/demo-1.1.tar.gz",
+                 "hashes": {"sha256": sha256(&self.sdist)}},
+                {"filename": "demo-1.2.tar.gz", "url": "../../files/demo-1.2.tar.gz",
+                 "hashes": {"sha256": sha256(&self.dynamic_sdist)}}
+            ]
+        })
+        .to_string()
+    }
+
+    fn serve(self) -> Server {
+        let fixture = Arc::new(self);
+        Server::start(move |req| fixture.respond(req))
+    }
+
+    fn respond(&self, req: &Request) -> Response {
+        match req.path.as_str() {
+            "/simple/demo/" => {
+                if req.headers.get("if-none-match") == Some(&self.page_etag) {
+                    return Response::status(304)
+                        .header("ETag", &self.page_etag)
+                        .header("Cache-Control", &self.cache_control);
+                }
+                Response::ok(JSON, self.page())
+                    .header("ETag", &self.page_etag)
+                    .header("Cache-Control", &self.cache_control)
+            }
+            "/simple/html/" => Response::ok("text/html", "<html><body></body></html>"),
+            "/files/demo-1.0-py3-none-any.whl.metadata" => {
+                Response::ok("application/octet-stream", METADATA)
+            }
+            "/files/demo-1.0-py3-none-any.whl" => {
+                Response::ok("application/octet-stream", self.wheel.clone())
+            }
+            "/files/demo-0.9-py3-none-any.whl" => {
+                Response::ok("application/octet-stream", self.plain_wheel.clone())
+            }
+            "/files/demo-1.1.tar.gz" => {
+                Response::ok("application/octet-stream", self.sdist.clone())
+            }
+            "/files/demo-1.2.tar.gz" => {
+                Response::ok("application/octet-stream", self.dynamic_sdist.clone())
+            }
+            _ => Response::status(404),
+        }
+    }
+}
+
+fn options(index: IndexUrl, cache: &std::path::Path) -> ClientOptions {
+    let mut options = ClientOptions::new(index, cache.to_path_buf());
+    options.timeout = Duration::from_secs(10);
+    options
+}
+
+fn name(n: &str) -> PackageName {
+    PackageName::new(n.to_string()).unwrap()
+}
+
+#[test]
+fn project_page_and_core_metadata() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+
+    let page = client.project(&name("Demo")).unwrap();
+    assert_eq!(page.name.as_ref(), "demo");
+    assert_eq!(page.files.len(), 4);
+    let wheel = &page.files[0];
+    assert_eq!(
+        wheel.url.as_str(),
+        format!(
+            "http://127.0.0.1:{}/files/demo-1.0-py3-none-any.whl",
+            server.port
+        )
+    );
+    assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
+    assert_eq!(page.files[1].yanked.as_deref(), Some("bad build"));
+    let page_request = &server.requests()[0];
+    assert_eq!(page_request.path, "/simple/demo/");
+    assert!(page_request.headers["accept"].contains(JSON));
+
+    let meta = client.core_metadata(wheel).unwrap();
+    assert_eq!(meta.source, MetadataSource::CoreMetadata);
+    assert_eq!(meta.version.to_string(), "1.0");
+    assert_eq!(meta.requires_dist.len(), 2);
+    assert_eq!(server.count("/files/demo-1.0-py3-none-any.whl.metadata"), 1);
+    assert_eq!(
+        server.count("/files/demo-1.0-py3-none-any.whl"),
+        0,
+        "no wheel download needed"
+    );
+
+    // Memoised: asking again sends nothing.
+    let before = server.requests().len();
+    client.project(&name("demo")).unwrap();
+    client.core_metadata(wheel).unwrap();
+    assert_eq!(server.requests().len(), before);
+}
+
+#[test]
+fn metadata_fallbacks_wheel_and_sdist() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+
+    let from_wheel = client.core_metadata(&page.files[1]).unwrap();
+    assert_eq!(from_wheel.source, MetadataSource::Wheel);
+    assert_eq!(from_wheel.requires_dist[0].name.as_ref(), "six");
+
+    let from_sdist = client.core_metadata(&page.files[2]).unwrap();
+    assert_eq!(from_sdist.source, MetadataSource::SdistPkgInfo);
+    assert_eq!(from_sdist.requires_dist[0].name.as_ref(), "packaging");
+    let info = client.sdist_info(&page.files[2]).unwrap();
+    assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
+    assert_eq!(
+        server.count("/files/demo-1.1.tar.gz"),
+        1,
+        "sdist downloaded once"
+    );
+
+    let err = client.core_metadata(&page.files[3]).unwrap_err();
+    assert!(matches!(err, ClientError::NoStaticMetadata { .. }), "{err}");
+
+    let bytes = client.download(&page.files[0]).unwrap();
+    assert_eq!(sha256(&bytes), page.files[0].sha256.clone().unwrap());
+}
+
+#[test]
+fn not_found_and_html() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+
+    let err = client.project(&name("missing")).unwrap_err();
+    assert!(
+        matches!(&err, ClientError::NotFound { package } if package == "missing"),
+        "{err}"
+    );
+    assert!(!err.is_network());
+
+    let err = client.project(&name("html")).unwrap_err();
+    assert!(matches!(err, ClientError::BadResponse { .. }), "{err}");
+    assert!(err.to_string().contains("text/html"), "{err}");
+    assert!(err.is_network());
+}
+
+#[test]
+fn cache_revalidation_and_freshness() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+
+    let first = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    first.project(&name("demo")).unwrap();
+    assert_eq!(server.count("/simple/demo/"), 1);
+    drop(first);
+
+    // max-age=0: a second client revalidates, and the 304 serves the cached page.
+    let second = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let page = second.project(&name("demo")).unwrap();
+    assert_eq!(page.files.len(), 4);
+    let requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/simple/demo/")
+        .collect();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].headers.get("if-none-match").map(String::as_str),
+        Some("\"page-v1\"")
+    );
+    assert_eq!(second.stats().not_modified, 1);
+
+    // A fresh entry is used without any request.
+    let mut fixture = Fixture::new();
+    fixture.cache_control = "max-age=600".into();
+    let fresh_server = fixture.serve();
+    let fresh_cache = tempfile::tempdir().unwrap();
+    IndexClient::new(options(fresh_server.index(), fresh_cache.path()))
+        .unwrap()
+        .project(&name("demo"))
+        .unwrap();
+    let again = IndexClient::new(options(fresh_server.index(), fresh_cache.path())).unwrap();
+    again.project(&name("demo")).unwrap();
+    assert_eq!(fresh_server.count("/simple/demo/"), 1);
+    assert_eq!(again.stats().cache_hits, 1);
+    assert_eq!(again.stats().requests, 0);
+}
+
+#[test]
+fn corrupt_cache_entry_is_refetched() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let first = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    first.project(&name("demo")).unwrap();
+    drop(first);
+    // Truncate every cached response.
+    let http_dir = cache.path().join("http-v1");
+    for shard in std::fs::read_dir(&http_dir).unwrap() {
+        for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &data[..data.len() / 2]).unwrap();
+        }
+    }
+    let second = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    assert_eq!(second.project(&name("demo")).unwrap().files.len(), 4);
+    let requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/simple/demo/")
+        .collect();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        !requests[1].headers.contains_key("if-none-match"),
+        "damaged entry was not used"
+    );
+}
+
+#[test]
+fn offline_mode() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let online = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let page = online.project(&name("demo")).unwrap();
+    online.core_metadata(&page.files[0]).unwrap();
+    drop(online);
+    let seen = server.requests().len();
+
+    let mut opts = options(server.index(), cache.path());
+    opts.offline = true;
+    let offline = IndexClient::new(opts).unwrap();
+    let page = offline.project(&name("demo")).unwrap();
+    let meta = offline.core_metadata(&page.files[0]).unwrap();
+    assert_eq!(meta.version.to_string(), "1.0");
+
+    let err = offline.core_metadata(&page.files[1]).unwrap_err();
+    assert!(matches!(err, ClientError::Offline { .. }), "{err}");
+    assert!(
+        err.to_string().contains("demo-0.9-py3-none-any.whl"),
+        "{err}"
+    );
+    let err = offline.project(&name("other")).unwrap_err();
+    assert!(matches!(err, ClientError::Offline { .. }), "{err}");
+    assert!(err.to_string().contains("other"), "{err}");
+    assert_eq!(server.requests().len(), seen, "offline mode sent a request");
+    assert_eq!(offline.stats().requests, 0);
+}
+
+#[test]
+fn hash_mismatches() {
+    let mut fixture = Fixture::new();
+    fixture.metadata_hash = "00".repeat(32);
+    let server = fixture.serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    let err = client.core_metadata(&page.files[0]).unwrap_err();
+    match &err {
+        ClientError::HashMismatch {
+            file,
+            expected,
+            actual,
+        } => {
+            assert_eq!(file, "demo-1.0-py3-none-any.whl.metadata");
+            assert_eq!(expected, &"00".repeat(32));
+            assert_eq!(actual, &sha256(METADATA));
+        }
+        other => panic!("expected HashMismatch, got {other}"),
+    }
+
+    // An artifact whose bytes differ from the declared hash.
+    let mut file = (*page.files[1]).clone();
+    file.sha256 = Some("11".repeat(32));
+    let err = client.download(&file).unwrap_err();
+    assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+    let err = client.core_metadata(&file).unwrap_err();
+    assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+}
+
+#[test]
+fn retries_transient_failures() {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let fixture = Fixture::new();
+    let counter = failures.clone();
+    let server = Server::start(move |req| {
+        if req.path == "/simple/demo/" && counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Response::status(503).header("Retry-After", "0");
+        }
+        fixture.respond(req)
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    assert_eq!(client.project(&name("demo")).unwrap().files.len(), 4);
+    assert_eq!(server.count("/simple/demo/"), 2);
+
+    // Bounded: with no retries left the status comes back.
+    let always = Server::start(|_| Response::status(502).header("Retry-After", "0"));
+    let mut opts = options(always.index(), cache.path());
+    opts.retries = 2;
+    let client = IndexClient::new(opts).unwrap();
+    let err = client.project(&name("demo")).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { status: 502, .. }),
+        "{err}"
+    );
+    assert!(err.is_network());
+    assert_eq!(always.count("/simple/demo/"), 3);
+}
+
+#[test]
+fn credentials_are_sent_but_never_shown() {
+    let server = Server::start(|_| Response::status(500));
+    let cache = tempfile::tempdir().unwrap();
+    let index = IndexUrl::parse(&format!(
+        "http://alice:hunter2@127.0.0.1:{}/simple/",
+        server.port
+    ))
+    .unwrap();
+    let mut opts = options(index.clone(), cache.path());
+    opts.retries = 0;
+    let client = IndexClient::new(opts).unwrap();
+    let err = client.project(&name("demo")).unwrap_err();
+    for text in [
+        err.to_string(),
+        format!("{err:?}"),
+        format!("{client:?}"),
+        index.to_string(),
+    ] {
+        assert!(
+            !text.contains("hunter2") && !text.contains("alice"),
+            "{text}"
+        );
+    }
+    let auth = &server.requests()[0].headers["authorization"];
+    assert!(auth.starts_with("Basic "), "{auth}");
+
+    // Connection refused: a network error, still redacted.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let index =
+        IndexUrl::parse(&format!("https://alice:hunter2@127.0.0.1:{port}/simple/")).unwrap();
+    let mut opts = options(index, cache.path());
+    opts.retries = 0;
+    let client = IndexClient::new(opts).unwrap();
+    let err = client.project(&name("demo")).unwrap_err();
+    assert!(matches!(err, ClientError::Network { .. }), "{err}");
+    assert!(err.is_network());
+    let mut chain = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    assert!(
+        !chain.contains("hunter2") && !chain.contains("alice"),
+        "{chain}"
+    );
+}
+
+#[test]
+fn concurrent_callers_share_one_request() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    client.prefetch_project(&name("demo"));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let page = client.project(&name("demo")).unwrap();
+                client.prefetch_metadata(&page.files[0]);
+                client
+                    .core_metadata(&page.files[0])
+                    .unwrap()
+                    .version
+                    .to_string()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), "1.0");
+    }
+    assert_eq!(server.count("/simple/demo/"), 1);
+    assert_eq!(server.count("/files/demo-1.0-py3-none-any.whl.metadata"), 1);
+}
+
+#[test]
+fn exclude_newer_filters_files() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(server.index(), cache.path());
+    opts.exclude_newer = Some("2024-01-01T00:00:00Z".into());
+    let client = IndexClient::new(opts).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    let names: Vec<_> = page.files.iter().map(|f| f.filename.as_str()).collect();
+    assert_eq!(names, ["demo-1.0-py3-none-any.whl"]);
+
+    let mut opts = options(server.index(), cache.path());
+    opts.exclude_newer = Some("last tuesday".into());
+    assert!(matches!(
+        IndexClient::new(opts),
+        Err(ClientError::InvalidOption(_))
+    ));
+}
