@@ -12,9 +12,15 @@ use crate::core::{
 };
 use crate::{parse_core_metadata, CoreMetadata, MetadataError, MetadataSource};
 
-/// The most decompressed bytes read from one archive. Real sdists and the `METADATA` of a
-/// wheel are far below this; a zip or gzip bomb hits it and is rejected.
+/// The most decompressed bytes kept in memory from one archive (the metadata files we
+/// read). Real `METADATA`, `PKG-INFO` and `pyproject.toml` files are far below this; a zip
+/// or gzip bomb hits it and is rejected.
 pub const MAX_UNCOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most decompressed bytes streamed through (not kept) while looking for those files
+/// in a tar sdist, which has no index to jump to them. Large real sdists expand to a few
+/// hundred MiB; past this, a bomb costs only bounded time.
+pub const MAX_SCANNED_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// What an sdist tells without building it.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,11 +156,14 @@ fn store(
     }
 }
 
-fn scan_tar(reader: impl Read) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
+fn scan_tar(
+    reader: impl Read,
+    scan_limit: u64,
+) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
     let mut capped = Capped {
         inner: reader,
         read: 0,
-        limit: MAX_UNCOMPRESSED_BYTES,
+        limit: scan_limit,
     };
     let mut tops = BTreeMap::new();
     let result = (|| {
@@ -174,14 +183,20 @@ fn scan_tar(reader: impl Read) -> Result<BTreeMap<String, TopLevel>, MetadataErr
                 let mut budget = MAX_UNCOMPRESSED_BYTES;
                 let bytes = read_capped(entry, &mut budget)?;
                 store(&mut tops, &parts, is_pkg_info, bytes);
+                // An sdist has one top-level directory; once it has given both files,
+                // the rest of a possibly huge archive need not be decompressed.
+                if tops
+                    .values()
+                    .any(|t| t.pkg_info.is_some() && t.pyproject.is_some())
+                {
+                    break;
+                }
             }
         }
         Ok(())
     })();
     if capped.read > capped.limit {
-        return Err(MetadataError::TooLarge {
-            limit: MAX_UNCOMPRESSED_BYTES,
-        });
+        return Err(MetadataError::TooLarge { limit: scan_limit });
     }
     result.map(|()| tops)
 }
@@ -212,11 +227,17 @@ fn scan_zip(bytes: &[u8]) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
 pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataError> {
     let lower = filename.to_ascii_lowercase();
     let (stem, tops) = if let Some(stem) = lower.strip_suffix(".tar.gz") {
-        (stem, scan_tar(flate2::read::GzDecoder::new(bytes))?)
+        (
+            stem,
+            scan_tar(flate2::read::GzDecoder::new(bytes), MAX_SCANNED_BYTES)?,
+        )
     } else if let Some(stem) = lower.strip_suffix(".tgz") {
-        (stem, scan_tar(flate2::read::GzDecoder::new(bytes))?)
+        (
+            stem,
+            scan_tar(flate2::read::GzDecoder::new(bytes), MAX_SCANNED_BYTES)?,
+        )
     } else if let Some(stem) = lower.strip_suffix(".tar") {
-        (stem, scan_tar(bytes)?)
+        (stem, scan_tar(bytes, MAX_SCANNED_BYTES)?)
     } else if let Some(stem) = lower.strip_suffix(".zip") {
         (stem, scan_zip(bytes)?)
     } else {
@@ -556,13 +577,22 @@ Fast = ["orjson"]
     #[test]
     fn bombs_are_capped() {
         let zeros = vec![0u8; (MAX_UNCOMPRESSED_BYTES + 1024) as usize];
-        let sdist = tar_gz(&[
-            ("demo-1.0/big.bin", &zeros),
-            ("demo-1.0/PKG-INFO", PKG_INFO_22),
-        ]);
+        let sdist = tar_gz(&[("demo-1.0/PKG-INFO", &zeros)]);
         assert!(sdist.len() < 1024 * 1024);
         let err = read_sdist("demo-1.0.tar.gz", &sdist).unwrap_err();
         assert!(matches!(err, MetadataError::TooLarge { .. }), "{err}");
+
+        // Streaming past other members is bounded too (a small limit keeps the test fast).
+        let sdist = tar_gz(&[
+            ("demo-1.0/big.bin", &zeros[..4 << 20]),
+            ("demo-1.0/PKG-INFO", PKG_INFO_22),
+        ]);
+        let gz = flate2::read::GzDecoder::new(&sdist[..]);
+        let err = scan_tar(gz, 1 << 20).err().unwrap();
+        assert!(
+            matches!(err, MetadataError::TooLarge { limit } if limit == 1 << 20),
+            "{err}"
+        );
 
         let sdist = zip_archive(&[("demo-1.0/PKG-INFO", &zeros)]);
         let err = read_sdist("demo-1.0.zip", &sdist).unwrap_err();

@@ -20,7 +20,9 @@
 mod archive;
 mod core;
 
-pub use crate::archive::{read_sdist, read_wheel_metadata, SdistInfo, MAX_UNCOMPRESSED_BYTES};
+pub use crate::archive::{
+    read_sdist, read_wheel_metadata, SdistInfo, MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
+};
 pub use crate::core::parse_core_metadata;
 
 use pep440_rs::{Version, VersionSpecifiers};

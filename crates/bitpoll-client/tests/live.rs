@@ -1,0 +1,104 @@
+//! Against the real package index, found the way the CLI finds it. Opt-in: set
+//! `BITPOLL_LIVE_TESTS=1`; default test runs need no network.
+
+use bitpoll_client::{discover_index_url, ClientOptions, IndexClient};
+use bitpoll_metadata::MetadataSource;
+use pep508_rs::PackageName;
+
+fn enabled() -> bool {
+    std::env::var("BITPOLL_LIVE_TESTS").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn live_project_and_metadata() {
+    if !enabled() {
+        eprintln!("skipped: set BITPOLL_LIVE_TESTS=1 to run against the real index");
+        return;
+    }
+    let (index, origin) = discover_index_url(None).expect("an index URL");
+    eprintln!("index {index} from {origin}");
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(ClientOptions::new(index, cache.path().to_path_buf())).unwrap();
+    let name = PackageName::new("packaging".into()).unwrap();
+    let page = client.project(&name).unwrap();
+    assert!(page.files.len() > 20);
+    assert!(page.files.iter().all(|f| f.sha256.is_some()));
+    let wheel = page
+        .files
+        .iter()
+        .rev()
+        .find(|f| f.is_wheel() && f.yanked.is_none())
+        .expect("a wheel");
+    let meta = client.core_metadata(wheel).unwrap();
+    assert_eq!(meta.name, name);
+    // Mirrors do not always serve metadata files; the wheel is the fallback.
+    let expected = if wheel.core_metadata.is_some() {
+        MetadataSource::CoreMetadata
+    } else {
+        MetadataSource::Wheel
+    };
+    assert_eq!(meta.source, expected);
+    let sdist = page
+        .files
+        .iter()
+        .rev()
+        .find(|f| f.filename.ends_with(".tar.gz"))
+        .expect("an sdist");
+    let info = client.sdist_info(sdist).unwrap();
+    assert!(!info.build_requires.is_empty());
+    eprintln!("{:?}", client.stats());
+}
+
+#[test]
+fn live_newest_release_metadata() {
+    if !enabled() {
+        eprintln!("skipped: set BITPOLL_LIVE_TESTS=1 to run against the real index");
+        return;
+    }
+    let (index, _) = discover_index_url(None).expect("an index URL");
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(ClientOptions::new(index, cache.path().to_path_buf())).unwrap();
+    let names = [
+        "requests",
+        "django",
+        "caldav",
+        "psycopg2",
+        "icalendar",
+        "vobject",
+        "numpy",
+    ];
+    let names: Vec<PackageName> = names
+        .iter()
+        .map(|n| PackageName::new(n.to_string()).unwrap())
+        .collect();
+    for name in &names {
+        client.prefetch_project(name);
+    }
+    for name in &names {
+        let page = client.project(name).unwrap();
+        // Upload times are ISO 8601 in UTC, so they order as strings.
+        let newest = page
+            .files
+            .iter()
+            .filter(|f| f.yanked.is_none())
+            .max_by_key(|f| f.upload_time.clone())
+            .unwrap();
+        match client.core_metadata(newest) {
+            Ok(meta) => {
+                assert_eq!(&meta.name, name);
+                eprintln!(
+                    "{}: {} ({} deps, {})",
+                    newest.filename,
+                    meta.version,
+                    meta.requires_dist.len(),
+                    meta.source
+                );
+            }
+            Err(bitpoll_client::ClientError::NoStaticMetadata { file }) => {
+                eprintln!("{file}: no static metadata")
+            }
+            Err(err) => panic!("{}: {err}", newest.filename),
+        }
+    }
+    eprintln!("{:?}", client.stats());
+}
