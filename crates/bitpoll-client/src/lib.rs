@@ -20,6 +20,7 @@
 mod cache;
 mod error;
 mod index_url;
+mod lazy_wheel;
 mod simple;
 mod time;
 
@@ -36,7 +37,8 @@ use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pep508_rs::PackageName;
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER,
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_RANGE, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, RANGE, RETRY_AFTER,
 };
 use reqwest::StatusCode;
 use tokio::sync::{OnceCell, Semaphore};
@@ -47,6 +49,9 @@ pub use crate::error::ClientError;
 pub use crate::index_url::{
     discover_index_url, discover_index_url_with, pip_config_files, redact_url, strip_credentials,
     DiscoveryEnv, IndexOrigin, IndexUrl, INDEX_URL_VARIABLES,
+};
+use crate::lazy_wheel::{
+    parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,
 };
 use crate::simple::{is_simple_json, parse_project_page};
 pub use crate::simple::{DistFile, ProjectPage, SIMPLE_JSON_V1};
@@ -312,6 +317,10 @@ struct Fetched {
     /// The URL relative links resolve against (credentials restored when same-origin).
     base: Url,
 }
+
+/// How much of a wheel's end to ask for first: enough for the central directory and the
+/// `*.dist-info` members of most wheels, which zip writers put last.
+const LAZY_WHEEL_TAIL: u64 = 64 * 1024;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -648,6 +657,134 @@ impl Shared {
         .await
     }
 
+    /// One range request; `Whole` when the server ignores the range.
+    async fn fetch_range(&self, url: &Url, range: ByteRange) -> Result<RangeReply, ClientError> {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&range.header()) {
+            headers.insert(RANGE, value);
+        }
+        // Offsets only mean something in the file as stored, not in a re-encoded body.
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let response = self.execute(url, headers).await?;
+        match response.status {
+            StatusCode::PARTIAL_CONTENT => {
+                let content_range = response
+                    .headers
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok());
+                let Some((start, end, total)) = content_range.and_then(parse_content_range) else {
+                    return Err(ClientError::BadResponse {
+                        url: redact_url(url),
+                        reason: "206 Partial Content without a usable Content-Range".into(),
+                    });
+                };
+                if end - start + 1 != response.body.len() as u64 {
+                    return Err(ClientError::BadResponse {
+                        url: redact_url(url),
+                        reason: "206 Partial Content body does not match its Content-Range".into(),
+                    });
+                }
+                Ok(RangeReply::Partial {
+                    start,
+                    total,
+                    body: response.body,
+                })
+            }
+            StatusCode::OK => Ok(RangeReply::Whole(response.body)),
+            status => Err(ClientError::Status {
+                url: redact_url(url),
+                status: status.as_u16(),
+            }),
+        }
+    }
+
+    async fn parse_wheel(
+        &self,
+        file: &DistFile,
+        bytes: Bytes,
+    ) -> Result<CoreMetadata, ClientError> {
+        tokio::task::spawn_blocking(move || read_wheel_metadata(&bytes))
+            .await
+            .expect("wheel reader does not panic")
+            .map_err(|source| ClientError::Metadata {
+                file: file.filename.clone(),
+                source,
+            })
+    }
+
+    /// A wheel's `METADATA` when the index serves no metadata file: from the cache, else
+    /// read remotely with range requests, else from the downloaded wheel.
+    ///
+    /// Metadata read through ranges cannot be checked against the wheel's hash (that
+    /// needs the whole file); the artifact itself is still verified whenever it is
+    /// downloaded.
+    async fn wheel_metadata(&self, file: &DistFile) -> Result<CoreMetadata, ClientError> {
+        let parse = |bytes: &[u8]| {
+            bitpoll_metadata::parse_core_metadata(bytes, MetadataSource::Wheel).map_err(|source| {
+                ClientError::Metadata {
+                    file: file.filename.clone(),
+                    source,
+                }
+            })
+        };
+        let key = match &file.sha256 {
+            Some(sha256) => sha256.clone(),
+            None => sha256_hex(strip_credentials(&file.url).as_str().as_bytes()),
+        };
+        let derived = self.cache.blob_path("wheel-metadata", &key);
+        if let Some(entry) = self.cache.read_entry(&derived) {
+            self.cache_hit();
+            return parse(&entry.body);
+        }
+        if let Some(sha256) = &file.sha256 {
+            let path = self.cache.blob_path("artifacts", sha256);
+            if let Some(bytes) = self.cache.read_blob(&path, sha256) {
+                self.cache_hit();
+                return self.parse_wheel(file, bytes).await;
+            }
+        }
+        if self.offline {
+            return Err(ClientError::Offline {
+                what: file.filename.clone(),
+            });
+        }
+        let lazy =
+            remote_wheel_metadata(LAZY_WHEEL_TAIL, |range| self.fetch_range(&file.url, range))
+                .await;
+        match lazy {
+            Ok(Outcome::Metadata(bytes)) => {
+                let meta = parse(&bytes)?;
+                let _ = self
+                    .cache
+                    .write_entry(&derived, &EntryMeta::default(), &bytes);
+                Ok(meta)
+            }
+            Ok(Outcome::Whole(bytes)) => {
+                if let Some(expected) = &file.sha256 {
+                    let actual = sha256_hex(&bytes);
+                    if &actual != expected {
+                        return Err(ClientError::HashMismatch {
+                            file: file.filename.clone(),
+                            expected: expected.clone(),
+                            actual,
+                        });
+                    }
+                    let _ = self
+                        .cache
+                        .write_blob(&self.cache.blob_path("artifacts", expected), &bytes);
+                }
+                self.parse_wheel(file, bytes).await
+            }
+            // A server that mishandles ranges may still serve the whole file.
+            Ok(Outcome::Unsupported(_))
+            | Err(ClientError::Status { .. } | ClientError::BadResponse { .. }) => {
+                let bytes = self.download(file).await?;
+                self.parse_wheel(file, bytes).await
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     async fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
         let key = strip_credentials(&file.url).to_string();
         memoised(&self.metadata, key, || async {
@@ -677,15 +814,7 @@ impl Shared {
                 }
             }
             if file.is_wheel() {
-                let bytes = self.download(file).await?;
-                let meta = tokio::task::spawn_blocking(move || read_wheel_metadata(&bytes))
-                    .await
-                    .expect("wheel reader does not panic")
-                    .map_err(|source| ClientError::Metadata {
-                        file: file.filename.clone(),
-                        source,
-                    })?;
-                Ok(Arc::new(meta))
+                self.wheel_metadata(file).await.map(Arc::new)
             } else {
                 let info = self.sdist_info(file).await?;
                 match &info.static_metadata {

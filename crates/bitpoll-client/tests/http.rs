@@ -169,6 +169,8 @@ struct Fixture {
     metadata_hash: String,
     page_etag: String,
     cache_control: String,
+    /// Answer `Range` requests with 206 (otherwise they get the whole file).
+    ranges: bool,
 }
 
 impl Fixture {
@@ -187,6 +189,7 @@ impl Fixture {
             metadata_hash: sha256(METADATA),
             page_etag: "\"page-v1\"".into(),
             cache_control: "max-age=0".into(),
+            ranges: false,
         }
     }
 
@@ -215,6 +218,32 @@ impl Fixture {
         Server::start(move |req| fixture.respond(req))
     }
 
+    fn file(&self, req: &Request, bytes: &[u8]) -> Response {
+        let range = req
+            .headers
+            .get("range")
+            .and_then(|r| r.strip_prefix("bytes="));
+        let (Some(range), true) = (range, self.ranges) else {
+            return Response::ok("application/octet-stream", bytes);
+        };
+        let total = bytes.len();
+        let (start, end) = match range.split_once('-').unwrap() {
+            ("", suffix) => (total.saturating_sub(suffix.parse().unwrap()), total - 1),
+            (a, b) => (
+                a.parse().unwrap(),
+                b.parse::<usize>().unwrap().min(total - 1),
+            ),
+        };
+        Response {
+            status: 206,
+            headers: vec![(
+                "Content-Range".into(),
+                format!("bytes {start}-{end}/{total}"),
+            )],
+            body: bytes[start..=end].to_vec(),
+        }
+    }
+
     fn respond(&self, req: &Request) -> Response {
         match req.path.as_str() {
             "/simple/demo/" => {
@@ -231,18 +260,10 @@ impl Fixture {
             "/files/demo-1.0-py3-none-any.whl.metadata" => {
                 Response::ok("application/octet-stream", METADATA)
             }
-            "/files/demo-1.0-py3-none-any.whl" => {
-                Response::ok("application/octet-stream", self.wheel.clone())
-            }
-            "/files/demo-0.9-py3-none-any.whl" => {
-                Response::ok("application/octet-stream", self.plain_wheel.clone())
-            }
-            "/files/demo-1.1.tar.gz" => {
-                Response::ok("application/octet-stream", self.sdist.clone())
-            }
-            "/files/demo-1.2.tar.gz" => {
-                Response::ok("application/octet-stream", self.dynamic_sdist.clone())
-            }
+            "/files/demo-1.0-py3-none-any.whl" => self.file(req, &self.wheel),
+            "/files/demo-0.9-py3-none-any.whl" => self.file(req, &self.plain_wheel),
+            "/files/demo-1.1.tar.gz" => self.file(req, &self.sdist),
+            "/files/demo-1.2.tar.gz" => self.file(req, &self.dynamic_sdist),
             _ => Response::status(404),
         }
     }
@@ -326,6 +347,44 @@ fn metadata_fallbacks_wheel_and_sdist() {
 
     let bytes = client.download(&page.files[0]).unwrap();
     assert_eq!(sha256(&bytes), page.files[0].sha256.clone().unwrap());
+}
+
+#[test]
+fn wheel_metadata_through_range_requests() {
+    let mut fixture = Fixture::new();
+    fixture.ranges = true;
+    let server = fixture.serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    let meta = client.core_metadata(&page.files[1]).unwrap();
+    assert_eq!(meta.source, MetadataSource::Wheel);
+    assert_eq!(meta.requires_dist[0].name.as_ref(), "six");
+    let wheel_requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/files/demo-0.9-py3-none-any.whl")
+        .collect();
+    assert!(!wheel_requests.is_empty());
+    assert!(wheel_requests
+        .iter()
+        .all(|r| r.headers.contains_key("range")));
+    drop(client);
+
+    // The extracted METADATA is cached: offline mode finds it.
+    let mut opts = options(server.index(), cache.path());
+    opts.offline = true;
+    let offline = IndexClient::new(opts).unwrap();
+    let page = offline.project(&name("demo")).unwrap();
+    assert_eq!(
+        offline
+            .core_metadata(&page.files[1])
+            .unwrap()
+            .version
+            .to_string(),
+        "0.9"
+    );
+    assert_eq!(offline.stats().requests, 0);
 }
 
 #[test]
