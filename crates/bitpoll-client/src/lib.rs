@@ -6,6 +6,9 @@
 //! back to the wheel itself or an sdist's static metadata), and the bytes of an artifact,
 //! checked against the sha256 the index declared.
 //!
+//! Wheels without a metadata file are read with HTTP range requests where the server
+//! allows, so only their central directory and `METADATA` travel.
+//!
 //! The resolver is synchronous and multi-threaded, so the client is too from the outside:
 //! every method blocks, and may be called from many threads at once. Inside, one tokio
 //! runtime drives all requests, which lets dozens of them share a few connections while
@@ -151,8 +154,8 @@ impl Drop for Inner {
 
 /// A blocking, thread-safe client for one package index. Cheap to clone.
 ///
-/// Its methods must not be called from inside an async runtime: they block on the
-/// client's own.
+/// Methods block the calling thread until the answer is there, also when called from
+/// async code (which should then prefer `spawn_blocking`).
 #[derive(Clone)]
 pub struct IndexClient {
     inner: Arc<Inner>,
@@ -234,8 +237,26 @@ impl IndexClient {
             .expect("runtime lives as long as the client")
     }
 
-    fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
-        self.runtime().block_on(fut)
+    /// Runs a request future to completion on the client's runtime.
+    fn run<T, F, Fut>(&self, make: F) -> T
+    where
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let fut = make(self.inner.shared.clone());
+        if tokio::runtime::Handle::try_current().is_err() {
+            // The usual case: drive the future on the calling thread, so that parsing
+            // runs in parallel across the caller's threads.
+            return self.runtime().block_on(fut);
+        }
+        // Called from inside some async runtime, where nesting `block_on` would panic:
+        // run on the client's workers and wait for the answer.
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().expect("the client runtime outlives its tasks")
     }
 
     /// The index this client talks to.
@@ -249,8 +270,8 @@ impl IndexClient {
     /// With `exclude_newer`, files uploaded later are left out, and so are files whose
     /// upload time the index does not give: they cannot be shown to be old enough.
     pub fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
-        let shared = self.inner.shared.clone();
-        self.block_on(async move { shared.project(name).await })
+        let name = name.clone();
+        self.run(|shared| async move { shared.project(&name).await })
     }
 
     /// Starts fetching a project page in the background.
@@ -266,8 +287,8 @@ impl IndexClient {
     /// otherwise the wheel's `METADATA`, otherwise the sdist's static metadata
     /// ([`ClientError::NoStaticMetadata`] when it has none).
     pub fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
-        let shared = self.inner.shared.clone();
-        self.block_on(async move { shared.core_metadata(file).await })
+        let file = file.clone();
+        self.run(|shared| async move { shared.core_metadata(&file).await })
     }
 
     /// Starts fetching a file's core metadata in the background.
@@ -281,14 +302,14 @@ impl IndexClient {
 
     /// Downloads an sdist and reads what it says without a build.
     pub fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
-        let shared = self.inner.shared.clone();
-        self.block_on(async move { shared.sdist_info(file).await })
+        let file = file.clone();
+        self.run(|shared| async move { shared.sdist_info(&file).await })
     }
 
     /// The bytes of a file, checked against its declared sha256.
     pub fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
-        let shared = self.inner.shared.clone();
-        self.block_on(async move { shared.download(file).await })
+        let file = file.clone();
+        self.run(|shared| async move { shared.download(&file).await })
     }
 
     pub fn stats(&self) -> ClientStats {

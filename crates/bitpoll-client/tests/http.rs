@@ -665,3 +665,17 @@ fn exclude_newer_filters_files() {
         Err(ClientError::InvalidOption(_))
     ));
 }
+
+#[test]
+fn usable_from_inside_an_async_runtime() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let files = runtime.block_on(async { client.project(&name("demo")).unwrap().files.len() });
+    assert_eq!(files, 4);
+    // Dropping the client in async code must not panic either.
+    runtime.block_on(async move { drop(client) });
+}
