@@ -1,0 +1,359 @@
+# nix/module.nix evaluated with nixpkgs' module system (lib.evalModules) and
+# stand-in declarations of the NixOS options it sets, so it runs with a nixpkgs
+# `lib` directory alone. Checks the generated systemd units and the rendered
+# settings for a small SQLite instance and for a full PostgreSQL + nginx one.
+{ nixpkgsLib }:
+let
+  lib = import nixpkgsLib;
+  t = import ./lib.nix;
+  inherit (lib)
+    mkOption
+    types
+    hasInfix
+    hasPrefix
+    ;
+
+  fakeDrv =
+    name: extra:
+    {
+      type = "derivation";
+      inherit name;
+      outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    }
+    // extra;
+
+  bitpoll = fakeDrv "bitpoll-2026.05.20" {
+    staticRoot = "/nix/store/00000000000000000000000000000000-bitpoll-2026.05.20/share/bitpoll/static";
+    messagesCompiled = true;
+  };
+
+  # Only what the module uses; written files keep their text for inspection.
+  pkgs = {
+    writeText = name: text: fakeDrv name { inherit text; };
+    writeShellScript = name: text: fakeDrv name { inherit text; };
+    writeShellScriptBin = name: text: fakeDrv name { inherit text; };
+  }
+  // lib.genAttrs [
+    "coreutils"
+    "curl"
+    "findutils"
+    "gettext"
+    "gnutar"
+    "gzip"
+    "postgresql"
+    "sqlite"
+  ] (name: fakeDrv name { });
+
+  attrsOption = mkOption {
+    type = types.attrsOf types.anything;
+    default = { };
+  };
+  listOption =
+    type:
+    mkOption {
+      type = types.listOf type;
+      default = [ ];
+    };
+
+  # Stand-ins for the NixOS options the module defines or reads.
+  nixosStandIns = {
+    options = {
+      assertions = listOption types.unspecified;
+      warnings = listOption types.str;
+      users = {
+        users = attrsOption;
+        groups = attrsOption;
+      };
+      environment.systemPackages = listOption types.anything;
+      systemd = {
+        services = attrsOption;
+        timers = attrsOption;
+        tmpfiles.rules = listOption types.str;
+      };
+      services.postgresql = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        package = mkOption {
+          type = types.anything;
+          default = fakeDrv "postgresql-17" { };
+        };
+        ensureDatabases = listOption types.str;
+        ensureUsers = listOption types.anything;
+      };
+      services.nginx = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        user = mkOption {
+          type = types.str;
+          default = "nginx";
+        };
+        virtualHosts = attrsOption;
+      };
+    };
+  };
+
+  evaluate =
+    config:
+    (lib.evalModules {
+      modules = [
+        nixosStandIns
+        ../../nix/module.nix
+        { _module.args.pkgs = pkgs; }
+        config
+      ];
+    }).config;
+
+  small = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings = {
+        SITE_NAME = "Example \"Polls\"";
+        BASE_URL = "https://polls.example.org";
+        EMAIL_HOST_PASSWORD = {
+          _secret = "/run/keys/bitpoll-mail";
+        };
+      };
+    };
+  };
+
+  full = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings.BASE_URL = "https://polls.example.org";
+      database.type = "postgresql";
+      listen.socket = "/run/bitpoll/http.sock";
+      nginx.enable = true;
+      backup.enable = true;
+      ldap = {
+        enable = true;
+        serverUri = "ldaps://ldap.example.org";
+        userSearchBase = "ou=People,dc=example,dc=org";
+        bindPasswordFile = "/run/keys/ldap";
+      };
+      openid = {
+        enable = true;
+        issuer = "https://id.example.org";
+        clientId = "bitpoll";
+        clientSecretFile = "/run/keys/oidc";
+      };
+      environmentFile = "/run/keys/bitpoll.env";
+    };
+  };
+
+  badDatabase = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      database = {
+        type = "postgresql";
+        name = "polls";
+      };
+    };
+  };
+
+  disabled = evaluate { services.bitpoll.package = bitpoll; };
+
+  service = c: c.systemd.services.bitpoll;
+  sc = c: (service c).serviceConfig;
+  setupText = c: c.systemd.services.bitpoll-setup.serviceConfig.ExecStart.text;
+  failedAssertions = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
+
+  hardeningOf = c: {
+    inherit (sc c)
+      User
+      Group
+      UMask
+      ProtectSystem
+      ProtectHome
+      PrivateTmp
+      PrivateDevices
+      NoNewPrivileges
+      CapabilityBoundingSet
+      RestrictAddressFamilies
+      SystemCallFilter
+      MemoryDenyWriteExecute
+      StateDirectory
+      ;
+  };
+
+  renderedText = c: c.services.bitpoll.settingsFile.text;
+  smallText = renderedText small;
+  fullText = renderedText full;
+in
+t.runTests "module" [
+  (t.check "disabled module defines no service" (disabled.systemd.services ? bitpoll) false)
+  (t.check "no failed assertions (small)" (failedAssertions small) [ ])
+  (t.check "no failed assertions (full)" (failedAssertions full) [ ])
+  (t.check "database name must match the user with createLocally" (builtins.length (
+    failedAssertions badDatabase
+  )) 1)
+
+  (t.check "hardening" (hardeningOf small) {
+    User = "bitpoll";
+    Group = "bitpoll";
+    UMask = "0027";
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    NoNewPrivileges = true;
+    CapabilityBoundingSet = "";
+    RestrictAddressFamilies = [
+      "AF_UNIX"
+      "AF_INET"
+      "AF_INET6"
+    ];
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+    ];
+    MemoryDenyWriteExecute = true;
+    StateDirectory = "bitpoll";
+  })
+  (t.check "setup unit shares the hardening" (hardeningOf {
+    systemd.services.bitpoll = small.systemd.services.bitpoll-setup;
+  }) (hardeningOf small))
+  (t.check "ExecStart runs the packaged server on the HTTP socket" (
+    let
+      exec = (sc small).ExecStart;
+    in
+    hasPrefix "${bitpoll}/bin/bitpoll-server " exec
+    && hasInfix "--http-socket" exec
+    && hasInfix "127.0.0.1:3009" exec
+    && hasInfix "--processes" exec
+  ) true)
+  (t.check "service type notify" (sc small).Type "notify")
+  (t.check "health check after start" (builtins.length (sc small).ExecStartPost) 1)
+  (t.check "periodic health check"
+    small.systemd.timers.bitpoll-health-check.timerConfig.OnUnitActiveSec
+    "5min"
+  )
+  (t.check "service ordered after setup" (builtins.elem "bitpoll-setup.service" (service small)
+  .after) true)
+  (t.check "sqlite instance not ordered after postgresql"
+    (builtins.elem "postgresql.service" (service small).after)
+    false
+  )
+  (t.check "setup runs before the service" small.systemd.services.bitpoll-setup.before [
+    "bitpoll.service"
+  ])
+  (t.check "setup migrates and warns about the encryption key" (
+    let
+      text = setupText small;
+    in
+    hasInfix "bitpoll-manage migrate --noinput" text && hasInfix "BACK UP THIS FILE NOW" text
+  ) true)
+  (t.check "static files from the package unless needed" (
+    (service small).environment ? BITPOLL_STATIC_ROOT
+  ) false)
+  (t.check "keys live in the state directory"
+    {
+      inherit ((service small).environment) BITPOLL_SECRET_KEY_FILE BITPOLL_ENCRYPTION_KEY_FILE;
+    }
+    {
+      BITPOLL_SECRET_KEY_FILE = "/var/lib/bitpoll/secrets/secret_key";
+      BITPOLL_ENCRYPTION_KEY_FILE = "/var/lib/bitpoll/secrets/encryption_key";
+    }
+  )
+  (t.check "settings file is the rendered one" (service small).environment.BITPOLL_SETTINGS_FILE
+    small.services.bitpoll.settingsFile.outPath
+  )
+  (t.check "a system user" small.users.users.bitpoll.isSystemUser true)
+  (t.check "no backup unless enabled" (small.systemd.services ? bitpoll-backup) false)
+  (t.check "no database server for sqlite" small.services.postgresql.enable false)
+
+  (t.check "rendered settings: hosts from BASE_URL plus localhost"
+    (hasInfix ''ALLOWED_HOSTS = ["polls.example.org", "localhost"]'' smallText)
+    true
+  )
+  (t.check "rendered settings: secret read from its file"
+    (hasInfix ''EMAIL_HOST_PASSWORD = _bitpoll_read_secret("/run/keys/bitpoll-mail")'' smallText)
+    true
+  )
+  (t.check "rendered settings: quotes escaped"
+    (hasInfix ''SITE_NAME = "Example \"Polls\""'' smallText)
+    true
+  )
+  (t.check "rendered settings: HTTPS cookies" (
+    hasInfix "SESSION_COOKIE_SECURE = True" smallText && hasInfix "CSRF_COOKIE_SECURE = True" smallText
+  ) true)
+  (t.check "rendered settings: sqlite in the state directory"
+    (hasInfix ''"NAME": "/var/lib/bitpoll/db.sqlite3"'' smallText)
+    true
+  )
+
+  (t.check "postgresql: ordered after the database" (builtins.elem "postgresql.service" (service full)
+  .after) true)
+  (t.check "postgresql: setup requires the database" full.systemd.services.bitpoll-setup.requires [
+    "postgresql.service"
+  ])
+  (t.check "postgresql: created locally"
+    {
+      inherit (full.services.postgresql) enable ensureDatabases ensureUsers;
+    }
+    {
+      enable = true;
+      ensureDatabases = [ "bitpoll" ];
+      ensureUsers = [
+        {
+          name = "bitpoll";
+          ensureDBOwnership = true;
+        }
+      ];
+    }
+  )
+  (t.check "postgresql: peer authentication through the socket" (
+    hasInfix ''"ENGINE": "django.db.backends.postgresql"'' fullText
+    && hasInfix ''"HOST": "/run/postgresql"'' fullText
+    && !(hasInfix "\"PASSWORD\"" fullText)
+  ) true)
+  (t.check "unix socket" (hasInfix "/run/bitpoll/http.sock" (sc full).ExecStart) true)
+  (t.check "environment file" (sc full).EnvironmentFile [ "/run/keys/bitpoll.env" ])
+  (t.check "nginx proxies to the socket"
+    full.services.nginx.virtualHosts."polls.example.org".locations."/".proxyPass
+    "http://unix:/run/bitpoll/http.sock"
+  )
+  (t.check "nginx serves media"
+    full.services.nginx.virtualHosts."polls.example.org".locations."/media/".alias
+    "/var/lib/bitpoll/media/"
+  )
+  (t.check "extra apps make static files collected at start"
+    {
+      inherit (full.services.bitpoll) collectStatic;
+      alias = full.services.nginx.virtualHosts."polls.example.org".locations."/static/".alias;
+      root = (service full).environment.BITPOLL_STATIC_ROOT;
+    }
+    {
+      collectStatic = true;
+      alias = "/var/lib/bitpoll/static/";
+      root = "/var/lib/bitpoll/static";
+    }
+  )
+  (t.check "nginx may read the group's files" full.users.users.nginx.extraGroups [ "bitpoll" ])
+  (t.check "backup timer" full.systemd.timers.bitpoll-backup.timerConfig.OnCalendar "daily")
+  (t.check "backup dumps postgresql"
+    (hasInfix "pg_dump" full.systemd.services.bitpoll-backup.serviceConfig.ExecStart.text)
+    true
+  )
+  (t.check "rendered settings: ldap search as Python"
+    (hasInfix ''LDAPSearch("ou=People,dc=example,dc=org"'' fullText)
+    true
+  )
+  (t.check "rendered settings: ldap and openid secrets are file reads" (
+    hasInfix ''AUTH_LDAP_BIND_PASSWORD = _bitpoll_read_secret("/run/keys/ldap")'' fullText
+    && hasInfix ''OPENID_CLIENT_SECRET = _bitpoll_read_secret("/run/keys/oidc")'' fullText
+  ) true)
+  (t.check "rendered settings: proxy header behind nginx"
+    (hasInfix ''SECURE_PROXY_SSL_HEADER = ["HTTP_X_FORWARDED_PROTO", "https"]'' fullText)
+    true
+  )
+  (t.check "manage command on the system path" (map (p: p.name) small.environment.systemPackages) [
+    "bitpoll-manage"
+  ])
+]
