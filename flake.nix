@@ -158,6 +158,7 @@
                 printf 'p"w\\ßörd\n' > "$TMPDIR/secrets/mail_password"
                 sed "s#${secretDir}#$TMPDIR/secrets#g" "$settingsJsonPath" > settings.json
                 python3 ${./tests/nix/settings_check.py} settings.json | tee $out
+                python3 ${./tests/nix/settings_local_check.py} settings.json ${./nix/settings_local.py} | tee -a $out
               '';
 
           formatting =

@@ -413,6 +413,14 @@ in
             settingOption types.bool false
               "Whether only logged-in users can create polls.";
           PUBLIC_POLLS = settingOption types.bool true "Whether public polls are listed.";
+          # settings.py derives this from REGISTER_ENABLED before it reads the
+          # instance's settings, and Bitpoll refuses to start with both it and OpenID.
+          GROUP_MANAGEMENT = mkOption {
+            type = types.bool;
+            default = cfg.settings.REGISTER_ENABLED && !cfg.openid.enable;
+            defaultText = literalExpression "REGISTER_ENABLED && !services.bitpoll.openid.enable";
+            description = "Whether users can manage groups.";
+          };
           CALENDAR_ENABLED = settingOption types.bool true "Whether users can connect calendars.";
           SESSION_COOKIE_SECURE = mkOption {
             type = types.bool;
@@ -732,6 +740,10 @@ in
         {
           assertion = !cfg.openid.enable || (cfg.openid.issuer != "" && cfg.openid.clientId != "");
           message = "services.bitpoll.openid needs issuer and clientId";
+        }
+        {
+          assertion = !(cfg.openid.enable && cfg.settings.GROUP_MANAGEMENT);
+          message = "services.bitpoll: Bitpoll cannot run with both OpenID and settings.GROUP_MANAGEMENT";
         }
       ];
       warnings = optional cfg.settings.DEBUG "services.bitpoll.settings.DEBUG is on: never on a public instance";

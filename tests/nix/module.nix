@@ -353,6 +353,10 @@ t.runTests "module" [
     (hasInfix ''SECURE_PROXY_SSL_HEADER = ["HTTP_X_FORWARDED_PROTO", "https"]'' fullText)
     true
   )
+  (t.check "group management follows registration" (hasInfix "GROUP_MANAGEMENT = True" smallText)
+    true
+  )
+  (t.check "group management off with OpenID" (hasInfix "GROUP_MANAGEMENT = False" fullText) true)
   (t.check "manage command on the system path" (map (p: p.name) small.environment.systemPackages) [
     "bitpoll-manage"
   ])

@@ -3,8 +3,8 @@
 //! The evaluator comes from the Debian package `nix-bin`, which CI installs. Without
 //! it these tests fail rather than pass silently; `BITPOLL_SKIP_NIX=1` skips them on
 //! purpose. Tests that need more than the evaluator say so on stderr when they skip:
-//! the module test needs `NIXPKGS_LIB` (a nixpkgs `lib` directory), the fetch test
-//! needs `BITPOLL_NIX_FETCH=1` and network access to the package index.
+//! the module and flake tests need `NIXPKGS_LIB` (a nixpkgs `lib` directory), the
+//! fetch test needs `BITPOLL_NIX_FETCH=1` and network access to the package index.
 
 use std::env;
 use std::ffi::OsStr;
@@ -173,6 +173,16 @@ fn lock_reader_on_committed_lock() {
 }
 
 #[test]
+fn python_environment_with_stand_ins() {
+    if !nix_enabled("python_environment_with_stand_ins") {
+        return;
+    }
+    let json = eval_json(&nix_tests().join("python-env.nix"), [] as [&str; 0]);
+    assert!(json.contains("\"passed\""), "unexpected result: {json}");
+    eprintln!("python_environment_with_stand_ins: {json}");
+}
+
+#[test]
 fn settings_render_and_read_back() {
     if !nix_enabled("settings_render_and_read_back") {
         return;
@@ -214,20 +224,32 @@ fn settings_render_and_read_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("settings_render_and_read_back: {}", stdout.trim());
+
+    // The package's settings_local.py must apply the rendered file on top of its
+    // own defaults and read the keys from outside the store.
+    let out = run(Command::new(&python)
+        .arg(nix_tests().join("settings_local_check.py"))
+        .arg(&rendered)
+        .arg(repo_root().join("nix").join("settings_local.py")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "settings_local.py misbehaves:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("settings_render_and_read_back: {}", stdout.trim());
     let _ = fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn module_evaluates_with_nixpkgs_lib() {
-    if !nix_enabled("module_evaluates_with_nixpkgs_lib") {
-        return;
-    }
+/// The `lib` directory of a nixpkgs checkout, from `NIXPKGS_LIB`, or None after
+/// saying on stderr that the test is skipped.
+fn nixpkgs_lib(test: &str) -> Option<PathBuf> {
     let Some(lib) = env::var_os("NIXPKGS_LIB").filter(|v| !v.is_empty()) else {
         eprintln!(
-            "module_evaluates_with_nixpkgs_lib: skipped: NIXPKGS_LIB unset \
-             (point it at a nixpkgs `lib` directory to evaluate nix/module.nix)"
+            "{test}: skipped: NIXPKGS_LIB unset \
+             (point it at a nixpkgs `lib` directory to run this test)"
         );
-        return;
+        return None;
     };
     let lib = PathBuf::from(lib);
     assert!(
@@ -235,8 +257,18 @@ fn module_evaluates_with_nixpkgs_lib() {
         "NIXPKGS_LIB={} has no default.nix; it must be the `lib` directory of nixpkgs",
         lib.display()
     );
+    Some(lib)
+}
+
+fn eval_with_nixpkgs_lib(test: &str, file: &str) {
+    if !nix_enabled(test) {
+        return;
+    }
+    let Some(lib) = nixpkgs_lib(test) else {
+        return;
+    };
     let json = eval_json(
-        &nix_tests().join("module.nix"),
+        &nix_tests().join(file),
         [
             OsStr::new("--argstr"),
             OsStr::new("nixpkgsLib"),
@@ -244,7 +276,17 @@ fn module_evaluates_with_nixpkgs_lib() {
         ],
     );
     assert!(json.contains("\"passed\""), "unexpected result: {json}");
-    eprintln!("module_evaluates_with_nixpkgs_lib: {json}");
+    eprintln!("{test}: {json}");
+}
+
+#[test]
+fn module_evaluates_with_nixpkgs_lib() {
+    eval_with_nixpkgs_lib("module_evaluates_with_nixpkgs_lib", "module.nix");
+}
+
+#[test]
+fn flake_outputs_with_nixpkgs_lib() {
+    eval_with_nixpkgs_lib("flake_outputs_with_nixpkgs_lib", "flake.nix");
 }
 
 #[test]
