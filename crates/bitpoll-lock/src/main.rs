@@ -1,1 +1,94 @@
-fn main() {}
+//! `bitpoll-lock`: the command line. Parsing arguments, choosing exit codes and printing are
+//! all that happens here; the work is in the library crates.
+
+mod check;
+mod exit;
+mod inputs;
+mod merge;
+mod update;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Default locations of the committed inputs, relative to the project root.
+pub const DEFAULT_REQUIREMENTS: [&str; 2] = [
+    "inputs/requirements.in",
+    "inputs/requirements-production.in",
+];
+pub const DEFAULT_LOCK: &str = "lock/bitpoll.lock.json";
+pub const DEFAULT_NIXPKGS_INDEX: &str = "lock/nixpkgs-index.json";
+pub const DEFAULT_POLICY: &str = "lock/policy.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "bitpoll-lock",
+    version,
+    about = "Lock Bitpoll's Python environment for Nix"
+)]
+struct Cli {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Resolve the requirements and write the lock.
+    Update(update::UpdateArgs),
+    /// Exit 0 if the lock matches its inputs, 1 (with the reason) if not. No network.
+    Check(check::CheckArgs),
+    /// Convert a nixpkgs package subset description into the nixpkgs index format.
+    ImportSubset {
+        /// The subset JSON (shared/data/nixpkgs-python-subset.json).
+        input: PathBuf,
+        /// Where to write the index.
+        #[arg(short, long, default_value = DEFAULT_NIXPKGS_INDEX)]
+        output: PathBuf,
+        #[arg(long, default_value = "python313")]
+        python_attr: String,
+        /// Full version of that Python.
+        #[arg(long, default_value = "3.13.0")]
+        python_version: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Update(args) => update::run(args, cli.quiet),
+        Command::Check(args) => check::run(args, cli.quiet),
+        Command::ImportSubset {
+            input,
+            output,
+            python_attr,
+            python_version,
+        } => import_subset(&input, &output, &python_attr, &python_version),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", exit::render(&err));
+            ExitCode::from(exit::code(&err))
+        }
+    }
+}
+
+fn import_subset(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    attr: &str,
+    version: &str,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("{}: cannot read", input.display()))
+        .map_err(exit::bad_input)?;
+    let index = bitpoll_nixpkgs::import_subset(&text, attr, version)
+        .map_err(|e| exit::bad_input(anyhow::anyhow!("{}: {e}", input.display())))?;
+    bitpoll_lockfile::write_atomic(output, index.to_json().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,7 +5,7 @@ use std::io::{Cursor, Read};
 use std::str::FromStr;
 
 use pep440_rs::Version;
-use pep508_rs::ExtraName;
+use pep508_rs::{ExtraName, Requirement};
 
 use crate::core::{
     parse_headers, parse_name, parse_requirement, parse_requires_python, parse_version,
@@ -32,6 +32,10 @@ pub struct SdistInfo {
     /// `requires-python` are all absent from `project.dynamic` (source
     /// [`MetadataSource::SdistPyproject`]); otherwise `None` and only a build can tell.
     pub static_metadata: Option<CoreMetadata>,
+    /// The top-level `PKG-INFO` read as it is, whatever its version or `Dynamic` fields say
+    /// (source [`MetadataSource::SdistPkgInfoLegacy`]). Not guaranteed to match a build: the
+    /// last resort before a policy override, and the lock says when it was used.
+    pub legacy_metadata: Option<CoreMetadata>,
     /// `[build-system].requires`, or the PEP 517 fallback `setuptools>=40.8.0` when there is
     /// no `pyproject.toml` or it has no such table.
     pub build_requires: Vec<String>,
@@ -120,36 +124,42 @@ pub fn read_wheel_metadata(wheel_bytes: &[u8]) -> Result<CoreMetadata, MetadataE
     parse_core_metadata(&bytes, MetadataSource::Wheel)
 }
 
-/// The two files we read, per top-level directory.
+/// The files we read, per top-level directory.
 #[derive(Default)]
 struct TopLevel {
     pkg_info: Option<Vec<u8>>,
     pyproject: Option<Vec<u8>>,
+    /// setuptools' `*.egg-info/requires.txt`: `install_requires` as written in setup.py,
+    /// which a pre-2.2 PKG-INFO leaves out.
+    egg_requires: Option<Vec<u8>>,
 }
 
-fn wanted(parts: &[String]) -> Option<bool> {
-    // Some(true) for PKG-INFO, Some(false) for pyproject.toml.
-    if parts.len() != 2 {
-        return None;
-    }
-    match parts[1].as_str() {
-        "PKG-INFO" => Some(true),
-        "pyproject.toml" => Some(false),
+#[derive(Clone, Copy)]
+enum Member {
+    PkgInfo,
+    Pyproject,
+    EggRequires,
+}
+
+fn wanted(parts: &[String]) -> Option<Member> {
+    match parts {
+        [_, file] if file == "PKG-INFO" => Some(Member::PkgInfo),
+        [_, file] if file == "pyproject.toml" => Some(Member::Pyproject),
+        [_, egg, file] | [_, _, egg, file]
+            if egg.ends_with(".egg-info") && file == "requires.txt" =>
+        {
+            Some(Member::EggRequires)
+        }
         _ => None,
     }
 }
 
-fn store(
-    tops: &mut BTreeMap<String, TopLevel>,
-    parts: &[String],
-    is_pkg_info: bool,
-    bytes: Vec<u8>,
-) {
+fn store(tops: &mut BTreeMap<String, TopLevel>, parts: &[String], member: Member, bytes: Vec<u8>) {
     let top = tops.entry(parts[0].clone()).or_default();
-    let slot = if is_pkg_info {
-        &mut top.pkg_info
-    } else {
-        &mut top.pyproject
+    let slot = match member {
+        Member::PkgInfo => &mut top.pkg_info,
+        Member::Pyproject => &mut top.pyproject,
+        Member::EggRequires => &mut top.egg_requires,
     };
     if slot.is_none() {
         *slot = Some(bytes);
@@ -178,17 +188,16 @@ fn scan_tar(
             if !entry.header().entry_type().is_file() {
                 continue;
             }
-            if let Some(is_pkg_info) = wanted(&parts) {
+            if let Some(member) = wanted(&parts) {
                 // The whole stream is already capped; this only bounds one member.
                 let mut budget = MAX_UNCOMPRESSED_BYTES;
                 let bytes = read_capped(entry, &mut budget)?;
-                store(&mut tops, &parts, is_pkg_info, bytes);
-                // An sdist has one top-level directory; once it has given both files,
+                store(&mut tops, &parts, member, bytes);
+                // An sdist has one top-level directory; once it has given every file,
                 // the rest of a possibly huge archive need not be decompressed.
-                if tops
-                    .values()
-                    .any(|t| t.pkg_info.is_some() && t.pyproject.is_some())
-                {
+                if tops.values().any(|t| {
+                    t.pkg_info.is_some() && t.pyproject.is_some() && t.egg_requires.is_some()
+                }) {
                     break;
                 }
             }
@@ -206,16 +215,16 @@ fn scan_zip(bytes: &[u8]) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
     let mut wanted_names = Vec::new();
     for name in archive.file_names() {
         let parts = check_member_path(name)?;
-        if let Some(is_pkg_info) = wanted(&parts) {
-            wanted_names.push((name.to_string(), parts, is_pkg_info));
+        if let Some(member) = wanted(&parts) {
+            wanted_names.push((name.to_string(), parts, member));
         }
     }
     let mut budget = MAX_UNCOMPRESSED_BYTES;
     let mut tops = BTreeMap::new();
-    for (name, parts, is_pkg_info) in wanted_names {
-        let member = archive.by_name(&name).map_err(zip_error)?;
-        let bytes = read_capped(member, &mut budget)?;
-        store(&mut tops, &parts, is_pkg_info, bytes);
+    for (name, parts, member) in wanted_names {
+        let file = archive.by_name(&name).map_err(zip_error)?;
+        let bytes = read_capped(file, &mut budget)?;
+        store(&mut tops, &parts, member, bytes);
     }
     Ok(tops)
 }
@@ -250,9 +259,13 @@ pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataErr
         .find(|(dir, _)| dir.eq_ignore_ascii_case(original_stem))
         .or_else(|| tops.iter().next())
         .map(|(_, top)| top);
-    let (pkg_info, pyproject) = match top {
-        Some(top) => (top.pkg_info.as_deref(), top.pyproject.as_deref()),
-        None => (None, None),
+    let (pkg_info, pyproject, egg_requires) = match top {
+        Some(top) => (
+            top.pkg_info.as_deref(),
+            top.pyproject.as_deref(),
+            top.egg_requires.as_deref(),
+        ),
+        None => (None, None, None),
     };
 
     let pyproject: Option<toml::Table> = match pyproject {
@@ -291,11 +304,51 @@ pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataErr
         },
     };
 
+    let legacy_metadata = legacy_metadata(pkg_info, egg_requires);
+
     Ok(SdistInfo {
         static_metadata,
+        legacy_metadata,
         build_requires,
         build_backend,
     })
+}
+
+/// The PKG-INFO as it is; when it lists no dependencies but setuptools wrote an egg-info
+/// `requires.txt`, that file's requirements (with its `[extra:marker]` sections as markers).
+fn legacy_metadata(pkg_info: Option<&[u8]>, egg_requires: Option<&[u8]>) -> Option<CoreMetadata> {
+    let mut meta = parse_core_metadata(pkg_info?, MetadataSource::SdistPkgInfoLegacy).ok()?;
+    if let (true, Some(requires)) = (meta.requires_dist.is_empty(), egg_requires) {
+        let mut section: (Option<String>, Option<String>) = (None, None);
+        for line in String::from_utf8_lossy(requires).lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                let (extra, marker) = inner.split_once(':').unwrap_or((inner, ""));
+                section = (
+                    Some(extra.trim())
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_string),
+                    Some(marker.trim())
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string),
+                );
+                continue;
+            }
+            let marker = match &section {
+                (None, None) => String::new(),
+                (Some(e), None) => format!(" ; extra == \"{e}\""),
+                (None, Some(m)) => format!(" ; {m}"),
+                (Some(e), Some(m)) => format!(" ; ({m}) and extra == \"{e}\""),
+            };
+            let req = Requirement::from_str(&format!("{line}{marker}")).ok()?;
+            meta.requires_dist.push(req);
+        }
+        meta.source = MetadataSource::SdistEggInfo;
+    }
+    Some(meta)
 }
 
 fn pkg_info_static(pkg_info: Option<&[u8]>) -> Result<Option<CoreMetadata>, MetadataError> {

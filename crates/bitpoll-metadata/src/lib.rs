@@ -37,6 +37,12 @@ pub enum MetadataSource {
     Wheel,
     /// A static (2.2+) `PKG-INFO` at the top of an sdist.
     SdistPkgInfo,
+    /// An sdist's `PKG-INFO` that does not promise to be static (before metadata 2.2, or
+    /// with dynamic dependencies): used only when nothing better exists.
+    SdistPkgInfoLegacy,
+    /// Like `SdistPkgInfoLegacy`, with the dependencies from setuptools' egg-info
+    /// `requires.txt` because the PKG-INFO lists none.
+    SdistEggInfo,
     /// The `[project]` table of an sdist's `pyproject.toml`.
     SdistPyproject,
     /// A metadata override from the lock policy.
@@ -52,6 +58,8 @@ impl MetadataSource {
             MetadataSource::CoreMetadata => "core-metadata",
             MetadataSource::Wheel => "wheel",
             MetadataSource::SdistPkgInfo => "sdist-pkg-info",
+            MetadataSource::SdistPkgInfoLegacy => "sdist-pkg-info-legacy",
+            MetadataSource::SdistEggInfo => "sdist-egg-info",
             MetadataSource::SdistPyproject => "sdist-pyproject",
             MetadataSource::Policy => "policy",
             MetadataSource::Nixpkgs => "nixpkgs",

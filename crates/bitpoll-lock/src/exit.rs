@@ -1,0 +1,62 @@
+//! Exit codes (DESIGN section 6): 0 success, 1 a failed check, 2 bad usage or input, 3 network
+//! or index failure.
+
+use bitpoll_client::ClientError;
+use bitpoll_resolver::ResolveError;
+
+/// Marks an error as the user's input being wrong.
+#[derive(Debug)]
+pub struct BadInput(pub anyhow::Error);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for BadInput {}
+
+pub fn bad_input(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(e.into()))
+}
+
+pub fn code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<BadInput>().is_some() {
+            return 2;
+        }
+        if let Some(e) = cause.downcast_ref::<ClientError>() {
+            return if e.is_network() { 3 } else { 2 };
+        }
+        if let Some(e) = cause.downcast_ref::<ResolveError>() {
+            return match e {
+                ResolveError::NoSolution { .. } | ResolveError::Other(_) => 2,
+                ResolveError::Index(e) if e.is_network() => 3,
+                ResolveError::Index(_) => 2,
+            };
+        }
+        if cause
+            .downcast_ref::<bitpoll_requirements::RequirementsError>()
+            .is_some()
+            || cause
+                .downcast_ref::<bitpoll_policy::PolicyError>()
+                .is_some()
+            || cause
+                .downcast_ref::<bitpoll_nixpkgs::IndexError>()
+                .is_some()
+            || cause
+                .downcast_ref::<bitpoll_lockfile::LockError>()
+                .is_some()
+            || cause
+                .downcast_ref::<bitpoll_platform::TargetError>()
+                .is_some()
+        {
+            return 2;
+        }
+    }
+    // Anything unexpected is treated as an environment failure, not the user's input.
+    3
+}
+
+pub fn render(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+}

@@ -1,0 +1,255 @@
+//! `bitpoll-lock update`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use bitpoll_client::{ClientOptions, IndexClient};
+use bitpoll_lockfile::{Lock, Source, SCHEMA};
+use bitpoll_resolver::{Options, Request};
+use clap::Args;
+use pep508_rs::PackageName;
+
+use crate::exit::bad_input;
+use crate::inputs::{self, InputPaths};
+use crate::{DEFAULT_LOCK, DEFAULT_NIXPKGS_INDEX, DEFAULT_POLICY, DEFAULT_REQUIREMENTS};
+
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// Requirement file (repeatable). Default: the committed Bitpoll inputs.
+    #[arg(short = 'r', long = "requirement", value_name = "FILE")]
+    pub requirements: Vec<PathBuf>,
+    /// Resolve against the Python index only.
+    #[arg(long)]
+    pub no_nixpkgs: bool,
+    /// The nixpkgs package index to resolve against.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_NIXPKGS_INDEX)]
+    pub nixpkgs_index: PathBuf,
+    /// Python package index (simple API) URL. Default: found as DESIGN section 4 describes.
+    #[arg(long, value_name = "URL")]
+    pub index_url: Option<String>,
+    /// The name the lock records for that index (never its URL).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "pypi",
+        env = "BITPOLL_LOCK_INDEX_NAME"
+    )]
+    pub index_name: String,
+    /// Python version X.Y (default: the nixpkgs index's Python).
+    #[arg(long, value_name = "X.Y")]
+    pub python: Option<String>,
+    /// Nix system to lock for (repeatable). Default: the four supported systems.
+    #[arg(long = "system", value_name = "SYSTEM")]
+    pub systems: Vec<String>,
+    /// Where the lock is.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_LOCK)]
+    pub lock: PathBuf,
+    /// The policy file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_POLICY)]
+    pub policy: PathBuf,
+    /// Allow this package to move to a newer version (repeatable); everything else keeps its pin
+    /// while that pin is still valid.
+    #[arg(short = 'P', long = "upgrade-package", value_name = "NAME")]
+    pub upgrade_package: Vec<String>,
+    /// Ignore the existing lock's pins and re-resolve everything.
+    #[arg(short = 'U', long)]
+    pub upgrade: bool,
+    /// Ignore releases uploaded after this date (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub exclude_newer: Option<String>,
+    /// Use only cached index responses; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// HTTP cache directory.
+    #[arg(long, value_name = "DIR", env = "BITPOLL_LOCK_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+impl UpdateArgs {
+    pub fn input_paths(&self) -> anyhow::Result<InputPaths> {
+        let requirements = if self.requirements.is_empty() {
+            DEFAULT_REQUIREMENTS.iter().map(PathBuf::from).collect()
+        } else {
+            self.requirements.clone()
+        };
+        let systems = if self.systems.is_empty() {
+            bitpoll_platform::DEFAULT_SYSTEMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            self.systems.clone()
+        };
+        let exclude_newer = self
+            .exclude_newer
+            .as_deref()
+            .map(normalise_date)
+            .transpose()?;
+        Ok(InputPaths {
+            requirements,
+            policy: self.policy.clone(),
+            nixpkgs_index: (!self.no_nixpkgs).then(|| self.nixpkgs_index.clone()),
+            index_name: self.index_name.clone(),
+            exclude_newer,
+            systems,
+            python: self.python.clone(),
+        })
+    }
+}
+
+/// Accepts `YYYY-MM-DD` (meaning the end of that day, UTC) or a full RFC 3339 time.
+fn normalise_date(s: &str) -> anyhow::Result<String> {
+    let bytes = s.as_bytes();
+    let is_date = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if is_date {
+        return Ok(format!("{s}T23:59:59Z"));
+    }
+    if s.len() >= 20 && s.as_bytes()[10] == b'T' && (s.ends_with('Z') || s.contains('+')) {
+        return Ok(s.to_string());
+    }
+    Err(bad_input(anyhow::anyhow!("--exclude-newer `{s}`: expected YYYY-MM-DD or an RFC 3339 time such as 2026-01-31T12:00:00Z")))
+}
+
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("bitpoll-lock");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache/bitpoll-lock"),
+        None => std::env::temp_dir().join("bitpoll-lock-cache"),
+    }
+}
+
+pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let paths = args.input_paths()?;
+    let loaded = inputs::load(&paths)?;
+
+    // The previous lock's pins are preferences: they stay while still valid (minimal churn).
+    let old_lock = match Lock::read(&args.lock) {
+        Ok(lock) => Some(lock),
+        Err(bitpoll_lockfile::LockError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        Err(e) => {
+            if !quiet {
+                eprintln!("warning: ignoring the existing lock's pins: {e}");
+            }
+            None
+        }
+    };
+    let upgrade: Vec<PackageName> = args
+        .upgrade_package
+        .iter()
+        .map(|n| {
+            n.parse::<PackageName>()
+                .map_err(|e| bad_input(anyhow::anyhow!("--upgrade-package `{n}`: {e}")))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut preferences = HashMap::new();
+    if let (Some(lock), false) = (&old_lock, args.upgrade) {
+        for p in &lock.packages {
+            let Ok(name) = p.name.parse::<PackageName>() else {
+                continue;
+            };
+            let Ok(version) = p.version.parse() else {
+                continue;
+            };
+            if upgrade.contains(&name) {
+                continue;
+            }
+            let source = match p.source {
+                Source::Nixpkgs => bitpoll_resolver::Source::Nixpkgs,
+                Source::Index => bitpoll_resolver::Source::Index,
+            };
+            preferences.entry(name).or_insert((version, source));
+        }
+    }
+
+    let (index_url, origin) = bitpoll_client::discover_index_url(args.index_url.as_deref())?;
+    if !quiet {
+        eprintln!("index: {} ({origin})", index_url.redacted());
+    }
+    let mut options = ClientOptions::new(
+        index_url,
+        args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+    );
+    options.offline = args.offline;
+    options.concurrency = args.concurrency.max(1);
+    options.progress = !quiet && std::io::stderr().is_terminal();
+    options.exclude_newer = paths.exclude_newer.clone();
+    let client = IndexClient::new(options)?;
+
+    let resolver_options = Options::default();
+    let request = Request {
+        requirements: &loaded.requirements,
+        constraints: &loaded.constraints,
+        nixpkgs: loaded.nixpkgs.as_ref(),
+        policy: &loaded.policy,
+        options: &resolver_options,
+        preferences: &preferences,
+    };
+    let resolutions = bitpoll_resolver::resolve(&client, &loaded.targets, &request)?;
+    let packages = crate::merge::merge(&client, &paths.index_name, &resolutions)?;
+
+    let mut lock = Lock {
+        schema: SCHEMA,
+        fingerprint: loaded.fingerprint(),
+        inputs: loaded.inputs.clone(),
+        nixpkgs: loaded.nixpkgs_info.clone(),
+        targets: loaded.target_infos.clone(),
+        packages,
+    };
+    lock.normalise();
+    let text = lock.to_json();
+    let unchanged = std::fs::read(&args.lock).is_ok_and(|old| old == text.as_bytes());
+    if !unchanged {
+        bitpoll_lockfile::write_atomic(&args.lock, text.as_bytes())
+            .with_context(|| format!("writing {}", args.lock.display()))?;
+    }
+    if !quiet {
+        let mut warnings: Vec<&String> = resolutions.iter().flat_map(|r| &r.warnings).collect();
+        warnings.sort();
+        warnings.dedup();
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        let nix = lock
+            .packages
+            .iter()
+            .filter(|p| p.source == Source::Nixpkgs)
+            .count();
+        let stats = client.stats();
+        eprintln!(
+            "{} {}: {} entries ({} from nixpkgs, {} from {}) for {} targets in {:.2}s ({} requests, {} revalidated, {} from cache)",
+            if unchanged { "unchanged" } else { "wrote" },
+            args.lock.display(),
+            lock.packages.len(),
+            nix,
+            lock.packages.len() - nix,
+            paths.index_name,
+            lock.targets.len(),
+            started.elapsed().as_secs_f64(),
+            stats.requests,
+            stats.not_modified,
+            stats.cache_hits,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,189 @@
+//! What versions of a package a target could use, in the order we prefer them.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bitpoll_client::{ClientError, DistFile, ProjectPage};
+use bitpoll_nixpkgs::Nixpkgs;
+use bitpoll_platform::{DistFilename, Target};
+use bitpoll_policy::ForcedSource;
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::PackageName;
+
+use crate::version::{SolverVersion, Source};
+use crate::Options;
+
+#[derive(Debug, Clone)]
+pub enum CandidateKind {
+    Nixpkgs {
+        attr: String,
+    },
+    Index {
+        /// The file this target installs: its best wheel, else the sdist.
+        artifact: Arc<DistFile>,
+        /// Every usable file of this version (metadata may come from another one).
+        files: Vec<Arc<DistFile>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub version: SolverVersion,
+    pub kind: CandidateKind,
+}
+
+/// A version of the package that this target cannot use, and why.
+#[derive(Debug, Clone)]
+pub struct Excluded {
+    pub version: Version,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// Usable candidates in preference order.
+    pub list: Vec<Candidate>,
+    pub excluded: Vec<Excluded>,
+    /// The index has no such project.
+    pub not_found: bool,
+    /// Every index version is a pre-release (pre-releases are then allowed "if necessary").
+    pub only_prereleases: bool,
+}
+
+pub struct CandidateContext<'a> {
+    pub target: &'a Target,
+    pub nixpkgs: Option<&'a Nixpkgs>,
+    pub forced: Option<ForcedSource>,
+    pub options: &'a Options,
+    /// Versions pinned with `==` by a top-level requirement: yanked ones stay usable (PEP 592).
+    pub pinned: &'a HashSet<Version>,
+    pub preferred: Option<&'a SolverVersion>,
+}
+
+pub fn build(
+    name: &PackageName,
+    page: Result<Arc<ProjectPage>, ClientError>,
+    cx: &CandidateContext<'_>,
+) -> Result<Candidates, ClientError> {
+    let mut out = Candidates::default();
+    if let (Some(nixpkgs), false) = (cx.nixpkgs, cx.forced == Some(ForcedSource::Index)) {
+        for c in nixpkgs.candidates(name) {
+            out.list.push(Candidate {
+                version: SolverVersion::new(c.version, Source::Nixpkgs),
+                kind: CandidateKind::Nixpkgs {
+                    attr: c.attr.to_string(),
+                },
+            });
+        }
+    }
+    let page = match page {
+        Ok(page) => Some(page),
+        // A package nixpkgs has but the index does not is still fine.
+        Err(ClientError::NotFound { .. }) => {
+            out.not_found = true;
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if cx.forced == Some(ForcedSource::Nixpkgs) {
+        if out.list.is_empty() {
+            out.excluded.push(Excluded {
+                version: Version::new([0]),
+                reason: "lock/policy.toml forces it to come from nixpkgs, and the nixpkgs index has no usable build"
+                    .into(),
+            });
+        }
+        return Ok(out);
+    }
+    let Some(page) = page else { return Ok(out) };
+
+    // Group files by version, skipping files whose names we cannot read (as installers do).
+    let mut by_version: Vec<(Version, Vec<Arc<DistFile>>)> = Vec::new();
+    for file in &page.files {
+        let Ok(parsed) = DistFilename::parse(&file.filename, name) else {
+            continue;
+        };
+        let v = parsed.version().clone();
+        match by_version.iter_mut().find(|(ver, _)| *ver == v) {
+            Some((_, files)) => files.push(file.clone()),
+            None => by_version.push((v, vec![file.clone()])),
+        }
+    }
+    by_version.sort_by(|a, b| b.0.cmp(&a.0));
+    out.only_prereleases =
+        !by_version.is_empty() && by_version.iter().all(|(v, _)| v.any_prerelease());
+
+    let python = &cx.target.python_full_version;
+    let no_binary = cx.options.no_binary.contains(name);
+    let no_build = cx.options.no_build.contains(name);
+    let mut index = Vec::new();
+    for (version, files) in by_version {
+        let yanked_ok = cx.pinned.contains(&version);
+        let mut reasons = Vec::new();
+        let usable: Vec<Arc<DistFile>> = files
+            .into_iter()
+            .filter(|f| {
+                if f.yanked.is_some() && !yanked_ok {
+                    reasons.push("it was yanked".to_string());
+                    return false;
+                }
+                if let Some(rp) = &f.requires_python {
+                    // A malformed Requires-Python is ignored, as pip does.
+                    if let Ok(spec) = VersionSpecifiers::from_str(rp) {
+                        if !spec.contains(python) {
+                            reasons
+                                .push(format!("it requires Python {rp} (the target has {python})"));
+                            return false;
+                        }
+                    }
+                }
+                true
+            })
+            .collect();
+        let best_wheel = usable
+            .iter()
+            .filter(|f| !no_binary && f.is_wheel())
+            .filter_map(|f| match DistFilename::parse(&f.filename, name) {
+                Ok(DistFilename::Wheel(w)) => w.rank(cx.target.tags()).map(|r| (r, f)),
+                _ => None,
+            })
+            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.filename.cmp(&b.1.filename)))
+            .map(|(_, f)| f.clone());
+        let sdist = usable.iter().find(|f| !f.is_wheel() && !no_build).cloned();
+        match best_wheel.or(sdist) {
+            Some(artifact) => index.push(Candidate {
+                version: SolverVersion::new(version, Source::Index),
+                kind: CandidateKind::Index {
+                    artifact,
+                    files: usable,
+                },
+            }),
+            None => {
+                if reasons.is_empty() {
+                    reasons.push(if usable.iter().any(|f| f.is_wheel()) || no_binary {
+                        format!(
+                            "it has no wheel for {} and no usable source distribution",
+                            cx.target.name
+                        )
+                    } else {
+                        "it has no usable file".to_string()
+                    });
+                }
+                reasons.dedup();
+                out.excluded.push(Excluded {
+                    version,
+                    reason: reasons.join("; "),
+                });
+            }
+        }
+    }
+    out.list.extend(index);
+    if let Some(pref) = cx.preferred {
+        if let Some(pos) = out.list.iter().position(|c| &c.version == pref) {
+            let c = out.list.remove(pos);
+            out.list.insert(0, c);
+        }
+    }
+    Ok(out)
+}

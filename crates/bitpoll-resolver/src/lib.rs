@@ -1,0 +1,153 @@
+//! The resolver: one consistent package set per target, nixpkgs first.
+//!
+//! For each target (python x system) a PubGrub solve runs over two sources at once. A package
+//! is taken from nixpkgs whenever a nixpkgs build satisfies every requirement on it; choosing
+//! one pins its dependencies to their nixpkgs builds (see [`version`] for how the two sources
+//! coexist in one version order), so a PyPI release can never shadow a module that a nixpkgs
+//! package was built against. Everything else comes from the Python index, newest first, with
+//! Requires-Python, yanked releases (PEP 592), pre-release rules and wheel compatibility
+//! applied per target. When no solution exists the error carries PubGrub's derivation, in words.
+
+mod candidates;
+mod provider;
+mod report;
+pub mod version;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bitpoll_client::{ClientError, DistFile, IndexClient};
+use bitpoll_metadata::MetadataSource;
+use bitpoll_nixpkgs::Nixpkgs;
+use bitpoll_platform::Target;
+use bitpoll_policy::Policy;
+use pep440_rs::Version;
+use pep508_rs::{ExtraName, PackageName, Requirement};
+
+pub use version::Source;
+
+/// When pre-releases may be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrereleaseMode {
+    /// Only when a top-level requirement asks for one explicitly, or when a package has
+    /// nothing but pre-releases.
+    #[default]
+    IfNecessaryOrExplicit,
+    /// Only when a package has nothing but pre-releases.
+    IfNecessary,
+    Allow,
+    Disallow,
+    /// Only for packages named by a top-level requirement.
+    Explicit,
+}
+
+/// A set of package names, or all of them.
+#[derive(Debug, Clone, Default)]
+pub enum PackageSet {
+    #[default]
+    None,
+    All,
+    Some(BTreeSet<PackageName>),
+}
+
+impl PackageSet {
+    pub fn contains(&self, name: &PackageName) -> bool {
+        match self {
+            PackageSet::None => false,
+            PackageSet::All => true,
+            PackageSet::Some(set) => set.contains(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub prerelease: PrereleaseMode,
+    /// Never use wheels of these packages.
+    pub no_binary: PackageSet,
+    /// Never build these packages from source.
+    pub no_build: PackageSet,
+}
+
+/// Everything a resolution depends on besides the indexes.
+pub struct Request<'a> {
+    pub requirements: &'a [Requirement],
+    pub constraints: &'a [Requirement],
+    pub nixpkgs: Option<&'a Nixpkgs>,
+    pub policy: &'a Policy,
+    pub options: &'a Options,
+    /// Versions to keep when they are still valid (the previous lock).
+    pub preferences: &'a HashMap<PackageName, (Version, Source)>,
+}
+
+/// Where a resolved package comes from.
+#[derive(Debug, Clone)]
+pub enum ResolvedSource {
+    Nixpkgs {
+        attr: String,
+    },
+    Index {
+        /// The file this target installs.
+        artifact: Arc<DistFile>,
+        metadata: MetadataSource,
+        requires_python: Option<String>,
+        /// `build-system.requires` when the artifact is an sdist.
+        build_requires: Option<Vec<String>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedPackage {
+    pub name: PackageName,
+    pub version: Version,
+    pub source: ResolvedSource,
+    pub extras: BTreeSet<ExtraName>,
+    pub dependencies: BTreeSet<PackageName>,
+}
+
+/// The package set of one target.
+#[derive(Debug, Clone)]
+pub struct TargetResolution {
+    pub target: String,
+    pub packages: BTreeMap<PackageName, ResolvedPackage>,
+    /// Things the user should know that did not stop the resolution.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no solution for {target}:\n{explanation}")]
+    NoSolution { target: String, explanation: String },
+    #[error(transparent)]
+    Index(#[from] ClientError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Resolves every target, in parallel; targets share the client's caches.
+pub fn resolve(
+    client: &IndexClient,
+    targets: &[Target],
+    request: &Request<'_>,
+) -> Result<Vec<TargetResolution>, ResolveError> {
+    let results: Vec<Result<TargetResolution, ResolveError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|target| scope.spawn(move || provider::resolve_target(client, target, request)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("resolver thread panicked"))
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// Resolves one target.
+pub fn resolve_target(
+    client: &IndexClient,
+    target: &Target,
+    request: &Request<'_>,
+) -> Result<TargetResolution, ResolveError> {
+    provider::resolve_target(client, target, request)
+}

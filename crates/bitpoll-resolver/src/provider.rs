@@ -1,0 +1,725 @@
+//! The PubGrub dependency provider for one target.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bitpoll_client::{ClientError, IndexClient};
+use bitpoll_metadata::{CoreMetadata, MetadataSource};
+use bitpoll_platform::Target;
+use bitpoll_platform::WheelFilename;
+use pep440_rs::{Operator, Version, VersionSpecifiers};
+use pep508_rs::{ExtraName, PackageName, Requirement, VersionOrUrl};
+use pubgrub::{
+    Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
+    PubGrubError, Ranges,
+};
+
+use crate::candidates::{self, CandidateContext, CandidateKind, Candidates};
+use crate::version::{Range, SolverVersion, Source};
+use crate::{
+    PrereleaseMode, Request, ResolveError, ResolvedPackage, ResolvedSource, TargetResolution,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pkg {
+    Root,
+    Python(PackageName),
+    /// The extra of a package: depends on the package at the same version plus the extra's
+    /// requirements.
+    Extra(PackageName, ExtraName),
+}
+
+impl fmt::Display for Pkg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pkg::Root => f.write_str("the requirements"),
+            Pkg::Python(name) => write!(f, "{name}"),
+            Pkg::Extra(name, extra) => write!(f, "{name}[{extra}]"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+pub struct Provider<'a> {
+    client: &'a IndexClient,
+    target: &'a Target,
+    request: &'a Request<'a>,
+    constraints: HashMap<PackageName, Range>,
+    /// Versions pinned with `==` at the top level, per package.
+    pinned: HashMap<PackageName, HashSet<Version>>,
+    /// Packages whose top-level requirements name a pre-release.
+    explicit_pre: HashSet<PackageName>,
+    /// Packages named at the top level.
+    direct: HashSet<PackageName>,
+    preferred: HashMap<PackageName, SolverVersion>,
+    candidates: RefCell<HashMap<PackageName, Rc<Candidates>>>,
+    deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
+    metadata_source: RefCell<HashMap<(PackageName, Version), (MetadataSource, Option<String>)>>,
+    discovered: RefCell<HashMap<Pkg, usize>>,
+    prefetched: RefCell<HashSet<PackageName>>,
+    warnings: RefCell<Vec<String>>,
+}
+
+fn requirement_range(req: &Requirement) -> Range {
+    match &req.version_or_url {
+        Some(VersionOrUrl::VersionSpecifier(spec)) => {
+            Range::from_pep440(&Ranges::from(spec.clone()))
+        }
+        _ => Range::any(),
+    }
+}
+
+fn exact_versions(req: &Requirement) -> Vec<Version> {
+    match &req.version_or_url {
+        Some(VersionOrUrl::VersionSpecifier(spec)) => spec
+            .iter()
+            .filter(|s| matches!(s.operator(), Operator::Equal | Operator::ExactEqual))
+            .map(|s| s.version().clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl<'a> Provider<'a> {
+    fn new(client: &'a IndexClient, target: &'a Target, request: &'a Request<'a>) -> Self {
+        let env = target.markers();
+        let mut constraints: HashMap<PackageName, Range> = HashMap::new();
+        let mut pinned: HashMap<PackageName, HashSet<Version>> = HashMap::new();
+        let mut explicit_pre = HashSet::new();
+        let mut direct = HashSet::new();
+        let all_constraints = request
+            .constraints
+            .iter()
+            .chain(request.policy.constraints.iter());
+        for req in all_constraints {
+            if !req.evaluate_markers(env, &[]) {
+                continue;
+            }
+            let range = requirement_range(req);
+            constraints
+                .entry(req.name.clone())
+                .and_modify(|r| *r = pubgrub::VersionSet::intersection(r, &range))
+                .or_insert(range);
+        }
+        for req in request
+            .requirements
+            .iter()
+            .chain(request.constraints.iter())
+        {
+            if !req.evaluate_markers(env, &[]) {
+                continue;
+            }
+            pinned
+                .entry(req.name.clone())
+                .or_default()
+                .extend(exact_versions(req));
+            if let Some(VersionOrUrl::VersionSpecifier(spec)) = &req.version_or_url {
+                if spec.iter().any(|s| s.version().any_prerelease()) {
+                    explicit_pre.insert(req.name.clone());
+                }
+            }
+            direct.insert(req.name.clone());
+        }
+        let preferred = request
+            .preferences
+            .iter()
+            .map(|(name, (v, src))| (name.clone(), SolverVersion::new(v.clone(), *src)))
+            .collect();
+        Self {
+            client,
+            target,
+            request,
+            constraints,
+            pinned,
+            explicit_pre,
+            direct,
+            preferred,
+            candidates: RefCell::default(),
+            deps: RefCell::default(),
+            metadata_source: RefCell::default(),
+            discovered: RefCell::default(),
+            prefetched: RefCell::default(),
+            warnings: RefCell::default(),
+        }
+    }
+
+    fn replaced(&self, name: &PackageName) -> PackageName {
+        if self.request.nixpkgs.is_some() {
+            if let Some(to) = self.request.policy.replace.get(name) {
+                return to.clone();
+            }
+        }
+        name.clone()
+    }
+
+    fn candidates(&self, name: &PackageName) -> Result<Rc<Candidates>, ClientError> {
+        if let Some(c) = self.candidates.borrow().get(name) {
+            return Ok(c.clone());
+        }
+        let forced = self.request.policy.forced_source(name);
+        // nixpkgs-only packages need no index page.
+        let page = if forced == Some(bitpoll_policy::ForcedSource::Nixpkgs) {
+            Err(ClientError::NotFound {
+                package: name.to_string(),
+            })
+        } else {
+            self.client.project(name)
+        };
+        let empty = HashSet::new();
+        let cx = CandidateContext {
+            target: self.target,
+            nixpkgs: self.request.nixpkgs,
+            forced,
+            options: self.request.options,
+            pinned: self.pinned.get(name).unwrap_or(&empty),
+            preferred: self.preferred.get(name),
+        };
+        let built = Rc::new(candidates::build(name, page, &cx)?);
+        self.candidates
+            .borrow_mut()
+            .insert(name.clone(), built.clone());
+        Ok(built)
+    }
+
+    fn prerelease_allowed(&self, name: &PackageName, cands: &Candidates) -> bool {
+        let explicit = self.explicit_pre.contains(name);
+        match self.request.options.prerelease {
+            PrereleaseMode::Allow => true,
+            PrereleaseMode::Disallow => false,
+            PrereleaseMode::IfNecessary => cands.only_prereleases,
+            PrereleaseMode::Explicit => explicit || self.direct.contains(name),
+            PrereleaseMode::IfNecessaryOrExplicit => explicit || cands.only_prereleases,
+        }
+    }
+
+    /// Adds the edges a requirement creates to `deps`.
+    fn add_requirement(&self, deps: &mut Deps, req: &Requirement, from: Option<&PackageName>) {
+        let name = self.replaced(&req.name);
+        let mut range = requirement_range(req);
+        if let Some(c) = self.constraints.get(&name) {
+            range = pubgrub::VersionSet::intersection(&range, c);
+        }
+        let mut add = |pkg: Pkg, range: Range| deps.add(pkg, range);
+        if Some(&name) != from {
+            add(Pkg::Python(name.clone()), range.clone());
+        }
+        for extra in &req.extras {
+            add(Pkg::Extra(name.clone(), extra.clone()), range.clone());
+        }
+        self.prefetch(&name, &range);
+    }
+
+    /// Starts fetching what the solver will probably ask for next, so that network round
+    /// trips overlap instead of adding up: the project page now, and the core metadata of
+    /// the newest fitting release once the page is there.
+    fn prefetch(&self, name: &PackageName, range: &Range) {
+        if !self.prefetched.borrow_mut().insert(name.clone()) {
+            return;
+        }
+        if let Some(nixpkgs) = self.request.nixpkgs {
+            let fits = nixpkgs.candidates(name).iter().any(|c| {
+                pubgrub::VersionSet::contains(
+                    range,
+                    &SolverVersion::new(c.version.clone(), Source::Nixpkgs),
+                )
+            });
+            if fits {
+                return;
+            }
+        }
+        let client = self.client.clone();
+        let name = name.clone();
+        let range = range.clone();
+        let target_python = self.target.python_full_version.clone();
+        // A plain thread: it spends its life waiting on the network, which would starve a
+        // CPU-sized pool.
+        std::thread::spawn(move || {
+            let Ok(page) = client.project(&name) else {
+                return;
+            };
+            let newest = page
+                .files
+                .iter()
+                .filter(|f| f.is_wheel() && f.core_metadata.is_some() && f.yanked.is_none())
+                .filter(|f| {
+                    f.requires_python
+                        .as_deref()
+                        .and_then(|rp| rp.parse::<VersionSpecifiers>().ok())
+                        .is_none_or(|rp| rp.contains(&target_python))
+                })
+                .filter_map(|f| Some((WheelFilename::parse(&f.filename).ok()?.version, f)))
+                .filter(|(v, _)| {
+                    !v.any_prerelease()
+                        && pubgrub::VersionSet::contains(
+                            &range,
+                            &SolverVersion::new(v.clone(), Source::Index),
+                        )
+                })
+                .max_by(|a, b| a.0.cmp(&b.0));
+            if let Some((_, file)) = newest {
+                client.prefetch_metadata(file);
+            }
+        });
+    }
+
+    fn metadata(
+        &self,
+        name: &PackageName,
+        version: &Version,
+        kind: &CandidateKind,
+    ) -> Result<Result<Arc<CoreMetadata>, String>, ClientError> {
+        if let Some(over) = self
+            .request
+            .policy
+            .metadata
+            .get(&(name.clone(), version.clone()))
+        {
+            return Ok(Ok(Arc::new(CoreMetadata {
+                name: name.clone(),
+                version: version.clone(),
+                requires_dist: over.requires_dist.clone(),
+                requires_python: over.requires_python.clone(),
+                provides_extra: Vec::new(),
+                dynamic: Vec::new(),
+                metadata_version: String::new(),
+                source: MetadataSource::Policy,
+            })));
+        }
+        let CandidateKind::Index { artifact, files } = kind else {
+            unreachable!("index candidates only")
+        };
+        // The installed artifact's metadata first; for an sdist, any wheel's core metadata
+        // saves downloading it, since all files of a release share their dependencies.
+        let mut order = vec![artifact.clone()];
+        if !artifact.is_wheel() {
+            order.extend(
+                files
+                    .iter()
+                    .filter(|f| f.is_wheel() && f.core_metadata.is_some())
+                    .cloned(),
+            );
+        }
+        let mut last_err = None;
+        for file in order {
+            match self.client.core_metadata(&file) {
+                Ok(m) => return Ok(Ok(m)),
+                Err(e @ (ClientError::NoStaticMetadata { .. } | ClientError::Metadata { .. })) => {
+                    last_err = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Last resort: an old-style PKG-INFO. Most such sdists (setup.py with a literal
+        // install_requires) say the truth there; the lock marks the entry so a reviewer knows.
+        if !artifact.is_wheel() {
+            if let Ok(info) = self.client.sdist_info(artifact) {
+                if let Some(meta) = &info.legacy_metadata {
+                    self.warnings.borrow_mut().push(format!(
+                        "{name} {version}: dependencies read from a PKG-INFO that does not declare them static; \
+                         check them or pin them in lock/policy.toml [metadata]"
+                    ));
+                    return Ok(Ok(Arc::new(meta.clone())));
+                }
+            }
+        }
+        let err = last_err.map(|e| e.to_string()).unwrap_or_default();
+        Ok(Err(format!(
+            "its dependencies cannot be read without building it ({err}); add [metadata.\"{name}\".\"{version}\"] to lock/policy.toml"
+        )))
+    }
+}
+
+type Priority = (bool, u32, Reverse<usize>);
+
+/// Dependencies in a deliberate order: the solver decides packages it discovered earlier
+/// first, so this order breaks ties between equally good solutions.
+#[derive(Default)]
+struct Deps(Vec<(Pkg, Range)>);
+
+impl Deps {
+    fn add(&mut self, pkg: Pkg, range: Range) {
+        match self.0.iter_mut().find(|(p, _)| *p == pkg) {
+            Some((_, r)) => *r = pubgrub::VersionSet::intersection(r, &range),
+            None => self.0.push((pkg, range)),
+        }
+    }
+}
+
+impl DependencyProvider for Provider<'_> {
+    type P = Pkg;
+    type V = SolverVersion;
+    type VS = Range;
+    type M = String;
+    type Priority = Priority;
+    type Err = ProviderError;
+
+    fn prioritize(
+        &self,
+        package: &Pkg,
+        range: &Range,
+        stats: &PackageResolutionStatistics,
+    ) -> Priority {
+        let mut discovered = self.discovered.borrow_mut();
+        let next = discovered.len();
+        let order = *discovered.entry(package.clone()).or_insert(next);
+        (range.is_singleton(), stats.conflict_count(), Reverse(order))
+    }
+
+    fn choose_version(
+        &self,
+        package: &Pkg,
+        range: &Range,
+    ) -> Result<Option<SolverVersion>, ProviderError> {
+        let name = match package {
+            Pkg::Root => return Ok(Some(SolverVersion::root())),
+            Pkg::Python(name) | Pkg::Extra(name, _) => name,
+        };
+        let cands = self.candidates(name)?;
+        let allow_pre = self.prerelease_allowed(name, &cands);
+        let in_range = cands
+            .list
+            .iter()
+            .filter(|c| pubgrub::VersionSet::contains(range, &c.version));
+        let mut first_pre = None;
+        for c in in_range {
+            let is_pre = c.version.source == Source::Index && c.version.version.any_prerelease();
+            if !is_pre
+                || allow_pre
+                || self
+                    .pinned
+                    .get(name)
+                    .is_some_and(|p| p.contains(&c.version.version))
+            {
+                return Ok(Some(c.version.clone()));
+            }
+            first_pre.get_or_insert(c);
+        }
+        if let Some(pre) = first_pre {
+            self.warnings.borrow_mut().push(format!(
+                "{name}: only pre-releases match on {} (newest {}); pin one explicitly to allow it",
+                self.target.name, pre.version.version
+            ));
+        }
+        Ok(None)
+    }
+
+    fn get_dependencies(
+        &self,
+        package: &Pkg,
+        version: &SolverVersion,
+    ) -> Result<Dependencies<Pkg, Range, String>, ProviderError> {
+        let mut deps = Deps::default();
+        let env = self.target.markers();
+        match package {
+            Pkg::Root => {
+                // Top-level requirements are decided in name order, not file order: the
+                // result must not change when someone reorders a requirement file, and this
+                // is the order uv settles ties in, so `--no-nixpkgs` locks agree with it.
+                let mut roots: Vec<&Requirement> = self.request.requirements.iter().collect();
+                roots.sort_by(|a, b| a.name.cmp(&b.name));
+                for req in roots {
+                    if req.evaluate_markers(env, &[]) {
+                        self.add_requirement(&mut deps, req, None);
+                    }
+                }
+            }
+            Pkg::Python(name) | Pkg::Extra(name, _) => {
+                let extra = match package {
+                    Pkg::Extra(_, e) => Some(e),
+                    _ => None,
+                };
+                if extra.is_some() {
+                    deps.add(Pkg::Python(name.clone()), Range::exact(version.clone()));
+                }
+                let cands = self.candidates(name)?;
+                let Some(cand) = cands.list.iter().find(|c| &c.version == version) else {
+                    return Ok(Dependencies::Unavailable(
+                        "is not available for this target".into(),
+                    ));
+                };
+                match &cand.kind {
+                    CandidateKind::Nixpkgs { attr } => {
+                        let nixpkgs = self
+                            .request
+                            .nixpkgs
+                            .expect("nixpkgs candidates need an index");
+                        let (_, pkg) = nixpkgs.get(attr).expect("candidate attributes exist");
+                        let dep_attrs: Vec<&String> = match extra {
+                            None => pkg.dependencies.iter().collect(),
+                            Some(e) => match pkg.optional_dependencies.get(e.as_ref()) {
+                                Some(group) => group.iter().collect(),
+                                None => {
+                                    return Ok(Dependencies::Unavailable(format!(
+                                        "nixpkgs' {attr} has no optional-dependency group `{e}`"
+                                    )))
+                                }
+                            },
+                        };
+                        for dep_attr in dep_attrs {
+                            let Some((_, dep)) = nixpkgs.get(dep_attr) else {
+                                return Ok(Dependencies::Unavailable(format!(
+                                    "nixpkgs' {attr} depends on `{dep_attr}`, which the nixpkgs index does not list"
+                                )));
+                            };
+                            let Ok(dep_name) = PackageName::new(dep.pypi_name.clone()) else {
+                                continue;
+                            };
+                            let Ok(dep_version) = dep.version.parse::<Version>() else {
+                                continue;
+                            };
+                            if &dep_name == name {
+                                continue;
+                            }
+                            let pin =
+                                Range::exact(SolverVersion::new(dep_version, Source::Nixpkgs));
+                            let mut range = pin;
+                            if let Some(c) = self.constraints.get(&dep_name) {
+                                range = pubgrub::VersionSet::intersection(&range, c);
+                            }
+                            deps.add(Pkg::Python(dep_name), range);
+                        }
+                        self.metadata_source.borrow_mut().insert(
+                            (name.clone(), version.version.clone()),
+                            (MetadataSource::Nixpkgs, None),
+                        );
+                    }
+                    CandidateKind::Index { .. } => {
+                        let metadata = match self.metadata(name, &version.version, &cand.kind)? {
+                            Ok(m) => m,
+                            Err(reason) => {
+                                self.warnings
+                                    .borrow_mut()
+                                    .push(format!("{name} {}: {reason}", version.version));
+                                return Ok(Dependencies::Unavailable(reason));
+                            }
+                        };
+                        if let Some(rp) = &metadata.requires_python {
+                            if !rp.contains(&self.target.python_full_version) {
+                                return Ok(Dependencies::Unavailable(format!(
+                                    "it requires Python {rp} (the target has {})",
+                                    self.target.python_full_version
+                                )));
+                            }
+                        }
+                        self.metadata_source.borrow_mut().insert(
+                            (name.clone(), version.version.clone()),
+                            (
+                                metadata.source,
+                                metadata.requires_python.as_ref().map(|r| r.to_string()),
+                            ),
+                        );
+                        let extras: Vec<ExtraName> = extra.into_iter().cloned().collect();
+                        for req in &metadata.requires_dist {
+                            if !req.evaluate_markers(env, &extras) {
+                                continue;
+                            }
+                            if extra.is_some() && req.evaluate_markers(env, &[]) {
+                                continue; // already a dependency of the base package
+                            }
+                            if matches!(req.version_or_url, Some(VersionOrUrl::Url(_))) {
+                                return Ok(Dependencies::Unavailable(format!(
+                                    "it depends on `{req}`, a direct URL, which a lock cannot pin"
+                                )));
+                            }
+                            self.add_requirement(&mut deps, req, Some(name));
+                            // A requirement on the package itself with extras activates them
+                            // at this very version.
+                            if &self.replaced(&req.name) == name {
+                                for e in &req.extras {
+                                    deps.add(
+                                        Pkg::Extra(name.clone(), e.clone()),
+                                        Range::exact(version.clone()),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.deps.borrow_mut().insert(
+            (package.clone(), version.clone()),
+            deps.0.iter().map(|(p, _)| p.clone()).collect(),
+        );
+        Ok(Dependencies::Available(DependencyConstraints::from_iter(
+            deps.0,
+        )))
+    }
+}
+
+pub fn resolve_target(
+    client: &IndexClient,
+    target: &Target,
+    request: &Request<'_>,
+) -> Result<TargetResolution, ResolveError> {
+    let provider = Provider::new(client, target, request);
+    let solution = match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
+        Ok(solution) => solution,
+        Err(PubGrubError::NoSolution(mut tree)) => {
+            tree.collapse_no_versions();
+            let explanation = crate::report::explain(&tree, &provider);
+            return Err(ResolveError::NoSolution {
+                target: target.name.clone(),
+                explanation,
+            });
+        }
+        Err(PubGrubError::ErrorRetrievingDependencies {
+            source: ProviderError::Client(e),
+            ..
+        })
+        | Err(PubGrubError::ErrorChoosingVersion {
+            source: ProviderError::Client(e),
+            ..
+        }) => return Err(ResolveError::Index(e)),
+        Err(e) => return Err(ResolveError::Other(e.to_string())),
+    };
+
+    let deps = provider.deps.borrow();
+    let mut packages: BTreeMap<PackageName, ResolvedPackage> = BTreeMap::new();
+    let mut extras: BTreeMap<PackageName, BTreeSet<ExtraName>> = BTreeMap::new();
+    let mut edges: BTreeMap<PackageName, BTreeSet<PackageName>> = BTreeMap::new();
+    for (pkg, version) in solution.iter() {
+        let name = match pkg {
+            Pkg::Root => continue,
+            Pkg::Python(name) => name,
+            Pkg::Extra(name, extra) => {
+                extras
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(extra.clone());
+                name
+            }
+        };
+        let out = edges.entry(name.clone()).or_default();
+        for dep in deps
+            .get(&(pkg.clone(), version.clone()))
+            .into_iter()
+            .flatten()
+        {
+            match dep {
+                Pkg::Python(d) | Pkg::Extra(d, _) if d != name => {
+                    out.insert(d.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    for (pkg, version) in solution.iter() {
+        let Pkg::Python(name) = pkg else { continue };
+        let cands = provider
+            .candidates
+            .borrow()
+            .get(name)
+            .cloned()
+            .expect("chosen packages have candidates");
+        let cand = cands
+            .list
+            .iter()
+            .find(|c| &c.version == version)
+            .expect("chosen version is a candidate");
+        let source = match &cand.kind {
+            CandidateKind::Nixpkgs { attr } => ResolvedSource::Nixpkgs { attr: attr.clone() },
+            CandidateKind::Index { artifact, .. } => {
+                let (metadata, requires_python) = provider
+                    .metadata_source
+                    .borrow()
+                    .get(&(name.clone(), version.version.clone()))
+                    .cloned()
+                    .expect("metadata was read for every chosen index package");
+                let build_requires = if artifact.is_wheel() {
+                    None
+                } else {
+                    Some(client.sdist_info(artifact)?.build_requires.clone())
+                };
+                ResolvedSource::Index {
+                    artifact: artifact.clone(),
+                    metadata,
+                    requires_python,
+                    build_requires,
+                }
+            }
+        };
+        packages.insert(
+            name.clone(),
+            ResolvedPackage {
+                name: name.clone(),
+                version: version.version.clone(),
+                source,
+                extras: extras.remove(name).unwrap_or_default(),
+                dependencies: edges.remove(name).unwrap_or_default(),
+            },
+        );
+    }
+    let mut warnings = provider.warnings.borrow().clone();
+    warnings.sort();
+    warnings.dedup();
+    Ok(TargetResolution {
+        target: target.name.clone(),
+        packages,
+        warnings,
+    })
+}
+
+impl Provider<'_> {
+    /// Why versions of packages in an explanation were not usable (for the report).
+    pub(crate) fn notes_for(&self, name: &PackageName) -> Vec<String> {
+        let Some(c) = self.candidates.borrow().get(name).cloned() else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        if c.not_found && c.list.is_empty() {
+            let nix = self
+                .request
+                .nixpkgs
+                .map(|n| n.all_attrs(name).is_empty())
+                .unwrap_or(true);
+            notes.push(if nix {
+                format!("{name} was not found on the package index{}", if self.request.nixpkgs.is_some() { " nor in nixpkgs" } else { "" })
+            } else {
+                format!("{name} was not found on the package index, and its nixpkgs builds are broken or disabled")
+            });
+        }
+        let mut by_reason: BTreeMap<&str, Vec<&Version>> = BTreeMap::new();
+        for e in &c.excluded {
+            by_reason
+                .entry(e.reason.as_str())
+                .or_default()
+                .push(&e.version);
+        }
+        for (reason, versions) in by_reason {
+            let shown: Vec<String> = versions.iter().take(3).map(|v| v.to_string()).collect();
+            let more = versions.len().saturating_sub(3);
+            let suffix = if more > 0 {
+                format!(" and {more} older")
+            } else {
+                String::new()
+            };
+            notes.push(format!(
+                "{name} {}{suffix} skipped on {}: {reason}",
+                shown.join(", "),
+                self.target.name
+            ));
+        }
+        if self.prerelease_allowed(name, &c) {
+            return notes;
+        }
+        if c.list
+            .iter()
+            .any(|c| c.version.source == Source::Index && c.version.version.any_prerelease())
+        {
+            notes.push(format!(
+                "{name} has pre-releases, which are only used when a requirement names one (e.g. `{name}>=X.YrcN`)"
+            ));
+        }
+        notes
+    }
+}

@@ -1,0 +1,235 @@
+//! Versions and version sets as the solver sees them.
+//!
+//! The solver must tell nixpkgs' `caldav 3.3.0` apart from the index's `caldav 3.3.0`: a
+//! nixpkgs package pins its dependencies to nixpkgs builds (DESIGN section 2), and a PyPI
+//! build of the same version would be a second copy of the module in one environment. So a
+//! solver version is a PEP 440 version plus its source. Every PEP 440 version becomes two
+//! adjacent points, `(v, Index) < (v, Nixpkgs)`; a specifier range covers both points, and
+//! "this exact nixpkgs build" is the singleton `(v, Nixpkgs)`.
+
+use std::fmt;
+use std::ops::Bound;
+
+use pep440_rs::Version;
+use pubgrub::{Ranges, VersionSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// The virtual root; sorts first so it never falls inside a real range.
+    Root,
+    Index,
+    Nixpkgs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SolverVersion {
+    pub version: Version,
+    pub source: Source,
+}
+
+impl SolverVersion {
+    pub fn new(version: Version, source: Source) -> Self {
+        Self { version, source }
+    }
+
+    pub fn root() -> Self {
+        Self {
+            version: Version::new([0]),
+            source: Source::Root,
+        }
+    }
+}
+
+impl fmt::Display for SolverVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.source {
+            Source::Root => Ok(()),
+            Source::Index => write!(f, "{}", self.version),
+            Source::Nixpkgs => write!(f, "{} (nixpkgs)", self.version),
+        }
+    }
+}
+
+/// A set of solver versions with a Display that reads like PEP 440 specifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range(pub Ranges<SolverVersion>);
+
+impl Range {
+    /// The solver range for PEP 440 specifiers: both sources of every matching version.
+    pub fn from_pep440(ranges: &Ranges<Version>) -> Self {
+        let mut out = Ranges::empty();
+        for (lo, hi) in ranges.iter() {
+            let lo = match lo {
+                Bound::Included(v) => Bound::Included(SolverVersion::new(v.clone(), Source::Index)),
+                Bound::Excluded(v) => {
+                    Bound::Excluded(SolverVersion::new(v.clone(), Source::Nixpkgs))
+                }
+                Bound::Unbounded => Bound::Excluded(SolverVersion::root()),
+            };
+            let hi = match hi {
+                Bound::Included(v) => {
+                    Bound::Included(SolverVersion::new(v.clone(), Source::Nixpkgs))
+                }
+                Bound::Excluded(v) => Bound::Excluded(SolverVersion::new(v.clone(), Source::Index)),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            out = out.union(&Ranges::from_range_bounds((lo, hi)));
+        }
+        Range(out)
+    }
+
+    /// Every real version (what an unconstrained requirement allows).
+    pub fn any() -> Self {
+        Range(Ranges::strictly_higher_than(SolverVersion::root()))
+    }
+
+    pub fn exact(v: SolverVersion) -> Self {
+        Range(Ranges::singleton(v))
+    }
+
+    pub fn is_singleton(&self) -> bool {
+        self.0.as_singleton().is_some()
+    }
+}
+
+impl VersionSet for Range {
+    type V = SolverVersion;
+
+    fn empty() -> Self {
+        Range(Ranges::empty())
+    }
+    fn singleton(v: Self::V) -> Self {
+        Range(Ranges::singleton(v))
+    }
+    fn complement(&self) -> Self {
+        Range(self.0.complement())
+    }
+    fn intersection(&self, other: &Self) -> Self {
+        Range(self.0.intersection(&other.0))
+    }
+    fn contains(&self, v: &Self::V) -> bool {
+        self.0.contains(v)
+    }
+    fn full() -> Self {
+        Range(Ranges::full())
+    }
+    fn union(&self, other: &Self) -> Self {
+        Range(self.0.union(&other.0))
+    }
+    fn is_disjoint(&self, other: &Self) -> bool {
+        self.0.is_disjoint(&other.0)
+    }
+    fn subset_of(&self, other: &Self) -> bool {
+        self.0.subset_of(&other.0)
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(no version)");
+        }
+        // "Anything but this one build" reads better than two half-open ranges.
+        let complement = Range(self.0.complement()).0.intersection(&Range::any().0);
+        if let Some(v) = complement.as_singleton() {
+            let from = if v.source == Source::Nixpkgs {
+                "nixpkgs"
+            } else {
+                "the index"
+            };
+            return write!(f, "other than {} from {from}", v.version);
+        }
+        let mut parts = Vec::new();
+        for (lo, hi) in self.0.iter() {
+            parts.push(segment(lo, hi));
+        }
+        let text = parts
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        f.write_str(&text)
+    }
+}
+
+fn segment(lo: &Bound<SolverVersion>, hi: &Bound<SolverVersion>) -> String {
+    use Bound::*;
+    if let (Included(a), Included(b)) = (lo, hi) {
+        if a == b {
+            return match a.source {
+                Source::Root => String::new(),
+                Source::Index => format!("=={} (index)", a.version),
+                Source::Nixpkgs => format!("=={} (nixpkgs)", a.version),
+            };
+        }
+        if a.version == b.version {
+            return format!("=={}", a.version);
+        }
+    }
+    let low = match lo {
+        Unbounded => None,
+        Excluded(v) if v.source == Source::Root => None,
+        Included(v) if v.source == Source::Root => None,
+        Included(v) if v.source == Source::Index => Some(format!(">={}", v.version)),
+        Excluded(v) if v.source == Source::Nixpkgs => Some(format!(">{}", v.version)),
+        // Half of a version's two points: the other source's build of that version.
+        Included(v) => Some(format!(">={} (nixpkgs build of {0} only)", v.version)),
+        Excluded(v) => Some(format!(">={} (not the index build of {0})", v.version)),
+    };
+    let high = match hi {
+        Unbounded => None,
+        Excluded(v) if v.source == Source::Index => Some(format!("<{}", v.version)),
+        Included(v) if v.source == Source::Nixpkgs => Some(format!("<={}", v.version)),
+        Included(v) => Some(format!("<={} (index build of {0} only)", v.version)),
+        Excluded(v) => Some(format!("<={} (not the nixpkgs build of {0})", v.version)),
+    };
+    match (low, high) {
+        (None, None) => "*".to_string(),
+        (Some(l), None) => l,
+        (None, Some(h)) => h,
+        (Some(l), Some(h)) => format!("{l}, {h}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pep440_rs::VersionSpecifiers;
+    use std::str::FromStr;
+
+    fn range(spec: &str) -> Range {
+        Range::from_pep440(&Ranges::from(VersionSpecifiers::from_str(spec).unwrap()))
+    }
+
+    fn v(s: &str, source: Source) -> SolverVersion {
+        SolverVersion::new(Version::from_str(s).unwrap(), source)
+    }
+
+    #[test]
+    fn a_specifier_covers_both_builds_of_a_version() {
+        let r = range(">=1.0, <2.0");
+        for src in [Source::Index, Source::Nixpkgs] {
+            assert!(r.contains(&v("1.0", src)));
+            assert!(r.contains(&v("1.5", src)));
+            assert!(!r.contains(&v("2.0", src)));
+            assert!(!r.contains(&v("0.9", src)));
+        }
+        let r = range(">1.0, <=2.0");
+        for src in [Source::Index, Source::Nixpkgs] {
+            assert!(!r.contains(&v("1.0", src)));
+            assert!(r.contains(&v("2.0", src)));
+        }
+        assert!(!Range::any().contains(&SolverVersion::root()));
+    }
+
+    #[test]
+    fn a_nixpkgs_pin_excludes_the_index_build() {
+        let pin = Range::exact(v("3.3.0", Source::Nixpkgs));
+        let wanted = range(">=3").intersection(&pin);
+        assert!(wanted.contains(&v("3.3.0", Source::Nixpkgs)));
+        assert!(!wanted.contains(&v("3.3.0", Source::Index)));
+        assert_eq!(pin.to_string(), "==3.3.0 (nixpkgs)");
+        assert_eq!(range(">=1.0, <2.0").to_string(), ">=1.0, <2.0");
+        assert_eq!(Range::any().to_string(), "*");
+    }
+}
