@@ -115,25 +115,41 @@ pub struct Artifact {
 impl Package {
     /// Dependencies of this entry on one target.
     pub fn dependencies_for<'a>(&'a self, target: &str) -> impl Iterator<Item = &'a String> {
-        self.dependencies.iter().chain(self.target_dependencies.get(target).into_iter().flatten())
+        self.dependencies
+            .iter()
+            .chain(self.target_dependencies.get(target).into_iter().flatten())
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("{}: cannot read lock: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}:{line}:{column}: invalid lock: {message}", path.display())]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}: lock schema {found} is not supported by this version (expected {SCHEMA})", path.display())]
     Schema { path: PathBuf, found: u32 },
     #[error("{}: cannot write lock: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Lock {
     pub fn read(path: &Path) -> Result<Self, LockError> {
-        let bytes = std::fs::read(path).map_err(|source| LockError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LockError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_slice(path, &bytes)
     }
 
@@ -151,7 +167,10 @@ impl Lock {
         };
         let head: Head = serde_json::from_slice(bytes).map_err(parse_err)?;
         if head.schema != SCHEMA {
-            return Err(LockError::Schema { path: path.to_path_buf(), found: head.schema });
+            return Err(LockError::Schema {
+                path: path.to_path_buf(),
+                found: head.schema,
+            });
         }
         serde_json::from_slice(bytes).map_err(parse_err)
     }
@@ -182,10 +201,17 @@ impl Lock {
             for a in &mut p.artifacts {
                 a.targets.sort();
             }
-            p.artifacts.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.filename.cmp(&b.filename)));
+            p.artifacts.sort_by(|a, b| {
+                a.kind
+                    .cmp(&b.kind)
+                    .then_with(|| a.filename.cmp(&b.filename))
+            });
         }
         self.packages.sort_by(|a, b| {
-            a.name.cmp(&b.name).then_with(|| a.targets.first().cmp(&b.targets.first())).then_with(|| a.version.cmp(&b.version))
+            a.name
+                .cmp(&b.name)
+                .then_with(|| a.targets.first().cmp(&b.targets.first()))
+                .then_with(|| a.version.cmp(&b.version))
         });
     }
 
@@ -201,14 +227,21 @@ impl Lock {
 
 /// The fingerprint of a lock's inputs: sha256 over the canonical JSON of inputs, nixpkgs
 /// identity and targets. Packages are not included: they are the output.
-pub fn fingerprint(inputs: &Inputs, nixpkgs: Option<&NixpkgsInfo>, targets: &[TargetInfo]) -> String {
+pub fn fingerprint(
+    inputs: &Inputs,
+    nixpkgs: Option<&NixpkgsInfo>,
+    targets: &[TargetInfo],
+) -> String {
     let canonical = serde_json::json!({ "inputs": inputs, "nixpkgs": nixpkgs, "targets": targets });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// Replaces `path` with `bytes` so that readers see either the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LockError> {
-    let werr = |source| LockError::Write { path: path.to_path_buf(), source };
+    let werr = |source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -229,7 +262,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LockError> {
 pub fn sri_from_hex(hex_digest: &str) -> Option<String> {
     use base64::Engine;
     let bytes = hex::decode(hex_digest).ok()?;
-    (bytes.len() == 32).then(|| format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(&bytes)))
+    (bytes.len() == 32).then(|| {
+        format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(&bytes)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -240,7 +278,10 @@ mod tests {
     fn sri_matches_nix_form() {
         // sha256 of the empty string; Nix prints it as sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=
         let hex_digest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(sri_from_hex(hex_digest).unwrap(), "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(
+            sri_from_hex(hex_digest).unwrap(),
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
         assert!(sri_from_hex("abcd").is_none());
     }
 
@@ -261,14 +302,21 @@ mod tests {
         let back = Lock::read(&path).unwrap();
         assert_eq!(back, lock);
         // No temp file is left behind.
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]
     fn unsupported_schema_and_bad_json_are_clear() {
-        let err = Lock::from_slice(Path::new("l.json"), br#"{"schema": 9}"#).unwrap_err().to_string();
+        let err = Lock::from_slice(Path::new("l.json"), br#"{"schema": 9}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("schema 9"), "{err}");
-        let err = Lock::from_slice(Path::new("l.json"), b"{\n  \"schema\": 1,\n  x\n}").unwrap_err().to_string();
+        let err = Lock::from_slice(Path::new("l.json"), b"{\n  \"schema\": 1,\n  x\n}")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("l.json:3:"), "{err}");
     }
 }

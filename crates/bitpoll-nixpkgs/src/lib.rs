@@ -70,11 +70,22 @@ pub struct NixPackage {
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("{}: cannot read nixpkgs index: {source}", path.display())]
-    Read { path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}:{line}:{column}: invalid nixpkgs index: {message}", path.display())]
-    Parse { path: std::path::PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        path: std::path::PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}: invalid nixpkgs index: {message}", path.display())]
-    Invalid { path: std::path::PathBuf, message: String },
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 /// A usable nixpkgs candidate for one PyPI name.
@@ -98,7 +109,10 @@ pub struct Nixpkgs {
 
 impl Nixpkgs {
     pub fn load(path: &Path) -> Result<Self, IndexError> {
-        let bytes = std::fs::read(path).map_err(|source| IndexError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| IndexError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_bytes(path, &bytes)
     }
 
@@ -109,37 +123,67 @@ impl Nixpkgs {
             column: e.column(),
             message: e.to_string(),
         })?;
-        let invalid = |message: String| IndexError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| IndexError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         if index.schema != SCHEMA {
-            return Err(invalid(format!("schema {} is not supported (expected {SCHEMA})", index.schema)));
+            return Err(invalid(format!(
+                "schema {} is not supported (expected {SCHEMA})",
+                index.schema
+            )));
         }
         let mut by_name: BTreeMap<PackageName, Vec<String>> = BTreeMap::new();
         for (attr, pkg) in &index.packages {
-            let name = PackageName::new(pkg.pypi_name.clone())
-                .map_err(|e| invalid(format!("package `{attr}`: invalid PyPI name `{}`: {e}", pkg.pypi_name)))?;
-            Version::from_str_checked(&pkg.version)
-                .map_err(|e| invalid(format!("package `{attr}`: invalid version `{}`: {e}", pkg.version)))?;
+            let name = PackageName::new(pkg.pypi_name.clone()).map_err(|e| {
+                invalid(format!(
+                    "package `{attr}`: invalid PyPI name `{}`: {e}",
+                    pkg.pypi_name
+                ))
+            })?;
+            Version::from_str_checked(&pkg.version).map_err(|e| {
+                invalid(format!(
+                    "package `{attr}`: invalid version `{}`: {e}",
+                    pkg.version
+                ))
+            })?;
             by_name.entry(name).or_default().push(attr.clone());
         }
         for (alias, target) in &index.aliases {
             if !index.packages.contains_key(target) {
-                return Err(invalid(format!("alias `{alias}` points to unknown attribute `{target}`")));
+                return Err(invalid(format!(
+                    "alias `{alias}` points to unknown attribute `{target}`"
+                )));
             }
         }
         let sha256 = hex::encode(Sha256::digest(bytes));
-        Ok(Self { index, sha256, by_name })
+        Ok(Self {
+            index,
+            sha256,
+            by_name,
+        })
     }
 
     /// Resolves an attribute through the alias table.
     pub fn get(&self, attr: &str) -> Option<(&str, &NixPackage)> {
-        let attr = self.index.aliases.get(attr).map(String::as_str).unwrap_or(attr);
-        self.index.packages.get_key_value(attr).map(|(k, v)| (k.as_str(), v))
+        let attr = self
+            .index
+            .aliases
+            .get(attr)
+            .map(String::as_str)
+            .unwrap_or(attr);
+        self.index
+            .packages
+            .get_key_value(attr)
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Usable candidates for a PyPI name, the default attribute first, then newest first.
     /// Broken and disabled packages are not candidates.
     pub fn candidates(&self, name: &PackageName) -> Vec<Candidate<'_>> {
-        let Some(attrs) = self.by_name.get(name) else { return Vec::new() };
+        let Some(attrs) = self.by_name.get(name) else {
+            return Vec::new();
+        };
         let default_attr = self.get(name.as_ref()).map(|(attr, _)| attr);
         let mut out: Vec<Candidate<'_>> = attrs
             .iter()
@@ -147,13 +191,18 @@ impl Nixpkgs {
                 let package = &self.index.packages[attr];
                 (!package.broken && !package.disabled).then(|| Candidate {
                     attr,
-                    version: Version::from_str_checked(&package.version).expect("validated on load"),
+                    version: Version::from_str_checked(&package.version)
+                        .expect("validated on load"),
                     package,
                     is_default: Some(attr.as_str()) == default_attr,
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.is_default.cmp(&a.is_default).then_with(|| b.version.cmp(&a.version)));
+        out.sort_by(|a, b| {
+            b.is_default
+                .cmp(&a.is_default)
+                .then_with(|| b.version.cmp(&a.version))
+        });
         out
     }
 
@@ -206,17 +255,24 @@ mod tests {
         let n = Nixpkgs::from_bytes(Path::new("idx.json"), sample().as_bytes()).unwrap();
         let django = PackageName::new("Django".into()).unwrap();
         let c = n.candidates(&django);
-        assert_eq!(c.iter().map(|c| c.attr).collect::<Vec<_>>(), ["django_5", "django_6"]);
+        assert_eq!(
+            c.iter().map(|c| c.attr).collect::<Vec<_>>(),
+            ["django_5", "django_6"]
+        );
         assert!(c[0].is_default && !c[1].is_default);
         assert_eq!(n.get("django").unwrap().0, "django_5");
     }
 
     #[test]
     fn errors_point_at_the_file() {
-        let err = Nixpkgs::from_bytes(Path::new("idx.json"), b"{\n \"schema\": 1,\n oops}").unwrap_err();
+        let err =
+            Nixpkgs::from_bytes(Path::new("idx.json"), b"{\n \"schema\": 1,\n oops}").unwrap_err();
         assert!(err.to_string().starts_with("idx.json:3:"), "{err}");
         let bad = sample().replace("5.2.1", "not a version");
         let err = Nixpkgs::from_bytes(Path::new("idx.json"), bad.as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("django_5") && err.to_string().contains("not a version"), "{err}");
+        assert!(
+            err.to_string().contains("django_5") && err.to_string().contains("not a version"),
+            "{err}"
+        );
     }
 }

@@ -33,9 +33,16 @@ struct SubsetPackage {
 const ALIASES: [(&str, &str); 1] = [("django", "django_5")];
 
 /// Builds an index for CPython `python_version` (full `X.Y.Z`) from the subset's JSON text.
-pub fn import_subset(json: &str, python_attr: &str, python_version: &str) -> Result<NixpkgsIndex, String> {
-    let subset: Subset = serde_json::from_str(json).map_err(|e| format!("invalid subset JSON: {e}"))?;
-    let py: pep440_rs::Version = python_version.parse().map_err(|e| format!("bad python version: {e}"))?;
+pub fn import_subset(
+    json: &str,
+    python_attr: &str,
+    python_version: &str,
+) -> Result<NixpkgsIndex, String> {
+    let subset: Subset =
+        serde_json::from_str(json).map_err(|e| format!("invalid subset JSON: {e}"))?;
+    let py: pep440_rs::Version = python_version
+        .parse()
+        .map_err(|e| format!("bad python version: {e}"))?;
     let mut packages = BTreeMap::new();
     // Some versions are written as "(inherits psycopg2 version)": take the named package's.
     let plain: BTreeMap<String, String> = subset
@@ -45,8 +52,15 @@ pub fn import_subset(json: &str, python_attr: &str, python_version: &str) -> Res
         .collect();
     for p in &subset.packages {
         let version = if p.version.starts_with("(inherits") {
-            let from = p.version.split_whitespace().nth(1).ok_or("unreadable inherited version")?;
-            plain.get(from).cloned().ok_or_else(|| format!("{}: inherits from unknown `{from}`", p.attr))?
+            let from = p
+                .version
+                .split_whitespace()
+                .nth(1)
+                .ok_or("unreadable inherited version")?;
+            plain
+                .get(from)
+                .cloned()
+                .ok_or_else(|| format!("{}: inherits from unknown `{from}`", p.attr))?
         } else {
             first_token(&p.version).to_string()
         };
@@ -76,11 +90,15 @@ pub fn import_subset(json: &str, python_attr: &str, python_version: &str) -> Res
         nixpkgs: Identity {
             identity: format!("nixpkgs-python-subset-{}", subset.collected),
             revision: None,
-            source: "converted from shared/data/nixpkgs-python-subset.json: package files read from \
+            source:
+                "converted from shared/data/nixpkgs-python-subset.json: package files read from \
                      several nixpkgs revisions up to about 2026-09, not one commit"
-                .into(),
+                    .into(),
         },
-        python: PythonInfo { attr: python_attr.into(), version: python_version.into() },
+        python: PythonInfo {
+            attr: python_attr.into(),
+            version: python_version.into(),
+        },
         aliases,
         packages,
     })

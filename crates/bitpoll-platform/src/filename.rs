@@ -50,7 +50,9 @@ impl WheelFilename {
     pub fn tag_triples(&self) -> impl Iterator<Item = (&str, &str, &str)> {
         self.python.iter().flat_map(move |py| {
             self.abi.iter().flat_map(move |abi| {
-                self.platform.iter().map(move |plat| (py.as_str(), abi.as_str(), plat.as_str()))
+                self.platform
+                    .iter()
+                    .map(move |plat| (py.as_str(), abi.as_str(), plat.as_str()))
             })
         })
     }

@@ -49,10 +49,15 @@ impl TagPriority {
     }
 
     /// The best rank among a wheel's expanded tag triples, or `None` if none is accepted.
-    pub fn rank<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Option<usize> {
+    pub fn rank<'a>(
+        &self,
+        tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> Option<usize> {
         tags.into_iter()
             .filter_map(|(py, abi, plat)| {
-                self.ranks.get(&(py.to_string(), abi.to_string(), plat.to_string())).copied()
+                self.ranks
+                    .get(&(py.to_string(), abi.to_string(), plat.to_string()))
+                    .copied()
             })
             .min()
     }
@@ -76,12 +81,20 @@ mod tests {
         assert!(rank("x86_64-darwin", native).is_none());
         assert!(rank("x86_64-linux", "x-1.0-cp313-cp313-musllinux_1_2_x86_64.whl").is_none());
         assert!(rank("x86_64-linux", "x-1.0-cp312-cp312-manylinux2014_x86_64.whl").is_none());
-        assert!(rank("x86_64-linux", "x-1.0-cp313-cp313-manylinux_2_99_x86_64.whl").is_none());
+        assert!(rank(
+            "x86_64-linux",
+            "x-1.0-cp313-cp313-manylinux_2_99_x86_64.whl"
+        )
+        .is_none());
     }
 
     #[test]
     fn specific_beats_abi3_beats_pure() {
-        let specific = rank("aarch64-linux", "x-1-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl").unwrap();
+        let specific = rank(
+            "aarch64-linux",
+            "x-1-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        )
+        .unwrap();
         let abi3 = rank("aarch64-linux", "x-1-cp39-abi3-manylinux_2_17_aarch64.whl").unwrap();
         let pure = rank("aarch64-linux", "x-1-py3-none-any.whl").unwrap();
         assert!(specific < abi3 && abi3 < pure);
@@ -92,7 +105,11 @@ mod tests {
     #[test]
     fn macos_respects_the_deployment_target() {
         assert!(rank("aarch64-darwin", "x-1-cp313-cp313-macosx_11_0_arm64.whl").is_some());
-        assert!(rank("aarch64-darwin", "x-1-cp313-cp313-macosx_10_13_universal2.whl").is_some());
+        assert!(rank(
+            "aarch64-darwin",
+            "x-1-cp313-cp313-macosx_10_13_universal2.whl"
+        )
+        .is_some());
         assert!(rank("aarch64-darwin", "x-1-cp313-cp313-macosx_14_0_arm64.whl").is_none());
         assert!(rank("x86_64-darwin", "x-1-cp313-cp313-macosx_10_13_x86_64.whl").is_some());
         assert!(rank("x86_64-darwin", "x-1-cp313-cp313-macosx_11_0_arm64.whl").is_none());

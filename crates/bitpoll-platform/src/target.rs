@@ -6,8 +6,12 @@ use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
 use crate::tags::TagPriority;
 
 /// The systems a lock covers unless told otherwise (DESIGN section 1).
-pub const DEFAULT_SYSTEMS: [&str; 4] =
-    ["x86_64-linux", "aarch64-linux", "aarch64-darwin", "x86_64-darwin"];
+pub const DEFAULT_SYSTEMS: [&str; 4] = [
+    "x86_64-linux",
+    "aarch64-linux",
+    "aarch64-darwin",
+    "x86_64-darwin",
+];
 
 /// The newest glibc whose manylinux wheels we accept on Linux targets. nixpkgs ships a newer
 /// glibc than most wheels ask for; 2.40 is what its stable branches carried in 2025-2026, and a
@@ -107,10 +111,16 @@ impl Target {
         let m = &self.markers;
         BTreeMap::from([
             ("implementation_name", m.implementation_name().to_string()),
-            ("implementation_version", m.implementation_version().to_string()),
+            (
+                "implementation_version",
+                m.implementation_version().to_string(),
+            ),
             ("os_name", m.os_name().to_string()),
             ("platform_machine", m.platform_machine().to_string()),
-            ("platform_python_implementation", m.platform_python_implementation().to_string()),
+            (
+                "platform_python_implementation",
+                m.platform_python_implementation().to_string(),
+            ),
             ("platform_system", m.platform_system().to_string()),
             ("python_full_version", m.python_full_version().to_string()),
             ("python_version", m.python_version().to_string()),
@@ -168,7 +178,14 @@ fn macos_platforms(machine: &str) -> Vec<String> {
     for major in (11..=MACOS_MAX.0).rev() {
         let formats: &[&str] = match machine {
             "arm64" => &["arm64", "universal2"],
-            _ => &["x86_64", "intel", "fat64", "fat32", "universal2", "universal"],
+            _ => &[
+                "x86_64",
+                "intel",
+                "fat64",
+                "fat32",
+                "universal2",
+                "universal",
+            ],
         };
         for format in formats {
             out.push(format!("macosx_{major}_0_{format}"));
@@ -179,7 +196,14 @@ fn macos_platforms(machine: &str) -> Vec<String> {
     for minor in (4..=16).rev() {
         let formats: &[&str] = match machine {
             "arm64" => &["universal2"],
-            _ => &["x86_64", "intel", "fat64", "fat32", "universal2", "universal"],
+            _ => &[
+                "x86_64",
+                "intel",
+                "fat64",
+                "fat32",
+                "universal2",
+                "universal",
+            ],
         };
         for format in formats {
             if *format == "universal2" && minor < 9 {
@@ -209,8 +233,17 @@ mod tests {
 
     #[test]
     fn rejects_unknown_systems_and_pythons() {
-        assert!(matches!(Target::new("x86_64-windows", "3.13"), Err(TargetError::UnknownSystem(_))));
-        assert!(matches!(Target::new("x86_64-linux", "2"), Err(TargetError::BadPython(_))));
-        assert!(matches!(Target::new("x86_64-linux", "3.13rc1"), Err(TargetError::BadPython(_))));
+        assert!(matches!(
+            Target::new("x86_64-windows", "3.13"),
+            Err(TargetError::UnknownSystem(_))
+        ));
+        assert!(matches!(
+            Target::new("x86_64-linux", "2"),
+            Err(TargetError::BadPython(_))
+        ));
+        assert!(matches!(
+            Target::new("x86_64-linux", "3.13rc1"),
+            Err(TargetError::BadPython(_))
+        ));
     }
 }

@@ -32,9 +32,17 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{}: cannot read policy: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}:{line}:{column}: {message}", path.display())]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
 }
@@ -99,7 +107,10 @@ impl Policy {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::parse(path, ""),
-            Err(source) => Err(PolicyError::Read { path: path.to_path_buf(), source }),
+            Err(source) => Err(PolicyError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -109,29 +120,47 @@ impl Policy {
                 .span()
                 .map(|span| line_col(text, span.start))
                 .unwrap_or((1, 1));
-            PolicyError::Parse { path: path.to_path_buf(), line, column, message: e.message().to_string() }
+            PolicyError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
         })?;
-        let invalid = |message: String| PolicyError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         let name = |section: &str, s: &str| {
-            PackageName::from_str(s).map_err(|e| invalid(format!("[{section}] `{s}` is not a package name: {e}")))
+            PackageName::from_str(s)
+                .map_err(|e| invalid(format!("[{section}] `{s}` is not a package name: {e}")))
         };
         let mut policy = Policy::default();
         for (from, to) in &raw.replace {
-            policy.replace.insert(name("replace", from)?, name("replace", to)?);
+            policy
+                .replace
+                .insert(name("replace", from)?, name("replace", to)?);
         }
         for (pkg, src) in &raw.source {
             policy.source.insert(name("source", pkg)?, *src);
         }
         for c in &raw.constraints.requirements {
-            let req = Requirement::from_str(c)
-                .map_err(|e| invalid(format!("[constraints] `{c}`: {}", e.to_string().lines().next().unwrap_or(""))))?;
+            let req = Requirement::from_str(c).map_err(|e| {
+                invalid(format!(
+                    "[constraints] `{c}`: {}",
+                    e.to_string().lines().next().unwrap_or("")
+                ))
+            })?;
             policy.constraints.push(req);
         }
         for (pkg, versions) in &raw.metadata {
             let pkg_name = name("metadata", pkg)?;
             for (version, meta) in versions {
-                let v = Version::from_str(version)
-                    .map_err(|e| invalid(format!("[metadata.\"{pkg}\"] `{version}` is not a version: {e}")))?;
+                let v = Version::from_str(version).map_err(|e| {
+                    invalid(format!(
+                        "[metadata.\"{pkg}\"] `{version}` is not a version: {e}"
+                    ))
+                })?;
                 let requires_dist = meta
                     .requires_dist
                     .iter()
@@ -149,8 +178,18 @@ impl Policy {
                     .as_deref()
                     .map(VersionSpecifiers::from_str)
                     .transpose()
-                    .map_err(|e| invalid(format!("[metadata.\"{pkg}\".\"{version}\"] requires-python: {e}")))?;
-                policy.metadata.insert((pkg_name.clone(), v), MetadataOverride { requires_dist, requires_python });
+                    .map_err(|e| {
+                        invalid(format!(
+                            "[metadata.\"{pkg}\".\"{version}\"] requires-python: {e}"
+                        ))
+                    })?;
+                policy.metadata.insert(
+                    (pkg_name.clone(), v),
+                    MetadataOverride {
+                        requires_dist,
+                        requires_python,
+                    },
+                );
             }
         }
         // Normalised: serde_json of the raw form with sorted maps; comments and layout don't count.
@@ -167,7 +206,10 @@ impl Policy {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map(|i| before.len() - i).unwrap_or(before.len() + 1);
+    let column = before
+        .rfind('\n')
+        .map(|i| before.len() - i)
+        .unwrap_or(before.len() + 1);
     (line, column)
 }
 
@@ -209,11 +251,23 @@ requires-dist = ["django>=3.2"]
 
     #[test]
     fn errors_name_file_line_and_problem() {
-        let err = Policy::parse(Path::new("lock/policy.toml"), "[source]\nuwsgi = \"pypi\"\n").unwrap_err().to_string();
+        let err = Policy::parse(
+            Path::new("lock/policy.toml"),
+            "[source]\nuwsgi = \"pypi\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("lock/policy.toml:2:"), "{err}");
-        let err = Policy::parse(Path::new("p.toml"), "[constraints]\nrequirements = [\"x >>> 1\"]\n").unwrap_err().to_string();
+        let err = Policy::parse(
+            Path::new("p.toml"),
+            "[constraints]\nrequirements = [\"x >>> 1\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("x >>> 1"), "{err}");
-        let err = Policy::parse(Path::new("p.toml"), "[sources]\n").unwrap_err().to_string();
+        let err = Policy::parse(Path::new("p.toml"), "[sources]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("p.toml:1:"), "{err}");
     }
 }

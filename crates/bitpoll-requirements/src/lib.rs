@@ -65,16 +65,27 @@ pub enum RequirementsError {
 
 impl RequirementsError {
     fn line(file: &Path, line: usize, message: impl Into<String>) -> Self {
-        Self::Line { origin: Origin { file: file.to_path_buf(), line }, message: message.into() }
+        Self::Line {
+            origin: Origin {
+                file: file.to_path_buf(),
+                line,
+            },
+            message: message.into(),
+        }
     }
 }
 
 /// Reads top-level requirement files (as `-r` on pip's command line) with their includes.
 pub fn read_files(paths: &[PathBuf]) -> Result<RequirementSet, RequirementsError> {
-    let mut reader = Reader { set: RequirementSet::default(), stack: HashSet::new() };
+    let mut reader = Reader {
+        set: RequirementSet::default(),
+        stack: HashSet::new(),
+    };
     for path in paths {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| RequirementsError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
+            path: path.clone(),
+            source,
+        })?;
         reader.read(path, &text, Kind::Requirement)?;
     }
     Ok(reader.set)
@@ -82,7 +93,10 @@ pub fn read_files(paths: &[PathBuf]) -> Result<RequirementSet, RequirementsError
 
 /// Parses requirement text as if it were the file `path` (includes are read from disk).
 pub fn parse_str(path: &Path, text: &str) -> Result<RequirementSet, RequirementsError> {
-    let mut reader = Reader { set: RequirementSet::default(), stack: HashSet::new() };
+    let mut reader = Reader {
+        set: RequirementSet::default(),
+        stack: HashSet::new(),
+    };
     reader.read(path, text, Kind::Requirement)?;
     Ok(reader.set)
 }
@@ -103,7 +117,11 @@ impl Reader {
     fn read(&mut self, path: &Path, text: &str, kind: Kind) -> Result<(), RequirementsError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         if !self.stack.insert(key.clone()) {
-            return Err(RequirementsError::line(path, 1, "include cycle: this file includes itself"));
+            return Err(RequirementsError::line(
+                path,
+                1,
+                "include cycle: this file includes itself",
+            ));
         }
         self.set.files.push(path.to_path_buf());
         for (line_no, line) in logical_lines(text) {
@@ -113,7 +131,13 @@ impl Reader {
         Ok(())
     }
 
-    fn line(&mut self, path: &Path, line_no: usize, raw: &str, kind: Kind) -> Result<(), RequirementsError> {
+    fn line(
+        &mut self,
+        path: &Path,
+        line_no: usize,
+        raw: &str,
+        kind: Kind,
+    ) -> Result<(), RequirementsError> {
         let err = |message: String| RequirementsError::line(path, line_no, message);
         let line = expand_env(strip_comment(raw).trim()).map_err(err)?;
         let line = line.trim();
@@ -158,14 +182,26 @@ impl Reader {
             )));
         }
         let requirement = Requirement::parse(spec, path.parent().unwrap_or(Path::new("")))
-            .map_err(|e| err(format!("invalid requirement `{spec}`: {}", first_line(&e.to_string()))))?;
+            .map_err(|e| {
+                err(format!(
+                    "invalid requirement `{spec}`: {}",
+                    first_line(&e.to_string())
+                ))
+            })?;
         if let Some(VersionOrUrl::Url(_)) = requirement.version_or_url {
             return Err(err(format!(
                 "`{spec}`: direct URL requirements are not supported; the lock pins packages from the \
                  index by name, version and hash. Publish the package to the index or add a policy entry"
             )));
         }
-        let entry = Entry { requirement, origin: Origin { file: path.to_path_buf(), line: line_no }, hashes };
+        let entry = Entry {
+            requirement,
+            origin: Origin {
+                file: path.to_path_buf(),
+                line: line_no,
+            },
+            hashes,
+        };
         match kind {
             Kind::Requirement => self.set.requirements.push(entry),
             Kind::Constraint => {
@@ -180,7 +216,11 @@ impl Reader {
 }
 
 fn looks_like_path_or_url(s: &str) -> bool {
-    s.starts_with('.') || s.starts_with('/') || s.contains("://") || s.ends_with(".whl") || s.ends_with(".tar.gz")
+    s.starts_with('.')
+        || s.starts_with('/')
+        || s.contains("://")
+        || s.ends_with(".whl")
+        || s.ends_with(".tar.gz")
 }
 
 fn first_line(s: &str) -> &str {
@@ -230,8 +270,13 @@ fn expand_env(line: &str) -> Result<String, String> {
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or("unterminated `${` in line")?;
         let name = &after[..end];
-        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-            let value = std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?;
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            let value = std::env::var(name)
+                .map_err(|_| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
         } else {
             out.push_str(&rest[start..start + 3 + end]);
@@ -275,11 +320,18 @@ fn split_hashes(line: &str) -> Result<(&str, Vec<String>), String> {
         } else if let Some(v) = tok.strip_prefix("--hash=") {
             v
         } else {
-            return Err(format!("unsupported per-requirement option `{tok}` (only --hash is supported)"));
+            return Err(format!(
+                "unsupported per-requirement option `{tok}` (only --hash is supported)"
+            ));
         };
-        let (algo, digest) = value.split_once(':').ok_or_else(|| format!("invalid hash `{value}`: expected sha256:<hex>"))?;
-        if algo != "sha256" || digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("invalid hash `{value}`: expected sha256:<64 hex digits>"));
+        let (algo, digest) = value
+            .split_once(':')
+            .ok_or_else(|| format!("invalid hash `{value}`: expected sha256:<hex>"))?;
+        if algo != "sha256" || digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(format!(
+                "invalid hash `{value}`: expected sha256:<64 hex digits>"
+            ));
         }
         hashes.push(format!("sha256:{}", digest.to_ascii_lowercase()));
     }
@@ -304,19 +356,37 @@ mod tests {
              \n",
         )
         .unwrap();
-        let names: Vec<String> = set.requirements.iter().map(|e| e.requirement.name.to_string()).collect();
+        let names: Vec<String> = set
+            .requirements
+            .iter()
+            .map(|e| e.requirement.name.to_string())
+            .collect();
         assert_eq!(names, ["django", "simple-openid-connect", "foo"]);
-        assert_eq!(set.requirements[1].requirement.extras[0].to_string(), "django");
+        assert_eq!(
+            set.requirements[1].requirement.extras[0].to_string(),
+            "django"
+        );
         assert_eq!(set.requirements[2].origin.line, 4);
-        assert_eq!(set.requirements[2].hashes, vec![format!("sha256:{}", "a".repeat(64))]);
+        assert_eq!(
+            set.requirements[2].hashes,
+            vec![format!("sha256:{}", "a".repeat(64))]
+        );
     }
 
     #[test]
     fn errors_name_file_and_line() {
         let err = parse("django\n\nfoo >>> 1\n").unwrap_err().to_string();
-        assert!(err.starts_with("reqs.in:3: invalid requirement `foo >>> 1`"), "{err}");
-        let err = parse("pkg @ https://example.invalid/pkg.whl\n").unwrap_err().to_string();
-        assert!(err.contains("reqs.in:1:") && err.contains("direct URL"), "{err}");
+        assert!(
+            err.starts_with("reqs.in:3: invalid requirement `foo >>> 1`"),
+            "{err}"
+        );
+        let err = parse("pkg @ https://example.invalid/pkg.whl\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("reqs.in:1:") && err.contains("direct URL"),
+            "{err}"
+        );
         let err = parse("-e .\n").unwrap_err().to_string();
         assert!(err.contains("editable"), "{err}");
         let err = parse("./local/pkg\n").unwrap_err().to_string();
@@ -329,22 +399,41 @@ mod tests {
     fn includes_are_relative_to_the_including_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("top.in"), "-r sub/base.in\n-c sub/pins.txt\nextra\n").unwrap();
-        std::fs::write(dir.path().join("sub/base.in"), "django\n--requirement=more.in\n").unwrap();
+        std::fs::write(
+            dir.path().join("top.in"),
+            "-r sub/base.in\n-c sub/pins.txt\nextra\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("sub/base.in"),
+            "django\n--requirement=more.in\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("sub/more.in"), "pytz\n").unwrap();
         std::fs::write(dir.path().join("sub/pins.txt"), "django<6\n").unwrap();
         let set = read_files(&[dir.path().join("top.in")]).unwrap();
-        let names: Vec<_> = set.requirements.iter().map(|e| e.requirement.name.to_string()).collect();
+        let names: Vec<_> = set
+            .requirements
+            .iter()
+            .map(|e| e.requirement.name.to_string())
+            .collect();
         assert_eq!(names, ["django", "pytz", "extra"]);
         assert_eq!(set.constraints.len(), 1);
         assert_eq!(set.files.len(), 4);
 
         std::fs::write(dir.path().join("broken.in"), "ok\n-r missing.in\n").unwrap();
-        let err = read_files(&[dir.path().join("broken.in")]).unwrap_err().to_string();
-        assert!(err.contains("broken.in:2") && err.contains("missing.in"), "{err}");
+        let err = read_files(&[dir.path().join("broken.in")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("broken.in:2") && err.contains("missing.in"),
+            "{err}"
+        );
 
         std::fs::write(dir.path().join("cycle.in"), "-r cycle.in\n").unwrap();
-        let err = read_files(&[dir.path().join("cycle.in")]).unwrap_err().to_string();
+        let err = read_files(&[dir.path().join("cycle.in")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cycle"), "{err}");
     }
 }
