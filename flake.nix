@@ -3,8 +3,8 @@
 
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
-    # The Bitpoll release the lock and the settings handling were written for
-    # (release 2026.05.20); see ../shared/upstream/bitpoll/NOTES.md in the project.
+    # The Bitpoll commit the lock and the settings handling were written for: the
+    # state of release 2026.05.20. Moving it means re-checking both.
     bitpoll-src = {
       url = "github:fsinfuhh/Bitpoll/35b0236534fa181fd026436bd95fe7d0c60f37ba";
       flake = false;
