@@ -1,1 +1,29 @@
+//! Test support for bitpoll-lock: a real HTTP package index on 127.0.0.1 built from fixture
+//! files, so end-to-end and conformance tests exercise the same client code as a real run
+//! without touching the network.
+//!
+//! Fixtures describe a universe of packages in the shape the packse conformance scenarios use
+//! (`[packages.NAME.versions."X"]` with `requires`, `requires_python`, `extras`, `wheel_tags`,
+//! `yanked`, `sdist`, `wheel`), so one generator serves both. [`universe::Universe::build`]
+//! turns that into a PEP 691 simple index with PEP 658 core-metadata files, real wheels and
+//! sdists; [`server::IndexServer`] serves it.
 
+pub mod server;
+pub mod universe;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `shared/` directory beside the checkout, where the conformance suite lives.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("BITPOLL_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"))
+}

@@ -16,6 +16,9 @@ type Der = Derived<Pkg, Range, String>;
 struct Formatter;
 
 fn term(p: &Pkg, r: &Range) -> String {
+    if *p == Pkg::Root {
+        return p.to_string();
+    }
     if *r == Range::full() || *r == Range::any() {
         format!("{p}")
     } else {
@@ -140,7 +143,16 @@ impl ReportFormatter<Pkg, Range, String> for Formatter {
 }
 
 pub fn explain(tree: &DerivationTree<Pkg, Range, String>, provider: &Provider<'_>) -> String {
-    let text = DefaultStringReporter::report_with_formatter(tree, &Formatter);
+    let text = match tree {
+        // Collapsing "no versions" leaves a lone requirement when that was the whole story;
+        // say why it fails instead of only restating it.
+        DerivationTree::External(External::FromDependencyOf(Pkg::Root, _, p, r)) => format!(
+            "Because {} and the requirements need {}, the requirements cannot be satisfied.",
+            Formatter.format_external(&External::NoVersions(p.clone(), r.clone())),
+            term(p, r)
+        ),
+        _ => DefaultStringReporter::report_with_formatter(tree, &Formatter),
+    };
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut names: Vec<_> = tree
         .packages()

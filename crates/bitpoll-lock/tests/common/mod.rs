@@ -1,0 +1,140 @@
+//! Shared setup for the end-to-end tests: a loopback index built from
+//! tests/fixtures/index.toml, a scratch project directory, and a way to run the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bitpoll_tests::server::IndexServer;
+use bitpoll_tests::universe::Universe;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub cache: tempfile::TempDir,
+    pub server: IndexServer,
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    bitpoll_tests::workspace_root()
+        .join("tests/fixtures")
+        .join(name)
+}
+
+impl Project {
+    /// A project whose `requirements.in` holds `requirements`, with the fixture nixpkgs index
+    /// and an empty policy.
+    pub fn new(requirements: &str) -> Self {
+        let universe =
+            Universe::from_toml(&std::fs::read_to_string(fixture("index.toml")).unwrap()).unwrap();
+        let built = universe.build();
+        let server = IndexServer::start(built.routes);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("lock")).unwrap();
+        std::fs::copy(
+            fixture("nixpkgs-index.json"),
+            dir.path().join("lock/nixpkgs-index.json"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("requirements.in"), requirements).unwrap();
+        Self {
+            dir,
+            cache: tempfile::tempdir().unwrap(),
+            server,
+            sha256: built.sha256,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap();
+    }
+
+    /// Runs `bitpoll-lock ARGS` in the project directory.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("BITPOLL_LOCK_CACHE_DIR", self.cache.path())
+            .env_remove("BITPOLL_LOCK_INDEX_URL")
+            .output()
+            .unwrap()
+    }
+
+    /// `update` against the loopback index with the default systems and `requirements.in`.
+    pub fn update(&self, extra: &[&str]) -> Output {
+        let url = self.server.index_url();
+        let mut args = vec![
+            "update",
+            "-q",
+            "-r",
+            "requirements.in",
+            "--index-url",
+            url.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    pub fn lock_text(&self) -> String {
+        std::fs::read_to_string(self.path("lock/bitpoll.lock.json")).unwrap()
+    }
+
+    pub fn lock(&self) -> serde_json::Value {
+        serde_json::from_str(&self.lock_text()).unwrap()
+    }
+
+    /// Entries for `name` (one per distinct version/source).
+    pub fn entries(&self, name: &str) -> Vec<serde_json::Value> {
+        self.lock()["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == name)
+            .cloned()
+            .collect()
+    }
+
+    /// The single entry for `name`, which must serve every target.
+    pub fn entry(&self, name: &str) -> serde_json::Value {
+        let entries = self.entries(name);
+        assert_eq!(
+            entries.len(),
+            1,
+            "expected one entry for {name}: {entries:#?}"
+        );
+        assert_eq!(
+            entries[0]["targets"].as_array().unwrap().len(),
+            4,
+            "{name} should serve all targets"
+        );
+        entries[0].clone()
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstderr:\n{}\nstdout:\n{}",
+        o.status.code(),
+        stderr(o),
+        stdout(o)
+    );
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,161 @@
+//! Bad input and a failing index: a clear error, the documented exit code, and the existing
+//! lock left exactly as it was.
+
+mod common;
+
+use bitpoll_tests::server::{Fault, Response};
+use common::{assert_ok, stderr, Project};
+
+/// A project with a good lock already written, so every failure can be checked against it.
+fn locked() -> (Project, String) {
+    let p = Project::new("helper\nwebapp>=3\n");
+    assert_ok(&p.update(&[]));
+    let lock = p.lock_text();
+    (p, lock)
+}
+
+#[track_caller]
+fn fails_with(p: &Project, before: &str, code: i32, needles: &[&str]) {
+    // A fresh cache each time: the failure must come from the index, not a cached answer.
+    let cache = tempfile::tempdir().unwrap();
+    let url = p.server.index_url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
+        .args(["update", "-q", "-r", "requirements.in", "--index-url", &url])
+        .current_dir(p.dir.path())
+        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "error should mention {n:?}:\n{err}");
+    }
+    assert_eq!(before, p.lock_text(), "the existing lock must be untouched");
+    assert!(
+        std::fs::read_dir(p.path("lock")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "no temporary file may be left behind"
+    );
+}
+
+#[test]
+fn malformed_requirement_line_names_file_and_line() {
+    let (p, before) = locked();
+    p.write("requirements.in", "helper\n\nwebapp >>> 3\n");
+    fails_with(&p, &before, 2, &["requirements.in:3", "webapp >>> 3"]);
+}
+
+#[test]
+fn missing_include_names_the_including_line() {
+    let (p, before) = locked();
+    p.write("requirements.in", "helper\n-r base.in\n");
+    fails_with(&p, &before, 2, &["requirements.in:2", "base.in"]);
+}
+
+#[test]
+fn unknown_package_is_bad_input() {
+    let (p, before) = locked();
+    p.write("requirements.in", "helper\nno-such-package\n");
+    fails_with(&p, &before, 2, &["no-such-package", "not found"]);
+}
+
+#[test]
+fn unreachable_index_is_a_network_failure() {
+    let (p, before) = locked();
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
+        .args(["update", "-q", "-r", "requirements.in", "--index-url"])
+        .arg(format!("http://user:s3cret@127.0.0.1:{port}/simple/"))
+        .current_dir(p.dir.path())
+        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("127.0.0.1"), "{err}");
+    assert!(
+        !err.contains("s3cret"),
+        "credentials must never be printed:\n{err}"
+    );
+    assert_eq!(before, p.lock_text());
+}
+
+#[test]
+fn malformed_json_from_the_index_is_a_network_failure() {
+    let (p, before) = locked();
+    p.server.set_route(
+        "/simple/helper/",
+        Response::new(
+            200,
+            bitpoll_tests::universe::SIMPLE_JSON,
+            "{\"files\": [oops",
+        ),
+    );
+    fails_with(&p, &before, 3, &["helper"]);
+}
+
+#[test]
+fn wrong_core_metadata_hash_is_refused() {
+    let (p, before) = locked();
+    let path = "/files/webapp-3.0-py3-none-any.whl.metadata";
+    let good = p.server.route(path).unwrap();
+    let mut bad = good.body.clone();
+    bad.extend_from_slice(b"Requires-Dist: evil\n");
+    p.server
+        .set_route(path, Response::new(200, "application/octet-stream", bad));
+    fails_with(&p, &before, 3, &["sha256", "webapp-3.0"]);
+}
+
+#[test]
+fn transient_server_errors_are_retried() {
+    let p = Project::new("helper\n");
+    p.server.inject(
+        "/simple/helper/",
+        Fault::Replace {
+            response: Response::new(503, "text/plain", "busy").with_header("Retry-After", "0"),
+            times: 2,
+        },
+    );
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let hits = p
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/simple/helper/")
+        .count();
+    assert_eq!(hits, 3, "two 503s, then success");
+}
+
+#[test]
+fn bad_policy_and_bad_nixpkgs_index_are_bad_input() {
+    let (p, before) = locked();
+    p.write("lock/policy.toml", "[source]\nhelper = \"elsewhere\"\n");
+    fails_with(&p, &before, 2, &["lock/policy.toml:2"]);
+    p.write("lock/policy.toml", "");
+    let idx = std::fs::read_to_string(p.path("lock/nixpkgs-index.json")).unwrap();
+    p.write(
+        "lock/nixpkgs-index.json",
+        &idx.replace("\"2.0\"", "\"two\""),
+    );
+    fails_with(&p, &before, 2, &["nixpkgs-index.json", "two"]);
+}
+
+#[test]
+fn unknown_system_and_bad_date_are_usage_errors() {
+    let p = Project::new("helper\n");
+    let out = p.update(&["--system", "x86_64-windows"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("x86_64-windows"));
+    let out = p.update(&["--exclude-newer", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--exclude-newer"));
+}

@@ -1,0 +1,296 @@
+//! End-to-end: `bitpoll-lock update` against a real HTTP index on 127.0.0.1 built from
+//! tests/fixtures/index.toml and the fixture nixpkgs index.
+
+mod common;
+
+use common::{assert_ok, stderr, Project};
+
+fn version_source(p: &Project, name: &str) -> (String, String) {
+    let e = p.entry(name);
+    (
+        e["version"].as_str().unwrap().to_string(),
+        e["source"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn nixpkgs_is_chosen_when_it_satisfies_even_if_the_index_is_newer() {
+    let p = Project::new("webapp\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(
+        version_source(&p, "webapp"),
+        ("2.0".into(), "nixpkgs".into())
+    );
+    // Its dependency comes along from nixpkgs, at nixpkgs' version, not the index's 2.1.
+    assert_eq!(
+        version_source(&p, "helper"),
+        ("2.0".into(), "nixpkgs".into())
+    );
+    let webapp = p.entry("webapp");
+    assert_eq!(webapp["attr"], "webapp");
+    assert_eq!(webapp["dependencies"], serde_json::json!(["helper"]));
+    assert!(webapp.get("artifacts").is_none());
+    let lock = p.lock();
+    assert_eq!(
+        lock["nixpkgs"]["revision"],
+        "0000000000000000000000000000000000000001"
+    );
+    assert_eq!(lock["targets"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn the_index_serves_what_nixpkgs_is_too_old_for_and_a_second_run_is_identical() {
+    let p = Project::new("webapp>=3\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(version_source(&p, "webapp"), ("3.0".into(), "index".into()));
+    // helper's nixpkgs 2.0 still satisfies webapp 3.0's helper>=2, so it stays with nixpkgs.
+    assert_eq!(
+        version_source(&p, "helper"),
+        ("2.0".into(), "nixpkgs".into())
+    );
+    let webapp = p.entry("webapp");
+    // tzshim only on macOS: per-target dependencies, and tzshim's entry is for darwin only.
+    assert_eq!(webapp["dependencies"], serde_json::json!(["helper"]));
+    assert_eq!(
+        webapp["target_dependencies"]["aarch64-darwin"],
+        serde_json::json!(["tzshim"])
+    );
+    assert!(webapp["target_dependencies"].get("x86_64-linux").is_none());
+    let tz = p.entries("tzshim");
+    assert_eq!(
+        tz[0]["targets"],
+        serde_json::json!(["aarch64-darwin", "x86_64-darwin"])
+    );
+    // Artifacts carry the hash the index served, in hex and SRI form.
+    let art = &webapp["artifacts"][0];
+    assert_eq!(art["filename"], "webapp-3.0-py3-none-any.whl");
+    assert_eq!(
+        art["sha256"].as_str().unwrap(),
+        p.sha256["webapp-3.0-py3-none-any.whl"]
+    );
+    assert!(art["hash"].as_str().unwrap().starts_with("sha256-"));
+    assert_eq!(webapp["metadata"], "core-metadata");
+
+    let first = p.lock_text();
+    assert_ok(&p.update(&[]));
+    assert_eq!(
+        first,
+        p.lock_text(),
+        "a second run must leave the lock byte-identical"
+    );
+    assert!(
+        !first.contains("127.0.0.1"),
+        "the lock must not name the index host"
+    );
+}
+
+#[test]
+fn a_root_requirement_that_would_shadow_a_nixpkgs_dependency_moves_the_dependent_off_nixpkgs() {
+    // nixpkgs' webapp 2.0 is built against nixpkgs' helper 2.0; helper>=2.1 rules that
+    // helper out, so nixpkgs' webapp cannot be used either: one helper, one webapp, both
+    // from the index.
+    let p = Project::new("webapp<3\nhelper>=2.1\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(version_source(&p, "helper"), ("2.1".into(), "index".into()));
+    assert_eq!(version_source(&p, "webapp"), ("2.0".into(), "index".into()));
+}
+
+#[test]
+fn a_forced_nixpkgs_package_with_a_shadowed_dependency_is_explained() {
+    let p = Project::new("webapp\nhelper>=2.1\n");
+    p.write("lock/policy.toml", "[source]\nwebapp = \"nixpkgs\"\n");
+    let out = p.update(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("webapp") && err.contains("helper") && err.contains("nixpkgs"),
+        "{err}"
+    );
+    assert!(err.contains("no solution"), "{err}");
+}
+
+#[test]
+fn each_target_gets_its_own_wheel_or_the_sdist() {
+    let p = Project::new("native\nlinuxonly\n");
+    assert_ok(&p.update(&[]));
+    let native = p.entry("native");
+    let arts = native["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 4, "{arts:#?}");
+    for a in arts {
+        assert_eq!(a["kind"], "wheel");
+        assert_eq!(a["targets"].as_array().unwrap().len(), 1);
+    }
+    let for_target = |t: &str| {
+        arts.iter().find(|a| a["targets"][0] == t).unwrap()["filename"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(for_target("x86_64-linux").contains("manylinux_2_17_x86_64"));
+    assert!(for_target("aarch64-linux").contains("aarch64"));
+    assert!(for_target("aarch64-darwin").contains("macosx_11_0_arm64"));
+    assert!(for_target("x86_64-darwin").contains("macosx_10_13_x86_64"));
+    assert!(native.get("build_system").is_none());
+
+    let linuxonly = p.entry("linuxonly");
+    let arts = linuxonly["artifacts"].as_array().unwrap();
+    let wheel = arts.iter().find(|a| a["kind"] == "wheel").unwrap();
+    assert_eq!(wheel["targets"], serde_json::json!(["x86_64-linux"]));
+    let sdist = arts.iter().find(|a| a["kind"] == "sdist").unwrap();
+    assert_eq!(
+        sdist["targets"],
+        serde_json::json!(["aarch64-darwin", "aarch64-linux", "x86_64-darwin"])
+    );
+    assert_eq!(
+        linuxonly["build_system"],
+        serde_json::json!(["setuptools>=40.8.0"])
+    );
+}
+
+#[test]
+fn an_sdist_only_package_with_old_metadata_uses_its_egg_info() {
+    let p = Project::new("sdistonly\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let e = p.entry("sdistonly");
+    assert_eq!(e["metadata"], "sdist-egg-info");
+    assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
+    assert_eq!(e["artifacts"][0]["kind"], "sdist");
+    assert_eq!(e["build_system"], serde_json::json!(["setuptools>=40.8.0"]));
+    assert_eq!(version_source(&p, "helper"), ("2.1".into(), "index".into()));
+    assert!(p.lock()["nixpkgs"].is_null());
+}
+
+#[test]
+fn a_wheel_without_core_metadata_is_read_from_the_wheel() {
+    let p = Project::new("nometa\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let e = p.entry("nometa");
+    assert_eq!(e["metadata"], "wheel");
+    assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
+}
+
+#[test]
+fn yanked_releases_are_skipped_unless_pinned_exactly() {
+    let p = Project::new("yanky\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(version_source(&p, "yanky").0, "1.0");
+    p.write("requirements.in", "yanky==2.0\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(version_source(&p, "yanky").0, "2.0");
+}
+
+#[test]
+fn pre_releases_only_when_asked_for() {
+    let p = Project::new("preview\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(version_source(&p, "preview").0, "1.0");
+    p.write("requirements.in", "preview>=2.0b1\n");
+    assert_ok(&p.update(&[]));
+    assert_eq!(version_source(&p, "preview").0, "2.0b1");
+}
+
+#[test]
+fn requires_python_excludes_releases_for_the_target_python() {
+    let p = Project::new("modern\n");
+    assert_ok(&p.update(&[]));
+    // 2.0 needs Python 3.14; nixpkgs' 0.9 is marked broken.
+    assert_eq!(version_source(&p, "modern"), ("1.0".into(), "index".into()));
+    p.write("requirements.in", "modern>=2\n");
+    let out = p.update(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("modern") && err.contains("requires Python >=3.14"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unsatisfiable_set_is_explained_and_the_lock_is_untouched() {
+    let p = Project::new("helper\n");
+    assert_ok(&p.update(&[]));
+    let before = p.lock_text();
+    p.write("requirements.in", "conflict-a\nconflict-b\n");
+    let out = p.update(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for name in ["conflict-a", "conflict-b", "shared <1", "shared >=2"] {
+        assert!(err.contains(name), "explanation should name {name}:\n{err}");
+    }
+    assert_eq!(before, p.lock_text());
+}
+
+#[test]
+fn existing_pins_are_kept_until_upgraded() {
+    let p = Project::new("helper<2.1\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    assert_eq!(version_source(&p, "helper").0, "2.0");
+    p.write("requirements.in", "helper\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    assert_eq!(
+        version_source(&p, "helper").0,
+        "2.0",
+        "a still-valid pin stays"
+    );
+    assert_ok(&p.update(&["--no-nixpkgs", "--upgrade-package", "helper"]));
+    assert_eq!(version_source(&p, "helper").0, "2.1");
+}
+
+#[test]
+fn check_reports_what_changed_without_the_network() {
+    let p = Project::new("helper\n");
+    assert_ok(&p.update(&[]));
+    let ok = p.run(&["check"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    drop(p.server.route("/simple/helper/")); // the server stays up, but check must not call it
+    p.server.clear_log();
+    p.write("requirements.in", "helper\nwebapp\n");
+    let stale = p.run(&["check"]);
+    assert_eq!(stale.status.code(), Some(1));
+    let out = common::stdout(&stale);
+    assert!(
+        out.contains("requirements.in changed: added webapp"),
+        "{out}"
+    );
+    assert!(
+        p.server.requests().is_empty(),
+        "check must not touch the network"
+    );
+
+    p.write("requirements.in", "helper\n");
+    let edited = p
+        .lock_text()
+        .replace("\"index\": \"pypi\"", "\"index\": \"other\"");
+    p.write("lock/bitpoll.lock.json", &edited);
+    let out = common::stdout(&p.run(&["check"]));
+    assert!(out.contains("edited by hand"), "{out}");
+}
+
+#[test]
+fn offline_runs_use_the_cache() {
+    let p = Project::new("webapp>=3\n");
+    assert_ok(&p.update(&[]));
+    let first = p.lock_text();
+    std::fs::remove_file(p.path("lock/bitpoll.lock.json")).unwrap();
+    p.server.clear_log();
+    assert_ok(&p.update(&["--offline"]));
+    assert!(
+        p.server.requests().is_empty(),
+        "offline must not send requests"
+    );
+    assert_eq!(first, p.lock_text());
+}
+
+#[test]
+#[ignore = "prints explanations for a person to read"]
+fn show_explanations() {
+    let p = Project::new("conflict-a\nconflict-b\n");
+    eprintln!("{}", stderr(&p.update(&[])));
+    p.write("requirements.in", "webapp\nhelper>=2.1\n");
+    p.write("lock/policy.toml", "[source]\nwebapp = \"nixpkgs\"\n");
+    eprintln!("{}", stderr(&p.update(&[])));
+    p.write("requirements.in", "modern>=2\nyanky>=2\n");
+    eprintln!("{}", stderr(&p.update(&[])));
+    p.write("requirements.in", "nosuchpkg\n");
+    eprintln!("{}", stderr(&p.update(&[])));
+}

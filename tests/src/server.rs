@@ -1,0 +1,270 @@
+//! A small HTTP/1.1 server for tests: fixed routes, a request log, ETag revalidation and
+//! injectable faults. Bound to 127.0.0.1 on a free port; stops when dropped.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What to do instead of answering normally.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this response instead, `times` times (then normally).
+    Replace { response: Response, times: usize },
+    /// Send the headers and half the body, then close the connection.
+    Truncate,
+    /// Close the connection without answering.
+    Reset,
+    /// Wait before answering.
+    Delay(Duration),
+}
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<String, Response>,
+    faults: HashMap<String, Fault>,
+    log: Vec<Request>,
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct IndexServer {
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl IndexServer {
+    pub fn start(routes: HashMap<String, Response>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State {
+            routes,
+            ..State::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let state = state.clone();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let state = state.clone();
+                    thread::spawn(move || serve(stream, state));
+                }
+            });
+        }
+        Self { addr, state, stop }
+    }
+
+    /// The simple-API root, e.g. `http://127.0.0.1:PORT/simple/`.
+    pub fn index_url(&self) -> String {
+        format!("http://{}/simple/", self.addr)
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_route(&self, path: &str, response: Response) {
+        self.state
+            .lock()
+            .unwrap()
+            .routes
+            .insert(path.into(), response);
+    }
+
+    pub fn remove_route(&self, path: &str) {
+        self.state.lock().unwrap().routes.remove(path);
+    }
+
+    pub fn route(&self, path: &str) -> Option<Response> {
+        self.state.lock().unwrap().routes.get(path).cloned()
+    }
+
+    pub fn inject(&self, path: &str, fault: Fault) {
+        self.state.lock().unwrap().faults.insert(path.into(), fault);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.state.lock().unwrap().log.clear();
+    }
+}
+
+impl Drop for IndexServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("/").to_string(),
+        );
+        let mut headers = Vec::new();
+        let mut content_length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    content_length = v.trim().parse().unwrap_or(0);
+                }
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let mut body = vec![0; content_length];
+        let _ = reader.read_exact(&mut body);
+        let path = target.split('?').next().unwrap_or("/").to_string();
+        let request = Request {
+            path: path.clone(),
+            headers,
+        };
+        let (response, fault) = {
+            let mut st = state.lock().unwrap();
+            st.log.push(request.clone());
+            let mut fault = st.faults.get(&path).cloned();
+            if let Some(Fault::Replace { times, .. }) = st.faults.get_mut(&path) {
+                if *times <= 1 {
+                    st.faults.remove(&path);
+                } else {
+                    *times -= 1;
+                }
+            }
+            if matches!(fault, Some(Fault::Replace { times: 0, .. })) {
+                fault = None;
+            }
+            (st.routes.get(&path).cloned(), fault)
+        };
+        let mut response =
+            response.unwrap_or_else(|| Response::new(404, "text/plain", "not found"));
+        match fault {
+            Some(Fault::Replace { response: r, .. }) => response = r,
+            Some(Fault::Reset) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            Some(Fault::Delay(d)) => thread::sleep(d),
+            Some(Fault::Truncate) => {
+                let head = head(&response, response.body.len(), None);
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&response.body[..response.body.len() / 2]);
+                let _ = stream.flush();
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            None => {}
+        }
+        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&response.body))[..16]);
+        if response.status == 200 && request.header("if-none-match") == Some(etag.as_str()) {
+            let h =
+                format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n");
+            if stream.write_all(h.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let head = head(
+            &response,
+            response.body.len(),
+            (response.status == 200).then_some(etag.as_str()),
+        );
+        if stream.write_all(head.as_bytes()).is_err()
+            || (method != "HEAD" && stream.write_all(&response.body).is_err())
+        {
+            return;
+        }
+        let _ = stream.flush();
+    }
+}
+
+fn head(response: &Response, len: usize, etag: Option<&str>) -> String {
+    let reason = match response.status {
+        200 => "OK",
+        304 => "Not Modified",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let mut h = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {len}\r\n",
+        response.status, response.content_type
+    );
+    if let Some(etag) = etag {
+        h.push_str(&format!("ETag: {etag}\r\n"));
+    }
+    for (k, v) in &response.headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str("\r\n");
+    h
+}
