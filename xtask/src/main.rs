@@ -1,1 +1,17 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//!
+//! Tasks live in their own modules; this file only dispatches.
+
+mod test;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("test") => test::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  test    formatting, Nix lint, and every test (what CI runs)");
+            2
+        }
+    };
+    std::process::exit(code);
+}
