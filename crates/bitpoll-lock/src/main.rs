@@ -2,10 +2,14 @@
 //! all that happens here; the work is in the library crates.
 
 mod check;
+mod diff;
 mod exit;
+mod export;
 mod inputs;
+mod lockref;
 mod merge;
 mod update;
+mod why;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +45,12 @@ enum Command {
     Update(update::UpdateArgs),
     /// Exit 0 if the lock matches its inputs, 1 (with the reason) if not. No network.
     Check(check::CheckArgs),
+    /// What changed between two locks (files or git revisions), with what needs a second look.
+    Diff(diff::DiffArgs),
+    /// Every path from the top-level requirements to a package, per target.
+    Why(why::WhyArgs),
+    /// Write the lock in another format (pip's requirements with hashes).
+    Export(export::ExportArgs),
     /// Convert a nixpkgs package subset description into the nixpkgs index format.
     ImportSubset {
         /// The subset JSON (shared/data/nixpkgs-python-subset.json).
@@ -61,6 +71,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Update(args) => update::run(args, cli.quiet),
         Command::Check(args) => check::run(args, cli.quiet),
+        Command::Diff(args) => diff::run(args),
+        Command::Why(args) => why::run(args),
+        Command::Export(args) => export::run(args),
         Command::ImportSubset {
             input,
             output,
