@@ -1,6 +1,7 @@
 //! What versions of a package a target could use, in the order we prefer them.
 
 use std::collections::HashSet;
+use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use bitpoll_platform::{DistFilename, Target};
 use bitpoll_policy::ForcedSource;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::PackageName;
+use pubgrub::Ranges;
 
 use crate::version::{SolverVersion, Source};
 use crate::Options;
@@ -59,6 +61,28 @@ pub struct CandidateContext<'a> {
     /// Versions pinned with `==` by a top-level requirement: yanked ones stay usable (PEP 592).
     pub pinned: &'a HashSet<Version>,
     pub preferred: Option<&'a SolverVersion>,
+}
+
+/// Whether a release's Requires-Python admits the target's interpreter. Only the lower bound
+/// counts: upper bounds (`<4`, `<3.13`) are nearly always written before the excluded Python
+/// existed rather than because the code breaks on it, and honouring them sends a resolver back
+/// to years-old releases that do not work either. uv reads Requires-Python the same way; the
+/// resolution warns when a chosen release's upper bound excludes the target.
+pub(crate) fn python_admits(spec: &VersionSpecifiers, python: &Version) -> bool {
+    let range: Ranges<Version> = Ranges::from(spec.clone());
+    match range.bounding_range() {
+        None => false,
+        Some((Bound::Included(low), _)) => python >= low,
+        Some((Bound::Excluded(low), _)) => python > low,
+        Some((Bound::Unbounded, _)) => true,
+    }
+}
+
+/// Whether `version` is one that a top-level `==` pinned; `==1.2.3` pins its local versions
+/// too (PEP 440).
+pub(crate) fn is_pinned(pinned: &HashSet<Version>, version: &Version) -> bool {
+    pinned.contains(version)
+        || (!version.local().is_empty() && pinned.contains(&version.clone().without_local()))
 }
 
 pub fn build(
@@ -119,7 +143,7 @@ pub fn build(
     let no_build = cx.options.no_build.contains(name);
     let mut index = Vec::new();
     for (version, files) in by_version {
-        let yanked_ok = cx.pinned.contains(&version);
+        let yanked_ok = is_pinned(cx.pinned, &version);
         let mut reasons = Vec::new();
         let usable: Vec<Arc<DistFile>> = files
             .into_iter()
@@ -131,7 +155,7 @@ pub fn build(
                 if let Some(rp) = &f.requires_python {
                     // A malformed Requires-Python is ignored, as pip does.
                     if let Ok(spec) = VersionSpecifiers::from_str(rp) {
-                        if !spec.contains(python) {
+                        if !python_admits(&spec, python) {
                             reasons
                                 .push(format!("it requires Python {rp} (the target has {python})"));
                             return false;

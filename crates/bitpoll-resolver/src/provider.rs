@@ -15,7 +15,7 @@ use pep440_rs::{Operator, Version, VersionSpecifiers};
 use pep508_rs::{ExtraName, PackageName, Requirement, VersionOrUrl};
 use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
-    PubGrubError, Ranges,
+    PubGrubError,
 };
 
 use crate::candidates::{self, CandidateContext, CandidateKind, Candidates};
@@ -47,7 +47,13 @@ impl fmt::Display for Pkg {
 pub enum ProviderError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Not an error: the solve starts over with packages that kept conflicting decided first.
+    #[error("restarting with new priorities")]
+    Restart,
 }
+
+/// How often a package may be in a conflict before it is decided ahead of the others.
+const CONFLICT_THRESHOLD: u32 = 5;
 
 pub struct Provider<'a> {
     client: &'a IndexClient,
@@ -65,15 +71,17 @@ pub struct Provider<'a> {
     deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
     metadata_source: RefCell<HashMap<(PackageName, Version), (MetadataSource, Option<String>)>>,
     discovered: RefCell<HashMap<Pkg, usize>>,
+    /// Packages decided before all others but singletons, because deciding them late made
+    /// them conflict again and again (see [`Provider::prioritize`]).
+    boosted: RefCell<HashSet<Pkg>>,
+    restart: std::cell::Cell<bool>,
     prefetched: RefCell<HashSet<PackageName>>,
     warnings: RefCell<Vec<String>>,
 }
 
 fn requirement_range(req: &Requirement) -> Range {
     match &req.version_or_url {
-        Some(VersionOrUrl::VersionSpecifier(spec)) => {
-            Range::from_pep440(&Ranges::from(spec.clone()))
-        }
+        Some(VersionOrUrl::VersionSpecifier(spec)) => Range::from_specifiers(spec),
         _ => Range::any(),
     }
 }
@@ -147,6 +155,8 @@ impl<'a> Provider<'a> {
             deps: RefCell::default(),
             metadata_source: RefCell::default(),
             discovered: RefCell::default(),
+            boosted: RefCell::default(),
+            restart: std::cell::Cell::new(false),
             prefetched: RefCell::default(),
             warnings: RefCell::default(),
         }
@@ -254,7 +264,7 @@ impl<'a> Provider<'a> {
                     f.requires_python
                         .as_deref()
                         .and_then(|rp| rp.parse::<VersionSpecifiers>().ok())
-                        .is_none_or(|rp| rp.contains(&target_python))
+                        .is_none_or(|rp| candidates::python_admits(&rp, &target_python))
                 })
                 .filter_map(|f| Some((WheelFilename::parse(&f.filename).ok()?.version, f)))
                 .filter(|(v, _)| {
@@ -338,7 +348,7 @@ impl<'a> Provider<'a> {
     }
 }
 
-type Priority = (bool, u32, Reverse<usize>);
+type Priority = (bool, bool, u32, Reverse<usize>);
 
 /// Dependencies in a deliberate order: the solver decides packages it discovered earlier
 /// first, so this order breaks ties between equally good solutions.
@@ -362,6 +372,15 @@ impl DependencyProvider for Provider<'_> {
     type Priority = Priority;
     type Err = ProviderError;
 
+    /// Singletons first (they cannot go wrong), then packages in the order they were
+    /// discovered, which makes the top-level requirements go in name order.
+    ///
+    /// PubGrub only backtracks past a decision when the decision itself is to blame, so an early
+    /// choice (`a 2.0`) can make every newer version of a later package (`b 2.x` needs `a 1.0`)
+    /// fail one by one until an ancient one without the conflict is found. When a package has
+    /// been in [`CONFLICT_THRESHOLD`] conflicts this way, the solve starts over with it decided
+    /// first, so the newest versions of the package that keeps losing get their say. Each
+    /// restart promotes a package not promoted before, so restarts end.
     fn prioritize(
         &self,
         package: &Pkg,
@@ -371,7 +390,24 @@ impl DependencyProvider for Provider<'_> {
         let mut discovered = self.discovered.borrow_mut();
         let next = discovered.len();
         let order = *discovered.entry(package.clone()).or_insert(next);
-        (range.is_singleton(), stats.conflict_count(), Reverse(order))
+        let boosted = self.boosted.borrow().contains(package);
+        if !boosted && stats.conflict_count() >= CONFLICT_THRESHOLD {
+            self.boosted.borrow_mut().insert(package.clone());
+            self.restart.set(true);
+        }
+        (
+            range.is_singleton(),
+            boosted,
+            stats.conflict_count(),
+            Reverse(order),
+        )
+    }
+
+    fn should_cancel(&self) -> Result<(), ProviderError> {
+        if self.restart.get() {
+            return Err(ProviderError::Restart);
+        }
+        Ok(())
     }
 
     fn choose_version(
@@ -397,7 +433,7 @@ impl DependencyProvider for Provider<'_> {
                 || self
                     .pinned
                     .get(name)
-                    .is_some_and(|p| p.contains(&c.version.version))
+                    .is_some_and(|p| candidates::is_pinned(p, &c.version.version))
             {
                 return Ok(Some(c.version.clone()));
             }
@@ -503,7 +539,7 @@ impl DependencyProvider for Provider<'_> {
                             }
                         };
                         if let Some(rp) = &metadata.requires_python {
-                            if !rp.contains(&self.target.python_full_version) {
+                            if !candidates::python_admits(rp, &self.target.python_full_version) {
                                 return Ok(Dependencies::Unavailable(format!(
                                     "it requires Python {rp} (the target has {})",
                                     self.target.python_full_version
@@ -562,7 +598,16 @@ pub fn resolve_target(
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
     let provider = Provider::new(client, target, request);
-    let solution = match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
+    let outcome = loop {
+        match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
+            Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
+                provider.restart.set(false);
+                provider.discovered.borrow_mut().clear();
+            }
+            outcome => break outcome,
+        }
+    };
+    let solution = match outcome {
         Ok(solution) => solution,
         Err(PubGrubError::NoSolution(mut tree)) => {
             tree.collapse_no_versions();
@@ -635,6 +680,18 @@ pub fn resolve_target(
                     .get(&(name.clone(), version.version.clone()))
                     .cloned()
                     .expect("metadata was read for every chosen index package");
+                let excluded_by_upper_bound = requires_python
+                    .as_deref()
+                    .and_then(|rp| rp.parse::<VersionSpecifiers>().ok())
+                    .is_some_and(|rp| !rp.contains(&target.python_full_version));
+                if excluded_by_upper_bound {
+                    provider.warnings.borrow_mut().push(format!(
+                        "{name} {}: declares Requires-Python {}, which excludes Python {}; only its lower bound is honoured",
+                        version.version,
+                        requires_python.as_deref().unwrap_or_default(),
+                        target.python_full_version
+                    ));
+                }
                 let build_requires = if artifact.is_wheel() {
                     None
                 } else {

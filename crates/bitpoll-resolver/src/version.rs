@@ -6,11 +6,17 @@
 //! solver version is a PEP 440 version plus its source. Every PEP 440 version becomes two
 //! adjacent points, `(v, Index) < (v, Nixpkgs)`; a specifier range covers both points, and
 //! "this exact nixpkgs build" is the singleton `(v, Nixpkgs)`.
+//!
+//! PEP 440 lets `==1.2.3`, `!=1.2.3` and `<=1.2.3` match local versions such as `1.2.3+cpu`
+//! when the specifier has no local label itself. Local versions sort above their public
+//! version, so such a range ends at a bound no real version can be: "above every local
+//! version of 1.2.3" (see [`SolverVersion::after_locals`]).
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
 
-use pep440_rs::Version;
+use pep440_rs::{Operator, Version, VersionSpecifier, VersionSpecifiers};
 use pubgrub::{Ranges, VersionSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,22 +27,60 @@ pub enum Source {
     Nixpkgs,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SolverVersion {
     pub version: Version,
     pub source: Source,
+    /// A range bound, never a candidate: just above every build of every local version of
+    /// `version` (which has no local label itself).
+    after_locals: bool,
 }
 
 impl SolverVersion {
     pub fn new(version: Version, source: Source) -> Self {
-        Self { version, source }
+        Self {
+            version,
+            source,
+            after_locals: false,
+        }
     }
 
     pub fn root() -> Self {
+        Self::new(Version::new([0]), Source::Root)
+    }
+
+    /// The bound just above `version` and all its local versions, from either source.
+    fn after_locals(version: Version) -> Self {
         Self {
-            version: Version::new([0]),
-            source: Source::Root,
+            version: version.without_local(),
+            source: Source::Nixpkgs,
+            after_locals: true,
         }
+    }
+}
+
+impl Ord for SolverVersion {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if !self.after_locals && !other.after_locals {
+            return (&self.version, self.source).cmp(&(&other.version, other.source));
+        }
+        // Only bounds take this path, so the copies it makes stay off the hot path of
+        // comparing candidates.
+        let public = |v: &SolverVersion| v.version.clone().without_local();
+        public(self).cmp(&public(other)).then_with(|| {
+            match (self.after_locals, other.after_locals) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => unreachable!("handled above"),
+            }
+        })
+    }
+}
+
+impl PartialOrd for SolverVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -76,6 +120,33 @@ impl Range {
             out = out.union(&Ranges::from_range_bounds((lo, hi)));
         }
         Range(out)
+    }
+
+    /// The solver range for PEP 440 specifiers, with local versions matched the PEP 440 way.
+    pub fn from_specifiers(specifiers: &VersionSpecifiers) -> Self {
+        let mut out = Range::any();
+        for spec in specifiers.iter() {
+            out = out.intersection(&Self::from_specifier(spec));
+        }
+        out
+    }
+
+    fn from_specifier(spec: &VersionSpecifier) -> Self {
+        let v = spec.version();
+        let public = v.local().is_empty();
+        let from = || Bound::Included(SolverVersion::new(v.clone(), Source::Index));
+        let through_locals = || Bound::Included(SolverVersion::after_locals(v.clone()));
+        let bounded = |lo, hi| Range(Ranges::from_range_bounds((lo, hi)));
+        match spec.operator() {
+            Operator::Equal if public => bounded(from(), through_locals()),
+            Operator::NotEqual if public => {
+                Range::any().intersection(&bounded(from(), through_locals()).complement())
+            }
+            Operator::LessThanEqual if public => {
+                bounded(Bound::Excluded(SolverVersion::root()), through_locals())
+            }
+            _ => Self::from_pep440(&Ranges::from(spec.clone())),
+        }
     }
 
     /// Every real version (what an unconstrained requirement allows).
@@ -194,11 +265,10 @@ fn segment(lo: &Bound<SolverVersion>, hi: &Bound<SolverVersion>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pep440_rs::VersionSpecifiers;
     use std::str::FromStr;
 
     fn range(spec: &str) -> Range {
-        Range::from_pep440(&Ranges::from(VersionSpecifiers::from_str(spec).unwrap()))
+        Range::from_specifiers(&VersionSpecifiers::from_str(spec).unwrap())
     }
 
     fn v(s: &str, source: Source) -> SolverVersion {
@@ -231,5 +301,27 @@ mod tests {
         assert_eq!(pin.to_string(), "==3.3.0 (nixpkgs)");
         assert_eq!(range(">=1.0, <2.0").to_string(), ">=1.0, <2.0");
         assert_eq!(Range::any().to_string(), "*");
+    }
+
+    #[test]
+    fn public_specifiers_match_local_versions() {
+        let local = v("1.2.3+foo", Source::Index);
+        assert!(range("==1.2.3").contains(&local));
+        assert!(range("<=1.2.3").contains(&local));
+        assert!(range(">=1.2.3").contains(&local));
+        assert!(!range("!=1.2.3").contains(&local));
+        assert!(!range("<1.2.3").contains(&local));
+        assert!(!range(">1.2.3").contains(&local));
+        assert!(range("==1.2.3+foo").contains(&local));
+        assert!(!range("==1.2.3+bar").contains(&local));
+        let next = v("1.2.3.post1", Source::Index);
+        assert!(!range("==1.2.3").contains(&next));
+        assert!(!range("<=1.2.3").contains(&next));
+        assert!(range("!=1.2.3").contains(&next));
+        assert!(range("!=1.2.3").contains(&v("1.2.2+foo", Source::Nixpkgs)));
+        assert!(!range("!=1.2.3").contains(&SolverVersion::root()));
+        assert_eq!(range("==1.2.3").to_string(), "==1.2.3");
+        assert_eq!(range("<=1.2.3").to_string(), "<=1.2.3");
+        assert_eq!(range("!=1.2.3").to_string(), "<1.2.3 or >1.2.3");
     }
 }
