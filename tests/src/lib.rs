@@ -8,6 +8,7 @@
 //! turns that into a PEP 691 simple index with PEP 658 core-metadata files, real wheels and
 //! sdists; [`server::IndexServer`] serves it.
 
+pub mod conformance;
 pub mod server;
 pub mod universe;
 
