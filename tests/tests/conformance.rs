@@ -55,3 +55,50 @@ fn explanation(name: &str) -> String {
         .map(|(_, text)| text)
         .unwrap_or_else(|| panic!("{name}: no explanation"))
 }
+
+// The explanations below were read by a person: each names every package the conflict
+// involves and why the versions that would have helped were skipped. Update them only after
+// reading the new text the same way.
+
+#[test]
+fn explains_two_dependencies_that_disagree() {
+    assert_eq!(
+        explanation("transitive-incompatible-with-transitive"),
+        "Because a depends on c ==1.0.0 and b ==1.0.0 (index) depends on c ==2.0.0, b ==1.0.0 (index), a cannot be used together.
+And because the requirements need a and the requirements need b, the requirements cannot be satisfied."
+    );
+}
+
+#[test]
+fn explains_releases_skipped_for_requires_python() {
+    assert_eq!(
+        explanation("python-greater-than-current-many"),
+        "Because no usable version of a matches ==1.0.0 and the requirements need a ==1.0.0, the requirements cannot be satisfied.
+
+Notes:
+  - a 2.5.0, 2.4.0, 2.3.0 and 3 older skipped on x86_64-linux: it requires Python >=3.10 (the target has 3.9.0)
+  - a 3.5.0, 3.4.0, 3.3.0 and 3 older skipped on x86_64-linux: it requires Python >=3.11 (the target has 3.9.0)"
+    );
+}
+
+#[test]
+fn explains_a_dependency_that_was_yanked() {
+    assert_eq!(
+        explanation("transitive-package-only-yanked"),
+        "Because a depends on b and the requirements need a, the requirements cannot be satisfied.
+
+Notes:
+  - b 1.0.0 skipped on x86_64-linux: it was yanked"
+    );
+}
+
+#[test]
+fn explains_a_dependency_that_does_not_exist() {
+    assert_eq!(
+        explanation("transitive-requires-package-does-not-exist"),
+        "Because a depends on b and the requirements need a, the requirements cannot be satisfied.
+
+Notes:
+  - b was not found on the package index"
+    );
+}
