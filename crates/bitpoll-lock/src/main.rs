@@ -9,6 +9,7 @@ mod inputs;
 mod lockref;
 mod merge;
 mod update;
+mod verify;
 mod why;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     Why(why::WhyArgs),
     /// Write the lock in another format (pip's requirements with hashes).
     Export(export::ExportArgs),
+    /// Download every pinned index artifact and re-hash it; exit 1 on any mismatch.
+    Verify(verify::VerifyArgs),
     /// Convert a nixpkgs package subset description into the nixpkgs index format.
     ImportSubset {
         /// The subset JSON (shared/data/nixpkgs-python-subset.json).
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Why(args) => why::run(args),
         Command::Export(args) => export::run(args),
+        Command::Verify(args) => verify::run(args, cli.quiet),
         Command::ImportSubset {
             input,
             output,

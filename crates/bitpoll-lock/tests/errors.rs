@@ -159,3 +159,34 @@ fn unknown_system_and_bad_date_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--exclude-newer"));
 }
+
+#[test]
+fn verify_rehashes_every_artifact_and_reports_mismatches() {
+    let p = Project::new("webapp>=3\nnative\n");
+    assert_ok(&p.update(&[]));
+    let url = p.server.index_url();
+    let ok = p.run(&["verify", "--index-url", &url]);
+    assert_ok(&ok);
+    assert!(
+        stderr(&ok).contains("verified 6 artifacts: 6 ok, 0 failed"),
+        "{}",
+        stderr(&ok)
+    );
+    // The index now serves other bytes for one wheel: verify must catch it.
+    p.server.set_route(
+        "/files/native-1.0-cp313-cp313-macosx_11_0_arm64.whl",
+        Response::new(200, "application/octet-stream", b"not the wheel".to_vec()),
+    );
+    let bad = p.run(&["verify", "--index-url", &url]);
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+    let out = common::stdout(&bad);
+    assert!(
+        out.contains("MISMATCH native-1.0-cp313-cp313-macosx_11_0_arm64.whl"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "only the changed file is reported:\n{out}"
+    );
+}
