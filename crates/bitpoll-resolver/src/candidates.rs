@@ -211,3 +211,35 @@ pub fn build(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admits(spec: &str, python: &str) -> bool {
+        python_admits(
+            &VersionSpecifiers::from_str(spec).unwrap(),
+            &Version::from_str(python).unwrap(),
+        )
+    }
+
+    #[test]
+    fn requires_python_is_a_floor() {
+        assert!(admits(">=3.9", "3.13.0"));
+        assert!(!admits(">=3.10", "3.9.0"));
+        assert!(!admits(">=3.13.2", "3.13.0"));
+        assert!(admits(">=3.8, <3.13", "3.13.0"));
+        assert!(admits("<=3.8", "3.9.0"));
+        assert!(!admits(">3.13", "3.13.0"));
+        assert!(!admits(">=3.10, <3.9", "3.13.0"));
+    }
+
+    #[test]
+    fn a_public_pin_covers_its_local_versions() {
+        let pinned = HashSet::from([Version::from_str("1.2.3").unwrap()]);
+        assert!(is_pinned(&pinned, &Version::from_str("1.2.3+cpu").unwrap()));
+        assert!(!is_pinned(&pinned, &Version::from_str("1.2.4").unwrap()));
+        let local = HashSet::from([Version::from_str("1.2.3+cpu").unwrap()]);
+        assert!(!is_pinned(&local, &Version::from_str("1.2.3+gpu").unwrap()));
+    }
+}

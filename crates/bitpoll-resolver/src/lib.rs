@@ -5,8 +5,9 @@
 //! one pins its dependencies to their nixpkgs builds (see [`version`] for how the two sources
 //! coexist in one version order), so a PyPI release can never shadow a module that a nixpkgs
 //! package was built against. Everything else comes from the Python index, newest first, with
-//! Requires-Python, yanked releases (PEP 592), pre-release rules and wheel compatibility
-//! applied per target. When no solution exists the error carries PubGrub's derivation, in words.
+//! Requires-Python (as a floor, like uv), yanked releases (PEP 592), pre-release rules, PEP 440
+//! local versions and wheel compatibility applied per target. When no solution exists the error
+//! carries PubGrub's derivation, in words.
 
 mod candidates;
 mod provider;
