@@ -78,6 +78,8 @@ pub struct ClientOptions {
     pub progress: bool,
     /// RFC 3339 date-time (or a date, meaning midnight UTC): ignore files uploaded later.
     pub exclude_newer: Option<String>,
+    /// The largest response body accepted, in bytes (pages, metadata and artifacts alike).
+    pub max_response_bytes: u64,
 }
 
 impl ClientOptions {
@@ -92,6 +94,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(30),
             progress: false,
             exclude_newer: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -121,7 +124,12 @@ type Memo<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, ClientError>>>>>;
 
 /// Everything the request futures need; kept apart from the runtime so that a task never
 /// owns the runtime it runs on (dropping a runtime inside itself panics).
+/// Large enough for the biggest wheels people lock (CUDA builds run past 2 GiB are not our
+/// use case); small enough that a runaway response fails instead of exhausting memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 30;
+
 struct Shared {
+    max_response_bytes: u64,
     http: reqwest::Client,
     index: IndexUrl,
     cache: DiskCache,
@@ -193,6 +201,18 @@ impl IndexClient {
             .pool_max_idle_per_host(options.concurrency.max(1))
             .tcp_keepalive(Duration::from_secs(60))
             .gzip(true)
+            // Follow redirects only within one origin: a redirect elsewhere (or from https to
+            // plain http) could hand the index's answers, or its credentials, to another party.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let from = attempt.previous().last().map(|u| u.origin());
+                if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else if from.is_some_and(|o| o != attempt.url().origin()) {
+                    attempt.error("redirect to another origin refused")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()
             .map_err(|e| ClientError::network(options.index_url.redacted(), e))?;
         let progress = if options.progress {
@@ -208,6 +228,7 @@ impl IndexClient {
             ProgressBar::hidden()
         };
         let shared = Arc::new(Shared {
+            max_response_bytes: options.max_response_bytes,
             http,
             index: options.index_url,
             cache: DiskCache::new(options.cache_dir),
@@ -445,15 +466,39 @@ impl Shared {
                 let status = response.status();
                 let headers = response.headers().clone();
                 let final_url = response.url().clone();
-                let body = response.bytes().await?;
-                Ok::<_, reqwest::Error>(RawResponse {
+                // A hostile or broken server must not make us buffer without end.
+                if response
+                    .content_length()
+                    .is_some_and(|n| n > self.max_response_bytes)
+                {
+                    return Ok(Err(self.max_response_bytes));
+                }
+                let mut response = response;
+                let mut body = Vec::new();
+                while let Some(chunk) = response.chunk().await? {
+                    if body.len() as u64 + chunk.len() as u64 > self.max_response_bytes {
+                        return Ok(Err(self.max_response_bytes));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok::<_, reqwest::Error>(Ok(RawResponse {
                     status,
                     headers,
-                    body,
+                    body: body.into(),
                     final_url,
-                })
+                }))
             }
             .await;
+            let result = match result {
+                Ok(Err(limit)) => {
+                    return Err(ClientError::BadResponse {
+                        url: redact_url(url),
+                        reason: format!("response larger than the {limit}-byte limit"),
+                    })
+                }
+                Ok(Ok(response)) => Ok(response),
+                Err(e) => Err(e),
+            };
             drop(permit);
             if let Ok(response) = &result {
                 self.counters

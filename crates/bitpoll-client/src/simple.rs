@@ -150,7 +150,12 @@ pub(crate) fn parse_project_page(
         ));
     }
     let mut files = Vec::with_capacity(raw.files.len());
+    let mut seen = std::collections::HashSet::new();
     for file in raw.files {
+        // Two entries with one name would let the index pick which bytes a hash check sees.
+        if !seen.insert(file.filename.clone()) {
+            return Err(format!("two files are named {:?}", file.filename));
+        }
         if file.filename.is_empty()
             || file.filename.contains('/')
             || file.filename.contains('\\')

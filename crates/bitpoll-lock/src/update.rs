@@ -70,6 +70,15 @@ pub struct UpdateArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Seconds to wait for a connection or for the next bytes of a response.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Retries of a failed request (connection errors, 429, 5xx), with backoff.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// The largest response accepted from the index, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_size: u64,
 }
 
 impl UpdateArgs {
@@ -138,6 +147,13 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let paths = args.input_paths()?;
     let loaded = inputs::load(&paths)?;
+    if let (Some(nixpkgs), false) = (&loaded.nixpkgs, quiet) {
+        if let Some(warning) =
+            crate::index::flake_drift(&nixpkgs.index, std::path::Path::new("flake.lock"))
+        {
+            eprintln!("warning: {warning}");
+        }
+    }
 
     // The previous lock's pins are preferences: they stay while still valid (minimal churn).
     let old_lock = match Lock::read(&args.lock) {
@@ -192,6 +208,9 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     );
     options.offline = args.offline;
     options.concurrency = args.concurrency.max(1);
+    options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    options.retries = args.retries;
+    options.max_response_bytes = args.max_response_size;
     options.progress = !quiet && std::io::stderr().is_terminal();
     options.exclude_newer = paths.exclude_newer.clone();
     let client = IndexClient::new(options)?;

@@ -1,0 +1,231 @@
+//! A hostile or failing index: every fault ends in a clear error with exit code 3 after a
+//! bounded number of attempts, and the previous lock stays byte-identical.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bitpoll_tests::server::{Fault, Response};
+use bitpoll_tests::universe::SIMPLE_JSON;
+use common::{assert_ok, stderr, Project};
+
+const PAGE: &str = "/simple/helper/";
+
+/// A project with a lock already written; its runs use a fresh cache so faults are not
+/// masked by cached answers.
+fn locked() -> (Project, String) {
+    let p = Project::new("helper\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let lock = p.lock_text();
+    (p, lock)
+}
+
+fn run_fresh(p: &Project, extra: &[&str]) -> std::process::Output {
+    let cache = tempfile::tempdir().unwrap();
+    let url = p.server.index_url();
+    std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
+        .args([
+            "update",
+            "-q",
+            "--no-nixpkgs",
+            "-r",
+            "requirements.in",
+            "--index-url",
+            &url,
+        ])
+        .args(extra)
+        .current_dir(p.dir.path())
+        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn network_failure(p: &Project, before: &str, extra: &[&str], needle: &str) -> String {
+    let out = run_fresh(p, extra);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(needle),
+        "error should mention {needle:?}:\n{err}"
+    );
+    assert_eq!(before, p.lock_text(), "the previous lock must be untouched");
+    err
+}
+
+fn page_hits(p: &Project) -> usize {
+    p.server
+        .requests()
+        .iter()
+        .filter(|r| r.path == PAGE)
+        .count()
+}
+
+#[test]
+fn server_errors_are_retried_a_bounded_number_of_times() {
+    let (p, before) = locked();
+    p.server.clear_log();
+    let busy = Response::new(500, "text/plain", "oops").with_header("Retry-After", "0");
+    p.server.inject(
+        PAGE,
+        Fault::Replace {
+            response: busy,
+            times: 100,
+        },
+    );
+    network_failure(&p, &before, &["--retries", "2"], "500");
+    assert_eq!(page_hits(&p), 3, "one try and two retries");
+}
+
+#[test]
+fn a_503_without_retry_after_is_retried_with_backoff() {
+    let (p, _) = locked();
+    p.server.clear_log();
+    p.server.inject(
+        PAGE,
+        Fault::Replace {
+            response: Response::new(503, "text/plain", "busy"),
+            times: 1,
+        },
+    );
+    assert_ok(&run_fresh(&p, &[]));
+    assert_eq!(page_hits(&p), 2);
+}
+
+#[test]
+fn a_connection_reset_and_a_truncated_body_fail_cleanly() {
+    let (p, before) = locked();
+    p.server.inject(PAGE, Fault::Reset);
+    network_failure(&p, &before, &["--retries", "1"], "helper");
+    p.server.inject(PAGE, Fault::Truncate);
+    network_failure(&p, &before, &["--retries", "1"], "helper");
+}
+
+#[test]
+fn a_response_slower_than_the_timeout_is_abandoned() {
+    let (p, before) = locked();
+    p.server.inject(PAGE, Fault::Delay(Duration::from_secs(5)));
+    let started = Instant::now();
+    network_failure(&p, &before, &["--timeout", "1", "--retries", "0"], "helper");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the timeout must cut the wait short"
+    );
+}
+
+#[test]
+fn invalid_json_and_a_wrong_content_type_are_index_failures() {
+    let (p, before) = locked();
+    p.server.set_route(
+        PAGE,
+        Response::new(200, SIMPLE_JSON, "{\"name\": \"helper\", \"files\": [}"),
+    );
+    network_failure(&p, &before, &[], "invalid project JSON");
+    p.server.set_route(
+        PAGE,
+        Response::new(200, "text/html", "<html><body>helper</body></html>"),
+    );
+    network_failure(&p, &before, &[], "text/html");
+}
+
+#[test]
+fn redirects_to_another_origin_are_refused() {
+    let (p, before) = locked();
+    // 127.0.0.2 is loopback too, but another origin.
+    let elsewhere = p.server.base_url().replace("127.0.0.1", "127.0.0.2");
+    p.server.set_route(
+        PAGE,
+        Response::new(302, "text/plain", "").with_header("Location", &format!("{elsewhere}{PAGE}")),
+    );
+    network_failure(&p, &before, &[], "another origin");
+}
+
+#[test]
+fn an_oversized_response_is_cut_off() {
+    let (p, before) = locked();
+    network_failure(&p, &before, &["--max-response-size", "64"], "limit");
+}
+
+fn page_with(p: &Project, files: serde_json::Value) -> Response {
+    let _ = p;
+    Response::new(
+        200,
+        SIMPLE_JSON,
+        serde_json::json!({"name": "helper", "files": files}).to_string(),
+    )
+}
+
+#[test]
+fn unsafe_and_duplicate_file_names_are_refused() {
+    let (p, before) = locked();
+    let file = |name: &str| serde_json::json!({"filename": name, "url": format!("../../files/{name}"), "hashes": {"sha256": "a".repeat(64)}});
+    p.server.set_route(
+        PAGE,
+        page_with(
+            &p,
+            serde_json::json!([file("../helper-9.0-py3-none-any.whl")]),
+        ),
+    );
+    network_failure(&p, &before, &[], "unsafe file name");
+    p.server.set_route(
+        PAGE,
+        page_with(
+            &p,
+            serde_json::json!([file("sub/helper-9.0-py3-none-any.whl")]),
+        ),
+    );
+    network_failure(&p, &before, &[], "unsafe file name");
+    let dup = file("helper-9.0-py3-none-any.whl");
+    p.server
+        .set_route(PAGE, page_with(&p, serde_json::json!([dup.clone(), dup])));
+    network_failure(&p, &before, &[], "two files are named");
+}
+
+#[test]
+fn a_killed_run_leaves_the_old_lock_intact() {
+    let (p, before) = locked();
+    // Hold the index's answer so the run is certainly mid-flight, then kill it.
+    p.server.inject(PAGE, Fault::Delay(Duration::from_secs(10)));
+    let cache = tempfile::tempdir().unwrap();
+    let url = p.server.index_url();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
+        .args([
+            "update",
+            "-q",
+            "--no-nixpkgs",
+            "-r",
+            "requirements.in",
+            "--index-url",
+            &url,
+        ])
+        .current_dir(p.dir.path())
+        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(before, p.lock_text());
+}
+
+#[test]
+fn two_runs_at_once_both_succeed_and_the_lock_is_whole() {
+    let p = Project::new("webapp>=3\nnative\n");
+    let url = p.server.index_url();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
+            .args(["update", "-q", "-r", "requirements.in", "--index-url", &url])
+            .current_dir(p.dir.path())
+            .env("BITPOLL_LOCK_CACHE_DIR", p.cache.path())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(b.wait_with_output().unwrap().status.success());
+    // Whole and valid: it parses, and a third run finds nothing to change.
+    let text = p.lock_text();
+    let _: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_ok(&p.update(&[]));
+    assert_eq!(text, p.lock_text());
+}
