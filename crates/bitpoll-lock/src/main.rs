@@ -5,6 +5,7 @@ mod check;
 mod diff;
 mod exit;
 mod export;
+mod index;
 mod inputs;
 mod lockref;
 mod merge;
@@ -54,6 +55,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Download every pinned index artifact and re-hash it; exit 1 on any mismatch.
     Verify(verify::VerifyArgs),
+    /// Build the nixpkgs index by evaluating a nixpkgs (needs the Nix evaluator).
+    Index(index::IndexArgs),
     /// Convert a nixpkgs package subset description into the nixpkgs index format.
     ImportSubset {
         /// The subset JSON (shared/data/nixpkgs-python-subset.json).
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Why(args) => why::run(args),
         Command::Export(args) => export::run(args),
         Command::Verify(args) => verify::run(args, cli.quiet),
+        Command::Index(args) => index::run(args, cli.quiet),
         Command::ImportSubset {
             input,
             output,
