@@ -101,7 +101,9 @@ let
     in
     (parseDrvName (if m == null then name else head m)).name;
 
-  # One attribute: null when it is not a Python package, { failed } when it throws.
+  # One attribute: null when it is not a Python package, { thrown } when reading it throws
+  # (removed packages and aliases, or an old nixpkgs' disabled package), { failed } when
+  # reading its name or version does.
   inspect =
     attr:
     let
@@ -133,11 +135,17 @@ let
           null
       );
     in
-    if r.success then r.value else { failed = attr; };
+    if r.success then
+      r.value
+    else if (tryEval set.${attr}).success then
+      { failed = attr; }
+    else
+      { thrown = attr; };
 
   inspected = filter (x: x != null) (map inspect (attrNames set));
   infos = filter (x: x ? key) inspected;
   failedInspect = map (x: x.failed) (filter (x: x ? failed) inspected);
+  thrown = map (x: x.thrown) (filter (x: x ? thrown) inspected);
 
   fromAliasFile =
     attr:
@@ -307,4 +315,5 @@ in
   };
   revision = detectedRevision;
   failed = sort (a: b: a < b) failed;
+  thrown = sort (a: b: a < b) thrown;
 }

@@ -154,24 +154,16 @@ pub fn run(args: IndexArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             idx.nixpkgs.identity,
             started.elapsed().as_secs_f64()
         );
-        if !evaluated.failed.is_empty() {
-            let shown: Vec<&str> = evaluated
-                .failed
-                .iter()
-                .take(10)
-                .map(String::as_str)
-                .collect();
-            eprintln!(
-                "note: {} attributes failed to evaluate and are not in the index: {}{}",
-                evaluated.failed.len(),
-                shown.join(", "),
-                if evaluated.failed.len() > shown.len() {
-                    ", ..."
-                } else {
-                    ""
-                }
-            );
-        }
+        note(
+            &evaluated.thrown,
+            "throws when read (removed packages and aliases)",
+            "throw when read (removed packages and aliases)",
+        );
+        note(
+            &evaluated.failed,
+            "failed to evaluate and is not in the index",
+            "failed to evaluate and are not in the index",
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -180,8 +172,35 @@ pub fn run(args: IndexArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 struct Evaluated {
     index: NixpkgsIndex,
     revision: Option<String>,
+    /// Attributes whose value throws: in nixpkgs mostly removed packages and aliases.
+    #[serde(default)]
+    thrown: Vec<String>,
+    /// Python packages whose name, version or entry could not be evaluated.
     #[serde(default)]
     failed: Vec<String>,
+}
+
+fn note(attrs: &[String], one: &str, many: &str) {
+    if attrs.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = attrs.iter().take(10).map(String::as_str).collect();
+    eprintln!(
+        "note: {} {} {}: {}{}",
+        attrs.len(),
+        if attrs.len() == 1 {
+            "attribute"
+        } else {
+            "attributes"
+        },
+        if attrs.len() == 1 { one } else { many },
+        shown.join(", "),
+        if attrs.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
+    );
 }
 
 fn choose_source(args: &IndexArgs) -> anyhow::Result<(Source, String)> {
