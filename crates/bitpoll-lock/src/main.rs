@@ -2,6 +2,7 @@
 //! all that happens here; the work is in the library crates.
 
 mod check;
+mod client;
 mod diff;
 mod exit;
 mod export;

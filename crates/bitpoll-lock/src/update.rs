@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitpoll_client::{ClientOptions, IndexClient};
+use bitpoll_client::IndexClient;
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
 use bitpoll_resolver::{Options, Request};
 use clap::Args;
@@ -133,16 +133,6 @@ fn normalise_date(s: &str) -> anyhow::Result<String> {
     Err(bad_input(anyhow::anyhow!("--exclude-newer `{s}`: expected YYYY-MM-DD or an RFC 3339 time such as 2026-01-31T12:00:00Z")))
 }
 
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("bitpoll-lock");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache/bitpoll-lock"),
-        None => std::env::temp_dir().join("bitpoll-lock-cache"),
-    }
-}
-
 pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let paths = args.input_paths()?;
@@ -198,14 +188,11 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let (index_url, origin) = bitpoll_client::discover_index_url(args.index_url.as_deref())?;
+    let (mut options, origin) =
+        crate::client::options(args.index_url.as_deref(), args.cache_dir.clone())?;
     if !quiet {
-        eprintln!("index: {} ({origin})", index_url.redacted());
+        eprintln!("index: {} ({origin})", options.index_url.redacted());
     }
-    let mut options = ClientOptions::new(
-        index_url,
-        args.cache_dir.clone().unwrap_or_else(default_cache_dir),
-    );
     options.offline = args.offline;
     options.concurrency = args.concurrency.max(1);
     options.timeout = std::time::Duration::from_secs(args.timeout.max(1));

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bitpoll_client::{ClientOptions, IndexClient};
+use bitpoll_client::IndexClient;
 use bitpoll_lockfile::{Lock, Source};
 use clap::Args;
 use sha2::{Digest, Sha256};
@@ -23,13 +23,7 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let lock = Lock::read(&args.lock).map_err(bad_input)?;
-    let (url, _) = bitpoll_client::discover_index_url(args.index_url.as_deref())?;
-    let client = IndexClient::new(ClientOptions::new(
-        url,
-        args.cache_dir
-            .clone()
-            .unwrap_or_else(crate::update::default_cache_dir),
-    ))?;
+    let client = crate::client::open(args.index_url.as_deref(), args.cache_dir.clone(), false)?;
     let artifacts: Vec<(&str, &bitpoll_lockfile::Artifact)> = lock
         .packages
         .iter()

@@ -190,3 +190,56 @@ fn export_requirements_txt_pins_the_targets_files() {
         Some(2)
     );
 }
+
+#[test]
+fn export_pylock_lists_the_targets_files_with_urls_and_hashes() {
+    let p = Project::new("webapp>=3\nnative\n");
+    assert_ok(&p.update(&[]));
+    let url = p.server.index_url();
+    let out = p.run(&[
+        "export",
+        "--format",
+        "pylock",
+        "--system",
+        "x86_64-linux",
+        "--index-url",
+        &url,
+    ]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("#   helper==2.0 (attribute helper)"),
+        "{text}"
+    );
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(doc["lock-version"].as_str(), Some("1.0"));
+    assert_eq!(doc["requires-python"].as_str(), Some("==3.13.*"));
+    let env = doc["environments"][0].as_str().unwrap();
+    assert!(
+        env.contains("sys_platform == 'linux'") && env.contains("platform_machine == 'x86_64'"),
+        "{env}"
+    );
+    let packages = doc["packages"].as_array().unwrap();
+    let native = packages
+        .iter()
+        .find(|p| p["name"].as_str() == Some("native"))
+        .unwrap();
+    let wheels = native["wheels"].as_array().unwrap();
+    assert_eq!(wheels.len(), 1, "only the x86_64-linux wheel");
+    let name = wheels[0]["name"].as_str().unwrap();
+    assert!(name.contains("manylinux_2_17_x86_64"), "{name}");
+    assert_eq!(
+        wheels[0]["hashes"]["sha256"].as_str(),
+        Some(p.sha256[name].as_str())
+    );
+    assert_eq!(
+        wheels[0]["url"].as_str().unwrap(),
+        format!("{}/files/{name}", p.server.base_url())
+    );
+    assert!(
+        packages
+            .iter()
+            .all(|p| p["name"].as_str() != Some("tzshim")),
+        "tzshim is darwin-only"
+    );
+}
