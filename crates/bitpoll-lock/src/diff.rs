@@ -116,12 +116,9 @@ fn version(s: &str) -> Option<Version> {
 }
 
 fn root_names(lock: &Lock) -> BTreeSet<String> {
-    lock.inputs
-        .requirements
-        .values()
-        .flatten()
-        .filter_map(|r| r.parse::<pep508_rs::Requirement>().ok())
-        .map(|r| r.name.to_string())
+    crate::lockref::roots(lock)
+        .into_iter()
+        .map(|(name, _, _)| name)
         .collect()
 }
 

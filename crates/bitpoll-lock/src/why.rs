@@ -39,31 +39,10 @@ fn label(p: &Package) -> String {
     }
 }
 
-/// Top-level requirements as (package name it resolves to, requirement text, file).
-fn roots(lock: &Lock) -> Vec<(String, String, String)> {
-    let policy = bitpoll_policy::Policy::load(std::path::Path::new(&lock.inputs.policy)).ok();
-    let mut out = Vec::new();
-    for (file, reqs) in &lock.inputs.requirements {
-        for r in reqs {
-            let Ok(req) = r.parse::<pep508_rs::Requirement>() else {
-                continue;
-            };
-            let mut name = req.name.clone();
-            if lock.nixpkgs.is_some() {
-                if let Some(to) = policy.as_ref().and_then(|p| p.replace.get(&name)) {
-                    name = to.clone();
-                }
-            }
-            out.push((name.to_string(), r.clone(), file.clone()));
-        }
-    }
-    out
-}
-
 pub fn paths(lock: &Lock, target: &str, name: &str) -> Vec<Vec<String>> {
     let pkgs = lock.packages_for(target);
     let mut results = Vec::new();
-    for (root, req, file) in roots(lock) {
+    for (root, req, file) in crate::lockref::roots(lock) {
         let Some(start) = pkgs.get(root.as_str()) else {
             continue;
         };
