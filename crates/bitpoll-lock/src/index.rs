@@ -215,8 +215,13 @@ fn choose_source(args: &IndexArgs) -> anyhow::Result<(Source, String)> {
                 flake_lock.display()
             )));
         }
-        let locked = flake_nixpkgs_locked(flake_lock)?;
-        let revision = crate::inputs::flake_nixpkgs_revision(flake_lock)?;
+        let locked = crate::inputs::flake_nixpkgs_locked(flake_lock)?.ok_or_else(|| {
+            bad_input(anyhow!(
+                "{}: no locked nixpkgs input; run `nix flake lock`",
+                flake_lock.display()
+            ))
+        })?;
+        let revision = locked["rev"].as_str().map(str::to_string);
         return Ok((
             Source::FlakeLock { locked, revision },
             format!("the nixpkgs input of flake.lock, {python}"),
@@ -335,28 +340,6 @@ fn content_identity(index: &NixpkgsIndex) -> String {
         "sha256:{}",
         hex::encode(Sha256::digest(content.to_string().as_bytes()))
     )
-}
-
-/// The `locked` node of flake.lock's nixpkgs input, as `builtins.fetchTree` takes it.
-fn flake_nixpkgs_locked(flake_lock: &Path) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(flake_lock)
-        .with_context(|| format!("{}: cannot read", flake_lock.display()))
-        .map_err(bad_input)?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: invalid JSON", flake_lock.display()))
-        .map_err(bad_input)?;
-    let root = json["root"].as_str().unwrap_or("root");
-    let node = json["nodes"][root]["inputs"]["nixpkgs"]
-        .as_str()
-        .unwrap_or("nixpkgs");
-    let locked = json["nodes"][node]["locked"].clone();
-    if !locked.is_object() {
-        return Err(bad_input(anyhow!(
-            "{}: no locked nixpkgs input; run `nix flake lock`",
-            flake_lock.display()
-        )));
-    }
-    Ok(locked)
 }
 
 /// What `update` says when the flake now pins a different nixpkgs than the index was

@@ -165,8 +165,8 @@ fn index_name_is_reserved(name: &str) -> bool {
     name == "nixpkgs" || name.is_empty()
 }
 
-/// Reads the nixpkgs revision pinned in a flake.lock (the `nixpkgs` input), if any.
-pub fn flake_nixpkgs_revision(flake_lock: &Path) -> anyhow::Result<Option<String>> {
+/// The `locked` node of a flake.lock's `nixpkgs` input; `None` when there is no flake.lock.
+pub fn flake_nixpkgs_locked(flake_lock: &Path) -> anyhow::Result<Option<serde_json::Value>> {
     let Ok(text) = std::fs::read_to_string(flake_lock) else {
         return Ok(None);
     };
@@ -177,7 +177,11 @@ pub fn flake_nixpkgs_revision(flake_lock: &Path) -> anyhow::Result<Option<String
     let node = json["nodes"][root]["inputs"]["nixpkgs"]
         .as_str()
         .unwrap_or("nixpkgs");
-    Ok(json["nodes"][node]["locked"]["rev"]
-        .as_str()
-        .map(str::to_string))
+    let locked = &json["nodes"][node]["locked"];
+    Ok(locked.is_object().then(|| locked.clone()))
+}
+
+/// The nixpkgs revision a flake.lock pins, if any.
+pub fn flake_nixpkgs_revision(flake_lock: &Path) -> anyhow::Result<Option<String>> {
+    Ok(flake_nixpkgs_locked(flake_lock)?.and_then(|l| l["rev"].as_str().map(str::to_string)))
 }
