@@ -16,15 +16,7 @@ fn locked() -> (Project, String) {
 
 #[track_caller]
 fn fails_with(p: &Project, before: &str, code: i32, needles: &[&str]) {
-    // A fresh cache each time: the failure must come from the index, not a cached answer.
-    let cache = tempfile::tempdir().unwrap();
-    let url = p.server.index_url();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
-        .args(["update", "-q", "-r", "requirements.in", "--index-url", &url])
-        .current_dir(p.dir.path())
-        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
-        .output()
-        .unwrap();
+    let out = p.update_fresh(&[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(code), "{err}");
     for n in needles {

@@ -21,23 +21,9 @@ fn locked() -> (Project, String) {
 }
 
 fn run_fresh(p: &Project, extra: &[&str]) -> std::process::Output {
-    let cache = tempfile::tempdir().unwrap();
-    let url = p.server.index_url();
-    std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
-        .args([
-            "update",
-            "-q",
-            "--no-nixpkgs",
-            "-r",
-            "requirements.in",
-            "--index-url",
-            &url,
-        ])
-        .args(extra)
-        .current_dir(p.dir.path())
-        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
-        .output()
-        .unwrap()
+    let mut args = vec!["--no-nixpkgs"];
+    args.extend_from_slice(extra);
+    p.update_fresh(&args)
 }
 
 #[track_caller]
@@ -187,19 +173,8 @@ fn a_killed_run_leaves_the_old_lock_intact() {
     // Hold the index's answer so the run is certainly mid-flight, then kill it.
     p.server.inject(PAGE, Fault::Delay(Duration::from_secs(10)));
     let cache = tempfile::tempdir().unwrap();
-    let url = p.server.index_url();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
-        .args([
-            "update",
-            "-q",
-            "--no-nixpkgs",
-            "-r",
-            "requirements.in",
-            "--index-url",
-            &url,
-        ])
-        .current_dir(p.dir.path())
-        .env("BITPOLL_LOCK_CACHE_DIR", cache.path())
+    let mut child = p
+        .update_command(&["--no-nixpkgs"], cache.path())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -211,15 +186,7 @@ fn a_killed_run_leaves_the_old_lock_intact() {
 #[test]
 fn two_runs_at_once_both_succeed_and_the_lock_is_whole() {
     let p = Project::new("webapp>=3\nnative\n");
-    let url = p.server.index_url();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
-            .args(["update", "-q", "-r", "requirements.in", "--index-url", &url])
-            .current_dir(p.dir.path())
-            .env("BITPOLL_LOCK_CACHE_DIR", p.cache.path())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || p.update_command(&[], p.cache.path()).spawn().unwrap();
     let (a, b) = (spawn(), spawn());
     assert!(a.wait_with_output().unwrap().status.success());
     assert!(b.wait_with_output().unwrap().status.success());

@@ -54,19 +54,23 @@ impl Project {
         std::fs::write(self.path(rel), text).unwrap();
     }
 
-    /// Runs `bitpoll-lock ARGS` in the project directory.
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"))
-            .args(args)
+    /// `bitpoll-lock ARGS` in the project directory, with the given HTTP cache.
+    pub fn command(&self, args: &[&str], cache: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitpoll-lock"));
+        cmd.args(args)
             .current_dir(self.dir.path())
-            .env("BITPOLL_LOCK_CACHE_DIR", self.cache.path())
-            .env_remove("BITPOLL_LOCK_INDEX_URL")
-            .output()
-            .unwrap()
+            .env("BITPOLL_LOCK_CACHE_DIR", cache)
+            .env_remove("BITPOLL_LOCK_INDEX_URL");
+        cmd
+    }
+
+    /// Runs `bitpoll-lock ARGS` in the project directory with the project's cache.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args, self.cache.path()).output().unwrap()
     }
 
     /// `update` against the loopback index with the default systems and `requirements.in`.
-    pub fn update(&self, extra: &[&str]) -> Output {
+    pub fn update_command(&self, extra: &[&str], cache: &Path) -> Command {
         let url = self.server.index_url();
         let mut args = vec![
             "update",
@@ -77,7 +81,20 @@ impl Project {
             url.as_str(),
         ];
         args.extend_from_slice(extra);
-        self.run(&args)
+        self.command(&args, cache)
+    }
+
+    pub fn update(&self, extra: &[&str]) -> Output {
+        self.update_command(extra, self.cache.path())
+            .output()
+            .unwrap()
+    }
+
+    /// `update` with a throwaway cache, so a failure comes from the index and not from an
+    /// answer cached by an earlier run.
+    pub fn update_fresh(&self, extra: &[&str]) -> Output {
+        let cache = tempfile::tempdir().unwrap();
+        self.update_command(extra, cache.path()).output().unwrap()
     }
 
     pub fn lock_text(&self) -> String {
