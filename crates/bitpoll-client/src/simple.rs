@@ -1,9 +1,9 @@
 //! The PEP 691 JSON project page.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use pep508_rs::PackageName;
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use url::Url;
 
@@ -96,7 +96,7 @@ struct RawFile {
     filename: String,
     url: String,
     #[serde(default)]
-    hashes: HashMap<String, String>,
+    hashes: Hashes,
     #[serde(rename = "requires-python", default)]
     requires_python: Option<String>,
     #[serde(default)]
@@ -111,18 +111,67 @@ struct RawFile {
     upload_time: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// Only the hash we check; other algorithms are skipped without allocating a map per file.
+#[derive(Deserialize, Default)]
+struct Hashes {
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+// The two "either" fields below have hand-written visitors: serde's `untagged` buffers
+// every value before trying each variant, which made them the costliest part of parsing
+// pages with tens of thousands of files.
+
 enum BoolOrString {
     Bool(bool),
     String(String),
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+impl<'de> Deserialize<'de> for BoolOrString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BoolOrString;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a boolean or a string")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BoolOrString::Bool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BoolOrString::String(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BoolOrString::String(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 enum BoolOrHashes {
     Bool(bool),
-    Hashes(HashMap<String, String>),
+    Hashes(Hashes),
+}
+
+impl<'de> Deserialize<'de> for BoolOrHashes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BoolOrHashes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a boolean or a map of hashes")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BoolOrHashes::Bool(v))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Hashes::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(BoolOrHashes::Hashes)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn valid_sha256(value: &str) -> Option<String> {
@@ -173,7 +222,7 @@ pub(crate) fn parse_project_page(
                 redact_url(&url)
             ));
         }
-        let sha256 = match file.hashes.get("sha256") {
+        let sha256 = match &file.hashes.sha256 {
             Some(h) => Some(
                 valid_sha256(h)
                     .ok_or_else(|| format!("{} has an invalid sha256 {h:?}", file.filename))?,
@@ -190,7 +239,7 @@ pub(crate) fn parse_project_page(
             None | Some(BoolOrHashes::Bool(false)) => None,
             Some(BoolOrHashes::Bool(true)) => Some(None),
             Some(BoolOrHashes::Hashes(hashes)) => {
-                Some(hashes.get("sha256").and_then(|h| valid_sha256(h)))
+                Some(hashes.sha256.as_deref().and_then(valid_sha256))
             }
         };
         if let Some(limit) = exclude_newer {

@@ -1,6 +1,6 @@
 //! What versions of a package a target could use, in the order we prefer them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -123,15 +123,26 @@ pub fn build(
     let Some(page) = page else { return Ok(out) };
 
     // Group files by version, skipping files whose names we cannot read (as installers do).
-    let mut by_version: Vec<(Version, Vec<Arc<DistFile>>)> = Vec::new();
+    // Each name is parsed once and looked up by version in a map: pages with thousands of
+    // files made the linear search and the second parse the bulk of an offline run.
+    // Only a wheel's rank for this target is kept of the parsed name, not the name itself.
+    let mut by_version: Vec<(Version, Vec<(Arc<DistFile>, Option<usize>)>)> = Vec::new();
+    let mut slot: HashMap<Version, usize> = HashMap::new();
     for file in &page.files {
         let Ok(parsed) = DistFilename::parse(&file.filename, name) else {
             continue;
         };
+        let rank = match &parsed {
+            DistFilename::Wheel(w) => w.rank(cx.target.tags()),
+            _ => None,
+        };
         let v = parsed.version().clone();
-        match by_version.iter_mut().find(|(ver, _)| *ver == v) {
-            Some((_, files)) => files.push(file.clone()),
-            None => by_version.push((v, vec![file.clone()])),
+        match slot.get(&v) {
+            Some(&i) => by_version[i].1.push((file.clone(), rank)),
+            None => {
+                slot.insert(v.clone(), by_version.len());
+                by_version.push((v, vec![(file.clone(), rank)]));
+            }
         }
     }
     by_version.sort_by(|a, b| b.0.cmp(&a.0));
@@ -141,25 +152,34 @@ pub fn build(
     let python = &cx.target.python_full_version;
     let no_binary = cx.options.no_binary.contains(name);
     let no_build = cx.options.no_build.contains(name);
+    // Most files of a project repeat a handful of Requires-Python strings.
+    let mut admits: HashMap<String, Option<bool>> = HashMap::new();
     let mut index = Vec::new();
     for (version, files) in by_version {
         let yanked_ok = is_pinned(cx.pinned, &version);
         let mut reasons = Vec::new();
-        let usable: Vec<Arc<DistFile>> = files
+        let usable: Vec<(Arc<DistFile>, Option<usize>)> = files
             .into_iter()
-            .filter(|f| {
+            .filter(|(f, _)| {
                 if f.yanked.is_some() && !yanked_ok {
                     reasons.push("it was yanked".to_string());
                     return false;
                 }
                 if let Some(rp) = &f.requires_python {
                     // A malformed Requires-Python is ignored, as pip does.
-                    if let Ok(spec) = VersionSpecifiers::from_str(rp) {
-                        if !python_admits(&spec, python) {
-                            reasons
-                                .push(format!("it requires Python {rp} (the target has {python})"));
-                            return false;
+                    let ok = match admits.get(rp.as_str()) {
+                        Some(&ok) => ok,
+                        None => {
+                            let ok = VersionSpecifiers::from_str(rp)
+                                .ok()
+                                .map(|spec| python_admits(&spec, python));
+                            admits.insert(rp.clone(), ok);
+                            ok
                         }
+                    };
+                    if ok == Some(false) {
+                        reasons.push(format!("it requires Python {rp} (the target has {python})"));
+                        return false;
                     }
                 }
                 true
@@ -167,13 +187,11 @@ pub fn build(
             .collect();
         let best_wheel = usable
             .iter()
-            .filter(|f| !no_binary && f.is_wheel())
-            .filter_map(|f| match DistFilename::parse(&f.filename, name) {
-                Ok(DistFilename::Wheel(w)) => w.rank(cx.target.tags()).map(|r| (r, f)),
-                _ => None,
-            })
+            .filter(|(f, _)| !no_binary && f.is_wheel())
+            .filter_map(|(f, rank)| rank.map(|r| (r, f)))
             .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.filename.cmp(&b.1.filename)))
             .map(|(_, f)| f.clone());
+        let usable: Vec<Arc<DistFile>> = usable.into_iter().map(|(f, _)| f).collect();
         let sdist = usable.iter().find(|f| !f.is_wheel() && !no_build).cloned();
         match best_wheel.or(sdist) {
             Some(artifact) => index.push(Candidate {
