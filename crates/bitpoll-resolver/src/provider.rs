@@ -68,6 +68,9 @@ pub struct Provider<'a> {
     direct: HashSet<PackageName>,
     preferred: HashMap<PackageName, SolverVersion>,
     candidates: RefCell<HashMap<PackageName, Rc<Candidates>>>,
+    /// nixpkgs' candidates alone, built without the index page (see
+    /// [`Provider::nixpkgs_candidates`]).
+    nixpkgs_only: RefCell<HashMap<PackageName, Rc<Candidates>>>,
     deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
     metadata_source: RefCell<HashMap<(PackageName, Version), (MetadataSource, Option<String>)>>,
     discovered: RefCell<HashMap<Pkg, usize>>,
@@ -152,6 +155,7 @@ impl<'a> Provider<'a> {
             direct,
             preferred,
             candidates: RefCell::default(),
+            nixpkgs_only: RefCell::default(),
             deps: RefCell::default(),
             metadata_source: RefCell::default(),
             discovered: RefCell::default(),
@@ -198,6 +202,51 @@ impl<'a> Provider<'a> {
             .borrow_mut()
             .insert(name.clone(), built.clone());
         Ok(built)
+    }
+
+    /// nixpkgs' candidates without asking the index, when they lead the full candidate list
+    /// (no preference for an index release, nixpkgs not ruled out). Choosing one of them then
+    /// needs no index page, which in the default mode spares most project-page requests.
+    fn nixpkgs_candidates(&self, name: &PackageName) -> Option<Rc<Candidates>> {
+        let nixpkgs = self.request.nixpkgs?;
+        let forced = self.request.policy.forced_source(name);
+        if forced == Some(bitpoll_policy::ForcedSource::Index)
+            || self
+                .preferred
+                .get(name)
+                .is_some_and(|p| p.source != Source::Nixpkgs)
+        {
+            return None;
+        }
+        if let Some(c) = self.nixpkgs_only.borrow().get(name) {
+            return Some(c.clone());
+        }
+        let empty = HashSet::new();
+        let cx = CandidateContext {
+            target: self.target,
+            nixpkgs: Some(nixpkgs),
+            forced,
+            options: self.request.options,
+            pinned: self.pinned.get(name).unwrap_or(&empty),
+            preferred: self.preferred.get(name),
+        };
+        let page = Err(ClientError::NotFound {
+            package: name.to_string(),
+        });
+        let mut built = candidates::build(name, page, &cx).ok()?;
+        // `build` returns before applying the preference when there is no page; the full
+        // list puts a preferred nixpkgs build first, so this list must too.
+        if let Some(pref) = cx.preferred {
+            if let Some(pos) = built.list.iter().position(|c| &c.version == pref) {
+                let c = built.list.remove(pos);
+                built.list.insert(0, c);
+            }
+        }
+        let built = Rc::new(built);
+        self.nixpkgs_only
+            .borrow_mut()
+            .insert(name.clone(), built.clone());
+        Some(built)
     }
 
     fn prerelease_allowed(&self, name: &PackageName, cands: &Candidates) -> bool {
@@ -419,6 +468,15 @@ impl DependencyProvider for Provider<'_> {
             Pkg::Root => return Ok(Some(SolverVersion::root())),
             Pkg::Python(name) | Pkg::Extra(name, _) => name,
         };
+        if let Some(nix) = self.nixpkgs_candidates(name) {
+            if let Some(c) = nix
+                .list
+                .iter()
+                .find(|c| pubgrub::VersionSet::contains(range, &c.version))
+            {
+                return Ok(Some(c.version.clone()));
+            }
+        }
         let cands = self.candidates(name)?;
         let allow_pre = self.prerelease_allowed(name, &cands);
         let in_range = cands
@@ -476,7 +534,10 @@ impl DependencyProvider for Provider<'_> {
                 if extra.is_some() {
                     deps.add(Pkg::Python(name.clone()), Range::exact(version.clone()));
                 }
-                let cands = self.candidates(name)?;
+                let cands = match self.nixpkgs_candidates(name) {
+                    Some(nix) if version.source == Source::Nixpkgs => nix,
+                    _ => self.candidates(name)?,
+                };
                 let Some(cand) = cands.list.iter().find(|c| &c.version == version) else {
                     return Ok(Dependencies::Unavailable(
                         "is not available for this target".into(),
@@ -660,11 +721,11 @@ pub fn resolve_target(
     }
     for (pkg, version) in solution.iter() {
         let Pkg::Python(name) = pkg else { continue };
-        let cands = provider
-            .candidates
-            .borrow()
-            .get(name)
-            .cloned()
+        let nixpkgs_only = (version.source == Source::Nixpkgs)
+            .then(|| provider.nixpkgs_only.borrow().get(name).cloned())
+            .flatten();
+        let cands = nixpkgs_only
+            .or_else(|| provider.candidates.borrow().get(name).cloned())
             .expect("chosen packages have candidates");
         let cand = cands
             .list
@@ -729,7 +790,17 @@ pub fn resolve_target(
 impl Provider<'_> {
     /// Why versions of packages in an explanation were not usable (for the report).
     pub(crate) fn notes_for(&self, name: &PackageName) -> Vec<String> {
-        let Some(c) = self.candidates.borrow().get(name).cloned() else {
+        let full = self.candidates.borrow().get(name).cloned();
+        // A package decided from nixpkgs alone has no full list yet; the explanation
+        // should still say why index releases did not fit.
+        let full = full.or_else(|| {
+            self.nixpkgs_only
+                .borrow()
+                .contains_key(name)
+                .then(|| self.candidates(name).ok())
+                .flatten()
+        });
+        let Some(c) = full else {
             return Vec::new();
         };
         let mut notes = Vec::new();
