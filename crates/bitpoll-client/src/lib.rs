@@ -304,6 +304,26 @@ impl IndexClient {
         });
     }
 
+    /// Starts fetching a project page in the background and then the core metadata of the
+    /// file `pick` chooses from it. A task on the client's runtime rather than a thread per
+    /// call: a resolution starts hundreds of these, and threads cost memory (and malloc
+    /// arenas) while they wait on the network.
+    pub fn prefetch_project_then<F>(&self, name: &PackageName, pick: F)
+    where
+        F: FnOnce(&ProjectPage) -> Option<Arc<DistFile>> + Send + 'static,
+    {
+        let shared = self.inner.shared.clone();
+        let name = name.clone();
+        self.runtime().spawn(async move {
+            let Ok(page) = shared.project(&name).await else {
+                return;
+            };
+            if let Some(file) = pick(&page) {
+                let _ = shared.core_metadata(&file).await;
+            }
+        });
+    }
+
     /// A file's core metadata: the PEP 658 metadata file when the index offers one,
     /// otherwise the wheel's `METADATA`, otherwise the sdist's static metadata
     /// ([`ClientError::NoStaticMetadata`] when it has none).

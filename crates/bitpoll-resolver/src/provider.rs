@@ -295,18 +295,10 @@ impl<'a> Provider<'a> {
                 return;
             }
         }
-        let client = self.client.clone();
-        let name = name.clone();
         let range = range.clone();
         let target_python = self.target.python_full_version.clone();
-        // A plain thread: it spends its life waiting on the network, which would starve a
-        // CPU-sized pool.
-        std::thread::spawn(move || {
-            let Ok(page) = client.project(&name) else {
-                return;
-            };
-            let newest = page
-                .files
+        self.client.prefetch_project_then(&name, move |page| {
+            page.files
                 .iter()
                 .filter(|f| f.is_wheel() && f.core_metadata.is_some() && f.yanked.is_none())
                 .filter(|f| {
@@ -323,10 +315,8 @@ impl<'a> Provider<'a> {
                             &SolverVersion::new(v.clone(), Source::Index),
                         )
                 })
-                .max_by(|a, b| a.0.cmp(&b.0));
-            if let Some((_, file)) = newest {
-                client.prefetch_metadata(file);
-            }
+                .max_by(|a, b| a.0.cmp(&b.0))
+                .map(|(_, file)| file.clone())
         });
     }
 
