@@ -56,8 +56,8 @@ pub use crate::index_url::{
 use crate::lazy_wheel::{
     parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,
 };
-use crate::simple::{is_simple_json, parse_project_page};
-pub use crate::simple::{DistFile, ProjectPage, SIMPLE_JSON_V1};
+use crate::simple::is_simple_json;
+pub use crate::simple::{parse_project_page, DistFile, ProjectPage, SIMPLE_JSON_V1};
 pub use crate::time::Timestamp;
 
 /// How the client behaves.

@@ -183,7 +183,7 @@ fn valid_sha256(value: &str) -> Option<String> {
 ///
 /// Relative file URLs are resolved against `page_url`; files uploaded after
 /// `exclude_newer` are dropped. The error is a reason for a `BadResponse`.
-pub(crate) fn parse_project_page(
+pub fn parse_project_page(
     body: &[u8],
     page_url: &Url,
     requested: &PackageName,

@@ -43,7 +43,7 @@ pub fn roots(lock: &Lock) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (file, reqs) in &lock.inputs.requirements {
         for r in reqs {
-            let Ok(req) = r.parse::<pep508_rs::Requirement>() else {
+            let Ok(req) = bitpoll_pep508::parse(r) else {
                 continue;
             };
             let mut name = req.name.clone();

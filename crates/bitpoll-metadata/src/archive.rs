@@ -5,7 +5,7 @@ use std::io::{Cursor, Read};
 use std::str::FromStr;
 
 use pep440_rs::Version;
-use pep508_rs::{ExtraName, Requirement};
+use pep508_rs::ExtraName;
 
 use crate::core::{
     parse_headers, parse_name, parse_requirement, parse_requires_python, parse_version,
@@ -343,7 +343,7 @@ fn legacy_metadata(pkg_info: Option<&[u8]>, egg_requires: Option<&[u8]>) -> Opti
                 (None, Some(m)) => format!(" ; {m}"),
                 (Some(e), Some(m)) => format!(" ; ({m}) and extra == \"{e}\""),
             };
-            let req = Requirement::from_str(&format!("{line}{marker}")).ok()?;
+            let req = bitpoll_pep508::parse(&format!("{line}{marker}")).ok()?;
             meta.requires_dist.push(req);
         }
         meta.source = MetadataSource::SdistEggInfo;

@@ -84,10 +84,10 @@ pub(crate) fn parse_requirement(line: &str, origin: &str) -> Result<Requirement,
     let joined = line.replace('\n', " ");
     // pep508_rs has no lenient mode, so legacy spellings it rejects are reported rather
     // than guessed at.
-    Requirement::from_str(joined.trim()).map_err(|e| MetadataError::InvalidRequirement {
+    bitpoll_pep508::parse(joined.trim()).map_err(|reason| MetadataError::InvalidRequirement {
         origin: origin.to_string(),
         line: joined.trim().to_string(),
-        reason: e.message.to_string(),
+        reason,
     })
 }
 

@@ -145,12 +145,8 @@ impl Policy {
             policy.source.insert(name("source", pkg)?, *src);
         }
         for c in &raw.constraints.requirements {
-            let req = Requirement::from_str(c).map_err(|e| {
-                invalid(format!(
-                    "[constraints] `{c}`: {}",
-                    e.to_string().lines().next().unwrap_or("")
-                ))
-            })?;
+            let req = bitpoll_pep508::parse(c)
+                .map_err(|e| invalid(format!("[constraints] `{c}`: {e}")))?;
             policy.constraints.push(req);
         }
         for (pkg, versions) in &raw.metadata {
@@ -165,10 +161,9 @@ impl Policy {
                     .requires_dist
                     .iter()
                     .map(|r| {
-                        Requirement::from_str(r).map_err(|e| {
+                        bitpoll_pep508::parse(r).map_err(|e| {
                             invalid(format!(
-                                "[metadata.\"{pkg}\".\"{version}\"] requires-dist `{r}`: {}",
-                                e.to_string().lines().next().unwrap_or("")
+                                "[metadata.\"{pkg}\".\"{version}\"] requires-dist `{r}`: {e}"
                             ))
                         })
                     })

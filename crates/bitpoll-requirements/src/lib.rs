@@ -181,13 +181,8 @@ impl Reader {
                  the index by name, version and hash"
             )));
         }
-        let requirement = Requirement::parse(spec, path.parent().unwrap_or(Path::new("")))
-            .map_err(|e| {
-                err(format!(
-                    "invalid requirement `{spec}`: {}",
-                    first_line(&e.to_string())
-                ))
-            })?;
+        let requirement = bitpoll_pep508::parse(spec)
+            .map_err(|e| err(format!("invalid requirement `{spec}`: {e}")))?;
         if let Some(VersionOrUrl::Url(_)) = requirement.version_or_url {
             return Err(err(format!(
                 "`{spec}`: direct URL requirements are not supported; the lock pins packages from the \
@@ -221,10 +216,6 @@ fn looks_like_path_or_url(s: &str) -> bool {
         || s.contains("://")
         || s.ends_with(".whl")
         || s.ends_with(".tar.gz")
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }
 
 /// Joins `\`-continued lines and numbers each logical line by its first physical line.
@@ -387,6 +378,9 @@ mod tests {
             err.contains("reqs.in:1:") && err.contains("direct URL"),
             "{err}"
         );
+        // Found by fuzzing: pep508_rs panics on this shape; it must be an ordinary error.
+        let err = parse("ok\n9B.*\n").unwrap_err().to_string();
+        assert!(err.starts_with("reqs.in:2: invalid requirement `9B.*`"), "{err}");
         let err = parse("-e .\n").unwrap_err().to_string();
         assert!(err.contains("editable"), "{err}");
         let err = parse("./local/pkg\n").unwrap_err().to_string();
