@@ -1,0 +1,63 @@
+//! `cargo xtask fuzz [SECONDS]`: every fuzz target in `fuzz/` for SECONDS each (default 60).
+//! CI runs it as a short smoke; longer runs are done by hand.
+//!
+//! cargo-fuzz's instrumentation flags are unstable; `RUSTC_BOOTSTRAP=1` lets the one stable
+//! toolchain these machines have accept them. No sanitizer is used (ours is safe Rust; the
+//! point is panics, hangs and runaway memory), which keeps the build on stable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TARGETS: [&str; 5] = [
+    "requirements",
+    "lock",
+    "nixpkgs_index",
+    "simple_page",
+    "metadata",
+];
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .join("fuzz")
+}
+
+pub fn run(args: &[String]) -> i32 {
+    let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let mut ok = true;
+    for target in TARGETS {
+        eprintln!("==> fuzz {target} for {seconds}s");
+        let corpus = fuzz_dir().join("corpus").join(target);
+        let _ = std::fs::create_dir_all(&corpus);
+        let status = Command::new("cargo")
+            .args(["fuzz", "run", "--sanitizer", "none", "-O", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args([
+                "-max_len=65536",
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ])
+            .env("RUSTC_BOOTSTRAP", "1")
+            .current_dir(fuzz_dir())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                eprintln!("FAILED: fuzz {target} ({s}); the input is in fuzz/artifacts/{target}/");
+                ok = false;
+            }
+            Err(e) => {
+                eprintln!("FAILED: cannot run cargo fuzz ({e}); install it with `cargo install cargo-fuzz`");
+                return 1;
+            }
+        }
+    }
+    if ok {
+        0
+    } else {
+        1
+    }
+}
