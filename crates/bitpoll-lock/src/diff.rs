@@ -57,6 +57,8 @@ pub enum Flag {
     /// A new package with compiled code.
     NativeCode,
     PreRelease,
+    /// The pinned release is yanked on the index (and was not before).
+    Yanked,
     /// A new package that no top-level requirement names.
     NewTransitive,
     /// The dependency metadata now comes from elsewhere.
@@ -71,6 +73,7 @@ impl Flag {
             Flag::NewSdistBuild => "new sdist that must be built",
             Flag::NativeCode => "new package with native code",
             Flag::PreRelease => "new pre-release",
+            Flag::Yanked => "yanked release",
             Flag::NewTransitive => "new dependency no requirement names directly",
             Flag::MetadataSourceChanged => "metadata source changed",
         }
@@ -280,6 +283,9 @@ fn classify(
             a.is_some_and(|o| o.artifacts.iter().any(|x| x.kind == ArtifactKind::Sdist));
         if !had_sdist && n.artifacts.iter().any(|x| x.kind == ArtifactKind::Sdist) {
             flags.insert(Flag::NewSdistBuild);
+        }
+        if n.yanked.is_some() && a.is_none_or(|o| o.yanked.is_none() || o.version != n.version) {
+            flags.insert(Flag::Yanked);
         }
         let was_pre = a
             .and_then(|o| version(&o.version))

@@ -77,6 +77,7 @@ pub fn merge(
             dependencies: common.into_iter().collect(),
             target_dependencies,
             metadata: "nixpkgs".into(),
+            yanked: None,
             artifacts: Vec::new(),
             build_system: None,
         };
@@ -95,6 +96,9 @@ pub fn merge(
                     unreachable!("grouped by source")
                 };
                 package.metadata = metadata.as_str().to_string();
+                if let Some(reason) = &artifact.yanked {
+                    package.yanked = Some(reason.clone());
+                }
                 package.requires_python = requires_python.clone();
                 if let Some(reqs) = build_requires {
                     build_system

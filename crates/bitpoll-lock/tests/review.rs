@@ -47,7 +47,10 @@ fn json_diff_carries_kinds_flags_and_targets() {
     let changes = v["changes"].as_array().unwrap();
     let find = |name: &str| changes.iter().find(|c| c["name"] == name).unwrap().clone();
     assert_eq!(find("lib")["kind"], "downgraded");
-    assert_eq!(find("lib")["flags"], serde_json::json!(["downgrade"]));
+    assert_eq!(
+        find("lib")["flags"],
+        serde_json::json!(["downgrade", "yanked"])
+    );
     assert_eq!(find("stable")["flags"], serde_json::json!(["hash-changed"]));
     assert_eq!(find("moved")["kind"], "source-moved");
     assert_eq!(find("moved")["new"]["source"], "nixpkgs");

@@ -174,9 +174,12 @@ fn yanked_releases_are_skipped_unless_pinned_exactly() {
     let p = Project::new("yanky\n");
     assert_ok(&p.update(&[]));
     assert_eq!(version_source(&p, "yanky").0, "1.0");
+    assert!(p.entry("yanky").get("yanked").is_none());
     p.write("requirements.in", "yanky==2.0\n");
     assert_ok(&p.update(&[]));
     assert_eq!(version_source(&p, "yanky").0, "2.0");
+    // The lock says so, for the reviewer and for `diff`.
+    assert_eq!(p.entry("yanky")["yanked"], "yanked for testing");
 }
 
 #[test]

@@ -88,6 +88,10 @@ pub struct Package {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub target_dependencies: BTreeMap<String, Vec<String>>,
     pub metadata: String,
+    /// Set when the pinned release is yanked on the index (PEP 592): the reason, possibly
+    /// empty. Only an exact `==` pin selects a yanked release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yanked: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

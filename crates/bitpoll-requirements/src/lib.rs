@@ -380,7 +380,10 @@ mod tests {
         );
         // Found by fuzzing: pep508_rs panics on this shape; it must be an ordinary error.
         let err = parse("ok\n9B.*\n").unwrap_err().to_string();
-        assert!(err.starts_with("reqs.in:2: invalid requirement `9B.*`"), "{err}");
+        assert!(
+            err.starts_with("reqs.in:2: invalid requirement `9B.*`"),
+            "{err}"
+        );
         let err = parse("-e .\n").unwrap_err().to_string();
         assert!(err.contains("editable"), "{err}");
         let err = parse("./local/pkg\n").unwrap_err().to_string();
