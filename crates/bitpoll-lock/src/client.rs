@@ -1,16 +1,21 @@
 //! One way to open the index client for every command that talks to the index.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use bitpoll_client::{ClientOptions, IndexClient, IndexOrigin, IndexUrl};
+use bitpoll_client::{ClientOptions, DiscoveryEnv, IndexClient, IndexOrigin, IndexUrl};
 
 /// Finds the index URL (DESIGN section 4) and returns default client options for it.
 pub fn options(
     index_url: Option<&str>,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<(ClientOptions, IndexOrigin)> {
-    let (url, origin): (IndexUrl, IndexOrigin) = bitpoll_client::discover_index_url(index_url)?;
     let cache = cache_dir.unwrap_or_else(default_cache_dir);
+    let mut env = DiscoveryEnv::system();
+    let remembered = cache.join("pip-default-index.json");
+    env.ask_pip = Box::new(move || ask_pip_remembered(&remembered));
+    let (url, origin): (IndexUrl, IndexOrigin) =
+        bitpoll_client::discover_index_url_with(index_url, &env)?;
     Ok((ClientOptions::new(url, cache), origin))
 }
 
@@ -33,4 +38,51 @@ pub fn default_cache_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".cache/bitpoll-lock"),
         None => std::env::temp_dir().join("bitpoll-lock-cache"),
     }
+}
+
+/// How long the installed pip's answer is reused. Starting Python costs more than a warm
+/// resolution, and pip's built-in default has not changed in years; a day bounds how long a
+/// changed interpreter goes unnoticed. Environment variables and pip's configuration files
+/// are still read on every run, before this step.
+const PIP_ANSWER_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// Asks the installed pip for its default index unless the cache holds a fresh answer from
+/// the same interpreter file (path and modification time).
+fn ask_pip_remembered(file: &Path) -> Result<(String, String), String> {
+    let interpreter = which("python3").or_else(|| which("python"));
+    let stamp = interpreter.as_ref().and_then(|p| {
+        let modified = std::fs::metadata(p).ok()?.modified().ok()?;
+        let secs = modified.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Some(format!("{}@{secs}", p.display()))
+    });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let (Some(stamp), Ok(text)) = (&stamp, std::fs::read_to_string(file)) {
+        if let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) {
+            let fresh = saved["asked_at"]
+                .as_u64()
+                .is_some_and(|t| now.saturating_sub(t) < PIP_ANSWER_TTL_SECS);
+            if fresh && saved["interpreter"].as_str() == Some(stamp.as_str()) {
+                if let (Some(name), Some(url)) = (saved["name"].as_str(), saved["url"].as_str()) {
+                    return Ok((name.to_string(), url.to_string()));
+                }
+            }
+        }
+    }
+    let (name, url) = (DiscoveryEnv::system().ask_pip)()?;
+    if let Some(stamp) = stamp {
+        let saved =
+            serde_json::json!({ "interpreter": stamp, "name": name, "url": url, "asked_at": now });
+        // Best effort: a cache that cannot be written only costs the next run a Python start.
+        let _ = bitpoll_lockfile::write_atomic(file, saved.to_string().as_bytes());
+    }
+    Ok((name, url))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
