@@ -297,3 +297,49 @@ fn show_explanations() {
     p.write("requirements.in", "nosuchpkg\n");
     eprintln!("{}", stderr(&p.update(&[])));
 }
+
+#[test]
+fn without_any_setting_the_installed_pips_default_is_asked_once_and_remembered() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new("helper\n");
+    let bin = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("calls");
+    // A stand-in interpreter: answers pip's default-index question with the loopback index.
+    let script = format!(
+        "#!/bin/sh\necho called >> '{}'\necho '{}'\n",
+        calls.display(),
+        p.server.index_url()
+    );
+    let python = bin.path().join("python3");
+    std::fs::write(&python, script).unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = || {
+        let mut cmd = p.command(&["update", "-q", "-r", "requirements.in"], p.cache.path());
+        cmd.env("PATH", bin.path())
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME");
+        for var in [
+            "UV_DEFAULT_INDEX",
+            "UV_INDEX_URL",
+            "PIP_INDEX_URL",
+            "PIP_CONFIG_FILE",
+            "VIRTUAL_ENV",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.output().unwrap()
+    };
+    assert_ok(&run());
+    assert_ok(&run());
+    assert_eq!(
+        version_source(&p, "helper"),
+        ("2.0".into(), "nixpkgs".into())
+    );
+    let asked = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        asked.lines().count(),
+        1,
+        "pip is asked once, then its answer is reused"
+    );
+}
