@@ -5,8 +5,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitpoll_client::{ClientOptions, DiscoveryEnv, IndexClient, IndexOrigin, IndexUrl};
 
+/// Where the Python index is and where its answers are cached: the options every command
+/// that talks to the index shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IndexArgs {
+    /// Python package index (simple API) URL. Default: `BITPOLL_LOCK_INDEX_URL`, the variables
+    /// pip and uv read, pip's configuration files, then the installed pip's default.
+    #[arg(long, value_name = "URL")]
+    pub index_url: Option<String>,
+    /// HTTP cache directory.
+    #[arg(long, value_name = "DIR", env = "BITPOLL_LOCK_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use only cached index responses; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl IndexArgs {
+    /// Default client options for this index, and where its URL came from.
+    pub fn options(&self) -> anyhow::Result<(ClientOptions, IndexOrigin)> {
+        let (mut options, origin) = options(self.index_url.as_deref(), self.cache_dir.clone())?;
+        options.offline = self.offline;
+        Ok((options, origin))
+    }
+
+    pub fn open(&self) -> anyhow::Result<IndexClient> {
+        Ok(IndexClient::new(self.options()?.0)?)
+    }
+}
+
 /// Finds the index URL (DESIGN section 4) and returns default client options for it.
-pub fn options(
+fn options(
     index_url: Option<&str>,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<(ClientOptions, IndexOrigin)> {
@@ -17,17 +46,6 @@ pub fn options(
     let (url, origin): (IndexUrl, IndexOrigin) =
         bitpoll_client::discover_index_url_with(index_url, &env)?;
     Ok((ClientOptions::new(url, cache), origin))
-}
-
-/// A client with default options.
-pub fn open(
-    index_url: Option<&str>,
-    cache_dir: Option<PathBuf>,
-    offline: bool,
-) -> anyhow::Result<IndexClient> {
-    let (mut options, _) = options(index_url, cache_dir)?;
-    options.offline = offline;
-    Ok(IndexClient::new(options)?)
 }
 
 pub fn default_cache_dir() -> PathBuf {

@@ -18,14 +18,9 @@ pub struct ExportArgs {
     pub system: String,
     #[arg(long, value_name = "FILE", default_value = DEFAULT_LOCK)]
     pub lock: PathBuf,
-    /// Index to look the files' URLs up on (pylock only; the lock itself records none).
-    #[arg(long, value_name = "URL")]
-    pub index_url: Option<String>,
-    #[arg(long, value_name = "DIR", env = "BITPOLL_LOCK_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Use only cached index pages (pylock only).
-    #[arg(long)]
-    pub offline: bool,
+    /// The index to look the files' URLs up on (pylock only: the lock itself records none).
+    #[command(flatten)]
+    pub index: crate::client::IndexArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,11 +85,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         ExportFormat::RequirementsTxt => print!("{}", requirements_txt(&lock, &args.system)),
         ExportFormat::Pylock => {
-            let client = crate::client::open(
-                args.index_url.as_deref(),
-                args.cache_dir.clone(),
-                args.offline,
-            )?;
+            let client = args.index.open()?;
             print!("{}", pylock(&lock, &args.system, &client)?);
         }
     }

@@ -28,9 +28,8 @@ pub struct UpdateArgs {
     /// The nixpkgs package index to resolve against.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_NIXPKGS_INDEX)]
     pub nixpkgs_index: PathBuf,
-    /// Python package index (simple API) URL. Default: found as DESIGN section 4 describes.
-    #[arg(long, value_name = "URL")]
-    pub index_url: Option<String>,
+    #[command(flatten)]
+    pub index: crate::client::IndexArgs,
     /// The name the lock records for that index (never its URL).
     #[arg(
         long,
@@ -61,12 +60,6 @@ pub struct UpdateArgs {
     /// Ignore releases uploaded after this date (RFC 3339 or YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub exclude_newer: Option<String>,
-    /// Use only cached index responses; never touch the network.
-    #[arg(long)]
-    pub offline: bool,
-    /// HTTP cache directory.
-    #[arg(long, value_name = "DIR", env = "BITPOLL_LOCK_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -188,12 +181,10 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let (mut options, origin) =
-        crate::client::options(args.index_url.as_deref(), args.cache_dir.clone())?;
+    let (mut options, origin) = args.index.options()?;
     if !quiet {
         eprintln!("index: {} ({origin})", options.index_url.redacted());
     }
-    options.offline = args.offline;
     options.concurrency = args.concurrency.max(1);
     options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
     options.retries = args.retries;

@@ -15,15 +15,13 @@ use crate::DEFAULT_LOCK;
 pub struct VerifyArgs {
     #[arg(long, value_name = "FILE", default_value = DEFAULT_LOCK)]
     pub lock: PathBuf,
-    #[arg(long, value_name = "URL")]
-    pub index_url: Option<String>,
-    #[arg(long, value_name = "DIR", env = "BITPOLL_LOCK_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub index: crate::client::IndexArgs,
 }
 
 pub fn run(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let lock = Lock::read(&args.lock).map_err(bad_input)?;
-    let client = crate::client::open(args.index_url.as_deref(), args.cache_dir.clone(), false)?;
+    let client = args.index.open()?;
     let artifacts: Vec<(&str, &bitpoll_lockfile::Artifact)> = lock
         .packages
         .iter()

@@ -174,38 +174,29 @@ fn linux_platforms(machine: &str) -> Vec<String> {
 
 /// Platform tags macOS accepts up to the deployment target, best (newest) first.
 fn macos_platforms(machine: &str) -> Vec<String> {
+    // Binary formats that can run on this machine, best first.
+    let formats: &[&str] = match machine {
+        "arm64" => &["arm64", "universal2"],
+        _ => &[
+            "x86_64",
+            "intel",
+            "fat64",
+            "fat32",
+            "universal2",
+            "universal",
+        ],
+    };
     let mut out = Vec::new();
     for major in (11..=MACOS_MAX.0).rev() {
-        let formats: &[&str] = match machine {
-            "arm64" => &["arm64", "universal2"],
-            _ => &[
-                "x86_64",
-                "intel",
-                "fat64",
-                "fat32",
-                "universal2",
-                "universal",
-            ],
-        };
         for format in formats {
             out.push(format!("macosx_{major}_0_{format}"));
         }
     }
     // macOS 11 still loads binaries built for 10.x: on Apple silicon only universal2 ones
-    // (they carry an arm64 slice), on Intel every Intel-capable format.
+    // (they carry an arm64 slice), on Intel every Intel-capable format. universal2 wheels
+    // exist from 10.9 on.
     for minor in (4..=16).rev() {
-        let formats: &[&str] = match machine {
-            "arm64" => &["universal2"],
-            _ => &[
-                "x86_64",
-                "intel",
-                "fat64",
-                "fat32",
-                "universal2",
-                "universal",
-            ],
-        };
-        for format in formats {
+        for format in formats.iter().filter(|f| **f != "arm64") {
             if *format == "universal2" && minor < 9 {
                 continue;
             }
