@@ -35,7 +35,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bitpoll_metadata::{read_sdist, read_wheel_metadata, CoreMetadata, MetadataSource, SdistInfo};
+use bitpoll_metadata::{
+    interpret_sdist, read_wheel_metadata, sdist_members, CoreMetadata, MetadataSource, SdistInfo,
+    SdistMembers,
+};
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pep508_rs::PackageName;
@@ -729,15 +732,35 @@ impl Shared {
     async fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
         let key = strip_credentials(&file.url).to_string();
         memoised(&self.sdists, key, || async {
+            let metadata_error = |source| ClientError::Metadata {
+                file: file.filename.clone(),
+                source,
+            };
+            // What the sdist's few interesting files said is kept beside the artifact, by
+            // its hash: decompressing a large sdist on every run would dominate offline runs.
+            let derived = file
+                .sha256
+                .as_ref()
+                .map(|sha256| self.cache.blob_path("sdist-members", sha256));
+            if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
+                if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry.body) {
+                    self.cache_hit();
+                    let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
+                    return Ok(Arc::new(info));
+                }
+            }
             let bytes = self.download(file).await?;
             let filename = file.filename.clone();
-            let info = tokio::task::spawn_blocking(move || read_sdist(&filename, &bytes))
+            let members = tokio::task::spawn_blocking(move || sdist_members(&filename, &bytes))
                 .await
                 .expect("sdist reader does not panic")
-                .map_err(|source| ClientError::Metadata {
-                    file: file.filename.clone(),
-                    source,
-                })?;
+                .map_err(metadata_error)?;
+            if let Some(path) = &derived {
+                if let Ok(body) = serde_json::to_vec(&members) {
+                    let _ = self.cache.write_entry(path, &EntryMeta::default(), &body);
+                }
+            }
+            let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
             Ok(Arc::new(info))
         })
         .await

@@ -46,7 +46,8 @@ pub struct DistFile {
 impl DistFile {
     /// Whether the file is a wheel (as opposed to an sdist).
     pub fn is_wheel(&self) -> bool {
-        self.filename.to_ascii_lowercase().ends_with(".whl")
+        let name = self.filename.as_bytes();
+        name.len() >= 4 && name[name.len() - 4..].eq_ignore_ascii_case(b".whl")
     }
 
     /// The URL with credentials replaced by `***`.

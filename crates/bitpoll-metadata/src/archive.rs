@@ -15,6 +15,8 @@ use crate::{parse_core_metadata, CoreMetadata, MetadataError, MetadataSource};
 /// The most decompressed bytes kept in memory from one archive (the metadata files we
 /// read). Real `METADATA`, `PKG-INFO` and `pyproject.toml` files are far below this; a zip
 /// or gzip bomb hits it and is rejected.
+const SDIST_SUFFIXES: [&str; 4] = [".tar.gz", ".tgz", ".tar", ".zip"];
+
 pub const MAX_UNCOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The most decompressed bytes streamed through (not kept) while looking for those files
@@ -229,11 +231,25 @@ fn scan_zip(bytes: &[u8]) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
     Ok(tops)
 }
 
+/// The few files of an sdist that say what it is, as found at the top of the archive. Small
+/// enough to cache, so an sdist is decompressed once, not on every run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SdistMembers {
+    pub pkg_info: Option<String>,
+    pub pyproject: Option<String>,
+    pub egg_requires: Option<String>,
+}
+
 /// Reads an sdist held in memory: its static metadata, if any, and its build system.
 ///
 /// `filename` picks the archive format (`.tar.gz`, `.tgz`, `.tar`, `.zip`) and, when an
 /// archive has several top-level directories, the one named after the sdist.
 pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataError> {
+    interpret_sdist(filename, &sdist_members(filename, bytes)?)
+}
+
+/// The expensive half of [`read_sdist`]: decompress and find the files that matter.
+pub fn sdist_members(filename: &str, bytes: &[u8]) -> Result<SdistMembers, MetadataError> {
     let lower = filename.to_ascii_lowercase();
     let (stem, tops) = if let Some(stem) = lower.strip_suffix(".tar.gz") {
         (
@@ -253,20 +269,39 @@ pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataErr
         return Err(MetadataError::UnsupportedFormat(filename.to_string()));
     };
     let original_stem = &filename[..stem.len()];
-
     let top = tops
         .iter()
         .find(|(dir, _)| dir.eq_ignore_ascii_case(original_stem))
         .or_else(|| tops.iter().next())
         .map(|(_, top)| top);
-    let (pkg_info, pyproject, egg_requires) = match top {
-        Some(top) => (
-            top.pkg_info.as_deref(),
-            top.pyproject.as_deref(),
-            top.egg_requires.as_deref(),
-        ),
-        None => (None, None, None),
+    let text = |b: &Option<Vec<u8>>| {
+        b.as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     };
+    Ok(match top {
+        Some(top) => SdistMembers {
+            pkg_info: text(&top.pkg_info),
+            pyproject: text(&top.pyproject),
+            egg_requires: text(&top.egg_requires),
+        },
+        None => SdistMembers::default(),
+    })
+}
+
+/// The cheap half of [`read_sdist`]: what the files found say.
+pub fn interpret_sdist(filename: &str, members: &SdistMembers) -> Result<SdistInfo, MetadataError> {
+    let original_stem = SDIST_SUFFIXES
+        .iter()
+        .find_map(|suffix| {
+            let cut = filename.len().checked_sub(suffix.len())?;
+            filename[cut..]
+                .eq_ignore_ascii_case(suffix)
+                .then(|| &filename[..cut])
+        })
+        .unwrap_or(filename);
+    let pkg_info = members.pkg_info.as_deref().map(str::as_bytes);
+    let egg_requires = members.egg_requires.as_deref().map(str::as_bytes);
+    let pyproject = members.pyproject.as_deref().map(str::as_bytes);
 
     let pyproject: Option<toml::Table> = match pyproject {
         Some(bytes) => {

@@ -21,7 +21,8 @@ mod archive;
 mod core;
 
 pub use crate::archive::{
-    read_sdist, read_wheel_metadata, SdistInfo, MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
+    interpret_sdist, read_sdist, read_wheel_metadata, sdist_members, SdistInfo, SdistMembers,
+    MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
 };
 pub use crate::core::parse_core_metadata;
 
