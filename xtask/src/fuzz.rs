@@ -1,4 +1,5 @@
-//! `cargo xtask fuzz [SECONDS]`: every fuzz target in `fuzz/` for SECONDS each (default 60).
+//! `cargo xtask fuzz [SECONDS] [--seed N]`: every fuzz target in `fuzz/` for SECONDS each
+//! (default 60).
 //! CI runs it as a short smoke; longer runs are done by hand.
 //!
 //! cargo-fuzz's instrumentation flags are unstable; `RUSTC_BOOTSTRAP=1` lets the one stable
@@ -25,6 +26,12 @@ fn fuzz_dir() -> PathBuf {
 
 pub fn run(args: &[String]) -> i32 {
     let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(60);
+    // `--seed N` makes a run repeatable: CI's smoke must not turn red by luck of the draw.
+    let seed = args
+        .iter()
+        .position(|a| a == "--seed")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| format!("-seed={n}"));
     let mut ok = true;
     for target in TARGETS {
         eprintln!("==> fuzz {target} for {seconds}s");
