@@ -47,6 +47,7 @@ pub fn run(args: &[String]) -> i32 {
                 "-rss_limit_mb=2048",
                 "-print_final_stats=1",
             ])
+            .args(seed.iter())
             .env("RUSTC_BOOTSTRAP", "1")
             .current_dir(fuzz_dir())
             .status();
