@@ -60,7 +60,7 @@ use crate::lazy_wheel::{
     parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,
 };
 use crate::simple::is_simple_json;
-pub use crate::simple::{parse_project_page, DistFile, ProjectPage, SIMPLE_JSON_V1};
+pub use crate::simple::{parse_project_page, DistFile, ProjectPage, Sha256Digest, SIMPLE_JSON_V1};
 pub use crate::time::Timestamp;
 
 /// How the client behaves.
@@ -706,7 +706,8 @@ impl Shared {
     }
 
     async fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
-        let key = strip_credentials(&file.url).to_string();
+        let url = file.url();
+        let key = strip_credentials(&url).to_string();
         // Serialise downloads of one file so a second caller finds it in the cache rather
         // than fetching it again.
         let lock = self
@@ -719,18 +720,15 @@ impl Shared {
         let _guard = lock.lock().await;
         match &file.sha256 {
             Some(sha256) => {
-                self.fetch_by_hash(&file.url, sha256, "artifacts", &file.filename)
+                self.fetch_by_hash(&url, &sha256.to_string(), "artifacts", &file.filename)
                     .await
             }
-            None => Ok(self
-                .fetch_cached(&file.url, None, &file.filename)
-                .await?
-                .body),
+            None => Ok(self.fetch_cached(&url, None, &file.filename).await?.body),
         }
     }
 
     async fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
-        let key = strip_credentials(&file.url).to_string();
+        let key = strip_credentials(&file.url()).to_string();
         memoised(&self.sdists, key, || async {
             let metadata_error = |source| ClientError::Metadata {
                 file: file.filename.clone(),
@@ -741,7 +739,7 @@ impl Shared {
             let derived = file
                 .sha256
                 .as_ref()
-                .map(|sha256| self.cache.blob_path("sdist-members", sha256));
+                .map(|sha256| self.cache.blob_path("sdist-members", &sha256.to_string()));
             if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
                 if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry.body) {
                     self.cache_hit();
@@ -836,18 +834,19 @@ impl Shared {
                 }
             })
         };
+        let url = file.url();
         let key = match &file.sha256 {
-            Some(sha256) => sha256.clone(),
-            None => sha256_hex(strip_credentials(&file.url).as_str().as_bytes()),
+            Some(sha256) => sha256.to_string(),
+            None => sha256_hex(strip_credentials(&url).as_str().as_bytes()),
         };
         let derived = self.cache.blob_path("wheel-metadata", &key);
         if let Some(entry) = self.cache.read_entry(&derived) {
             self.cache_hit();
             return parse(&entry.body);
         }
-        if let Some(sha256) = &file.sha256 {
-            let path = self.cache.blob_path("artifacts", sha256);
-            if let Some(bytes) = self.cache.read_blob(&path, sha256) {
+        if let Some(sha256) = file.sha256.map(|h| h.to_string()) {
+            let path = self.cache.blob_path("artifacts", &sha256);
+            if let Some(bytes) = self.cache.read_blob(&path, &sha256) {
                 self.cache_hit();
                 return self.parse_wheel(file, bytes).await;
             }
@@ -858,8 +857,7 @@ impl Shared {
             });
         }
         let lazy =
-            remote_wheel_metadata(LAZY_WHEEL_TAIL, |range| self.fetch_range(&file.url, range))
-                .await;
+            remote_wheel_metadata(LAZY_WHEEL_TAIL, |range| self.fetch_range(&url, range)).await;
         match lazy {
             Ok(Outcome::Metadata(bytes)) => {
                 let meta = parse(&bytes)?;
@@ -869,18 +867,18 @@ impl Shared {
                 Ok(meta)
             }
             Ok(Outcome::Whole(bytes)) => {
-                if let Some(expected) = &file.sha256 {
+                if let Some(expected) = file.sha256.map(|h| h.to_string()) {
                     let actual = sha256_hex(&bytes);
-                    if &actual != expected {
+                    if actual != expected {
                         return Err(ClientError::HashMismatch {
                             file: file.filename.clone(),
-                            expected: expected.clone(),
+                            expected,
                             actual,
                         });
                     }
                     let _ = self
                         .cache
-                        .write_blob(&self.cache.blob_path("artifacts", expected), &bytes);
+                        .write_blob(&self.cache.blob_path("artifacts", &expected), &bytes);
                 }
                 self.parse_wheel(file, bytes).await
             }
@@ -895,13 +893,16 @@ impl Shared {
     }
 
     async fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
-        let key = strip_credentials(&file.url).to_string();
+        let key = strip_credentials(&file.url()).to_string();
         memoised(&self.metadata, key, || async {
             let label = format!("{}.metadata", file.filename);
             if let Some(declared) = &file.core_metadata {
                 let url = file.metadata_url();
                 let fetched = match declared {
-                    Some(sha256) => self.fetch_by_hash(&url, sha256, "metadata", &label).await,
+                    Some(sha256) => {
+                        self.fetch_by_hash(&url, &sha256.to_string(), "metadata", &label)
+                            .await
+                    }
                     None => self.fetch_cached(&url, None, &label).await.map(|f| f.body),
                 };
                 match fetched {

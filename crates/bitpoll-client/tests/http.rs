@@ -290,7 +290,7 @@ fn project_page_and_core_metadata() {
     assert_eq!(page.files.len(), 4);
     let wheel = &page.files[0];
     assert_eq!(
-        wheel.url.as_str(),
+        wheel.url().as_str(),
         format!(
             "http://127.0.0.1:{}/files/demo-1.0-py3-none-any.whl",
             server.port
@@ -346,7 +346,7 @@ fn metadata_fallbacks_wheel_and_sdist() {
     assert!(matches!(err, ClientError::NoStaticMetadata { .. }), "{err}");
 
     let bytes = client.download(&page.files[0]).unwrap();
-    assert_eq!(sha256(&bytes), page.files[0].sha256.clone().unwrap());
+    assert_eq!(sha256(&bytes), page.files[0].sha256.unwrap().to_string());
 }
 
 #[test]
@@ -532,7 +532,7 @@ fn hash_mismatches() {
 
     // An artifact whose bytes differ from the declared hash.
     let mut file = (*page.files[1]).clone();
-    file.sha256 = Some("11".repeat(32));
+    file.sha256 = Some(bitpoll_client::Sha256Digest([0x11; 32]));
     let err = client.download(&file).unwrap_err();
     assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
     let err = client.core_metadata(&file).unwrap_err();

@@ -1,7 +1,7 @@
 //! Against the real package index, found the way the CLI finds it. Opt-in: set
 //! `BITPOLL_LIVE_TESTS=1`; default test runs need no network.
 
-use bitpoll_client::{discover_index_url, ClientOptions, IndexClient};
+use bitpoll_client::{discover_index_url, ClientOptions, DistFile, IndexClient};
 use bitpoll_metadata::MetadataSource;
 use pep508_rs::PackageName;
 
@@ -76,12 +76,19 @@ fn live_newest_release_metadata() {
     }
     for name in &names {
         let page = client.project(name).unwrap();
-        // Upload times are ISO 8601 in UTC, so they order as strings.
+        // A wheel's version is the second field of its name; the newest is the one to ask about.
+        let version = |f: &DistFile| {
+            f.filename
+                .split('-')
+                .nth(1)
+                .and_then(|v| v.parse::<pep440_rs::Version>().ok())
+        };
         let newest = page
             .files
             .iter()
-            .filter(|f| f.yanked.is_none())
-            .max_by_key(|f| f.upload_time.clone())
+            .filter(|f| f.yanked.is_none() && f.is_wheel())
+            .max_by_key(|f| version(f))
+            .or(page.files.last())
             .unwrap();
         match client.core_metadata(newest) {
             Ok(meta) => {

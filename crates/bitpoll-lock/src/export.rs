@@ -182,7 +182,7 @@ pub fn pylock(
                 })?;
             let entry = PylockFile {
                 name: a.filename.clone(),
-                url: bitpoll_client::strip_credentials(&file.url).to_string(),
+                url: bitpoll_client::strip_credentials(&file.url()).to_string(),
                 size: a.size,
                 hashes: [("sha256", a.sha256.clone())].into(),
             };

@@ -110,7 +110,7 @@ pub fn merge(
                     continue;
                 }
                 let sha256 = match &artifact.sha256 {
-                    Some(h) => h.to_ascii_lowercase(),
+                    Some(h) => h.to_string(),
                     // The index gave no hash: hash the bytes ourselves rather than pin nothing.
                     None => {
                         let bytes = client

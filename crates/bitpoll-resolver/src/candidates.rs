@@ -153,7 +153,7 @@ pub fn build(
     let no_binary = cx.options.no_binary.contains(name);
     let no_build = cx.options.no_build.contains(name);
     // Most files of a project repeat a handful of Requires-Python strings.
-    let mut admits: HashMap<String, Option<bool>> = HashMap::new();
+    let mut admits: HashMap<Arc<str>, Option<bool>> = HashMap::new();
     let mut index = Vec::new();
     for (version, files) in by_version {
         let yanked_ok = is_pinned(cx.pinned, &version);
@@ -167,7 +167,7 @@ pub fn build(
                 }
                 if let Some(rp) = &f.requires_python {
                     // A malformed Requires-Python is ignored, as pip does.
-                    let ok = match admits.get(rp.as_str()) {
+                    let ok = match admits.get(&**rp) {
                         Some(&ok) => ok,
                         None => {
                             let ok = VersionSpecifiers::from_str(rp)
