@@ -1,25 +1,48 @@
 //! PEP 508 requirement parsing that never panics.
 //!
-//! pep508_rs 0.9 panics (an `expect` in its name parser) on a name that ends in `.`, `-` or
-//! `_` when another character follows, such as `foo.*` — found by fuzzing our requirement file
-//! reader. Requirement strings reach us from hostile places (an index's metadata), so every
-//! parse goes through [`parse`], which rejects that shape with an ordinary error first.
+//! pep508_rs 0.9 panics (an `expect` in its parser) when a package name or an extra name ends
+//! in `.`, `-` or `_` and another character follows, such as `foo.*` or `p[0-];` — both found
+//! by fuzzing our requirement file reader. Requirement strings reach us from hostile places
+//! (an index's metadata), so every parse goes through [`parse`], which rejects those shapes
+//! with an ordinary error first.
 
 use std::str::FromStr;
 
 use pep508_rs::Requirement;
 
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
+}
+
+fn ends_in_separator(name: &str) -> bool {
+    name.ends_with(['.', '-', '_'])
+}
+
 /// Parses one PEP 508 requirement; the error is one line.
 pub fn parse(input: &str) -> Result<Requirement, String> {
     let trimmed = input.trim_start();
     let name_len = trimmed
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        .find(|c: char| !is_name_char(c))
         .unwrap_or(trimmed.len());
-    let name = &trimmed[..name_len];
-    if name_len < trimmed.len() && name.ends_with(['.', '-', '_']) {
+    let (name, rest) = trimmed.split_at(name_len);
+    if !rest.is_empty() && ends_in_separator(name) {
         return Err(format!(
             "package name `{name}` must end with a letter or digit"
         ));
+    }
+    if let Some(extras) = rest.trim_start().strip_prefix('[') {
+        let extras = extras.split(']').next().unwrap_or(extras);
+        for extra in extras.split(',') {
+            let extra = extra.trim();
+            let token_len = extra
+                .find(|c: char| !is_name_char(c))
+                .unwrap_or(extra.len());
+            if ends_in_separator(&extra[..token_len]) {
+                return Err(format!(
+                    "extra name `{extra}` must end with a letter or digit"
+                ));
+            }
+        }
     }
     Requirement::from_str(input)
         .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
@@ -39,9 +62,18 @@ mod tests {
     }
 
     #[test]
+    fn extras_ending_in_a_separator_are_errors_not_panics() {
+        for input in ["p[0-];", "p[a, b_]", "p [x.] >= 1", "p[ok,-]"] {
+            let err = parse(input).unwrap_err();
+            assert!(err.contains("extra name"), "{input}: {err}");
+        }
+    }
+
+    #[test]
     fn ordinary_requirements_parse() {
-        let r = parse("Django_Pipeline[sass] >=3 ; python_version >= '3.9'").unwrap();
+        let r = parse("Django_Pipeline[sass, x-y] >=3 ; python_version >= '3.9'").unwrap();
         assert_eq!(r.name.to_string(), "django-pipeline");
+        assert_eq!(r.extras.len(), 2);
         assert!(parse("foo >>> 1").is_err());
     }
 }
