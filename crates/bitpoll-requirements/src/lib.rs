@@ -287,11 +287,11 @@ fn split_option(line: &str) -> (&str, Option<&str>) {
     match line.split_once(char::is_whitespace) {
         Some((opt, value)) => (opt, Some(value.trim()).filter(|v| !v.is_empty())),
         None => {
-            // `-rfile.txt` is valid pip syntax for short options.
-            if line.len() > 2 && !line.starts_with("--") {
-                (&line[..2], Some(line[2..].trim()))
-            } else {
-                (line, None)
+            // `-rfile.txt` is valid pip syntax for short options. Split after the second
+            // character, not byte: the line may be any UTF-8 (found by fuzzing).
+            match line.char_indices().nth(2) {
+                Some((at, _)) if !line.starts_with("--") => (&line[..at], Some(line[at..].trim())),
+                _ => (line, None),
             }
         }
     }
@@ -378,6 +378,8 @@ mod tests {
             err.contains("reqs.in:1:") && err.contains("direct URL"),
             "{err}"
         );
+        let err = parse("-\u{d4}\n").unwrap_err().to_string();
+        assert!(err.contains("unknown option"), "{err}");
         // Found by fuzzing: pep508_rs panics on this shape; it must be an ordinary error.
         let err = parse("ok\n9B.*\n").unwrap_err().to_string();
         assert!(
