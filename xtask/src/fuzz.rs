@@ -1,5 +1,7 @@
-//! `cargo xtask fuzz [SECONDS] [--seed N]`: every fuzz target in `fuzz/` for SECONDS each
-//! (default 60).
+//! `cargo xtask fuzz [SECONDS] [--seed N] [--runs N]`: every fuzz target in `fuzz/` for
+//! SECONDS each (default 60), or for N inputs. Each run starts from the target's working
+//! corpus (`fuzz/corpus/`, not committed) and replays `fuzz/regressions/`, the committed
+//! inputs that once crashed.
 //! CI runs it as a short smoke; longer runs are done by hand.
 //!
 //! cargo-fuzz's instrumentation flags are unstable; `RUSTC_BOOTSTRAP=1` lets the one stable
@@ -26,20 +28,31 @@ fn fuzz_dir() -> PathBuf {
 
 pub fn run(args: &[String]) -> i32 {
     let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(60);
-    // `--seed N` makes a run repeatable: CI's smoke must not turn red by luck of the draw.
-    let seed = args
-        .iter()
-        .position(|a| a == "--seed")
-        .and_then(|i| args.get(i + 1))
-        .map(|n| format!("-seed={n}"));
+    let flag = |name: &str, libfuzzer: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|n| format!("-{libfuzzer}={n}"))
+    };
+    // A seed and a count of inputs (not a time) make a run repeatable on any machine: CI's
+    // smoke must not turn red by luck of the draw or the speed of the machine.
+    let seed = flag("--seed", "seed");
+    let runs = flag("--runs", "runs");
     let mut ok = true;
     for target in TARGETS {
-        eprintln!("==> fuzz {target} for {seconds}s");
+        eprintln!(
+            "==> fuzz {target} (at most {seconds}s{})",
+            runs.as_deref()
+                .map(|r| format!(", {r}"))
+                .unwrap_or_default()
+        );
         let corpus = fuzz_dir().join("corpus").join(target);
         let _ = std::fs::create_dir_all(&corpus);
+        let regressions = fuzz_dir().join("regressions").join(target);
         let status = Command::new("cargo")
             .args(["fuzz", "run", "--sanitizer", "none", "-O", target])
             .arg(&corpus)
+            .args(regressions.is_dir().then_some(&regressions))
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .args([
@@ -48,6 +61,7 @@ pub fn run(args: &[String]) -> i32 {
                 "-print_final_stats=1",
             ])
             .args(seed.iter())
+            .args(runs.iter())
             .env("RUSTC_BOOTSTRAP", "1")
             .current_dir(fuzz_dir())
             .status();
