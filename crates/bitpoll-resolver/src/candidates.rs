@@ -3,15 +3,16 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bitpoll_client::{ClientError, DistFile, ProjectPage};
 use bitpoll_nixpkgs::Nixpkgs;
-use bitpoll_platform::{DistFilename, Target};
+use bitpoll_platform::{DistFilename, Target, WheelFilename};
 use bitpoll_policy::ForcedSource;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::PackageName;
 use pubgrub::Ranges;
+use rustc_hash::FxHashMap;
 
 use crate::version::{SolverVersion, Source};
 use crate::Options;
@@ -55,12 +56,98 @@ pub struct Candidates {
 
 pub struct CandidateContext<'a> {
     pub target: &'a Target,
+    pub indexes: &'a PageIndexes,
     pub nixpkgs: Option<&'a Nixpkgs>,
     pub forced: Option<ForcedSource>,
     pub options: &'a Options,
     /// Versions pinned with `==` by a top-level requirement: yanked ones stay usable (PEP 592).
     pub pinned: &'a HashSet<Version>,
     pub preferred: Option<&'a SolverVersion>,
+}
+
+/// What every target reads from a project page, worked out once per page: the files grouped
+/// by version, newest first, with the tags of each wheel. Pages with thousands of files made
+/// parsing their names once per target the bulk of an offline run.
+pub(crate) struct PageIndex {
+    page: Arc<ProjectPage>,
+    /// Each version with its files in page order: the index into `page.files` and, for a
+    /// wheel, its tag set in `tag_sets`.
+    versions: Vec<(Version, Vec<(u32, Option<u32>)>)>,
+    tag_sets: Vec<WheelFilename>,
+    only_prereleases: bool,
+}
+
+impl PageIndex {
+    fn new(name: &PackageName, page: &Arc<ProjectPage>) -> PageIndex {
+        // Group files by version, skipping files whose names we cannot read (as installers
+        // do). Each name is parsed once and looked up by version in a map.
+        let mut versions: Vec<(Version, Vec<(u32, Option<u32>)>)> = Vec::new();
+        let mut slot: FxHashMap<Version, usize> = FxHashMap::default();
+        let mut tag_sets: Vec<WheelFilename> = Vec::new();
+        let mut tag_slot: FxHashMap<(Vec<String>, Vec<String>, Vec<String>), u32> =
+            FxHashMap::default();
+        for (i, file) in page.files.iter().enumerate() {
+            let Ok(parsed) = DistFilename::parse(&file.filename, name) else {
+                continue;
+            };
+            let (v, tags) = match parsed {
+                DistFilename::Wheel(w) => {
+                    let key = (w.python.clone(), w.abi.clone(), w.platform.clone());
+                    let next = tag_sets.len() as u32;
+                    let id = *tag_slot.entry(key).or_insert(next);
+                    let v = w.version.clone();
+                    if id == next {
+                        tag_sets.push(w);
+                    }
+                    (v, Some(id))
+                }
+                DistFilename::Sdist(s) => (s.version, None),
+            };
+            let entry = (i as u32, tags);
+            match slot.get(&v) {
+                Some(&at) => versions[at].1.push(entry),
+                None => {
+                    slot.insert(v.clone(), versions.len());
+                    versions.push((v, vec![entry]));
+                }
+            }
+        }
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        let only_prereleases =
+            !versions.is_empty() && versions.iter().all(|(v, _)| v.any_prerelease());
+        PageIndex {
+            page: page.clone(),
+            versions,
+            tag_sets,
+            only_prereleases,
+        }
+    }
+}
+
+/// The [`PageIndex`]es of one resolution, shared by its targets.
+#[derive(Default)]
+pub struct PageIndexes {
+    map: Mutex<FxHashMap<PackageName, Arc<OnceLock<Arc<PageIndex>>>>>,
+}
+
+impl PageIndexes {
+    fn get(&self, name: &PackageName, page: &Arc<ProjectPage>) -> Arc<PageIndex> {
+        let cell = self
+            .map
+            .lock()
+            .expect("page index lock")
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let index = cell.get_or_init(|| Arc::new(PageIndex::new(name, page)));
+        if Arc::ptr_eq(&index.page, page) {
+            index.clone()
+        } else {
+            // Not the page the index was built from (the client hands out one per project,
+            // so this does not happen in a resolution).
+            Arc::new(PageIndex::new(name, page))
+        }
+    }
 }
 
 /// Whether a release's Requires-Python admits the target's interpreter. Only the lower bound
@@ -122,32 +209,24 @@ pub fn build(
     }
     let Some(page) = page else { return Ok(out) };
 
-    // Group files by version, skipping files whose names we cannot read (as installers do).
-    // Each name is parsed once and looked up by version in a map: pages with thousands of
-    // files made the linear search and the second parse the bulk of an offline run.
-    // Only a wheel's rank for this target is kept of the parsed name, not the name itself.
-    let mut by_version: Vec<(Version, Vec<(Arc<DistFile>, Option<usize>)>)> = Vec::new();
-    let mut slot: HashMap<Version, usize> = HashMap::new();
-    for file in &page.files {
-        let Ok(parsed) = DistFilename::parse(&file.filename, name) else {
-            continue;
-        };
-        let rank = match &parsed {
-            DistFilename::Wheel(w) => w.rank(cx.target.tags()),
-            _ => None,
-        };
-        let v = parsed.version().clone();
-        match slot.get(&v) {
-            Some(&i) => by_version[i].1.push((file.clone(), rank)),
-            None => {
-                slot.insert(v.clone(), by_version.len());
-                by_version.push((v, vec![(file.clone(), rank)]));
-            }
-        }
-    }
-    by_version.sort_by(|a, b| b.0.cmp(&a.0));
-    out.only_prereleases =
-        !by_version.is_empty() && by_version.iter().all(|(v, _)| v.any_prerelease());
+    let index = cx.indexes.get(name, &page);
+    // A wheel's rank depends only on its tags, which most wheels of a page share.
+    let tag_ranks: Vec<Option<usize>> = index
+        .tag_sets
+        .iter()
+        .map(|w| w.rank(cx.target.tags()))
+        .collect();
+    let by_version = index.versions.iter().map(|(v, files)| {
+        let files: Vec<(Arc<DistFile>, Option<usize>)> = files
+            .iter()
+            .map(|&(i, tags)| {
+                let rank = tags.and_then(|t| tag_ranks[t as usize]);
+                (page.files[i as usize].clone(), rank)
+            })
+            .collect();
+        (v.clone(), files)
+    });
+    out.only_prereleases = index.only_prereleases;
 
     let python = &cx.target.python_full_version;
     let no_binary = cx.options.no_binary.contains(name);

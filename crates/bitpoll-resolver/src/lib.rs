@@ -131,10 +131,13 @@ pub fn resolve(
     targets: &[Target],
     request: &Request<'_>,
 ) -> Result<Vec<TargetResolution>, ResolveError> {
+    let indexes = &candidates::PageIndexes::default();
     let results: Vec<Result<TargetResolution, ResolveError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter()
-            .map(|target| scope.spawn(move || provider::resolve_target(client, target, request)))
+            .map(|target| {
+                scope.spawn(move || provider::resolve_target(client, indexes, target, request))
+            })
             .collect();
         handles
             .into_iter()
@@ -150,5 +153,6 @@ pub fn resolve_target(
     target: &Target,
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
-    provider::resolve_target(client, target, request)
+    let indexes = candidates::PageIndexes::default();
+    provider::resolve_target(client, &indexes, target, request)
 }

@@ -18,7 +18,7 @@ use pubgrub::{
     PubGrubError,
 };
 
-use crate::candidates::{self, CandidateContext, CandidateKind, Candidates};
+use crate::candidates::{self, CandidateContext, CandidateKind, Candidates, PageIndexes};
 use crate::version::{Range, SolverVersion, Source};
 use crate::{
     PrereleaseMode, Request, ResolveError, ResolvedPackage, ResolvedSource, TargetResolution,
@@ -57,6 +57,7 @@ const CONFLICT_THRESHOLD: u32 = 5;
 
 pub struct Provider<'a> {
     client: &'a IndexClient,
+    indexes: &'a PageIndexes,
     target: &'a Target,
     request: &'a Request<'a>,
     constraints: HashMap<PackageName, Range>,
@@ -101,7 +102,12 @@ fn exact_versions(req: &Requirement) -> Vec<Version> {
 }
 
 impl<'a> Provider<'a> {
-    fn new(client: &'a IndexClient, target: &'a Target, request: &'a Request<'a>) -> Self {
+    fn new(
+        client: &'a IndexClient,
+        indexes: &'a PageIndexes,
+        target: &'a Target,
+        request: &'a Request<'a>,
+    ) -> Self {
         let env = target.markers();
         let mut constraints: HashMap<PackageName, Range> = HashMap::new();
         let mut pinned: HashMap<PackageName, HashSet<Version>> = HashMap::new();
@@ -147,6 +153,7 @@ impl<'a> Provider<'a> {
             .collect();
         Self {
             client,
+            indexes,
             target,
             request,
             constraints,
@@ -191,6 +198,7 @@ impl<'a> Provider<'a> {
         let empty = HashSet::new();
         let cx = CandidateContext {
             target: self.target,
+            indexes: self.indexes,
             nixpkgs: self.request.nixpkgs,
             forced,
             options: self.request.options,
@@ -224,6 +232,7 @@ impl<'a> Provider<'a> {
         let empty = HashSet::new();
         let cx = CandidateContext {
             target: self.target,
+            indexes: self.indexes,
             nixpkgs: Some(nixpkgs),
             forced,
             options: self.request.options,
@@ -645,10 +654,11 @@ impl DependencyProvider for Provider<'_> {
 
 pub fn resolve_target(
     client: &IndexClient,
+    indexes: &PageIndexes,
     target: &Target,
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
-    let provider = Provider::new(client, target, request);
+    let provider = Provider::new(client, indexes, target, request);
     let outcome = loop {
         match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
