@@ -1,10 +1,11 @@
 //! PEP 508 requirement parsing that never panics.
 //!
-//! pep508_rs 0.9 panics (an `expect` in its parser) when a package name or an extra name ends
-//! in `.`, `-` or `_` and another character follows, such as `foo.*` or `p[0-];` — both found
-//! by fuzzing our requirement file reader. Requirement strings reach us from hostile places
-//! (an index's metadata), so every parse goes through [`parse`], which rejects those shapes
-//! with an ordinary error first.
+//! Fuzzing our requirement file reader found three panics in pep508_rs 0.9: a package name or
+//! an extra name that ends in `.`, `-` or `_` before another character (`foo.*`, `p[0-];`),
+//! and byte-slicing inside a multi-byte character. Requirement strings reach us from hostile
+//! places (an index's metadata), so every parse goes through [`parse`]: it rejects those
+//! shapes, and non-ASCII text (PEP 508 names, versions and markers are ASCII in practice),
+//! with an ordinary error, and turns any panic left in the parser into an error too.
 
 use std::str::FromStr;
 
@@ -20,6 +21,9 @@ fn ends_in_separator(name: &str) -> bool {
 
 /// Parses one PEP 508 requirement; the error is one line.
 pub fn parse(input: &str) -> Result<Requirement, String> {
+    if let Some(c) = input.chars().find(|c| !c.is_ascii()) {
+        return Err(format!("non-ASCII character {c:?} in a requirement"));
+    }
     let trimmed = input.trim_start();
     let name_len = trimmed
         .find(|c: char| !is_name_char(c))
@@ -44,8 +48,12 @@ pub fn parse(input: &str) -> Result<Requirement, String> {
             }
         }
     }
-    Requirement::from_str(input)
-        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+    match std::panic::catch_unwind(|| Requirement::from_str(input)) {
+        Ok(parsed) => {
+            parsed.map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+        }
+        Err(_) => Err(format!("the PEP 508 parser failed on `{input}`")),
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +75,12 @@ mod tests {
             let err = parse(input).unwrap_err();
             assert!(err.contains("extra name"), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn non_ascii_is_an_error_not_a_panic() {
+        let err = parse("D;''>'' z0[0dg\u{e69a6}").unwrap_err();
+        assert!(err.contains("non-ASCII"), "{err}");
     }
 
     #[test]
