@@ -5,11 +5,35 @@
 //! and byte-slicing inside a multi-byte character. Requirement strings reach us from hostile
 //! places (an index's metadata), so every parse goes through [`parse`]: it rejects those
 //! shapes, and non-ASCII text (PEP 508 names, versions and markers are ASCII in practice),
-//! with an ordinary error, and turns any panic left in the parser into an error too.
+//! with an ordinary error, and turns any panic left in the parser into an error too. Marker
+//! expressions are parsed recursively, so parentheses nested deeper than [`MAX_NESTING`]
+//! are refused before they can overflow the stack (also found by fuzzing).
 
 use std::str::FromStr;
 
 use pep508_rs::Requirement;
+
+/// Deeper than any real marker; far below what overflows the parser's stack.
+pub const MAX_NESTING: usize = 32;
+
+/// The deepest parenthesis nesting outside quoted strings.
+fn nesting(input: &str) -> usize {
+    let (mut depth, mut max, mut quote) = (0usize, 0usize, None);
+    for c in input.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (None, ')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
@@ -23,6 +47,11 @@ fn ends_in_separator(name: &str) -> bool {
 pub fn parse(input: &str) -> Result<Requirement, String> {
     if let Some(c) = input.chars().find(|c| !c.is_ascii()) {
         return Err(format!("non-ASCII character {c:?} in a requirement"));
+    }
+    if nesting(input) > MAX_NESTING {
+        return Err(format!(
+            "markers nested deeper than {MAX_NESTING} parentheses"
+        ));
     }
     let trimmed = input.trim_start();
     let name_len = trimmed
@@ -81,6 +110,18 @@ mod tests {
     fn non_ascii_is_an_error_not_a_panic() {
         let err = parse("D;''>'' z0[0dg\u{e69a6}").unwrap_err();
         assert!(err.contains("non-ASCII"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!(
+            "a ; {}python_version > '3'{}",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        assert!(parse(&deep).unwrap_err().contains("nested deeper"));
+        let fine = "a ; (python_version > '3' and (sys_platform == 'linux' or os_name == ')'))";
+        assert!(parse(fine).is_ok());
     }
 
     #[test]
