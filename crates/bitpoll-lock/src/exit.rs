@@ -10,7 +10,7 @@ pub struct BadInput(pub anyhow::Error);
 
 impl std::fmt::Display for BadInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
+        f.write_str(&render(&self.0))
     }
 }
 impl std::error::Error for BadInput {}
@@ -57,6 +57,18 @@ pub fn code(err: &anyhow::Error) -> u8 {
     3
 }
 
+/// The error and its causes on one line, leaving out a cause whose text the message already
+/// contains (our library errors name their source in their own message).
 pub fn render(err: &anyhow::Error) -> String {
-    format!("{err:#}")
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -187,3 +187,16 @@ fn verify_rehashes_every_artifact_and_reports_mismatches() {
         "only the changed file is reported:\n{out}"
     );
 }
+
+#[test]
+fn an_error_says_each_cause_once() {
+    let p = Project::new("helper\n");
+    let out = p.run(&["update", "-q", "-r", "missing.in"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: missing.in: cannot read requirement file"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
