@@ -381,8 +381,12 @@ impl<'a> Provider<'a> {
         if !artifact.is_wheel() {
             if let Ok(info) = self.client.sdist_info(artifact) {
                 if let Some(meta) = &info.legacy_metadata {
+                    let from = match meta.source {
+                        MetadataSource::SdistEggInfo => "setuptools' egg-info requires.txt",
+                        _ => "a PKG-INFO",
+                    };
                     self.warnings.borrow_mut().push(format!(
-                        "{name} {version}: dependencies read from a PKG-INFO that does not declare them static; \
+                        "{name} {version}: dependencies read from {from}, which does not declare them static; \
                          check them or pin them in lock/policy.toml [metadata]"
                     ));
                     return Ok(Ok(Arc::new(meta.clone())));
