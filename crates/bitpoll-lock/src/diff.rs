@@ -134,6 +134,12 @@ pub fn compare(old_label: &str, old: &Lock, new_label: &str, new: &Lock) -> Repo
         .collect();
     let old_roots = root_names(old);
     let new_roots = root_names(new);
+    // Names as written, before the policy's replacements.
+    let new_requested: BTreeSet<String> = crate::lockref::roots(new)
+        .into_iter()
+        .filter_map(|(_, req, _)| bitpoll_pep508::parse(&req).ok())
+        .map(|r| r.name.to_string())
+        .collect();
     // name -> (old entry, new entry) -> targets with that pair
     let mut transitions: BTreeMap<String, Vec<(Option<&Package>, Option<&Package>, String)>> =
         BTreeMap::new();
@@ -163,7 +169,8 @@ pub fn compare(old_label: &str, old: &Lock, new_label: &str, new: &Lock) -> Repo
             }
         }
         for (a, b, ts) in groups {
-            if let Some(change) = classify(&name, a, b, ts, &old_roots, &new_roots) {
+            if let Some(change) = classify(&name, a, b, ts, &old_roots, &new_roots, &new_requested)
+            {
                 changes.push(change);
             }
         }
@@ -203,6 +210,7 @@ fn classify(
     targets: Vec<String>,
     old_roots: &BTreeSet<String>,
     new_roots: &BTreeSet<String>,
+    new_requested: &BTreeSet<String>,
 ) -> Option<Change> {
     let mut flags = BTreeSet::new();
     let mut notes = Vec::new();
@@ -221,7 +229,9 @@ fn classify(
             Kind::Added
         }
         (Some(_), None) => {
-            if old_roots.contains(name) && !new_roots.contains(name) {
+            if new_requested.contains(name) && !new_roots.contains(name) {
+                notes.push("still required; served by its replacement in the policy".into());
+            } else if old_roots.contains(name) && !new_roots.contains(name) {
                 notes.push("no longer required".into());
             }
             Kind::Removed

@@ -246,3 +246,19 @@ fn export_pylock_lists_the_targets_files_with_urls_and_hashes() {
         "tzshim is darwin-only"
     );
 }
+
+#[test]
+fn diff_says_when_a_removed_package_was_replaced_by_the_policy() {
+    let p = Project::new("yanky\n");
+    assert_ok(&p.update(&["--no-nixpkgs", "--lock", "lock/old.json"]));
+    p.write("lock/policy.toml", "[replace]\nyanky = \"preview\"\n");
+    assert_ok(&p.update(&[]));
+    let out = p.run(&["diff", "lock/old.json"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("removed      yanky: 1.0 (index) -> -\n    still required; served by its replacement in the policy"), "{text}");
+    assert!(
+        text.contains("added        preview: - -> 1.0 (index)"),
+        "{text}"
+    );
+}
