@@ -1,20 +1,13 @@
-//! Against the real package index, found the way the CLI finds it. Opt-in: set
-//! `BITPOLL_LIVE_TESTS=1`; default test runs need no network.
+//! Against the real package index, found the way the CLI finds it. Ignored by default (they
+//! need the network): `cargo test -p bitpoll-client --test live -- --ignored`.
 
 use bitpoll_client::{discover_index_url, ClientOptions, DistFile, IndexClient};
 use bitpoll_metadata::MetadataSource;
 use pep508_rs::PackageName;
 
-fn enabled() -> bool {
-    std::env::var("BITPOLL_LIVE_TESTS").is_ok_and(|v| v == "1")
-}
-
 #[test]
+#[ignore = "talks to the real index"]
 fn live_project_and_metadata() {
-    if !enabled() {
-        eprintln!("skipped: set BITPOLL_LIVE_TESTS=1 to run against the real index");
-        return;
-    }
     let (index, origin) = discover_index_url(None).expect("an index URL");
     eprintln!("index {index} from {origin}");
     let cache = tempfile::tempdir().unwrap();
@@ -50,11 +43,8 @@ fn live_project_and_metadata() {
 }
 
 #[test]
+#[ignore = "talks to the real index"]
 fn live_newest_release_metadata() {
-    if !enabled() {
-        eprintln!("skipped: set BITPOLL_LIVE_TESTS=1 to run against the real index");
-        return;
-    }
     let (index, _) = discover_index_url(None).expect("an index URL");
     let cache = tempfile::tempdir().unwrap();
     let client = IndexClient::new(ClientOptions::new(index, cache.path().to_path_buf())).unwrap();

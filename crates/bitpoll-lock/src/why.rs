@@ -39,10 +39,16 @@ fn label(p: &Package) -> String {
     }
 }
 
-pub fn paths(lock: &Lock, target: &str, name: &str) -> Vec<Vec<String>> {
+/// `roots` is [`crate::lockref::roots`] of the lock, read once for all targets.
+pub fn paths(
+    lock: &Lock,
+    roots: &[(String, String, String)],
+    target: &str,
+    name: &str,
+) -> Vec<Vec<String>> {
     let pkgs = lock.packages_for(target);
     let mut results = Vec::new();
-    for (root, req, file) in crate::lockref::roots(lock) {
+    for (root, req, file) in roots {
         let Some(start) = pkgs.get(root.as_str()) else {
             continue;
         };
@@ -88,13 +94,14 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     // Targets that see the same paths are printed together.
+    let roots = crate::lockref::roots(&lock);
     let mut by_paths: BTreeMap<Vec<Vec<String>>, Vec<String>> = BTreeMap::new();
     for t in &lock.targets {
         if args.system.as_ref().is_some_and(|s| s != &t.name) {
             continue;
         }
         by_paths
-            .entry(paths(&lock, &t.name, &name))
+            .entry(paths(&lock, &roots, &t.name, &name))
             .or_default()
             .push(t.name.clone());
     }
