@@ -4,7 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = bitpoll_metadata::parse_core_metadata(data, bitpoll_metadata::MetadataSource::CoreMetadata);
+    let _ =
+        bitpoll_metadata::parse_core_metadata(data, bitpoll_metadata::MetadataSource::CoreMetadata);
     let _ = bitpoll_metadata::read_wheel_metadata(data);
     let _ = bitpoll_metadata::read_sdist("fuzz-1.0.tar.gz", data);
     let _ = bitpoll_metadata::read_sdist("fuzz-1.0.zip", data);

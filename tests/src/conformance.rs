@@ -342,8 +342,13 @@ pub fn run(s: &Scenario) -> ScenarioResult {
     };
     let server = IndexServer::start(universe.build().routes);
     let cache = tempfile::tempdir().expect("temporary cache directory");
-    let client = IndexUrl::parse(&server.index_url())
-        .and_then(|url| IndexClient::new(ClientOptions::new(url, cache.path().to_path_buf())));
+    // With the wheel filter `update` uses, so that every scenario also checks that dropping
+    // unusable wheels while reading pages changes no outcome.
+    let client = IndexUrl::parse(&server.index_url()).and_then(|url| {
+        let mut options = ClientOptions::new(url, cache.path().to_path_buf());
+        options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&plan.targets));
+        IndexClient::new(options)
+    });
     let client = match client {
         Ok(c) => c,
         Err(e) => {

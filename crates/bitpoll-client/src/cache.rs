@@ -2,7 +2,7 @@
 //!
 //! Two kinds of entry live under the cache directory:
 //!
-//! - `http-v1/`: responses keyed by the sha256 of their URL (credentials removed), kept
+//! - `http-v2/`: responses keyed by the sha256 of their URL (credentials removed), kept
 //!   with the validators and freshness the server sent, so that a fresh entry is used
 //!   without asking and a stale one is revalidated with a conditional request.
 //! - `metadata-v1/` and `artifacts-v1/`: files whose sha256 the index declared, keyed by
@@ -13,7 +13,8 @@
 //! threads or processes) see either the old entry or the complete new one. A torn or
 //! corrupted entry fails its checksum and is treated as missing.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-const MAGIC: &[u8; 8] = b"BPCACHE1";
+const MAGIC: &[u8; 8] = b"BPCACHE2";
 const HEADER_LEN: usize = 8 + 8 + 8 + 32;
 
 pub(crate) fn now_secs() -> u64 {
@@ -130,9 +131,131 @@ impl EntryMeta {
     }
 }
 
-pub(crate) struct Entry {
+/// An HTTP cache entry that passed its checksum, open at the start of its body.
+///
+/// Bodies are read as a stream so that a large page is parsed without being held whole.
+pub(crate) struct EntryReader {
     pub meta: EntryMeta,
-    pub body: Bytes,
+    body: std::io::Take<BufReader<File>>,
+}
+
+impl EntryReader {
+    pub fn body_len(&self) -> u64 {
+        self.body.limit()
+    }
+
+    /// The whole body in memory, for the small responses that are wanted that way.
+    pub fn into_bytes(mut self) -> std::io::Result<Bytes> {
+        let mut body = Vec::with_capacity(self.body_len() as usize);
+        self.body.read_to_end(&mut body)?;
+        Ok(body.into())
+    }
+}
+
+impl Read for EntryReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.body.read(buf)
+    }
+}
+
+/// A new HTTP cache entry, written as its body arrives.
+///
+/// An entry is laid out as header, body, metadata: the metadata describes the response as a
+/// whole (final URL, validators), and putting it last lets the body go to disk before it is
+/// known. Until [`EntryWriter::commit`] the entry lives under a temporary name that is
+/// removed if the writer is dropped.
+pub(crate) struct EntryWriter {
+    dest: PathBuf,
+    temp: PathBuf,
+    file: Option<BufWriter<File>>,
+    hasher: Sha256,
+    body_len: u64,
+}
+
+impl EntryWriter {
+    fn file(&mut self) -> &mut BufWriter<File> {
+        self.file
+            .as_mut()
+            .expect("the file is only taken by commit")
+    }
+
+    /// Starts the body over, as when a download is retried.
+    pub fn reset(&mut self) -> std::io::Result<()> {
+        let file = self.file();
+        file.flush()?;
+        file.get_ref().set_len(HEADER_LEN as u64)?;
+        file.seek(SeekFrom::Start(HEADER_LEN as u64))?;
+        self.hasher = Sha256::new();
+        self.body_len = 0;
+        Ok(())
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file().write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.body_len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Finishes the entry and, when `store`, moves it into place. Either way the body can
+    /// then be read back from the returned reader; an entry that is not stored disappears
+    /// when the reader is dropped.
+    pub fn commit(mut self, meta: &EntryMeta, store: bool) -> std::io::Result<EntryReader> {
+        let file = self.file.take().expect("commit runs once");
+        let hasher = std::mem::take(&mut self.hasher);
+        let result = self.finish(file, hasher, meta, store);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        result
+    }
+
+    fn finish(
+        &self,
+        mut file: BufWriter<File>,
+        mut hasher: Sha256,
+        meta: &EntryMeta,
+        store: bool,
+    ) -> std::io::Result<EntryReader> {
+        let meta_json = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+        file.write_all(&meta_json)?;
+        hasher.update(&meta_json);
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header(
+            meta_json.len() as u64,
+            self.body_len,
+            &hasher.finalize(),
+        ))?;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        if store {
+            std::fs::rename(&self.temp, &self.dest)?;
+        } else {
+            // The open handle keeps the data readable after the name is gone.
+            std::fs::remove_file(&self.temp)?;
+        }
+        file.seek(SeekFrom::Start(HEADER_LEN as u64))?;
+        Ok(EntryReader {
+            meta: meta.clone(),
+            body: BufReader::new(file).take(self.body_len),
+        })
+    }
+}
+
+impl Drop for EntryWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+fn header(meta_len: u64, body_len: u64, checksum: &[u8]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&meta_len.to_le_bytes());
+    header.extend_from_slice(&body_len.to_le_bytes());
+    header.extend_from_slice(checksum);
+    header
 }
 
 pub(crate) struct DiskCache {
@@ -141,20 +264,22 @@ pub(crate) struct DiskCache {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn atomic_write(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
     let dir = path.parent().expect("cache paths have a parent");
     std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(
+    Ok(dir.join(format!(
         ".tmp-{}-{}-{}",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed),
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
-    ));
+    )))
+}
+
+fn atomic_write(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let temp = temp_path(path)?;
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
+        let mut file = File::create(&temp)?;
+        file.write_all(body)?;
         file.flush()?;
         drop(file);
         std::fs::rename(&temp, path)
@@ -176,7 +301,7 @@ impl DiskCache {
 
     /// Where the response for `url` (already stripped of credentials) is kept.
     pub fn http_path(&self, url: &Url) -> PathBuf {
-        self.sharded("http-v1", &sha256_hex(url.as_str().as_bytes()))
+        self.sharded("http-v2", &sha256_hex(url.as_str().as_bytes()))
     }
 
     /// Where content with this sha256 is kept; `kind` is `metadata` or `artifacts`.
@@ -184,28 +309,49 @@ impl DiskCache {
         self.sharded(&format!("{kind}-v1"), sha256)
     }
 
-    pub fn read_entry(&self, path: &Path) -> Option<Entry> {
-        let data = std::fs::read(path).ok()?;
-        let entry = decode_entry(data);
-        if entry.is_none() {
-            // Damaged: drop it so the next fetch replaces it.
+    /// The entry at `path` if it is intact; a damaged one is removed so that the next fetch
+    /// replaces it.
+    pub fn open_entry(&self, path: &Path) -> Option<EntryReader> {
+        let reader = check_entry(path);
+        if reader.is_none() && path.exists() {
             let _ = std::fs::remove_file(path);
         }
-        entry
+        reader
+    }
+
+    /// The body of the entry at `path`, if it is intact.
+    pub fn read_entry(&self, path: &Path) -> Option<Bytes> {
+        self.open_entry(path)?.into_bytes().ok()
+    }
+
+    /// Starts writing the entry at `path`.
+    pub fn create_entry(&self, path: &Path) -> std::io::Result<EntryWriter> {
+        let temp = temp_path(path)?;
+        let mut file = BufWriter::new(
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?,
+        );
+        let writer = file.write_all(&[0; HEADER_LEN]).map(|()| EntryWriter {
+            dest: path.to_path_buf(),
+            temp: temp.clone(),
+            file: Some(file),
+            hasher: Sha256::new(),
+            body_len: 0,
+        });
+        if writer.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        writer
     }
 
     pub fn write_entry(&self, path: &Path, meta: &EntryMeta, body: &[u8]) -> std::io::Result<()> {
-        let meta_json = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
-        let mut hasher = Sha256::new();
-        hasher.update(&meta_json);
-        hasher.update(body);
-        let checksum = hasher.finalize();
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&(meta_json.len() as u64).to_le_bytes());
-        header.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        header.extend_from_slice(&checksum);
-        atomic_write(path, &[&header, &meta_json, body])
+        let mut writer = self.create_entry(path)?;
+        writer.write(body)?;
+        writer.commit(meta, true).map(drop)
     }
 
     /// The content stored under `sha256`, if present and intact.
@@ -219,27 +365,65 @@ impl DiskCache {
     }
 
     pub fn write_blob(&self, path: &Path, body: &[u8]) -> std::io::Result<()> {
-        atomic_write(path, &[body])
+        atomic_write(path, body)
     }
 }
 
-fn decode_entry(data: Vec<u8>) -> Option<Entry> {
-    if data.len() < HEADER_LEN || &data[..8] != MAGIC {
+/// Opens an entry after checking its length and checksum in one streaming pass (the body is
+/// then read a second time, from the page cache, by whoever wants it).
+fn check_entry(path: &Path) -> Option<EntryReader> {
+    let mut file = File::open(path).ok()?;
+    let mut head = [0u8; HEADER_LEN];
+    file.read_exact(&mut head).ok()?;
+    if &head[..8] != MAGIC {
         return None;
     }
-    let meta_len = u64::from_le_bytes(data[8..16].try_into().ok()?) as usize;
-    let body_len = u64::from_le_bytes(data[16..24].try_into().ok()?) as usize;
-    let checksum = &data[24..56];
-    if data.len() != HEADER_LEN.checked_add(meta_len)?.checked_add(body_len)? {
+    let meta_len = u64::from_le_bytes(head[8..16].try_into().ok()?);
+    let body_len = u64::from_le_bytes(head[16..24].try_into().ok()?);
+    let expected = (HEADER_LEN as u64)
+        .checked_add(meta_len)?
+        .checked_add(body_len)?;
+    if file.metadata().ok()?.len() != expected || meta_len > MAX_META_LEN {
         return None;
     }
-    let payload = &data[HEADER_LEN..];
-    if Sha256::digest(payload).as_slice() != checksum {
+    let mut hasher = Sha256::new();
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let copied = std::io::copy(
+        &mut (&mut reader).take(body_len),
+        &mut HashWriter(&mut hasher),
+    )
+    .ok()?;
+    let mut meta_json = Vec::with_capacity(meta_len as usize);
+    reader.read_to_end(&mut meta_json).ok()?;
+    if copied != body_len || meta_json.len() as u64 != meta_len {
         return None;
     }
-    let meta: EntryMeta = serde_json::from_slice(&payload[..meta_len]).ok()?;
-    let body = Bytes::from(data).slice(HEADER_LEN + meta_len..);
-    Some(Entry { meta, body })
+    hasher.update(&meta_json);
+    if hasher.finalize().as_slice() != &head[24..56] {
+        return None;
+    }
+    let meta: EntryMeta = serde_json::from_slice(&meta_json).ok()?;
+    let mut file = reader.into_inner();
+    file.seek(SeekFrom::Start(HEADER_LEN as u64)).ok()?;
+    Some(EntryReader {
+        meta,
+        body: BufReader::new(file).take(body_len),
+    })
+}
+
+/// Metadata is a few hundred bytes; a larger length field means damage.
+const MAX_META_LEN: u64 = 1 << 20;
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -294,19 +478,24 @@ mod tests {
             ..EntryMeta::default()
         };
         cache.write_entry(&path, &meta, b"hello").unwrap();
-        let entry = cache.read_entry(&path).unwrap();
+        let mut entry = cache.open_entry(&path).unwrap();
         assert_eq!(entry.meta, meta);
-        assert_eq!(&entry.body[..], b"hello");
+        let mut body = String::new();
+        entry.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "hello");
 
         // Truncation and bit flips are both caught, and the entry is removed.
         let data = std::fs::read(&path).unwrap();
         std::fs::write(&path, &data[..data.len() - 1]).unwrap();
         assert!(cache.read_entry(&path).is_none());
         assert!(!path.exists());
-        let mut flipped = data.clone();
-        *flipped.last_mut().unwrap() ^= 1;
-        std::fs::write(&path, &flipped).unwrap();
-        assert!(cache.read_entry(&path).is_none());
+        // The body comes right after the header, the metadata last: damage to either counts.
+        for at in [HEADER_LEN, data.len() - 1] {
+            let mut flipped = data.clone();
+            flipped[at] ^= 1;
+            std::fs::write(&path, &flipped).unwrap();
+            assert!(cache.read_entry(&path).is_none(), "flip at {at}");
+        }
 
         let blob = cache.blob_path("artifacts", &sha256_hex(b"x"));
         cache.write_blob(&blob, b"x").unwrap();

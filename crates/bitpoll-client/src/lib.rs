@@ -50,7 +50,9 @@ use reqwest::StatusCode;
 use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
-use crate::cache::{now_secs, sha256_hex, CacheControl, DiskCache, EntryMeta};
+use crate::cache::{
+    now_secs, sha256_hex, CacheControl, DiskCache, EntryMeta, EntryReader, EntryWriter,
+};
 pub use crate::error::ClientError;
 pub use crate::index_url::{
     discover_index_url, discover_index_url_with, pip_config_files, redact_url, strip_credentials,
@@ -60,7 +62,10 @@ use crate::lazy_wheel::{
     parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,
 };
 use crate::simple::is_simple_json;
-pub use crate::simple::{parse_project_page, DistFile, ProjectPage, Sha256Digest, SIMPLE_JSON_V1};
+pub use crate::simple::{
+    parse_project_page, DistFile, PageParser, ProjectPage, Sha256Digest, WheelFilter, WheelVerdict,
+    SIMPLE_JSON_V1,
+};
 pub use crate::time::Timestamp;
 
 /// How the client behaves.
@@ -83,6 +88,8 @@ pub struct ClientOptions {
     pub exclude_newer: Option<String>,
     /// The largest response body accepted, in bytes (pages, metadata and artifacts alike).
     pub max_response_bytes: u64,
+    /// Which wheels of each project page to keep; all when `None`.
+    pub wheel_filter: Option<WheelFilter>,
 }
 
 impl ClientOptions {
@@ -98,6 +105,7 @@ impl ClientOptions {
             progress: false,
             exclude_newer: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            wheel_filter: None,
         }
     }
 }
@@ -133,6 +141,7 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 30;
 
 struct Shared {
     max_response_bytes: u64,
+    wheel_filter: Option<WheelFilter>,
     http: reqwest::Client,
     index: IndexUrl,
     cache: DiskCache,
@@ -232,6 +241,7 @@ impl IndexClient {
         };
         let shared = Arc::new(Shared {
             max_response_bytes: options.max_response_bytes,
+            wheel_filter: options.wheel_filter,
             http,
             index: options.index_url,
             cache: DiskCache::new(options.cache_dir),
@@ -372,12 +382,107 @@ struct RawResponse {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+}
+
+/// A response's status line and headers; the body went to a [`BodySink`].
+struct ResponseHead {
+    status: StatusCode,
+    headers: HeaderMap,
     final_url: Url,
+}
+
+/// Why reading a body stopped early.
+enum Stop {
+    TooLarge,
+    Sink(std::io::Error),
+}
+
+/// Where a response body goes as it arrives.
+trait BodySink {
+    /// Starts over, for a retried request.
+    fn reset(&mut self) -> std::io::Result<()>;
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    /// The error to report when writing fails.
+    fn error(&self, source: std::io::Error) -> ClientError;
+}
+
+impl BodySink for Vec<u8> {
+    fn reset(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+    fn error(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            path: PathBuf::from("(memory)"),
+            source: source.into(),
+        }
+    }
+}
+
+/// A response body on its way into the cache, or into memory where the cache is unwritable.
+enum Sink {
+    Entry(EntryWriter, PathBuf),
+    Memory(Vec<u8>),
+}
+
+impl BodySink for Sink {
+    fn reset(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Entry(writer, _) => writer.reset(),
+            Sink::Memory(body) => BodySink::reset(body),
+        }
+    }
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Entry(writer, _) => writer.write(chunk),
+            Sink::Memory(body) => BodySink::write(body, chunk),
+        }
+    }
+    fn error(&self, source: std::io::Error) -> ClientError {
+        match self {
+            Sink::Entry(_, path) => ClientError::Io {
+                path: path.clone(),
+                source: source.into(),
+            },
+            Sink::Memory(body) => body.error(source),
+        }
+    }
+}
+
+/// `std::io::Write` for an [`EntryWriter`], for copying a body between entries.
+struct WriterAdapter<'a>(&'a mut EntryWriter);
+
+impl std::io::Write for WriterAdapter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map(|()| buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A response body: a stream from the cache, or bytes in memory.
+enum Body {
+    Entry(EntryReader),
+    Memory(Bytes),
+}
+
+impl Body {
+    fn into_bytes(self) -> Result<Bytes, std::io::Error> {
+        match self {
+            Body::Entry(entry) => entry.into_bytes(),
+            Body::Memory(bytes) => Ok(bytes),
+        }
+    }
 }
 
 /// A body from the network or the HTTP cache.
 struct Fetched {
-    body: Bytes,
+    body: Body,
     content_type: Option<String>,
     /// The URL relative links resolve against (credentials restored when same-origin).
     base: Url,
@@ -469,10 +574,27 @@ impl Shared {
         self.update_progress();
     }
 
-    /// One GET with retries, read to the end.
+    /// One GET with retries, read to the end into memory.
     async fn execute(&self, url: &Url, headers: HeaderMap) -> Result<RawResponse, ClientError> {
+        let mut body = Vec::new();
+        let head = self.execute_into(url, headers, &mut body).await?;
+        Ok(RawResponse {
+            status: head.status,
+            headers: head.headers,
+            body: body.into(),
+        })
+    }
+
+    /// One GET with retries; the body goes to `sink` as it arrives.
+    async fn execute_into(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        sink: &mut impl BodySink,
+    ) -> Result<ResponseHead, ClientError> {
         let mut attempt = 0;
         loop {
+            sink.reset().map_err(|e| sink.error(e))?;
             let permit = self
                 .in_flight
                 .acquire()
@@ -480,60 +602,61 @@ impl Shared {
                 .expect("semaphore is never closed");
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let result = async {
-                let response = self
+                let mut response = self
                     .http
                     .get(url.clone())
                     .headers(headers.clone())
                     .send()
                     .await?;
-                let status = response.status();
-                let headers = response.headers().clone();
-                let final_url = response.url().clone();
+                let head = ResponseHead {
+                    status: response.status(),
+                    headers: response.headers().clone(),
+                    final_url: response.url().clone(),
+                };
                 // A hostile or broken server must not make us buffer without end.
                 if response
                     .content_length()
                     .is_some_and(|n| n > self.max_response_bytes)
                 {
-                    return Ok(Err(self.max_response_bytes));
+                    return Ok(Err(Stop::TooLarge));
                 }
-                let mut response = response;
-                let mut body = Vec::new();
+                let mut received = 0u64;
                 while let Some(chunk) = response.chunk().await? {
-                    if body.len() as u64 + chunk.len() as u64 > self.max_response_bytes {
-                        return Ok(Err(self.max_response_bytes));
+                    received += chunk.len() as u64;
+                    if received > self.max_response_bytes {
+                        return Ok(Err(Stop::TooLarge));
                     }
-                    body.extend_from_slice(&chunk);
+                    if let Err(e) = sink.write(&chunk) {
+                        return Ok(Err(Stop::Sink(e)));
+                    }
                 }
-                Ok::<_, reqwest::Error>(Ok(RawResponse {
-                    status,
-                    headers,
-                    body: body.into(),
-                    final_url,
-                }))
+                Ok::<_, reqwest::Error>(Ok((head, received)))
             }
             .await;
+            drop(permit);
             let result = match result {
-                Ok(Err(limit)) => {
+                Ok(Err(Stop::TooLarge)) => {
                     return Err(ClientError::BadResponse {
                         url: redact_url(url),
-                        reason: format!("response larger than the {limit}-byte limit"),
+                        reason: format!(
+                            "response larger than the {}-byte limit",
+                            self.max_response_bytes
+                        ),
                     })
                 }
-                Ok(Ok(response)) => Ok(response),
+                Ok(Err(Stop::Sink(e))) => return Err(sink.error(e)),
+                Ok(Ok((head, received))) => {
+                    self.counters.bytes.fetch_add(received, Ordering::Relaxed);
+                    Ok(head)
+                }
                 Err(e) => Err(e),
             };
-            drop(permit);
-            if let Ok(response) = &result {
-                self.counters
-                    .bytes
-                    .fetch_add(response.body.len() as u64, Ordering::Relaxed);
-            }
             self.update_progress();
             let delay = match result {
-                Ok(response) if retryable_status(response.status) && attempt < self.retries => {
-                    retry_after(&response.headers).unwrap_or_else(|| backoff(attempt))
+                Ok(head) if retryable_status(head.status) && attempt < self.retries => {
+                    retry_after(&head.headers).unwrap_or_else(|| backoff(attempt))
                 }
-                Ok(response) => return Ok(response),
+                Ok(head) => return Ok(head),
                 Err(err) if retryable_error(&err) && attempt < self.retries => backoff(attempt),
                 Err(err) => return Err(ClientError::network(redact_url(url), err)),
             };
@@ -543,6 +666,10 @@ impl Shared {
     }
 
     /// A GET through the HTTP cache. Non-success statuses are `ClientError::Status`.
+    ///
+    /// Bodies go straight to a new cache entry and are handed back as a stream from it, so
+    /// that a large page never has to be in memory whole; where the cache cannot be written,
+    /// they are kept in memory instead.
     async fn fetch_cached(
         &self,
         url: &Url,
@@ -551,8 +678,8 @@ impl Shared {
     ) -> Result<Fetched, ClientError> {
         let key = strip_credentials(url);
         let path = self.cache.http_path(&key);
-        let cached = self.cache.read_entry(&path);
-        let to_fetched = |meta: &EntryMeta, body: Bytes| {
+        let cached = self.cache.open_entry(&path);
+        let to_fetched = |meta: &EntryMeta, body: Body| {
             let base = meta
                 .final_url
                 .as_deref()
@@ -570,19 +697,20 @@ impl Shared {
             return match cached {
                 Some(entry) => {
                     self.cache_hit();
-                    Ok(to_fetched(&entry.meta, entry.body))
+                    Ok(to_fetched(&entry.meta.clone(), Body::Entry(entry)))
                 }
                 None => Err(ClientError::Offline {
                     what: what.to_string(),
                 }),
             };
         }
-        if let Some(entry) = &cached {
-            if entry.meta.is_fresh(now_secs()) {
+        let cached = match cached {
+            Some(entry) if entry.meta.is_fresh(now_secs()) => {
                 self.cache_hit();
-                return Ok(to_fetched(&entry.meta, entry.body.clone()));
+                return Ok(to_fetched(&entry.meta.clone(), Body::Entry(entry)));
             }
-        }
+            other => other,
+        };
 
         let mut headers = HeaderMap::new();
         if let Some(accept) = accept {
@@ -606,33 +734,77 @@ impl Shared {
                 headers.insert(IF_MODIFIED_SINCE, value);
             }
         }
-        let response = self.execute(url, headers).await?;
+        let mut sink = match self.cache.create_entry(&path) {
+            Ok(writer) => Sink::Entry(writer, path.clone()),
+            // An unwritable cache costs memory, not the answer.
+            Err(_) => Sink::Memory(Vec::new()),
+        };
+        let head = self.execute_into(url, headers, &mut sink).await?;
 
-        if response.status == StatusCode::NOT_MODIFIED {
-            if let Some(mut entry) = cached {
-                self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
-                entry.meta.refresh(&response.headers);
-                // Failing to record the refresh only costs a revalidation next time.
-                let _ = self.cache.write_entry(&path, &entry.meta, &entry.body);
-                return Ok(to_fetched(&entry.meta, entry.body));
-            }
-            return Err(ClientError::BadResponse {
-                url: redact_url(url),
-                reason: "304 Not Modified to an unconditional request".into(),
-            });
+        if head.status == StatusCode::NOT_MODIFIED {
+            let Some(mut entry) = cached else {
+                return Err(ClientError::BadResponse {
+                    url: redact_url(url),
+                    reason: "304 Not Modified to an unconditional request".into(),
+                });
+            };
+            self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+            let mut meta = entry.meta.clone();
+            meta.refresh(&head.headers);
+            // Record the refresh by rewriting the entry; if that fails it only costs a
+            // revalidation next time, and the old entry still has the body.
+            let rewritten = match sink {
+                Sink::Entry(mut writer, _) => {
+                    std::io::copy(&mut entry, &mut WriterAdapter(&mut writer))
+                        .and_then(|_| writer.commit(&meta, true))
+                        .ok()
+                }
+                Sink::Memory(_) => None,
+            };
+            return match rewritten {
+                Some(fresh) => Ok(to_fetched(&meta, Body::Entry(fresh))),
+                None => {
+                    let entry = self
+                        .cache
+                        .open_entry(&path)
+                        .ok_or_else(|| ClientError::Io {
+                            path: path.clone(),
+                            source: std::io::Error::other(
+                                "cache entry vanished during revalidation",
+                            )
+                            .into(),
+                        })?;
+                    Ok(to_fetched(&meta, Body::Entry(entry)))
+                }
+            };
         }
-        if !response.status.is_success() {
+        if !head.status.is_success() {
             return Err(ClientError::Status {
                 url: redact_url(url),
-                status: response.status.as_u16(),
+                status: head.status.as_u16(),
             });
         }
-        let meta =
-            EntryMeta::from_response(&response.headers, &strip_credentials(&response.final_url));
-        if !CacheControl::from_headers(&response.headers).no_store {
-            let _ = self.cache.write_entry(&path, &meta, &response.body);
-        }
-        Ok(to_fetched(&meta, response.body))
+        let meta = EntryMeta::from_response(&head.headers, &strip_credentials(&head.final_url));
+        let store = !CacheControl::from_headers(&head.headers).no_store;
+        let body = match sink {
+            Sink::Entry(writer, path) => Body::Entry(writer.commit(&meta, store).map_err(
+                |source| ClientError::Io {
+                    path,
+                    source: source.into(),
+                },
+            )?),
+            Sink::Memory(body) => Body::Memory(body.into()),
+        };
+        Ok(to_fetched(&meta, body))
+    }
+
+    /// [`Self::fetch_cached`] for bodies wanted in memory.
+    async fn fetch_cached_bytes(&self, url: &Url, what: &str) -> Result<Bytes, ClientError> {
+        let fetched = self.fetch_cached(url, None, what).await?;
+        fetched.body.into_bytes().map_err(|source| ClientError::Io {
+            path: self.cache.http_path(&strip_credentials(url)),
+            source: source.into(),
+        })
     }
 
     async fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
@@ -657,7 +829,17 @@ impl Shared {
                     ),
                 });
             }
-            let page = parse_project_page(&fetched.body, &fetched.base, name, self.exclude_newer.as_ref())
+            let parser = PageParser {
+                page_url: &fetched.base,
+                project: name,
+                exclude_newer: self.exclude_newer.as_ref(),
+                filter: self.wheel_filter.as_ref(),
+            };
+            let page = match fetched.body {
+                Body::Entry(entry) => parser.parse_reader(entry),
+                Body::Memory(bytes) => parser.parse_slice(&bytes),
+            };
+            let page = page
                 .map_err(|reason| ClientError::BadResponse {
                     url: redact_url(&url),
                     reason,
@@ -723,7 +905,7 @@ impl Shared {
                 self.fetch_by_hash(&url, &sha256.to_string(), "artifacts", &file.filename)
                     .await
             }
-            None => Ok(self.fetch_cached(&url, None, &file.filename).await?.body),
+            None => self.fetch_cached_bytes(&url, &file.filename).await,
         }
     }
 
@@ -731,7 +913,7 @@ impl Shared {
         let key = strip_credentials(&file.url()).to_string();
         memoised(&self.sdists, key, || async {
             let metadata_error = |source| ClientError::Metadata {
-                file: file.filename.clone(),
+                file: file.filename.to_string(),
                 source,
             };
             // What the sdist's few interesting files said is kept beside the artifact, by
@@ -741,7 +923,7 @@ impl Shared {
                 .as_ref()
                 .map(|sha256| self.cache.blob_path("sdist-members", &sha256.to_string()));
             if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
-                if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry.body) {
+                if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry) {
                     self.cache_hit();
                     let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
                     return Ok(Arc::new(info));
@@ -814,7 +996,7 @@ impl Shared {
             .await
             .expect("wheel reader does not panic")
             .map_err(|source| ClientError::Metadata {
-                file: file.filename.clone(),
+                file: file.filename.to_string(),
                 source,
             })
     }
@@ -829,7 +1011,7 @@ impl Shared {
         let parse = |bytes: &[u8]| {
             bitpoll_metadata::parse_core_metadata(bytes, MetadataSource::Wheel).map_err(|source| {
                 ClientError::Metadata {
-                    file: file.filename.clone(),
+                    file: file.filename.to_string(),
                     source,
                 }
             })
@@ -842,7 +1024,7 @@ impl Shared {
         let derived = self.cache.blob_path("wheel-metadata", &key);
         if let Some(entry) = self.cache.read_entry(&derived) {
             self.cache_hit();
-            return parse(&entry.body);
+            return parse(&entry);
         }
         if let Some(sha256) = file.sha256.map(|h| h.to_string()) {
             let path = self.cache.blob_path("artifacts", &sha256);
@@ -853,7 +1035,7 @@ impl Shared {
         }
         if self.offline {
             return Err(ClientError::Offline {
-                what: file.filename.clone(),
+                what: file.filename.to_string(),
             });
         }
         let lazy =
@@ -871,7 +1053,7 @@ impl Shared {
                     let actual = sha256_hex(&bytes);
                     if actual != expected {
                         return Err(ClientError::HashMismatch {
-                            file: file.filename.clone(),
+                            file: file.filename.to_string(),
                             expected,
                             actual,
                         });
@@ -903,7 +1085,7 @@ impl Shared {
                         self.fetch_by_hash(&url, &sha256.to_string(), "metadata", &label)
                             .await
                     }
-                    None => self.fetch_cached(&url, None, &label).await.map(|f| f.body),
+                    None => self.fetch_cached_bytes(&url, &label).await,
                 };
                 match fetched {
                     Ok(bytes) => {
@@ -930,7 +1112,7 @@ impl Shared {
                 match &info.static_metadata {
                     Some(meta) => Ok(Arc::new(meta.clone())),
                     None => Err(ClientError::NoStaticMetadata {
-                        file: file.filename.clone(),
+                        file: file.filename.to_string(),
                     }),
                 }
             }

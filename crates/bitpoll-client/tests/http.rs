@@ -448,6 +448,51 @@ fn cache_revalidation_and_freshness() {
     assert_eq!(again.stats().requests, 0);
 }
 
+fn cache_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_store_pages_are_read_but_not_kept() {
+    let mut fixture = Fixture::new();
+    fixture.cache_control = "no-store".into();
+    let server = fixture.serve();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    assert_eq!(client.project(&name("demo")).unwrap().files.len(), 4);
+    drop(client);
+    assert_eq!(cache_files(cache.path()), Vec::<std::path::PathBuf>::new());
+    let again = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    assert_eq!(again.project(&name("demo")).unwrap().files.len(), 4);
+    assert_eq!(server.count("/simple/demo/"), 2);
+}
+
+#[test]
+fn an_unwritable_cache_costs_memory_not_answers() {
+    let server = Fixture::new().serve();
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the cache directory should be: nothing can be created under it.
+    let blocked = dir.path().join("cache");
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let client = IndexClient::new(options(server.index(), &blocked)).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    assert_eq!(page.files.len(), 4);
+    let meta = client.core_metadata(&page.files[0]).unwrap();
+    assert_eq!(meta.version.to_string(), "1.0");
+}
+
 #[test]
 fn corrupt_cache_entry_is_refetched() {
     let server = Fixture::new().serve();
@@ -456,7 +501,7 @@ fn corrupt_cache_entry_is_refetched() {
     first.project(&name("demo")).unwrap();
     drop(first);
     // Truncate every cached response.
-    let http_dir = cache.path().join("http-v1");
+    let http_dir = cache.path().join("http-v2");
     for shard in std::fs::read_dir(&http_dir).unwrap() {
         for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let path = entry.unwrap().path();
@@ -546,7 +591,9 @@ fn retries_transient_failures() {
     let counter = failures.clone();
     let server = Server::start(move |req| {
         if req.path == "/simple/demo/" && counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Response::status(503).header("Retry-After", "0");
+            let mut busy = Response::status(503).header("Retry-After", "0");
+            busy.body = b"{\"busy\": true}".to_vec();
+            return busy;
         }
         fixture.respond(req)
     });
@@ -554,6 +601,11 @@ fn retries_transient_failures() {
     let client = IndexClient::new(options(server.index(), cache.path())).unwrap();
     assert_eq!(client.project(&name("demo")).unwrap().files.len(), 4);
     assert_eq!(server.count("/simple/demo/"), 2);
+    // The failed attempt's body went nowhere: the cache holds the page alone.
+    let mut opts = options(server.index(), cache.path());
+    opts.offline = true;
+    let offline = IndexClient::new(opts).unwrap();
+    assert_eq!(offline.project(&name("demo")).unwrap().files.len(), 4);
 
     // Bounded: with no retries left the status comes back.
     let always = Server::start(|_| Response::status(502).header("Retry-After", "0"));
@@ -655,7 +707,7 @@ fn exclude_newer_filters_files() {
     opts.exclude_newer = Some("2024-01-01T00:00:00Z".into());
     let client = IndexClient::new(opts).unwrap();
     let page = client.project(&name("demo")).unwrap();
-    let names: Vec<_> = page.files.iter().map(|f| f.filename.as_str()).collect();
+    let names: Vec<_> = page.files.iter().map(|f| &*f.filename).collect();
     assert_eq!(names, ["demo-1.0-py3-none-any.whl"]);
 
     let mut opts = options(server.index(), cache.path());

@@ -173,7 +173,7 @@ pub fn pylock(
             let file = page
                 .files
                 .iter()
-                .find(|f| f.filename == a.filename)
+                .find(|f| *f.filename == *a.filename)
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "{} is no longer listed by the index; run `bitpoll-lock update`",

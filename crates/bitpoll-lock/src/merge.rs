@@ -97,7 +97,7 @@ pub fn merge(
                 };
                 package.metadata = metadata.as_str().to_string();
                 if let Some(reason) = &artifact.yanked {
-                    package.yanked = Some(reason.clone());
+                    package.yanked = Some(reason.to_string());
                 }
                 package.requires_python = requires_python.clone();
                 if let Some(reqs) = build_requires {
@@ -105,7 +105,7 @@ pub fn merge(
                         .get_or_insert_with(BTreeSet::new)
                         .extend(reqs.iter().cloned());
                 }
-                if let Some(a) = artifacts.get_mut(&artifact.filename) {
+                if let Some(a) = artifacts.get_mut(&*artifact.filename) {
                     a.targets.push(target.to_string());
                     continue;
                 }
@@ -126,14 +126,14 @@ pub fn merge(
                     )
                 })?;
                 artifacts.insert(
-                    artifact.filename.clone(),
+                    artifact.filename.to_string(),
                     Artifact {
                         kind: if artifact.is_wheel() {
                             ArtifactKind::Wheel
                         } else {
                             ArtifactKind::Sdist
                         },
-                        filename: artifact.filename.clone(),
+                        filename: artifact.filename.to_string(),
                         sha256,
                         hash,
                         size: artifact.size,

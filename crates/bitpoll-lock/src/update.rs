@@ -191,6 +191,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.max_response_bytes = args.max_response_size;
     options.progress = !quiet && std::io::stderr().is_terminal();
     options.exclude_newer = paths.exclude_newer.clone();
+    options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&loaded.targets));
     let client = IndexClient::new(options)?;
 
     let resolver_options = Options::default();

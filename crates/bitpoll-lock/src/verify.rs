@@ -77,7 +77,7 @@ fn check_one(
     let file = page
         .files
         .iter()
-        .find(|f| f.filename == art.filename)
+        .find(|f| *f.filename == *art.filename)
         .ok_or_else(|| format!("{}: no longer listed by the index", art.filename))?;
     // Hash the bytes ourselves against the lock, whatever the index claims today.
     let mut unchecked = (**file).clone();

@@ -148,6 +148,38 @@ fn each_target_gets_its_own_wheel_or_the_sdist() {
 }
 
 #[test]
+fn releases_with_wheels_for_other_platforms_only_are_explained_not_forgotten() {
+    let p = Project::new("winonly\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    // 1.0 has no file any target can install; 0.9's sdist serves all four.
+    assert_eq!(version_source(&p, "winonly").0, "0.9");
+    let arts = p.entry("winonly")["artifacts"].as_array().unwrap().clone();
+    assert_eq!(arts.len(), 1, "{arts:#?}");
+    assert_eq!(arts[0]["kind"], "sdist");
+
+    p.write("requirements.in", "winonly==1.0\n");
+    let out = p.update(&["--no-nixpkgs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("winonly 1.0 skipped") && err.contains("it has no wheel for"),
+        "the explanation should say why 1.0 cannot be used:\n{err}"
+    );
+}
+
+#[test]
+fn a_wheel_for_another_platform_still_describes_its_release() {
+    let p = Project::new("winmeta\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let e = p.entry("winmeta");
+    // Read from the Windows wheel's core-metadata file, not guessed from the sdist.
+    assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
+    assert_ne!(e["metadata"], "sdist-egg-info");
+    assert_eq!(e["artifacts"].as_array().unwrap().len(), 1);
+    assert_eq!(e["artifacts"][0]["kind"], "sdist");
+}
+
+#[test]
 fn an_sdist_only_package_with_old_metadata_uses_its_egg_info() {
     let p = Project::new("sdistonly\n");
     assert_ok(&p.update(&["--no-nixpkgs"]));

@@ -1,11 +1,14 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The wheel tags one interpreter accepts, with a rank: lower is better. Ranking follows the
 /// order installers use: the most specific interpreter and ABI first, newer platforms before
 /// older ones, pure-Python wheels last.
 #[derive(Debug, Clone, Default)]
 pub struct TagPriority {
-    ranks: HashMap<(String, String, String), usize>,
+    // Shared: a target's table has thousands of entries (every macOS release since 10.0 times
+    // each tag form), and resolution hands it to more than one owner.
+    ranks: Arc<HashMap<(String, String, String), usize>>,
 }
 
 impl TagPriority {
@@ -45,7 +48,9 @@ impl TagPriority {
         for (rank, tag) in ordered.into_iter().enumerate() {
             ranks.entry(tag).or_insert(rank);
         }
-        Self { ranks }
+        Self {
+            ranks: Arc::new(ranks),
+        }
     }
 
     /// The best rank among a wheel's expanded tag triples, or `None` if none is accepted.

@@ -5,9 +5,9 @@ use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bitpoll_client::{ClientError, DistFile, ProjectPage};
+use bitpoll_client::{ClientError, DistFile, ProjectPage, WheelFilter, WheelVerdict};
 use bitpoll_nixpkgs::Nixpkgs;
-use bitpoll_platform::{DistFilename, Target, WheelFilename};
+use bitpoll_platform::{DistFilename, TagPriority, Target, WheelFilename};
 use bitpoll_policy::ForcedSource;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::PackageName;
@@ -65,6 +65,13 @@ pub struct CandidateContext<'a> {
     pub preferred: Option<&'a SolverVersion>,
 }
 
+struct Release {
+    version: Version,
+    files: Vec<(u32, Option<u32>)>,
+    /// Wheels of this release were dropped while the page was read: no target can use them.
+    dropped_wheels: bool,
+}
+
 /// What every target reads from a project page, worked out once per page: the files grouped
 /// by version, newest first, with the tags of each wheel. Pages with thousands of files made
 /// parsing their names once per target the bulk of an offline run.
@@ -72,7 +79,7 @@ pub(crate) struct PageIndex {
     page: Arc<ProjectPage>,
     /// Each version with its files in page order: the index into `page.files` and, for a
     /// wheel, its tag set in `tag_sets`.
-    versions: Vec<(Version, Vec<(u32, Option<u32>)>)>,
+    versions: Vec<Release>,
     tag_sets: Vec<WheelFilename>,
     only_prereleases: bool,
 }
@@ -81,7 +88,7 @@ impl PageIndex {
     fn new(name: &PackageName, page: &Arc<ProjectPage>) -> PageIndex {
         // Group files by version, skipping files whose names we cannot read (as installers
         // do). Each name is parsed once and looked up by version in a map.
-        let mut versions: Vec<(Version, Vec<(u32, Option<u32>)>)> = Vec::new();
+        let mut versions: Vec<Release> = Vec::new();
         let mut slot: FxHashMap<Version, usize> = FxHashMap::default();
         let mut tag_sets: Vec<WheelFilename> = Vec::new();
         let mut tag_slot: FxHashMap<(Vec<String>, Vec<String>, Vec<String>), u32> =
@@ -105,16 +112,33 @@ impl PageIndex {
             };
             let entry = (i as u32, tags);
             match slot.get(&v) {
-                Some(&at) => versions[at].1.push(entry),
+                Some(&at) => versions[at].files.push(entry),
                 None => {
                     slot.insert(v.clone(), versions.len());
-                    versions.push((v, vec![entry]));
+                    versions.push(Release {
+                        version: v,
+                        files: vec![entry],
+                        dropped_wheels: false,
+                    });
                 }
             }
         }
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        for v in &page.dropped_wheel_versions {
+            match slot.get(v) {
+                Some(&at) => versions[at].dropped_wheels = true,
+                None => {
+                    slot.insert(v.clone(), versions.len());
+                    versions.push(Release {
+                        version: v.clone(),
+                        files: Vec::new(),
+                        dropped_wheels: true,
+                    });
+                }
+            }
+        }
+        versions.sort_by(|a, b| b.version.cmp(&a.version));
         let only_prereleases =
-            !versions.is_empty() && versions.iter().all(|(v, _)| v.any_prerelease());
+            !versions.is_empty() && versions.iter().all(|r| r.version.any_prerelease());
         PageIndex {
             page: page.clone(),
             versions,
@@ -148,6 +172,43 @@ impl PageIndexes {
             Arc::new(PageIndex::new(name, page))
         }
     }
+}
+
+/// The [`WheelFilter`] for resolving for `targets`: a wheel stays when at least one target
+/// could install it. Dropping the others while pages are read changes no resolution (a
+/// target never picks a wheel it cannot install) but most of the memory pages take.
+pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
+    let tags: Vec<TagPriority> = targets.iter().map(|t| t.tags().clone()).collect();
+    // Most wheels of a page repeat a few tag sets; remember the answer per set.
+    let seen: Mutex<FxHashMap<Box<str>, bool>> = Mutex::default();
+    WheelFilter::new(move |_project, filename| {
+        let Ok(wheel) = WheelFilename::parse(filename) else {
+            return WheelVerdict::Unreadable;
+        };
+        // The tag part of the name: everything after version and build tag.
+        let tag_part = filename
+            .rsplitn(4, '-')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("-");
+        let known = seen
+            .lock()
+            .expect("tag cache")
+            .get(tag_part.as_str())
+            .copied();
+        let usable = known.unwrap_or_else(|| {
+            let usable = tags.iter().any(|t| wheel.rank(t).is_some());
+            seen.lock()
+                .expect("tag cache")
+                .insert(tag_part.into(), usable);
+            usable
+        });
+        if usable {
+            WheelVerdict::Keep
+        } else {
+            WheelVerdict::Drop(wheel.version)
+        }
+    })
 }
 
 /// Whether a release's Requires-Python admits the target's interpreter. Only the lower bound
@@ -216,15 +277,16 @@ pub fn build(
         .iter()
         .map(|w| w.rank(cx.target.tags()))
         .collect();
-    let by_version = index.versions.iter().map(|(v, files)| {
-        let files: Vec<(Arc<DistFile>, Option<usize>)> = files
+    let by_version = index.versions.iter().map(|release| {
+        let files: Vec<(Arc<DistFile>, Option<usize>)> = release
+            .files
             .iter()
             .map(|&(i, tags)| {
                 let rank = tags.and_then(|t| tag_ranks[t as usize]);
                 (page.files[i as usize].clone(), rank)
             })
             .collect();
-        (v.clone(), files)
+        (release.version.clone(), files, release.dropped_wheels)
     });
     out.only_prereleases = index.only_prereleases;
 
@@ -234,7 +296,7 @@ pub fn build(
     // Most files of a project repeat a handful of Requires-Python strings.
     let mut admits: HashMap<Arc<str>, Option<bool>> = HashMap::new();
     let mut index = Vec::new();
-    for (version, files) in by_version {
+    for (version, files, dropped_wheels) in by_version {
         let yanked_ok = is_pinned(cx.pinned, &version);
         let mut reasons = Vec::new();
         let usable: Vec<(Arc<DistFile>, Option<usize>)> = files
@@ -282,7 +344,8 @@ pub fn build(
             }),
             None => {
                 if reasons.is_empty() {
-                    reasons.push(if usable.iter().any(|f| f.is_wheel()) || no_binary {
+                    let had_wheels = dropped_wheels || usable.iter().any(|f| f.is_wheel());
+                    reasons.push(if had_wheels || no_binary {
                         format!(
                             "it has no wheel for {} and no usable source distribution",
                             cx.target.name

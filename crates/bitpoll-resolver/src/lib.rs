@@ -25,6 +25,7 @@ use bitpoll_policy::Policy;
 use pep440_rs::Version;
 use pep508_rs::{ExtraName, PackageName, Requirement};
 
+pub use candidates::wheel_filter;
 pub use version::Source;
 
 /// When pre-releases may be chosen.
