@@ -25,8 +25,10 @@ pub enum CandidateKind {
     Index {
         /// The file this target installs: its best wheel, else the sdist.
         artifact: Arc<DistFile>,
-        /// Every usable file of this version (metadata may come from another one).
-        files: Vec<Arc<DistFile>>,
+        /// When the artifact is an sdist: this version's usable wheels that have a
+        /// core-metadata file, whose metadata describes the sdist as well and costs one small
+        /// request instead of a download. Empty otherwise, which is most candidates.
+        metadata_from: Vec<Arc<DistFile>>,
     },
 }
 
@@ -338,8 +340,16 @@ pub fn build(
             Some(artifact) => index.push(Candidate {
                 version: SolverVersion::new(version, Source::Index),
                 kind: CandidateKind::Index {
+                    metadata_from: if artifact.is_wheel() {
+                        Vec::new()
+                    } else {
+                        usable
+                            .iter()
+                            .filter(|f| f.is_wheel() && f.core_metadata.is_some())
+                            .cloned()
+                            .collect()
+                    },
                     artifact,
-                    files: usable,
                 },
             }),
             None => {

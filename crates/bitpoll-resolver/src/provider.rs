@@ -352,23 +352,19 @@ impl<'a> Provider<'a> {
                 source: MetadataSource::Policy,
             })));
         }
-        let CandidateKind::Index { artifact, files } = kind else {
+        let CandidateKind::Index {
+            artifact,
+            metadata_from,
+        } = kind
+        else {
             unreachable!("index candidates only")
         };
-        // The installed artifact's metadata first; for an sdist, any wheel's core metadata
+        // The installed artifact's metadata first; for an sdist, a wheel's core metadata
         // saves downloading it, since all files of a release share their dependencies.
-        let mut order = vec![artifact.clone()];
-        if !artifact.is_wheel() {
-            order.extend(
-                files
-                    .iter()
-                    .filter(|f| f.is_wheel() && f.core_metadata.is_some())
-                    .cloned(),
-            );
-        }
+        let order = std::iter::once(artifact).chain(metadata_from);
         let mut last_err = None;
         for file in order {
-            match self.client.core_metadata(&file) {
+            match self.client.core_metadata(file) {
                 Ok(m) => return Ok(Ok(m)),
                 Err(e @ (ClientError::NoStaticMetadata { .. } | ClientError::Metadata { .. })) => {
                     last_err = Some(e)
