@@ -136,25 +136,30 @@ impl EntryMeta {
 /// Bodies are read as a stream so that a large page is parsed without being held whole.
 pub(crate) struct EntryReader {
     pub meta: EntryMeta,
-    body: std::io::Take<BufReader<File>>,
+    body: BufReader<std::io::Take<File>>,
 }
 
+/// The buffer outside the limit, not inside: a JSON parser reads byte by byte, and the
+/// standard library serves single bytes straight from a `BufReader`'s buffer.
+pub(crate) type EntryBody = BufReader<std::io::Take<File>>;
+
 impl EntryReader {
-    pub fn body_len(&self) -> u64 {
-        self.body.limit()
+    fn new(meta: EntryMeta, file: File, body_len: u64) -> EntryReader {
+        EntryReader {
+            meta,
+            body: BufReader::with_capacity(64 * 1024, file.take(body_len)),
+        }
+    }
+
+    pub fn into_body(self) -> EntryBody {
+        self.body
     }
 
     /// The whole body in memory, for the small responses that are wanted that way.
     pub fn into_bytes(mut self) -> std::io::Result<Bytes> {
-        let mut body = Vec::with_capacity(self.body_len() as usize);
+        let mut body = Vec::with_capacity(self.body.get_ref().limit() as usize);
         self.body.read_to_end(&mut body)?;
         Ok(body.into())
-    }
-}
-
-impl Read for EntryReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.body.read(buf)
     }
 }
 
@@ -234,10 +239,7 @@ impl EntryWriter {
             std::fs::remove_file(&self.temp)?;
         }
         file.seek(SeekFrom::Start(HEADER_LEN as u64))?;
-        Ok(EntryReader {
-            meta: meta.clone(),
-            body: BufReader::new(file).take(self.body_len),
-        })
+        Ok(EntryReader::new(meta.clone(), file, self.body_len))
     }
 }
 
@@ -405,10 +407,7 @@ fn check_entry(path: &Path) -> Option<EntryReader> {
     let meta: EntryMeta = serde_json::from_slice(&meta_json).ok()?;
     let mut file = reader.into_inner();
     file.seek(SeekFrom::Start(HEADER_LEN as u64)).ok()?;
-    Some(EntryReader {
-        meta,
-        body: BufReader::new(file).take(body_len),
-    })
+    Some(EntryReader::new(meta, file, body_len))
 }
 
 /// Metadata is a few hundred bytes; a larger length field means damage.
@@ -478,10 +477,10 @@ mod tests {
             ..EntryMeta::default()
         };
         cache.write_entry(&path, &meta, b"hello").unwrap();
-        let mut entry = cache.open_entry(&path).unwrap();
+        let entry = cache.open_entry(&path).unwrap();
         assert_eq!(entry.meta, meta);
         let mut body = String::new();
-        entry.read_to_string(&mut body).unwrap();
+        entry.into_body().read_to_string(&mut body).unwrap();
         assert_eq!(body, "hello");
 
         // Truncation and bit flips are both caught, and the entry is removed.

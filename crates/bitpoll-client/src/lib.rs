@@ -742,7 +742,7 @@ impl Shared {
         let head = self.execute_into(url, headers, &mut sink).await?;
 
         if head.status == StatusCode::NOT_MODIFIED {
-            let Some(mut entry) = cached else {
+            let Some(entry) = cached else {
                 return Err(ClientError::BadResponse {
                     url: redact_url(url),
                     reason: "304 Not Modified to an unconditional request".into(),
@@ -755,7 +755,7 @@ impl Shared {
             // revalidation next time, and the old entry still has the body.
             let rewritten = match sink {
                 Sink::Entry(mut writer, _) => {
-                    std::io::copy(&mut entry, &mut WriterAdapter(&mut writer))
+                    std::io::copy(&mut entry.into_body(), &mut WriterAdapter(&mut writer))
                         .and_then(|_| writer.commit(&meta, true))
                         .ok()
                 }
@@ -836,7 +836,7 @@ impl Shared {
                 filter: self.wheel_filter.as_ref(),
             };
             let page = match fetched.body {
-                Body::Entry(entry) => parser.parse_reader(entry),
+                Body::Entry(entry) => parser.parse_reader(entry.into_body()),
                 Body::Memory(bytes) => parser.parse_slice(&bytes),
             };
             let page = page

@@ -334,23 +334,6 @@ impl FilesBuilder<'_> {
         {
             return Err(format!("refusing unsafe file name {filename:?}"));
         }
-        let url = self
-            .page_url
-            .join(&file.url)
-            .map_err(|e| format!("invalid URL for {filename}: {e}"))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!(
-                "{filename} has a non-HTTP URL {}",
-                redact_url(&url)
-            ));
-        }
-        let sha256 = match &file.hashes.sha256 {
-            Some(h) => Some(
-                Sha256Digest::from_hex(h)
-                    .ok_or_else(|| format!("{filename} has an invalid sha256 {h:?}"))?,
-            ),
-            None => None,
-        };
         let yanked = match file.yanked {
             None | Some(BoolOrString::Bool(false)) => None,
             Some(BoolOrString::Bool(true)) => Some("".into()),
@@ -393,6 +376,25 @@ impl FilesBuilder<'_> {
                 }
             }
         }
+        // Checked only for files we keep: the others are never fetched, and checking
+        // costs a URL parse for each of tens of thousands of them.
+        let url = self
+            .page_url
+            .join(&file.url)
+            .map_err(|e| format!("invalid URL for {filename}: {e}"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!(
+                "{filename} has a non-HTTP URL {}",
+                redact_url(&url)
+            ));
+        }
+        let sha256 = match &file.hashes.sha256 {
+            Some(h) => Some(
+                Sha256Digest::from_hex(h)
+                    .ok_or_else(|| format!("{filename} has an invalid sha256 {h:?}"))?,
+            ),
+            None => None,
+        };
         let raw: &str = &file.url;
         let urls = self
             .urls
