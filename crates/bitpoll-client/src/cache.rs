@@ -163,54 +163,115 @@ impl EntryReader {
     }
 }
 
+/// A file written under a temporary name beside where it will live, hashed as it is
+/// written; the temporary file is removed unless the owner takes the file to finish it.
+struct Staged {
+    dest: PathBuf,
+    temp: PathBuf,
+    file: Option<BufWriter<File>>,
+    hasher: Sha256,
+    /// Bytes reserved at the start (an entry's header), not part of the content.
+    start: u64,
+    len: u64,
+}
+
+impl Staged {
+    fn create(dest: &Path, start: u64) -> std::io::Result<Staged> {
+        let temp = temp_path(dest)?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        let mut staged = Staged {
+            dest: dest.to_path_buf(),
+            temp,
+            file: Some(BufWriter::new(file)),
+            hasher: Sha256::new(),
+            start,
+            len: 0,
+        };
+        // On failure, dropping `staged` removes the temporary file.
+        staged.reset()?;
+        Ok(staged)
+    }
+
+    fn file(&mut self) -> &mut BufWriter<File> {
+        self.file
+            .as_mut()
+            .expect("the file is only taken to finish")
+    }
+
+    /// Starts the content over, as when a download is retried.
+    fn reset(&mut self) -> std::io::Result<()> {
+        let start = self.start;
+        let file = self.file();
+        file.flush()?;
+        file.get_ref().set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&vec![0; start as usize])?;
+        self.hasher = Sha256::new();
+        self.len = 0;
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file().write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// The file and the hash of what was written; from here on the caller owns the
+    /// temporary file.
+    fn take(&mut self) -> (BufWriter<File>, Sha256) {
+        let file = self.file.take().expect("taken once");
+        (file, std::mem::take(&mut self.hasher))
+    }
+
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.discard();
+        }
+    }
+}
+
 /// A new HTTP cache entry, written as its body arrives.
 ///
 /// An entry is laid out as header, body, metadata: the metadata describes the response as a
 /// whole (final URL, validators), and putting it last lets the body go to disk before it is
 /// known. Until [`EntryWriter::commit`] the entry lives under a temporary name that is
 /// removed if the writer is dropped.
-pub(crate) struct EntryWriter {
-    dest: PathBuf,
-    temp: PathBuf,
-    file: Option<BufWriter<File>>,
-    hasher: Sha256,
-    body_len: u64,
-}
+pub(crate) struct EntryWriter(Staged);
 
 impl EntryWriter {
-    fn file(&mut self) -> &mut BufWriter<File> {
-        self.file
-            .as_mut()
-            .expect("the file is only taken by commit")
-    }
-
-    /// Starts the body over, as when a download is retried.
     pub fn reset(&mut self) -> std::io::Result<()> {
-        let file = self.file();
-        file.flush()?;
-        file.get_ref().set_len(HEADER_LEN as u64)?;
-        file.seek(SeekFrom::Start(HEADER_LEN as u64))?;
-        self.hasher = Sha256::new();
-        self.body_len = 0;
-        Ok(())
+        self.0.reset()
     }
 
     pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.file().write_all(chunk)?;
-        self.hasher.update(chunk);
-        self.body_len += chunk.len() as u64;
-        Ok(())
+        self.0.write(chunk)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0.dest
     }
 
     /// Finishes the entry and, when `store`, moves it into place. Either way the body can
     /// then be read back from the returned reader; an entry that is not stored disappears
     /// when the reader is dropped.
     pub fn commit(mut self, meta: &EntryMeta, store: bool) -> std::io::Result<EntryReader> {
-        let file = self.file.take().expect("commit runs once");
-        let hasher = std::mem::take(&mut self.hasher);
+        let (file, hasher) = self.0.take();
         let result = self.finish(file, hasher, meta, store);
         if result.is_err() {
-            let _ = std::fs::remove_file(&self.temp);
+            self.0.discard();
         }
         result
     }
@@ -228,26 +289,55 @@ impl EntryWriter {
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header(
             meta_json.len() as u64,
-            self.body_len,
+            self.0.len,
             &hasher.finalize(),
         ))?;
         let mut file = file.into_inner().map_err(|e| e.into_error())?;
         if store {
-            std::fs::rename(&self.temp, &self.dest)?;
+            std::fs::rename(&self.0.temp, &self.0.dest)?;
         } else {
             // The open handle keeps the data readable after the name is gone.
-            std::fs::remove_file(&self.temp)?;
+            std::fs::remove_file(&self.0.temp)?;
         }
         file.seek(SeekFrom::Start(HEADER_LEN as u64))?;
-        Ok(EntryReader::new(meta.clone(), file, self.body_len))
+        Ok(EntryReader::new(meta.clone(), file, self.0.len))
     }
 }
 
-impl Drop for EntryWriter {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.temp);
+/// A download on its way into `artifacts-v1/` or `metadata-v1/`: kept only if its sha256 is
+/// the one the index declared.
+pub(crate) struct BlobWriter(Staged);
+
+impl BlobWriter {
+    pub fn reset(&mut self) -> std::io::Result<()> {
+        self.0.reset()
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.write(chunk)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0.dest
+    }
+
+    /// The stored file, open at its start; `Ok(Err(actual))` when the content's sha256 is
+    /// not `expected`, in which case nothing is stored.
+    pub fn finish(mut self, expected: &str) -> std::io::Result<Result<File, String>> {
+        let (file, hasher) = self.0.take();
+        let actual = hex::encode(hasher.finalize());
+        let file = file.into_inner().map_err(|e| e.into_error());
+        if actual != expected || file.is_err() {
+            self.0.discard();
+            return file.map(|_| Err(actual));
         }
+        let mut file = file?;
+        // Content checked against its hash is usable even where it cannot be kept.
+        if std::fs::rename(&self.0.temp, &self.0.dest).is_err() {
+            self.0.discard();
+        }
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Ok(file))
     }
 }
 
@@ -275,21 +365,6 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed),
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
     )))
-}
-
-fn atomic_write(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let temp = temp_path(path)?;
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(body)?;
-        file.flush()?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }
 
 impl DiskCache {
@@ -328,26 +403,12 @@ impl DiskCache {
 
     /// Starts writing the entry at `path`.
     pub fn create_entry(&self, path: &Path) -> std::io::Result<EntryWriter> {
-        let temp = temp_path(path)?;
-        let mut file = BufWriter::new(
-            File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temp)?,
-        );
-        let writer = file.write_all(&[0; HEADER_LEN]).map(|()| EntryWriter {
-            dest: path.to_path_buf(),
-            temp: temp.clone(),
-            file: Some(file),
-            hasher: Sha256::new(),
-            body_len: 0,
-        });
-        if writer.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        writer
+        Staged::create(path, HEADER_LEN as u64).map(EntryWriter)
+    }
+
+    /// Starts writing content that must hash to the name of `path`.
+    pub fn create_blob(&self, path: &Path) -> std::io::Result<BlobWriter> {
+        Staged::create(path, 0).map(BlobWriter)
     }
 
     pub fn write_entry(&self, path: &Path, meta: &EntryMeta, body: &[u8]) -> std::io::Result<()> {
@@ -356,18 +417,36 @@ impl DiskCache {
         writer.commit(meta, true).map(drop)
     }
 
-    /// The content stored under `sha256`, if present and intact.
-    pub fn read_blob(&self, path: &Path, sha256: &str) -> Option<Bytes> {
-        let data = std::fs::read(path).ok()?;
-        if sha256_hex(&data) != sha256 {
+    /// The file stored under `sha256`, open at its start, if present and intact; checked in
+    /// one streaming pass rather than read into memory.
+    pub fn open_blob(&self, path: &Path, sha256: &str) -> Option<File> {
+        let mut file = File::open(path).ok()?;
+        let mut hasher = Sha256::new();
+        std::io::copy(
+            &mut BufReader::with_capacity(64 * 1024, &mut file),
+            &mut HashWriter(&mut hasher),
+        )
+        .ok()?;
+        if hex::encode(hasher.finalize()) != sha256 {
             let _ = std::fs::remove_file(path);
             return None;
         }
-        Some(Bytes::from(data))
+        file.seek(SeekFrom::Start(0)).ok()?;
+        Some(file)
     }
 
-    pub fn write_blob(&self, path: &Path, body: &[u8]) -> std::io::Result<()> {
-        atomic_write(path, body)
+    /// Stores `body`, which the caller found to hash to `sha256`.
+    pub fn write_blob(&self, path: &Path, sha256: &str, body: &[u8]) -> std::io::Result<()> {
+        let mut writer = self.create_blob(path)?;
+        writer.write(body)?;
+        writer.finish(sha256).map(drop)
+    }
+
+    /// The content stored under `sha256`, if present and intact.
+    pub fn read_blob(&self, path: &Path, sha256: &str) -> Option<Bytes> {
+        let mut data = Vec::new();
+        self.open_blob(path, sha256)?.read_to_end(&mut data).ok()?;
+        Some(Bytes::from(data))
     }
 }
 
@@ -497,7 +576,7 @@ mod tests {
         }
 
         let blob = cache.blob_path("artifacts", &sha256_hex(b"x"));
-        cache.write_blob(&blob, b"x").unwrap();
+        cache.write_blob(&blob, &sha256_hex(b"x"), b"x").unwrap();
         assert_eq!(
             &cache.read_blob(&blob, &sha256_hex(b"x")).unwrap()[..],
             b"x"

@@ -51,7 +51,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
 use crate::cache::{
-    now_secs, sha256_hex, CacheControl, DiskCache, EntryMeta, EntryReader, EntryWriter,
+    now_secs, sha256_hex, BlobWriter, CacheControl, DiskCache, EntryMeta, EntryReader, EntryWriter,
 };
 pub use crate::error::ClientError;
 pub use crate::index_url::{
@@ -423,32 +423,89 @@ impl BodySink for Vec<u8> {
     }
 }
 
+impl BodySink for EntryWriter {
+    fn reset(&mut self) -> std::io::Result<()> {
+        EntryWriter::reset(self)
+    }
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        EntryWriter::write(self, chunk)
+    }
+    fn error(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            path: self.path().to_path_buf(),
+            source: source.into(),
+        }
+    }
+}
+
+impl BodySink for BlobWriter {
+    fn reset(&mut self) -> std::io::Result<()> {
+        BlobWriter::reset(self)
+    }
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        BlobWriter::write(self, chunk)
+    }
+    fn error(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            path: self.path().to_path_buf(),
+            source: source.into(),
+        }
+    }
+}
+
 /// A response body on its way into the cache, or into memory where the cache is unwritable.
-enum Sink {
-    Entry(EntryWriter, PathBuf),
+enum Sink<W> {
+    Disk(W),
     Memory(Vec<u8>),
 }
 
-impl BodySink for Sink {
+impl<W: BodySink> Sink<W> {
+    fn new(writer: std::io::Result<W>) -> Self {
+        match writer {
+            Ok(writer) => Sink::Disk(writer),
+            // An unwritable cache costs memory, not the answer.
+            Err(_) => Sink::Memory(Vec::new()),
+        }
+    }
+}
+
+impl<W: BodySink> BodySink for Sink<W> {
     fn reset(&mut self) -> std::io::Result<()> {
         match self {
-            Sink::Entry(writer, _) => writer.reset(),
+            Sink::Disk(writer) => writer.reset(),
             Sink::Memory(body) => BodySink::reset(body),
         }
     }
     fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         match self {
-            Sink::Entry(writer, _) => writer.write(chunk),
+            Sink::Disk(writer) => writer.write(chunk),
             Sink::Memory(body) => BodySink::write(body, chunk),
         }
     }
     fn error(&self, source: std::io::Error) -> ClientError {
         match self {
-            Sink::Entry(_, path) => ClientError::Io {
-                path: path.clone(),
-                source: source.into(),
-            },
+            Sink::Disk(writer) => writer.error(source),
             Sink::Memory(body) => body.error(source),
+        }
+    }
+}
+
+/// An artifact whose hash was checked: a file in the cache, or bytes where the cache cannot
+/// be written.
+enum Blob {
+    File(std::fs::File),
+    Memory(Bytes),
+}
+
+impl Blob {
+    fn into_bytes(self) -> std::io::Result<Bytes> {
+        match self {
+            Blob::File(mut file) => {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut data)?;
+                Ok(data.into())
+            }
+            Blob::Memory(bytes) => Ok(bytes),
         }
     }
 }
@@ -734,11 +791,7 @@ impl Shared {
                 headers.insert(IF_MODIFIED_SINCE, value);
             }
         }
-        let mut sink = match self.cache.create_entry(&path) {
-            Ok(writer) => Sink::Entry(writer, path.clone()),
-            // An unwritable cache costs memory, not the answer.
-            Err(_) => Sink::Memory(Vec::new()),
-        };
+        let mut sink = Sink::new(self.cache.create_entry(&path));
         let head = self.execute_into(url, headers, &mut sink).await?;
 
         if head.status == StatusCode::NOT_MODIFIED {
@@ -754,7 +807,7 @@ impl Shared {
             // Record the refresh by rewriting the entry; if that fails it only costs a
             // revalidation next time, and the old entry still has the body.
             let rewritten = match sink {
-                Sink::Entry(mut writer, _) => {
+                Sink::Disk(mut writer) => {
                     std::io::copy(&mut entry.into_body(), &mut WriterAdapter(&mut writer))
                         .and_then(|_| writer.commit(&meta, true))
                         .ok()
@@ -786,15 +839,16 @@ impl Shared {
         }
         let meta = EntryMeta::from_response(&head.headers, &strip_credentials(&head.final_url));
         let store = !CacheControl::from_headers(&head.headers).no_store;
-        let body = match sink {
-            Sink::Entry(writer, path) => Body::Entry(writer.commit(&meta, store).map_err(
-                |source| ClientError::Io {
-                    path,
-                    source: source.into(),
-                },
-            )?),
-            Sink::Memory(body) => Body::Memory(body.into()),
-        };
+        let body =
+            match sink {
+                Sink::Disk(writer) => Body::Entry(writer.commit(&meta, store).map_err(
+                    |source| ClientError::Io {
+                        path,
+                        source: source.into(),
+                    },
+                )?),
+                Sink::Memory(body) => Body::Memory(body.into()),
+            };
         Ok(to_fetched(&meta, body))
     }
 
@@ -856,56 +910,103 @@ impl Shared {
         sha256: &str,
         kind: &str,
         label: &str,
-    ) -> Result<Bytes, ClientError> {
+    ) -> Result<Blob, ClientError> {
         let path = self.cache.blob_path(kind, sha256);
-        if let Some(bytes) = self.cache.read_blob(&path, sha256) {
+        if let Some(file) = self.cache.open_blob(&path, sha256) {
             self.cache_hit();
-            return Ok(bytes);
+            return Ok(Blob::File(file));
         }
         if self.offline {
             return Err(ClientError::Offline {
                 what: label.to_string(),
             });
         }
-        let response = self.execute(url, HeaderMap::new()).await?;
-        if !response.status.is_success() {
+        // Straight to disk: an sdist can be tens of megabytes, of which a few files are read.
+        let mut sink = Sink::new(self.cache.create_blob(&path));
+        let head = self.execute_into(url, HeaderMap::new(), &mut sink).await?;
+        if !head.status.is_success() {
             return Err(ClientError::Status {
                 url: redact_url(url),
-                status: response.status.as_u16(),
+                status: head.status.as_u16(),
             });
         }
-        let actual = sha256_hex(&response.body);
-        if actual != sha256 {
-            return Err(ClientError::HashMismatch {
-                file: label.to_string(),
-                expected: sha256.to_string(),
-                actual,
-            });
+        let mismatch = |actual: String| ClientError::HashMismatch {
+            file: label.to_string(),
+            expected: sha256.to_string(),
+            actual,
+        };
+        match sink {
+            Sink::Disk(writer) => match writer.finish(sha256) {
+                Ok(Ok(file)) => Ok(Blob::File(file)),
+                Ok(Err(actual)) => Err(mismatch(actual)),
+                Err(source) => Err(ClientError::Io {
+                    path,
+                    source: source.into(),
+                }),
+            },
+            Sink::Memory(body) => {
+                let actual = sha256_hex(&body);
+                if actual != sha256 {
+                    return Err(mismatch(actual));
+                }
+                Ok(Blob::Memory(body.into()))
+            }
         }
-        // A failed write only means fetching again next time.
-        let _ = self.cache.write_blob(&path, &response.body);
-        Ok(response.body)
     }
 
-    async fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
-        let url = file.url();
-        let key = strip_credentials(&url).to_string();
-        // Serialise downloads of one file so a second caller finds it in the cache rather
-        // than fetching it again.
-        let lock = self
-            .downloads
+    /// The bytes of `url`, which must hash to `sha256`, in memory.
+    async fn fetch_bytes_by_hash(
+        &self,
+        url: &Url,
+        sha256: &str,
+        kind: &str,
+        label: &str,
+    ) -> Result<Bytes, ClientError> {
+        let blob = self.fetch_by_hash(url, sha256, kind, label).await?;
+        blob.into_bytes().map_err(|source| ClientError::Io {
+            path: self.cache.blob_path(kind, sha256),
+            source: source.into(),
+        })
+    }
+
+    /// One download at a time per file, so that a second caller finds it in the cache rather
+    /// than fetching it again.
+    async fn download_lock(&self, url: &Url) -> Arc<tokio::sync::Mutex<()>> {
+        let key = strip_credentials(url).to_string();
+        self.downloads
             .lock()
             .expect("downloads lock")
             .entry(key)
             .or_default()
-            .clone();
+            .clone()
+    }
+
+    async fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
+        let url = file.url();
+        let lock = self.download_lock(&url).await;
+        let _guard = lock.lock().await;
+        match &file.sha256 {
+            Some(sha256) => {
+                self.fetch_bytes_by_hash(&url, &sha256.to_string(), "artifacts", &file.filename)
+                    .await
+            }
+            None => self.fetch_cached_bytes(&url, &file.filename).await,
+        }
+    }
+
+    /// An sdist, to read a few of its files: the cache's file where there is one.
+    async fn download_sdist(&self, file: &DistFile) -> Result<Blob, ClientError> {
+        let url = file.url();
+        let lock = self.download_lock(&url).await;
         let _guard = lock.lock().await;
         match &file.sha256 {
             Some(sha256) => {
                 self.fetch_by_hash(&url, &sha256.to_string(), "artifacts", &file.filename)
                     .await
             }
-            None => self.fetch_cached_bytes(&url, &file.filename).await,
+            None => Ok(Blob::Memory(
+                self.fetch_cached_bytes(&url, &file.filename).await?,
+            )),
         }
     }
 
@@ -929,12 +1030,15 @@ impl Shared {
                     return Ok(Arc::new(info));
                 }
             }
-            let bytes = self.download(file).await?;
+            let blob = self.download_sdist(file).await?;
             let filename = file.filename.clone();
-            let members = tokio::task::spawn_blocking(move || sdist_members(&filename, &bytes))
-                .await
-                .expect("sdist reader does not panic")
-                .map_err(metadata_error)?;
+            let members = tokio::task::spawn_blocking(move || match blob {
+                Blob::File(f) => sdist_members(&filename, std::io::BufReader::new(f)),
+                Blob::Memory(bytes) => sdist_members(&filename, std::io::Cursor::new(bytes)),
+            })
+            .await
+            .expect("sdist reader does not panic")
+            .map_err(metadata_error)?;
             if let Some(path) = &derived {
                 if let Ok(body) = serde_json::to_vec(&members) {
                     let _ = self.cache.write_entry(path, &EntryMeta::default(), &body);
@@ -1058,9 +1162,8 @@ impl Shared {
                             actual,
                         });
                     }
-                    let _ = self
-                        .cache
-                        .write_blob(&self.cache.blob_path("artifacts", &expected), &bytes);
+                    let path = self.cache.blob_path("artifacts", &expected);
+                    let _ = self.cache.write_blob(&path, &expected, &bytes);
                 }
                 self.parse_wheel(file, bytes).await
             }
@@ -1082,7 +1185,7 @@ impl Shared {
                 let url = file.metadata_url();
                 let fetched = match declared {
                     Some(sha256) => {
-                        self.fetch_by_hash(&url, &sha256.to_string(), "metadata", &label)
+                        self.fetch_bytes_by_hash(&url, &sha256.to_string(), "metadata", &label)
                             .await
                     }
                     None => self.fetch_cached_bytes(&url, &label).await,

@@ -347,6 +347,16 @@ fn metadata_fallbacks_wheel_and_sdist() {
 
     let bytes = client.download(&page.files[0]).unwrap();
     assert_eq!(sha256(&bytes), page.files[0].sha256.unwrap().to_string());
+    drop(client);
+
+    // Without the summary of its members, the sdist is read again from the cached file.
+    std::fs::remove_dir_all(cache.path().join("sdist-members-v1")).unwrap();
+    let mut opts = options(server.index(), cache.path());
+    opts.offline = true;
+    let offline = IndexClient::new(opts).unwrap();
+    let info = offline.sdist_info(&page.files[2]).unwrap();
+    assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
+    assert_eq!(offline.stats().requests, 0);
 }
 
 #[test]
@@ -582,6 +592,21 @@ fn hash_mismatches() {
     assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
     let err = client.core_metadata(&file).unwrap_err();
     assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+    // Nothing that failed its check is kept, not even under a temporary name.
+    for kind in ["metadata-v1", "artifacts-v1"] {
+        let kept = cache_files(&cache.path().join(kind));
+        assert_eq!(kept, Vec::<std::path::PathBuf>::new(), "{kind}");
+    }
+
+    // An sdist is checked as it is written to the cache, before any of it is read.
+    let mut sdist = (*page.files[2]).clone();
+    sdist.sha256 = Some(bitpoll_client::Sha256Digest([0x22; 32]));
+    let err = client.sdist_info(&sdist).unwrap_err();
+    assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+    assert_eq!(
+        cache_files(&cache.path().join("artifacts-v1")),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[test]

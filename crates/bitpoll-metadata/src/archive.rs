@@ -1,7 +1,7 @@
 //! Wheels and sdists, read in memory.
 
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek};
 use std::str::FromStr;
 
 use pep440_rs::Version;
@@ -212,8 +212,8 @@ fn scan_tar(
     result.map(|()| tops)
 }
 
-fn scan_zip(bytes: &[u8]) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(zip_error)?;
+fn scan_zip(reader: impl Read + Seek) -> Result<BTreeMap<String, TopLevel>, MetadataError> {
+    let mut archive = zip::ZipArchive::new(reader).map_err(zip_error)?;
     let mut wanted_names = Vec::new();
     for name in archive.file_names() {
         let parts = check_member_path(name)?;
@@ -245,26 +245,30 @@ pub struct SdistMembers {
 /// `filename` picks the archive format (`.tar.gz`, `.tgz`, `.tar`, `.zip`) and, when an
 /// archive has several top-level directories, the one named after the sdist.
 pub fn read_sdist(filename: &str, bytes: &[u8]) -> Result<SdistInfo, MetadataError> {
-    interpret_sdist(filename, &sdist_members(filename, bytes)?)
+    interpret_sdist(filename, &sdist_members(filename, Cursor::new(bytes))?)
 }
 
 /// The expensive half of [`read_sdist`]: decompress and find the files that matter.
-pub fn sdist_members(filename: &str, bytes: &[u8]) -> Result<SdistMembers, MetadataError> {
+/// Takes a reader rather than bytes so that a large sdist is read from its file.
+pub fn sdist_members(
+    filename: &str,
+    mut reader: impl Read + Seek,
+) -> Result<SdistMembers, MetadataError> {
     let lower = filename.to_ascii_lowercase();
     let (stem, tops) = if let Some(stem) = lower.strip_suffix(".tar.gz") {
         (
             stem,
-            scan_tar(flate2::read::GzDecoder::new(bytes), MAX_SCANNED_BYTES)?,
+            scan_tar(flate2::read::GzDecoder::new(&mut reader), MAX_SCANNED_BYTES)?,
         )
     } else if let Some(stem) = lower.strip_suffix(".tgz") {
         (
             stem,
-            scan_tar(flate2::read::GzDecoder::new(bytes), MAX_SCANNED_BYTES)?,
+            scan_tar(flate2::read::GzDecoder::new(&mut reader), MAX_SCANNED_BYTES)?,
         )
     } else if let Some(stem) = lower.strip_suffix(".tar") {
-        (stem, scan_tar(bytes, MAX_SCANNED_BYTES)?)
+        (stem, scan_tar(&mut reader, MAX_SCANNED_BYTES)?)
     } else if let Some(stem) = lower.strip_suffix(".zip") {
-        (stem, scan_zip(bytes)?)
+        (stem, scan_zip(&mut reader)?)
     } else {
         return Err(MetadataError::UnsupportedFormat(filename.to_string()));
     };
