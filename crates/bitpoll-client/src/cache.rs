@@ -165,7 +165,7 @@ impl EntryReader {
 
 /// A file written under a temporary name beside where it will live, hashed as it is
 /// written; the temporary file is removed unless the owner takes the file to finish it.
-struct Staged {
+pub(crate) struct Staged {
     dest: PathBuf,
     temp: PathBuf,
     file: Option<BufWriter<File>>,
@@ -204,7 +204,7 @@ impl Staged {
     }
 
     /// Starts the content over, as when a download is retried.
-    fn reset(&mut self) -> std::io::Result<()> {
+    pub fn reset(&mut self) -> std::io::Result<()> {
         let start = self.start;
         let file = self.file();
         file.flush()?;
@@ -216,7 +216,7 @@ impl Staged {
         Ok(())
     }
 
-    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         self.file().write_all(chunk)?;
         self.hasher.update(chunk);
         self.len += chunk.len() as u64;
@@ -243,6 +243,13 @@ impl Drop for Staged {
     }
 }
 
+/// The writers of new cache files: a [`Staged`] file and what finishing it means.
+pub(crate) trait Staging {
+    fn staged(&mut self) -> &mut Staged;
+    /// Where the file goes when finished.
+    fn destination(&self) -> &Path;
+}
+
 /// A new HTTP cache entry, written as its body arrives.
 ///
 /// An entry is laid out as header, body, metadata: the metadata describes the response as a
@@ -251,19 +258,16 @@ impl Drop for Staged {
 /// removed if the writer is dropped.
 pub(crate) struct EntryWriter(Staged);
 
-impl EntryWriter {
-    pub fn reset(&mut self) -> std::io::Result<()> {
-        self.0.reset()
+impl Staging for EntryWriter {
+    fn staged(&mut self) -> &mut Staged {
+        &mut self.0
     }
-
-    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.0.write(chunk)
-    }
-
-    pub fn path(&self) -> &Path {
+    fn destination(&self) -> &Path {
         &self.0.dest
     }
+}
 
+impl EntryWriter {
     /// Finishes the entry and, when `store`, moves it into place. Either way the body can
     /// then be read back from the returned reader; an entry that is not stored disappears
     /// when the reader is dropped.
@@ -308,19 +312,16 @@ impl EntryWriter {
 /// the one the index declared.
 pub(crate) struct BlobWriter(Staged);
 
-impl BlobWriter {
-    pub fn reset(&mut self) -> std::io::Result<()> {
-        self.0.reset()
+impl Staging for BlobWriter {
+    fn staged(&mut self) -> &mut Staged {
+        &mut self.0
     }
-
-    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.0.write(chunk)
-    }
-
-    pub fn path(&self) -> &Path {
+    fn destination(&self) -> &Path {
         &self.0.dest
     }
+}
 
+impl BlobWriter {
     /// The stored file, open at its start; `Ok(Err(actual))` when the content's sha256 is
     /// not `expected`, in which case nothing is stored.
     pub fn finish(mut self, expected: &str) -> std::io::Result<Result<File, String>> {
@@ -413,7 +414,7 @@ impl DiskCache {
 
     pub fn write_entry(&self, path: &Path, meta: &EntryMeta, body: &[u8]) -> std::io::Result<()> {
         let mut writer = self.create_entry(path)?;
-        writer.write(body)?;
+        writer.staged().write(body)?;
         writer.commit(meta, true).map(drop)
     }
 
@@ -438,7 +439,7 @@ impl DiskCache {
     /// Stores `body`, which the caller found to hash to `sha256`.
     pub fn write_blob(&self, path: &Path, sha256: &str, body: &[u8]) -> std::io::Result<()> {
         let mut writer = self.create_blob(path)?;
-        writer.write(body)?;
+        writer.staged().write(body)?;
         writer.finish(sha256).map(drop)
     }
 

@@ -51,7 +51,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
 use crate::cache::{
-    now_secs, sha256_hex, BlobWriter, CacheControl, DiskCache, EntryMeta, EntryReader, EntryWriter,
+    now_secs, sha256_hex, CacheControl, DiskCache, EntryMeta, EntryReader, EntryWriter, Staging,
 };
 pub use crate::error::ClientError;
 pub use crate::index_url::{
@@ -423,31 +423,16 @@ impl BodySink for Vec<u8> {
     }
 }
 
-impl BodySink for EntryWriter {
+impl<W: Staging> BodySink for W {
     fn reset(&mut self) -> std::io::Result<()> {
-        EntryWriter::reset(self)
+        self.staged().reset()
     }
     fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        EntryWriter::write(self, chunk)
+        self.staged().write(chunk)
     }
     fn error(&self, source: std::io::Error) -> ClientError {
         ClientError::Io {
-            path: self.path().to_path_buf(),
-            source: source.into(),
-        }
-    }
-}
-
-impl BodySink for BlobWriter {
-    fn reset(&mut self) -> std::io::Result<()> {
-        BlobWriter::reset(self)
-    }
-    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        BlobWriter::write(self, chunk)
-    }
-    fn error(&self, source: std::io::Error) -> ClientError {
-        ClientError::Io {
-            path: self.path().to_path_buf(),
+            path: self.destination().to_path_buf(),
             source: source.into(),
         }
     }
@@ -493,16 +478,21 @@ impl<W: BodySink> BodySink for Sink<W> {
 /// An artifact whose hash was checked: a file in the cache, or bytes where the cache cannot
 /// be written.
 enum Blob {
-    File(std::fs::File),
+    File(std::fs::File, PathBuf),
     Memory(Bytes),
 }
 
 impl Blob {
-    fn into_bytes(self) -> std::io::Result<Bytes> {
+    fn into_bytes(self) -> Result<Bytes, ClientError> {
         match self {
-            Blob::File(mut file) => {
+            Blob::File(mut file, path) => {
                 let mut data = Vec::new();
-                std::io::Read::read_to_end(&mut file, &mut data)?;
+                std::io::Read::read_to_end(&mut file, &mut data).map_err(|source| {
+                    ClientError::Io {
+                        path,
+                        source: source.into(),
+                    }
+                })?;
                 Ok(data.into())
             }
             Blob::Memory(bytes) => Ok(bytes),
@@ -515,7 +505,7 @@ struct WriterAdapter<'a>(&'a mut EntryWriter);
 
 impl std::io::Write for WriterAdapter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf).map(|()| buf.len())
+        self.0.staged().write(buf).map(|()| buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -914,7 +904,7 @@ impl Shared {
         let path = self.cache.blob_path(kind, sha256);
         if let Some(file) = self.cache.open_blob(&path, sha256) {
             self.cache_hit();
-            return Ok(Blob::File(file));
+            return Ok(Blob::File(file, path));
         }
         if self.offline {
             return Err(ClientError::Offline {
@@ -937,7 +927,7 @@ impl Shared {
         };
         match sink {
             Sink::Disk(writer) => match writer.finish(sha256) {
-                Ok(Ok(file)) => Ok(Blob::File(file)),
+                Ok(Ok(file)) => Ok(Blob::File(file, path)),
                 Ok(Err(actual)) => Err(mismatch(actual)),
                 Err(source) => Err(ClientError::Io {
                     path,
@@ -962,16 +952,14 @@ impl Shared {
         kind: &str,
         label: &str,
     ) -> Result<Bytes, ClientError> {
-        let blob = self.fetch_by_hash(url, sha256, kind, label).await?;
-        blob.into_bytes().map_err(|source| ClientError::Io {
-            path: self.cache.blob_path(kind, sha256),
-            source: source.into(),
-        })
+        self.fetch_by_hash(url, sha256, kind, label)
+            .await?
+            .into_bytes()
     }
 
     /// One download at a time per file, so that a second caller finds it in the cache rather
     /// than fetching it again.
-    async fn download_lock(&self, url: &Url) -> Arc<tokio::sync::Mutex<()>> {
+    fn download_lock(&self, url: &Url) -> Arc<tokio::sync::Mutex<()>> {
         let key = strip_credentials(url).to_string();
         self.downloads
             .lock()
@@ -982,22 +970,14 @@ impl Shared {
     }
 
     async fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
-        let url = file.url();
-        let lock = self.download_lock(&url).await;
-        let _guard = lock.lock().await;
-        match &file.sha256 {
-            Some(sha256) => {
-                self.fetch_bytes_by_hash(&url, &sha256.to_string(), "artifacts", &file.filename)
-                    .await
-            }
-            None => self.fetch_cached_bytes(&url, &file.filename).await,
-        }
+        self.download_blob(file).await?.into_bytes()
     }
 
-    /// An sdist, to read a few of its files: the cache's file where there is one.
-    async fn download_sdist(&self, file: &DistFile) -> Result<Blob, ClientError> {
+    /// An artifact: the cache's file where there is one, so that a large sdist is read from
+    /// disk rather than memory.
+    async fn download_blob(&self, file: &DistFile) -> Result<Blob, ClientError> {
         let url = file.url();
-        let lock = self.download_lock(&url).await;
+        let lock = self.download_lock(&url);
         let _guard = lock.lock().await;
         match &file.sha256 {
             Some(sha256) => {
@@ -1030,10 +1010,10 @@ impl Shared {
                     return Ok(Arc::new(info));
                 }
             }
-            let blob = self.download_sdist(file).await?;
+            let blob = self.download_blob(file).await?;
             let filename = file.filename.clone();
             let members = tokio::task::spawn_blocking(move || match blob {
-                Blob::File(f) => sdist_members(&filename, std::io::BufReader::new(f)),
+                Blob::File(f, _) => sdist_members(&filename, std::io::BufReader::new(f)),
                 Blob::Memory(bytes) => sdist_members(&filename, std::io::Cursor::new(bytes)),
             })
             .await
