@@ -368,9 +368,20 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
     )))
 }
 
+/// Layouts earlier versions wrote and nothing reads any more.
+const RETIRED: &[&str] = &["http-v1"];
+
 impl DiskCache {
     pub fn new(root: PathBuf) -> DiskCache {
         DiskCache { root }
+    }
+
+    /// Removes what older layouts left behind, so that a cache does not keep growing across
+    /// upgrades. Best effort: a cache we cannot clean is still usable.
+    pub fn remove_retired(&self) {
+        for dir in RETIRED {
+            let _ = std::fs::remove_dir_all(self.root.join(dir));
+        }
     }
 
     fn sharded(&self, kind: &str, hex: &str) -> PathBuf {

@@ -192,6 +192,8 @@ impl std::fmt::Debug for IndexClient {
 
 impl IndexClient {
     pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+        let cache = DiskCache::new(options.cache_dir.clone());
+        cache.remove_retired();
         let exclude_newer = match &options.exclude_newer {
             Some(text) => Some(Timestamp::parse(text).ok_or_else(|| {
                 ClientError::InvalidOption(format!(
@@ -244,7 +246,7 @@ impl IndexClient {
             wheel_filter: options.wheel_filter,
             http,
             index: options.index_url,
-            cache: DiskCache::new(options.cache_dir),
+            cache,
             offline: options.offline,
             retries: options.retries,
             exclude_newer,

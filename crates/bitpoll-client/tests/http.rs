@@ -504,6 +504,21 @@ fn an_unwritable_cache_costs_memory_not_answers() {
 }
 
 #[test]
+fn an_older_cache_layout_is_cleared_and_the_rest_kept() {
+    let cache = tempfile::tempdir().unwrap();
+    let old = cache.path().join("http-v1").join("ab");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("entry"), b"an entry in the old layout").unwrap();
+    let kept = cache.path().join("artifacts-v1").join("cd");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("blob"), b"still valid").unwrap();
+    let index = IndexUrl::parse("http://127.0.0.1:9/simple/").unwrap();
+    IndexClient::new(options(index, cache.path())).unwrap();
+    assert!(!cache.path().join("http-v1").exists());
+    assert!(kept.join("blob").exists());
+}
+
+#[test]
 fn corrupt_cache_entry_is_refetched() {
     let server = Fixture::new().serve();
     let cache = tempfile::tempdir().unwrap();
