@@ -275,6 +275,13 @@ fn options(index: IndexUrl, cache: &std::path::Path) -> ClientOptions {
     options
 }
 
+/// A client for `index` that only reads `cache`.
+fn offline_client(index: IndexUrl, cache: &std::path::Path) -> IndexClient {
+    let mut opts = options(index, cache);
+    opts.offline = true;
+    IndexClient::new(opts).unwrap()
+}
+
 fn name(n: &str) -> PackageName {
     PackageName::new(n.to_string()).unwrap()
 }
@@ -351,9 +358,7 @@ fn metadata_fallbacks_wheel_and_sdist() {
 
     // Without the summary of its members, the sdist is read again from the cached file.
     std::fs::remove_dir_all(cache.path().join("sdist-members-v1")).unwrap();
-    let mut opts = options(server.index(), cache.path());
-    opts.offline = true;
-    let offline = IndexClient::new(opts).unwrap();
+    let offline = offline_client(server.index(), cache.path());
     let info = offline.sdist_info(&page.files[2]).unwrap();
     assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
     assert_eq!(offline.stats().requests, 0);
@@ -382,9 +387,7 @@ fn wheel_metadata_through_range_requests() {
     drop(client);
 
     // The extracted METADATA is cached: offline mode finds it.
-    let mut opts = options(server.index(), cache.path());
-    opts.offline = true;
-    let offline = IndexClient::new(opts).unwrap();
+    let offline = offline_client(server.index(), cache.path());
     let page = offline.project(&name("demo")).unwrap();
     assert_eq!(
         offline
@@ -558,9 +561,7 @@ fn offline_mode() {
     drop(online);
     let seen = server.requests().len();
 
-    let mut opts = options(server.index(), cache.path());
-    opts.offline = true;
-    let offline = IndexClient::new(opts).unwrap();
+    let offline = offline_client(server.index(), cache.path());
     let page = offline.project(&name("demo")).unwrap();
     let meta = offline.core_metadata(&page.files[0]).unwrap();
     assert_eq!(meta.version.to_string(), "1.0");
@@ -642,9 +643,7 @@ fn retries_transient_failures() {
     assert_eq!(client.project(&name("demo")).unwrap().files.len(), 4);
     assert_eq!(server.count("/simple/demo/"), 2);
     // The failed attempt's body went nowhere: the cache holds the page alone.
-    let mut opts = options(server.index(), cache.path());
-    opts.offline = true;
-    let offline = IndexClient::new(opts).unwrap();
+    let offline = offline_client(server.index(), cache.path());
     assert_eq!(offline.project(&name("demo")).unwrap().files.len(), 4);
 
     // Bounded: with no retries left the status comes back.
