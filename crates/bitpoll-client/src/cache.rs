@@ -136,7 +136,7 @@ impl EntryMeta {
 /// Bodies are read as a stream so that a large page is parsed without being held whole.
 pub(crate) struct EntryReader {
     pub meta: EntryMeta,
-    body: BufReader<std::io::Take<File>>,
+    body: EntryBody,
 }
 
 /// The buffer outside the limit, not inside: a JSON parser reads byte by byte, and the

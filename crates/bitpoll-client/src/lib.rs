@@ -798,30 +798,23 @@ impl Shared {
             meta.refresh(&head.headers);
             // Record the refresh by rewriting the entry; if that fails it only costs a
             // revalidation next time, and the old entry still has the body.
-            let rewritten = match sink {
-                Sink::Disk(mut writer) => {
-                    std::io::copy(&mut entry.into_body(), &mut WriterAdapter(&mut writer))
-                        .and_then(|_| writer.commit(&meta, true))
-                        .ok()
-                }
-                Sink::Memory(_) => None,
+            let Sink::Disk(mut writer) = sink else {
+                return Ok(to_fetched(&meta, Body::Entry(entry)));
             };
-            return match rewritten {
-                Some(fresh) => Ok(to_fetched(&meta, Body::Entry(fresh))),
-                None => {
-                    let entry = self
-                        .cache
-                        .open_entry(&path)
-                        .ok_or_else(|| ClientError::Io {
-                            path: path.clone(),
-                            source: std::io::Error::other(
-                                "cache entry vanished during revalidation",
-                            )
+            let rewritten = std::io::copy(&mut entry.into_body(), &mut WriterAdapter(&mut writer))
+                .and_then(|_| writer.commit(&meta, true));
+            let entry = match rewritten {
+                Ok(fresh) => fresh,
+                Err(_) => self
+                    .cache
+                    .open_entry(&path)
+                    .ok_or_else(|| ClientError::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other("cache entry vanished during revalidation")
                             .into(),
-                        })?;
-                    Ok(to_fetched(&meta, Body::Entry(entry)))
-                }
+                    })?,
             };
+            return Ok(to_fetched(&meta, Body::Entry(entry)));
         }
         if !head.status.is_success() {
             return Err(ClientError::Status {
