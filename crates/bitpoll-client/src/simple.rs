@@ -363,10 +363,7 @@ impl FilesBuilder<'_> {
                     // metadata describes the release's sdist too and saves downloading it.
                     let donor = core_metadata.is_some()
                         && yanked.is_none()
-                        && !self.donors.contains(&version);
-                    if donor {
-                        self.donors.insert(version.clone());
-                    }
+                        && self.donors.insert(version.clone());
                     if self.dropped.last() != Some(&version) {
                         self.dropped.push(version);
                     }
