@@ -74,6 +74,10 @@ pub struct Provider<'a> {
     nixpkgs_only: RefCell<HashMap<PackageName, Rc<Candidates>>>,
     deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
     metadata_source: RefCell<HashMap<(PackageName, Version), (MetadataSource, Option<String>)>>,
+    /// Where each top-level requirement was declared (files in the order given, lines in
+    /// order): these packages are decided in that order, ahead of what they pull in.
+    declared: HashMap<PackageName, usize>,
+    /// The order in which the solver first asked about every other package.
     discovered: RefCell<HashMap<Pkg, usize>>,
     /// Packages decided before all others but singletons, because deciding them late made
     /// them conflict again and again (see [`Provider::prioritize`]).
@@ -151,7 +155,7 @@ impl<'a> Provider<'a> {
             .iter()
             .map(|(name, (v, src))| (name.clone(), SolverVersion::new(v.clone(), *src)))
             .collect();
-        Self {
+        let mut provider = Self {
             client,
             indexes,
             target,
@@ -165,12 +169,21 @@ impl<'a> Provider<'a> {
             nixpkgs_only: RefCell::default(),
             deps: RefCell::default(),
             metadata_source: RefCell::default(),
+            declared: HashMap::new(),
             discovered: RefCell::default(),
             boosted: RefCell::default(),
             restart: std::cell::Cell::new(false),
             prefetched: RefCell::default(),
             warnings: RefCell::default(),
+        };
+        for req in request.requirements {
+            if req.evaluate_markers(env, &[]) {
+                let name = provider.replaced(&req.name);
+                let next = provider.declared.len();
+                provider.declared.entry(name).or_insert(next);
+            }
         }
+        provider
     }
 
     fn replaced(&self, name: &PackageName) -> PackageName {
@@ -420,8 +433,11 @@ impl DependencyProvider for Provider<'_> {
     type Priority = Priority;
     type Err = ProviderError;
 
-    /// Singletons first (they cannot go wrong), then packages in the order they were
-    /// discovered, which makes the top-level requirements go in name order.
+    /// Singletons first (they cannot go wrong), then the top-level requirements in the order
+    /// they were declared, then everything else in the order it was discovered. Declaration
+    /// order is how pip-compile and uv's per-platform resolution break ties between equally
+    /// good solutions (`libsasscompiler` before `django-pipeline` in Bitpoll's file keeps the
+    /// pair upstream tests), and our locks are per platform.
     ///
     /// PubGrub only backtracks past a decision when the decision itself is to blame, so an early
     /// choice (`a 2.0`) can make every newer version of a later package (`b 2.x` needs `a 1.0`)
@@ -435,9 +451,15 @@ impl DependencyProvider for Provider<'_> {
         range: &Range,
         stats: &PackageResolutionStatistics,
     ) -> Priority {
-        let mut discovered = self.discovered.borrow_mut();
-        let next = discovered.len();
-        let order = *discovered.entry(package.clone()).or_insert(next);
+        let declared = match package {
+            Pkg::Python(name) | Pkg::Extra(name, _) => self.declared.get(name).copied(),
+            Pkg::Root => None,
+        };
+        let order = declared.unwrap_or_else(|| {
+            let mut discovered = self.discovered.borrow_mut();
+            let next = discovered.len();
+            self.declared.len() + *discovered.entry(package.clone()).or_insert(next)
+        });
         let boosted = self.boosted.borrow().contains(package);
         if !boosted && stats.conflict_count() >= CONFLICT_THRESHOLD {
             self.boosted.borrow_mut().insert(package.clone());
@@ -514,12 +536,9 @@ impl DependencyProvider for Provider<'_> {
         let env = self.target.markers();
         match package {
             Pkg::Root => {
-                // Top-level requirements are decided in name order, not file order: the
-                // result must not change when someone reorders a requirement file, and this
-                // is the order uv settles ties in, so `--no-nixpkgs` locks agree with it.
-                let mut roots: Vec<&Requirement> = self.request.requirements.iter().collect();
-                roots.sort_by(|a, b| a.name.cmp(&b.name));
-                for req in roots {
+                // In declaration order, so that what they pull in is also discovered (and
+                // prefetched) in that order; see `prioritize`.
+                for req in self.request.requirements {
                     if req.evaluate_markers(env, &[]) {
                         self.add_requirement(&mut deps, req, None);
                     }
