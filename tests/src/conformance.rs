@@ -304,6 +304,7 @@ fn plan(s: &Scenario) -> Result<Result<Plan, String>, String> {
         },
         no_binary: package_set(&opts.no_binary)?,
         no_build: package_set(&opts.no_build)?,
+        ..Options::default()
     };
     let requirements = s
         .root

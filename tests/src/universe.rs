@@ -49,6 +49,16 @@ pub struct Release {
     /// the egg-info could tell).
     #[serde(default)]
     pub legacy_sdist: bool,
+    /// Write a 2.2 PKG-INFO that lists `Requires-Dist` as `Dynamic` (only a build can tell).
+    #[serde(default)]
+    pub dynamic_sdist: bool,
+    /// More files for the wheels, by path inside the wheel (a build backend's modules).
+    #[serde(default)]
+    pub wheel_files: BTreeMap<String, String>,
+    /// More files for the sdist, by path below its top directory; a `setup.py` here replaces
+    /// the one written from `requires`.
+    #[serde(default)]
+    pub sdist_files: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -68,6 +78,9 @@ impl Default for Release {
             upload_time: None,
             no_core_metadata: false,
             legacy_sdist: false,
+            dynamic_sdist: false,
+            wheel_files: BTreeMap::new(),
+            sdist_files: BTreeMap::new(),
         }
     }
 }
@@ -153,7 +166,7 @@ impl Universe {
                         .unwrap_or_else(|| vec!["py3-none-any".into()]);
                     for tag in tags {
                         let filename = format!("{dist}-{version}-{tag}.whl");
-                        let bytes = wheel_bytes(&dist, version, &metadata);
+                        let bytes = wheel_bytes(&dist, version, &metadata, &release.wheel_files);
                         add(
                             filename,
                             bytes,
@@ -165,15 +178,20 @@ impl Universe {
                     let filename = format!("{dist}-{version}.tar.gz");
                     let pkg_info = if release.legacy_sdist {
                         format!("Metadata-Version: 1.1\nName: {name}\nVersion: {version}\n\n")
+                    } else if release.dynamic_sdist {
+                        format!("Metadata-Version: 2.2\nName: {name}\nVersion: {version}\nDynamic: Requires-Dist\n\n")
                     } else {
                         metadata.clone()
                     };
                     let egg_requires = release.legacy_sdist.then(|| release.requires.join("\n"));
-                    add(
-                        filename,
-                        sdist_bytes(&dist, version, &pkg_info, egg_requires.as_deref()),
-                        None,
-                    );
+                    let mut files = BTreeMap::new();
+                    files.insert("PKG-INFO".to_string(), pkg_info);
+                    files.insert("setup.py".to_string(), setup_py(&name, version, release));
+                    if let Some(req) = egg_requires {
+                        files.insert(format!("{dist}.egg-info/requires.txt"), req);
+                    }
+                    files.extend(release.sdist_files.clone());
+                    add(filename, sdist_bytes(&dist, version, &files), None);
                 }
             }
             let page = serde_json::json!({
@@ -224,14 +242,22 @@ fn metadata_text(name: &str, version: &str, release: &Release) -> String {
     m
 }
 
-fn wheel_bytes(dist: &str, version: &str, metadata: &str) -> Vec<u8> {
+fn wheel_bytes(
+    dist: &str,
+    version: &str,
+    metadata: &str,
+    extra: &BTreeMap<String, String>,
+) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     {
         let mut zip = zip::ZipWriter::new(&mut buf);
         let opts =
             zip::write::SimpleFileOptions::default().last_modified_time(zip::DateTime::default());
-        zip.start_file(format!("{dist}/__init__.py"), opts).unwrap();
-        zip.write_all(b"").unwrap();
+        let init = format!("{dist}/__init__.py");
+        if !extra.contains_key(&init) {
+            zip.start_file(init, opts).unwrap();
+            zip.write_all(b"").unwrap();
+        }
         zip.start_file(format!("{dist}-{version}.dist-info/METADATA"), opts)
             .unwrap();
         zip.write_all(metadata.as_bytes()).unwrap();
@@ -239,33 +265,48 @@ fn wheel_bytes(dist: &str, version: &str, metadata: &str) -> Vec<u8> {
             .unwrap();
         zip.write_all(b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
             .unwrap();
+        for (path, text) in extra {
+            zip.start_file(path.as_str(), opts).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
         zip.finish().unwrap();
     }
     buf.into_inner()
 }
 
-fn sdist_bytes(dist: &str, version: &str, pkg_info: &str, egg_requires: Option<&str>) -> Vec<u8> {
+/// A `setup.py` that declares the release's dependencies the way most legacy sdists do.
+fn setup_py(name: &str, version: &str, release: &Release) -> String {
+    let quoted = |items: &[String]| {
+        items
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let extras = release
+        .extras
+        .iter()
+        .map(|(extra, reqs)| format!("{extra:?}: [{}]", quoted(reqs)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "from setuptools import setup\nsetup(name={name:?}, version={version:?}, install_requires=[{}], extras_require={{{extras}}})\n",
+        quoted(&release.requires)
+    )
+}
+
+fn sdist_bytes(dist: &str, version: &str, files: &BTreeMap<String, String>) -> Vec<u8> {
     let top = format!("{dist}-{version}");
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    let mut add = |path: String, data: &[u8]| {
+    for (path, text) in files {
         let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
+        header.set_size(text.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(0);
         header.set_cksum();
-        tar.append_data(&mut header, path, data).unwrap();
-    };
-    add(format!("{top}/PKG-INFO"), pkg_info.as_bytes());
-    add(
-        format!("{top}/setup.py"),
-        b"from setuptools import setup\nsetup()\n",
-    );
-    if let Some(req) = egg_requires {
-        add(
-            format!("{top}/{dist}.egg-info/requires.txt"),
-            req.as_bytes(),
-        );
+        tar.append_data(&mut header, format!("{top}/{path}"), text.as_bytes())
+            .unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap()
 }

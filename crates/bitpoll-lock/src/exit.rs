@@ -29,7 +29,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<ResolveError>() {
             return match e {
-                ResolveError::NoSolution { .. } | ResolveError::Other(_) => 2,
+                ResolveError::NoSolution { .. }
+                | ResolveError::Build(_)
+                | ResolveError::Other(_) => 2,
                 ResolveError::Index(e) if e.is_network() => 3,
                 ResolveError::Index(_) => 2,
             };

@@ -77,6 +77,7 @@ pub fn merge(
             dependencies: common.into_iter().collect(),
             target_dependencies,
             metadata: "nixpkgs".into(),
+            metadata_built_with: None,
             yanked: None,
             artifacts: Vec::new(),
             build_system: None,
@@ -89,6 +90,7 @@ pub fn merge(
                 let ResolvedSource::Index {
                     artifact,
                     metadata,
+                    metadata_built_with,
                     requires_python,
                     build_requires,
                 } = &pkg.source
@@ -96,6 +98,7 @@ pub fn merge(
                     unreachable!("grouped by source")
                 };
                 package.metadata = metadata.as_str().to_string();
+                package.metadata_built_with = metadata_built_with.clone();
                 if let Some(reason) = &artifact.yanked {
                     package.yanked = Some(reason.to_string());
                 }

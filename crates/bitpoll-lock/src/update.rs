@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use bitpoll_client::IndexClient;
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
-use bitpoll_resolver::{Options, Request};
+use bitpoll_resolver::{BuildSetup, Builds, Options, Request};
 use clap::Args;
 use pep508_rs::PackageName;
 
@@ -72,6 +73,16 @@ pub struct UpdateArgs {
     /// The largest response accepted from the index, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_RESPONSE_BYTES)]
     pub max_response_size: u64,
+    /// Never run a build backend: an sdist whose dependencies are not static is an error
+    /// (declare them in the policy's [metadata] table instead).
+    #[arg(long)]
+    pub no_build: bool,
+    /// The Python that runs build backends (default: `python3.X` of the targets, else `python3`).
+    #[arg(long, value_name = "PATH")]
+    pub build_python: Option<PathBuf>,
+    /// Time limit of one build-backend hook.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub build_timeout: u64,
 }
 
 impl UpdateArgs {
@@ -192,9 +203,28 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.progress = !quiet && std::io::stderr().is_terminal();
     options.exclude_newer = paths.exclude_newer.clone();
     options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&loaded.targets));
+    let cache_dir = options.cache_dir.clone();
     let client = IndexClient::new(options)?;
 
-    let resolver_options = Options::default();
+    let builds = if args.no_build {
+        Builds::Refused
+    } else {
+        let python = loaded
+            .targets
+            .first()
+            .map(|t| t.python_full_version.to_string())
+            .unwrap_or_else(|| "3".into());
+        Builds::Allowed(Arc::new(BuildSetup::new(
+            &python,
+            args.build_python.clone(),
+            Some(cache_dir),
+            std::time::Duration::from_secs(args.build_timeout.max(1)),
+        )))
+    };
+    let resolver_options = Options {
+        builds: builds.clone(),
+        ..Options::default()
+    };
     let request = Request {
         requirements: &loaded.requirements,
         constraints: &loaded.constraints,
@@ -203,7 +233,13 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         options: &resolver_options,
         preferences: &preferences,
     };
-    let resolutions = bitpoll_resolver::resolve(&client, &loaded.targets, &request)?;
+    let resolved = bitpoll_resolver::resolve(&client, &loaded.targets, &request);
+    if let (Builds::Allowed(setup), false) = (&builds, quiet) {
+        for note in setup.notes() {
+            eprintln!("note: {note}");
+        }
+    }
+    let resolutions = resolved?;
     let packages = crate::merge::merge(&client, &paths.index_name, &resolutions)?;
 
     let mut lock = Lock {

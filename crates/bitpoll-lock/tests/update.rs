@@ -180,11 +180,11 @@ fn a_wheel_for_another_platform_still_describes_its_release() {
 }
 
 #[test]
-fn an_sdist_only_package_with_old_metadata_uses_its_egg_info() {
+fn an_sdist_only_package_with_old_metadata_is_built_not_guessed() {
     let p = Project::new("sdistonly\n");
     assert_ok(&p.update(&["--no-nixpkgs"]));
     let e = p.entry("sdistonly");
-    assert_eq!(e["metadata"], "sdist-egg-info");
+    assert_eq!(e["metadata"], "sdist-build");
     assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
     assert_eq!(e["artifacts"][0]["kind"], "sdist");
     assert_eq!(e["build_system"], serde_json::json!(["setuptools>=40.8.0"]));

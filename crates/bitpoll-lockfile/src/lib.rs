@@ -88,6 +88,10 @@ pub struct Package {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub target_dependencies: BTreeMap<String, Vec<String>>,
     pub metadata: String,
+    /// For `metadata: sdist-build`, the interpreter that ran the build backend
+    /// (`cpython-3.13.1`): a `setup.py` can compute other dependencies on another Python.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_built_with: Option<String>,
     /// Set when the pinned release is yanked on the index (PEP 592): the reason, possibly
     /// empty. Only an exact `==` pin selects a yanked release.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,11 +43,14 @@ pub struct SdistInfo {
     pub build_requires: Vec<String>,
     /// `[build-system].build-backend`; `None` means the legacy setuptools backend.
     pub build_backend: Option<String>,
+    /// `[build-system].backend-path`: directories of the sdist that hold an in-tree backend.
+    pub backend_path: Vec<String>,
 }
 
-/// Rejects names that would escape the directory an archive is unpacked into. We never
-/// unpack, but an archive built to do that is not one to trust for metadata either.
-fn check_member_path(name: &str) -> Result<Vec<String>, MetadataError> {
+/// Rejects names that would escape the directory an archive is unpacked into, and returns
+/// the path's components. Metadata reading never unpacks, but an archive built to escape is
+/// not one to trust for metadata either; a build unpacks through this check.
+pub fn check_member_path(name: &str) -> Result<Vec<String>, MetadataError> {
     let unsafe_path = || MetadataError::UnsafePath(name.to_string());
     let normalised = name.replace('\\', "/");
     if normalised.starts_with('/') {
@@ -334,6 +337,10 @@ pub fn interpret_sdist(filename: &str, members: &SdistMembers) -> Result<SdistIn
         ),
         None => None,
     };
+    let backend_path = match build_system.and_then(|b| b.get("backend-path")) {
+        Some(paths) => string_array(paths, "build-system.backend-path")?,
+        None => Vec::new(),
+    };
 
     let static_metadata = match pkg_info_static(pkg_info)? {
         Some(meta) => Some(meta),
@@ -350,6 +357,7 @@ pub fn interpret_sdist(filename: &str, members: &SdistMembers) -> Result<SdistIn
         legacy_metadata,
         build_requires,
         build_backend,
+        backend_path,
     })
 }
 

@@ -21,8 +21,8 @@ mod archive;
 mod core;
 
 pub use crate::archive::{
-    interpret_sdist, read_sdist, read_wheel_metadata, sdist_members, SdistInfo, SdistMembers,
-    MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
+    check_member_path, interpret_sdist, read_sdist, read_wheel_metadata, sdist_members, SdistInfo,
+    SdistMembers, MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
 };
 pub use crate::core::parse_core_metadata;
 
@@ -46,6 +46,9 @@ pub enum MetadataSource {
     SdistEggInfo,
     /// The `[project]` table of an sdist's `pyproject.toml`.
     SdistPyproject,
+    /// The sdist's build backend, run in an isolated environment of locked wheels
+    /// (`prepare_metadata_for_build_wheel`, or `build_wheel` where that hook is missing).
+    SdistBuild,
     /// A metadata override from the lock policy.
     Policy,
     /// Taken from the nixpkgs package set.
@@ -62,6 +65,7 @@ impl MetadataSource {
             MetadataSource::SdistPkgInfoLegacy => "sdist-pkg-info-legacy",
             MetadataSource::SdistEggInfo => "sdist-egg-info",
             MetadataSource::SdistPyproject => "sdist-pyproject",
+            MetadataSource::SdistBuild => "sdist-build",
             MetadataSource::Policy => "policy",
             MetadataSource::Nixpkgs => "nixpkgs",
         }

@@ -9,6 +9,7 @@
 //! local versions and wheel compatibility applied per target. When no solution exists the error
 //! carries PubGrub's derivation, in words.
 
+mod build;
 mod candidates;
 mod provider;
 mod report;
@@ -25,6 +26,7 @@ use bitpoll_policy::Policy;
 use pep440_rs::Version;
 use pep508_rs::{ExtraName, PackageName, Requirement};
 
+pub use build::{BuildSetup, Builds};
 pub use candidates::wheel_filter;
 pub use version::Source;
 
@@ -69,6 +71,8 @@ pub struct Options {
     pub no_binary: PackageSet,
     /// Never build these packages from source.
     pub no_build: PackageSet,
+    /// Whether build backends may run to read metadata that is not static.
+    pub builds: Builds,
 }
 
 /// Everything a resolution depends on besides the indexes.
@@ -92,6 +96,8 @@ pub enum ResolvedSource {
         /// The file this target installs.
         artifact: Arc<DistFile>,
         metadata: MetadataSource,
+        /// The interpreter that ran the build backend, when `metadata` came from a build.
+        metadata_built_with: Option<String>,
         requires_python: Option<String>,
         /// `build-system.requires` when the artifact is an sdist.
         build_requires: Option<Vec<String>>,
@@ -122,6 +128,9 @@ pub enum ResolveError {
     NoSolution { target: String, explanation: String },
     #[error(transparent)]
     Index(#[from] ClientError),
+    /// An sdist's metadata could not be built, or building was refused.
+    #[error("{0}")]
+    Build(String),
     #[error("{0}")]
     Other(String),
 }

@@ -47,6 +47,10 @@ impl fmt::Display for Pkg {
 pub enum ProviderError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// An sdist's metadata could not be built (or building is refused): the run stops, since
+    /// any lock made without it would guess.
+    #[error("{0}")]
+    Build(String),
     /// Not an error: the solve starts over with packages that kept conflicting decided first.
     #[error("restarting with new priorities")]
     Restart,
@@ -74,6 +78,8 @@ pub struct Provider<'a> {
     nixpkgs_only: RefCell<HashMap<PackageName, Rc<Candidates>>>,
     deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
     metadata_source: RefCell<HashMap<(PackageName, Version), (MetadataSource, Option<String>)>>,
+    /// The interpreter that ran the build backend, for metadata that came from a build.
+    built_with: RefCell<HashMap<(PackageName, Version), String>>,
     /// Where each top-level requirement was declared (files in the order given, lines in
     /// order): these packages are decided in that order, ahead of what they pull in.
     declared: HashMap<PackageName, usize>,
@@ -169,6 +175,7 @@ impl<'a> Provider<'a> {
             nixpkgs_only: RefCell::default(),
             deps: RefCell::default(),
             metadata_source: RefCell::default(),
+            built_with: RefCell::default(),
             declared: HashMap::new(),
             discovered: RefCell::default(),
             boosted: RefCell::default(),
@@ -347,7 +354,7 @@ impl<'a> Provider<'a> {
         name: &PackageName,
         version: &Version,
         kind: &CandidateKind,
-    ) -> Result<Result<Arc<CoreMetadata>, String>, ClientError> {
+    ) -> Result<Result<Arc<CoreMetadata>, String>, ProviderError> {
         if let Some(over) = self
             .request
             .policy
@@ -382,30 +389,44 @@ impl<'a> Provider<'a> {
                 Err(e @ (ClientError::NoStaticMetadata { .. } | ClientError::Metadata { .. })) => {
                     last_err = Some(e)
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        // Last resort: an old-style PKG-INFO. Most such sdists (setup.py with a literal
-        // install_requires) say the truth there; the lock marks the entry so a reviewer knows.
-        if !artifact.is_wheel() {
-            if let Ok(info) = self.client.sdist_info(artifact) {
-                if let Some(meta) = &info.legacy_metadata {
-                    let from = match meta.source {
-                        MetadataSource::SdistEggInfo => "setuptools' egg-info requires.txt",
-                        _ => "a PKG-INFO",
-                    };
-                    self.warnings.borrow_mut().push(format!(
-                        "{name} {version}: dependencies read from {from}, which does not declare them static; \
-                         check them or pin them in lock/policy.toml [metadata]"
-                    ));
-                    return Ok(Ok(Arc::new(meta.clone())));
+        if artifact.is_wheel() {
+            let err = last_err.map(|e| e.to_string()).unwrap_or_default();
+            return Ok(Err(format!("its metadata cannot be read ({err})")));
+        }
+        // Not static: only the build backend can tell (a PKG-INFO older than 2.2 or an
+        // egg-info `requires.txt` says what the sdist's author's machine computed, which a
+        // `setup.py` may compute differently here).
+        let info = self.client.sdist_info(artifact)?;
+        let policy_key = format!("[metadata.\"{name}\".\"{version}\"] in lock/policy.toml");
+        match &self.request.options.builds {
+            crate::build::Builds::Refused => Err(ProviderError::Build(format!(
+                "{name} {version}: {} does not declare its dependencies statically, and \
+                 --no-build forbids running its build backend; declare them with {policy_key}",
+                artifact.filename
+            ))),
+            crate::build::Builds::Allowed(setup) => {
+                match setup.metadata(self.client, artifact, &info) {
+                    Ok(built) => {
+                        if built.metadata.version != *version {
+                            return Err(ProviderError::Build(format!(
+                                "{name} {version}: the build backend of {} reports version {}",
+                                artifact.filename, built.metadata.version
+                            )));
+                        }
+                        self.built_with
+                            .borrow_mut()
+                            .insert((name.clone(), version.clone()), built.interpreter);
+                        Ok(Ok(built.metadata))
+                    }
+                    Err(e) => Err(ProviderError::Build(format!(
+                        "{name} {version}: {e}\n(declare its dependencies with {policy_key} to lock it without a build)"
+                    ))),
                 }
             }
         }
-        let err = last_err.map(|e| e.to_string()).unwrap_or_default();
-        Ok(Err(format!(
-            "its dependencies cannot be read without building it ({err}); add [metadata.\"{name}\".\"{version}\"] to lock/policy.toml"
-        )))
     }
 }
 
@@ -705,6 +726,14 @@ pub fn resolve_target(
             source: ProviderError::Client(e),
             ..
         }) => return Err(ResolveError::Index(e)),
+        Err(PubGrubError::ErrorRetrievingDependencies {
+            source: ProviderError::Build(e),
+            ..
+        })
+        | Err(PubGrubError::ErrorChoosingVersion {
+            source: ProviderError::Build(e),
+            ..
+        }) => return Err(ResolveError::Build(e)),
         Err(e) => return Err(ResolveError::Other(e.to_string())),
     };
 
@@ -780,6 +809,11 @@ pub fn resolve_target(
                 ResolvedSource::Index {
                     artifact: artifact.clone(),
                     metadata,
+                    metadata_built_with: provider
+                        .built_with
+                        .borrow()
+                        .get(&(name.clone(), version.version.clone()))
+                        .cloned(),
                     requires_python,
                     build_requires,
                 }

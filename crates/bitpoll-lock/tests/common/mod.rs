@@ -26,8 +26,14 @@ impl Project {
     /// A project whose `requirements.in` holds `requirements`, with the fixture nixpkgs index
     /// and an empty policy.
     pub fn new(requirements: &str) -> Self {
-        let universe =
-            Universe::from_toml(&std::fs::read_to_string(fixture("index.toml")).unwrap()).unwrap();
+        Self::with_packages(requirements, "")
+    }
+
+    /// Like [`Project::new`], with `more` (packages in the fixture's TOML shape) added to the
+    /// index: for packages whose files depend on the test (a port, a path).
+    pub fn with_packages(requirements: &str, more: &str) -> Self {
+        let text = std::fs::read_to_string(fixture("index.toml")).unwrap() + "\n" + more;
+        let universe = Universe::from_toml(&text).unwrap();
         let built = universe.build();
         let server = IndexServer::start(built.routes);
         let dir = tempfile::tempdir().unwrap();

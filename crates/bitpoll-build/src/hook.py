@@ -1,0 +1,48 @@
+# Calls one PEP 517 hook of a build backend and writes its answer as JSON.
+#
+# Run by bitpoll-lock with `python -I -S hook.py ENV SRC OUT BACKEND BACKEND_PATH HOOK`:
+# isolated mode and no site-packages of the interpreter, so the backend sees only the
+# standard library and the locked wheels unpacked into ENV. Standard output belongs to the
+# backend (its chatter is shown when a hook fails); the answer goes to OUT/result.json.
+import importlib
+import json
+import os
+import site
+import sys
+
+
+def main():
+    env, src, out, spec, backend_path, hook = sys.argv[1:7]
+    # Processes ENV's .pth files too (setuptools ships one that it relies on).
+    site.addsitedir(env)
+    os.chdir(src)
+    for entry in json.loads(backend_path):
+        sys.path.insert(0, os.path.abspath(entry))
+    module_name, _, attrs = spec.partition(":")
+    backend = importlib.import_module(module_name)
+    for attr in filter(None, attrs.split(".")):
+        backend = getattr(backend, attr)
+
+    if hook == "get_requires_for_build_wheel":
+        get = getattr(backend, "get_requires_for_build_wheel", None)
+        result = {"requires": list(get({})) if get else []}
+    elif hook == "prepare_metadata_for_build_wheel":
+        metadata_dir = os.path.join(out, "metadata")
+        os.makedirs(metadata_dir)
+        prepare = getattr(backend, "prepare_metadata_for_build_wheel", None)
+        if prepare is not None:
+            dist_info = prepare(metadata_dir, {})
+            result = {"hook": hook, "metadata": os.path.join(metadata_dir, dist_info, "METADATA")}
+        else:
+            # PEP 517: a backend without the hook is asked for the wheel itself.
+            wheel_dir = os.path.join(out, "wheel")
+            os.makedirs(wheel_dir)
+            name = backend.build_wheel(wheel_dir, {})
+            result = {"hook": "build_wheel", "wheel": os.path.join(wheel_dir, name)}
+    else:
+        raise SystemExit("unknown hook " + hook)
+    with open(os.path.join(out, "result.json"), "w") as f:
+        json.dump(result, f)
+
+
+main()

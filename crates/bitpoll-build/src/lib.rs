@@ -1,0 +1,790 @@
+//! A PEP 517 frontend for one question: what does this sdist depend on?
+//!
+//! Some sdists do not say statically (a PKG-INFO older than metadata 2.2, `Dynamic:
+//! Requires-Dist`, a bare `setup.py`). Guessing their dependencies gives a lock that builds
+//! an environment which fails at import time, so this crate asks the sdist's build backend,
+//! the way pip and uv do: unpack the sdist into a fresh directory, unpack the *given* wheels
+//! (the caller resolved and hash-checked them) into an environment of their own, and call
+//! `get_requires_for_build_wheel` or `prepare_metadata_for_build_wheel` (falling back to
+//! `build_wheel` when a backend lacks the latter) with a Python interpreter found on the
+//! machine.
+//!
+//! What it must not do: install anything it was not given (no pip, no index access of its
+//! own), let the backend see the interpreter's site-packages or the user's environment
+//! variables, or let a hook run forever. Each hook runs with a cleared environment, a time
+//! limit after which its whole process group is killed, and without network access where
+//! the machine allows a private network namespace (`unshare`); [`Builder::isolation`] says
+//! which. Answers are cached on disk by the sdist's sha256 and the environment's identity.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// The hook script, run by the interpreter under test.
+const HOOK_SCRIPT: &str = include_str!("hook.py");
+
+/// The backend PEP 517 prescribes when `pyproject.toml` names none.
+pub const FALLBACK_BACKEND: &str = "setuptools.build_meta:__legacy__";
+
+/// How much an unpacked sdist or wheel may expand to: far beyond any real one, small
+/// enough that a hostile archive cannot fill the disk.
+const MAX_UNPACKED_BYTES: u64 = 2 << 30;
+
+/// Lines of a failed hook's output shown in the error.
+const TAIL_LINES: usize = 25;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "no Python interpreter to run build backends: tried {tried}; install one or pass --build-python PATH"
+    )]
+    NoInterpreter { tried: String },
+    #[error("{path}: cannot be used to run build backends: {reason}")]
+    BadInterpreter { path: PathBuf, reason: String },
+    #[error("{file}: cannot unpack it for a build: {reason}")]
+    Unpack { file: String, reason: String },
+    #[error(
+        "{sdist}: its build backend's `{hook}` hook failed ({status}); the last lines of its output:\n{tail}"
+    )]
+    HookFailed {
+        sdist: String,
+        hook: &'static str,
+        status: String,
+        tail: String,
+    },
+    #[error(
+        "{sdist}: its build backend's `{hook}` hook did not finish within {secs} s and was stopped; the last lines of its output:\n{tail}"
+    )]
+    Timeout {
+        sdist: String,
+        hook: &'static str,
+        secs: u64,
+        tail: String,
+    },
+    #[error("{sdist}: cannot fetch what its build needs: {reason}")]
+    Fetch { sdist: String, reason: String },
+    #[error("{sdist}: the `{hook}` hook's answer cannot be read: {reason}")]
+    BadAnswer {
+        sdist: String,
+        hook: &'static str,
+        reason: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let context = context.into();
+    move |source| BuildError::Io { context, source }
+}
+
+/// The Python that runs build backends.
+#[derive(Debug, Clone)]
+pub struct Interpreter {
+    pub path: PathBuf,
+    /// The full version, `3.13.1`.
+    pub version: String,
+    /// `cpython`, `pypy`, ...
+    pub implementation: String,
+}
+
+impl Interpreter {
+    /// `explicit` when given; otherwise `python{want}` on `PATH` (the target's own minor
+    /// version), then `python3`. The caller compares [`Interpreter::minor`] with what it
+    /// wanted: a build with another version is allowed but must be recorded.
+    pub fn find(want: &str, explicit: Option<&Path>) -> Result<Self, BuildError> {
+        if let Some(path) = explicit {
+            return Self::probe(path);
+        }
+        let minor: String = want.split('.').take(2).collect::<Vec<_>>().join(".");
+        let names = [format!("python{minor}"), "python3".to_string()];
+        let mut tried = Vec::new();
+        for name in &names {
+            let Some(path) = on_path(name) else {
+                tried.push(format!("{name} (not on PATH)"));
+                continue;
+            };
+            match Self::probe(&path) {
+                Ok(found) => return Ok(found),
+                Err(e) => tried.push(format!("{name} ({e})")),
+            }
+        }
+        Err(BuildError::NoInterpreter {
+            tried: tried.join(", "),
+        })
+    }
+
+    fn probe(path: &Path) -> Result<Self, BuildError> {
+        let bad = |reason: String| BuildError::BadInterpreter {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let out = Command::new(path)
+            .args([
+                "-I",
+                "-S",
+                "-c",
+                "import sys, platform; print(platform.python_version()); print(sys.implementation.name); print(sys.executable)",
+            ])
+            .env_clear()
+            // Only so that a version manager's shim can find the interpreter it selects.
+            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+            .envs(std::env::var_os("HOME").map(|p| ("HOME", p)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| bad(e.to_string()))?;
+        if !out.status.success() {
+            return Err(bad(format!("exited with {}", out.status)));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let (Some(version), Some(implementation)) = (lines.next(), lines.next()) else {
+            return Err(bad("did not report its version".into()));
+        };
+        // The interpreter itself rather than a version manager's shim, which would need the
+        // environment variables a hook does not get.
+        let path = match lines.next().map(str::trim) {
+            Some(exe) if !exe.is_empty() && Path::new(exe).is_file() => PathBuf::from(exe),
+            _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        };
+        Ok(Self {
+            path,
+            version: version.trim().to_string(),
+            implementation: implementation.trim().to_string(),
+        })
+    }
+
+    /// `3.13` of `3.13.1`.
+    pub fn minor(&self) -> String {
+        self.version
+            .split('.')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// What the lock records: `cpython-3.13.1`.
+    pub fn describe(&self) -> String {
+        format!("{}-{}", self.implementation, self.version)
+    }
+}
+
+/// `name` looked up in `PATH` the way a shell would.
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// How hooks are kept off the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a private network namespace (only a loopback device), made by `unshare` with
+    /// these arguments.
+    NetworkNamespace(Vec<String>),
+    /// With the machine's network: why no namespace could be made.
+    None(String),
+}
+
+impl Isolation {
+    /// Tries a namespace as an unprivileged user first (`-r` maps the caller to root inside
+    /// a user namespace), then a plain one (works as root without user namespaces).
+    pub fn detect() -> Self {
+        let mut last = String::from("`unshare` is not installed");
+        for args in [vec!["-r", "-n"], vec!["-n"]] {
+            match Command::new("unshare")
+                .args(&args)
+                .arg("true")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+            {
+                Ok(out) if out.status.success() => {
+                    return Isolation::NetworkNamespace(
+                        args.into_iter().map(str::to_string).collect(),
+                    )
+                }
+                Ok(out) => {
+                    last = format!(
+                        "`unshare {}` failed: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )
+                }
+                Err(_) => break,
+            }
+        }
+        Isolation::None(last)
+    }
+}
+
+/// An sdist to ask.
+#[derive(Debug, Clone)]
+pub struct Sdist<'a> {
+    pub path: &'a Path,
+    pub filename: &'a str,
+    pub sha256: &'a str,
+    /// `[build-system].build-backend`; `None` for the PEP 517 fallback.
+    pub backend: Option<&'a str>,
+    pub backend_path: &'a [String],
+}
+
+/// A wheel of the build environment, already checked against its sha256.
+#[derive(Debug, Clone)]
+pub struct Wheel {
+    pub path: PathBuf,
+    pub filename: String,
+    pub sha256: String,
+}
+
+/// What `prepare_metadata_for_build_wheel` (or `build_wheel`) produced.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BuiltMetadata {
+    /// The core-metadata text (`METADATA`).
+    pub metadata: String,
+    /// Which hook gave it.
+    pub hook: String,
+}
+
+/// Runs hooks; see the crate documentation.
+#[derive(Debug)]
+pub struct Builder {
+    interpreter: Interpreter,
+    cache: Option<PathBuf>,
+    timeout: Duration,
+    isolation: Isolation,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedRequires {
+    requires: Vec<String>,
+}
+
+impl Builder {
+    /// `cache`: where answers are kept (`builds-v1/` below it), or `None` for no cache.
+    pub fn new(
+        interpreter: Interpreter,
+        cache: Option<PathBuf>,
+        timeout: Duration,
+        isolation: Isolation,
+    ) -> Self {
+        Self {
+            interpreter,
+            cache: cache.map(|c| c.join("builds-v1")),
+            timeout,
+            isolation,
+        }
+    }
+
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interpreter
+    }
+
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    /// The requirements the backend adds for building a wheel (PEP 517
+    /// `get_requires_for_build_wheel`), asked in an environment of `env`.
+    ///
+    /// `fetch` puts the sdist and the wheels at their paths; it is called only when the
+    /// answer is not cached, so a cached answer needs no download.
+    pub fn requires_for_build_wheel(
+        &self,
+        sdist: &Sdist<'_>,
+        env: &[Wheel],
+        fetch: &dyn Fn() -> Result<(), String>,
+    ) -> Result<Vec<String>, BuildError> {
+        const HOOK: &str = "get_requires_for_build_wheel";
+        let key = self.cache_key(sdist, env, HOOK);
+        if let Some(hit) = self.cached::<CachedRequires>(sdist, &key) {
+            return Ok(hit.requires);
+        }
+        let (answer, _work) = self.run_hook(sdist, env, HOOK, fetch)?;
+        let requires: Vec<String> = answer
+            .get("requires")
+            .and_then(|r| r.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect()
+            })
+            .ok_or_else(|| BuildError::BadAnswer {
+                sdist: sdist.filename.to_string(),
+                hook: HOOK,
+                reason: "no list of requirements".into(),
+            })?;
+        self.store(
+            sdist,
+            &key,
+            &CachedRequires {
+                requires: requires.clone(),
+            },
+        );
+        Ok(requires)
+    }
+
+    /// The sdist's metadata as its backend prepares it in an environment of `env`; `fetch`
+    /// as for [`Builder::requires_for_build_wheel`].
+    pub fn metadata(
+        &self,
+        sdist: &Sdist<'_>,
+        env: &[Wheel],
+        fetch: &dyn Fn() -> Result<(), String>,
+    ) -> Result<BuiltMetadata, BuildError> {
+        const HOOK: &str = "prepare_metadata_for_build_wheel";
+        let key = self.cache_key(sdist, env, HOOK);
+        if let Some(hit) = self.cached::<BuiltMetadata>(sdist, &key) {
+            return Ok(hit);
+        }
+        let (answer, _work) = self.run_hook(sdist, env, HOOK, fetch)?;
+        let bad = |reason: String| BuildError::BadAnswer {
+            sdist: sdist.filename.to_string(),
+            hook: HOOK,
+            reason,
+        };
+        let hook = answer["hook"].as_str().unwrap_or(HOOK).to_string();
+        let metadata = if let Some(path) = answer["metadata"].as_str() {
+            fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?
+        } else if let Some(path) = answer["wheel"].as_str() {
+            let bytes = fs::read(path).map_err(|e| bad(format!("{path}: {e}")))?;
+            wheel_metadata_text(&bytes).map_err(bad)?
+        } else {
+            return Err(bad("neither a METADATA file nor a wheel".into()));
+        };
+        let built = BuiltMetadata { metadata, hook };
+        self.store(sdist, &key, &built);
+        Ok(built)
+    }
+
+    /// Identifies an answer: the sdist, the hook, the interpreter and the environment's
+    /// wheels by hash. Anything else that could change the answer is kept out of the hook's
+    /// reach (environment variables, network, site-packages).
+    fn cache_key(&self, sdist: &Sdist<'_>, env: &[Wheel], hook: &str) -> String {
+        let mut wheels: Vec<&str> = env.iter().map(|w| w.sha256.as_str()).collect();
+        wheels.sort_unstable();
+        let mut h = Sha256::new();
+        for part in [
+            hook,
+            &self.interpreter.describe(),
+            sdist.backend.unwrap_or(FALLBACK_BACKEND),
+            &sdist.backend_path.join("\0"),
+            &wheels.join(","),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+
+    fn cache_file(&self, sdist: &Sdist<'_>, key: &str) -> Option<PathBuf> {
+        let sha = sdist.sha256;
+        let ok = sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+        Some(
+            self.cache
+                .as_ref()?
+                .join(ok.then_some(sha)?)
+                .join(format!("{key}.json")),
+        )
+    }
+
+    fn cached<T: serde::de::DeserializeOwned>(&self, sdist: &Sdist<'_>, key: &str) -> Option<T> {
+        let text = fs::read(self.cache_file(sdist, key)?).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// A failed write only costs a rebuild next time.
+    fn store<T: serde::Serialize>(&self, sdist: &Sdist<'_>, key: &str, value: &T) {
+        let Some(path) = self.cache_file(sdist, key) else {
+            return;
+        };
+        let Some(dir) = path.parent() else { return };
+        if fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
+            if serde_json::to_writer(&mut tmp, value).is_ok() {
+                let _ = tmp.persist(&path);
+            }
+        }
+    }
+
+    /// Unpacks, runs `hook`, and returns its JSON answer with the working directory (which
+    /// holds the files the answer names; dropping it removes them).
+    fn run_hook(
+        &self,
+        sdist: &Sdist<'_>,
+        env: &[Wheel],
+        hook: &'static str,
+        fetch: &dyn Fn() -> Result<(), String>,
+    ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
+        fetch().map_err(|reason| BuildError::Fetch {
+            sdist: sdist.filename.to_string(),
+            reason,
+        })?;
+        let work = tempfile::Builder::new()
+            .prefix("bitpoll-build-")
+            .tempdir()
+            .map_err(io("cannot create a build directory"))?;
+        let root = work.path();
+        let (env_dir, src_dir, out_dir, home) = (
+            root.join("env"),
+            root.join("src"),
+            root.join("out"),
+            root.join("home"),
+        );
+        for dir in [&env_dir, &src_dir, &out_dir, &home] {
+            fs::create_dir_all(dir).map_err(io(format!("{}", dir.display())))?;
+        }
+        for wheel in env {
+            install_wheel(&wheel.path, &wheel.filename, &env_dir)?;
+        }
+        unpack_sdist(sdist.path, sdist.filename, &src_dir)?;
+        let project = project_dir(&src_dir);
+        let script = root.join("hook.py");
+        fs::write(&script, HOOK_SCRIPT).map_err(io("cannot write the hook script"))?;
+        let log_path = root.join("output.log");
+        let log = File::create(&log_path).map_err(io("cannot create the build log"))?;
+
+        let mut cmd = match &self.isolation {
+            Isolation::NetworkNamespace(args) => {
+                let mut c = Command::new("unshare");
+                c.args(args).arg(&self.interpreter.path);
+                c
+            }
+            Isolation::None(_) => Command::new(&self.interpreter.path),
+        };
+        let backend_path =
+            serde_json::to_string(sdist.backend_path).expect("strings serialise as JSON");
+        cmd.args(["-I", "-S"])
+            .arg(&script)
+            .arg(&env_dir)
+            .arg(&project)
+            .arg(&out_dir)
+            .arg(sdist.backend.unwrap_or(FALLBACK_BACKEND))
+            .arg(backend_path)
+            .arg(hook)
+            .current_dir(&project)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("TMPDIR", root)
+            .env("LC_ALL", "C.UTF-8")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            // setuptools' `setup_requires` would otherwise fetch eggs on its own.
+            .env("PIP_NO_INDEX", "1")
+            .env("SOURCE_DATE_EPOCH", "315532800")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("build log"))?)
+            .stderr(log);
+        {
+            use std::os::unix::process::CommandExt;
+            // Its own process group, so a timeout can stop everything the backend started.
+            cmd.process_group(0);
+        }
+        let mut child = cmd.spawn().map_err(io(format!(
+            "cannot start {}",
+            self.interpreter.path.display()
+        )))?;
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(io("waiting for a build hook"))? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                // SAFETY: kill(2) on the group this child leads; no memory is involved.
+                unsafe {
+                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                }
+                let _ = child.wait();
+                return Err(BuildError::Timeout {
+                    sdist: sdist.filename.to_string(),
+                    hook,
+                    secs: self.timeout.as_secs(),
+                    tail: tail(&log_path),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let result = out_dir.join("result.json");
+        if !status.success() || !result.exists() {
+            return Err(BuildError::HookFailed {
+                sdist: sdist.filename.to_string(),
+                hook,
+                status: status.to_string(),
+                tail: tail(&log_path),
+            });
+        }
+        let text = fs::read(&result).map_err(io("the hook's answer"))?;
+        let answer = serde_json::from_slice(&text).map_err(|e| BuildError::BadAnswer {
+            sdist: sdist.filename.to_string(),
+            hook,
+            reason: e.to_string(),
+        })?;
+        Ok((answer, work))
+    }
+}
+
+/// The last lines of a hook's output, indented.
+fn tail(log: &Path) -> String {
+    let text = fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    if lines.is_empty() {
+        return "    (no output)".into();
+    }
+    lines[start..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An sdist unpacks into one top-level directory, the project.
+fn project_dir(src: &Path) -> PathBuf {
+    let entries: Vec<PathBuf> = fs::read_dir(src)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    match entries.as_slice() {
+        [only] if only.is_dir() => only.clone(),
+        _ => src.to_path_buf(),
+    }
+}
+
+/// Counts what an archive expands to.
+struct Budget(u64);
+
+impl Budget {
+    fn take(&mut self, n: u64, file: &str) -> Result<(), BuildError> {
+        self.0 = self.0.checked_sub(n).ok_or_else(|| BuildError::Unpack {
+            file: file.to_string(),
+            reason: format!("expands to more than {MAX_UNPACKED_BYTES} bytes"),
+        })?;
+        Ok(())
+    }
+}
+
+fn member_target(dest: &Path, name: &str, file: &str) -> Result<Option<PathBuf>, BuildError> {
+    let parts = bitpoll_metadata::check_member_path(name).map_err(|e| BuildError::Unpack {
+        file: file.to_string(),
+        reason: e.to_string(),
+    })?;
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        parts.iter().fold(dest.to_path_buf(), |p, c| p.join(c)),
+    ))
+}
+
+fn write_member(
+    target: &Path,
+    mut reader: impl Read,
+    budget: &mut Budget,
+    file: &str,
+) -> Result<(), BuildError> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(io(format!("{}", parent.display())))?;
+    }
+    let mut out = File::create(target).map_err(io(format!("{}", target.display())))?;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| BuildError::Unpack {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        budget.take(n as u64, file)?;
+        out.write_all(&buf[..n])
+            .map_err(io(format!("{}", target.display())))?;
+    }
+}
+
+/// Unpacks a `.tar.gz` or `.zip` sdist; links and special files are skipped, paths that
+/// would escape `dest` refused.
+pub fn unpack_sdist(path: &Path, filename: &str, dest: &Path) -> Result<(), BuildError> {
+    let unpack = |reason: String| BuildError::Unpack {
+        file: filename.to_string(),
+        reason,
+    };
+    let mut budget = Budget(MAX_UNPACKED_BYTES);
+    let file = File::open(path).map_err(io(format!("{}", path.display())))?;
+    let lower = filename.to_ascii_lowercase();
+    if lower.ends_with(".zip") {
+        return unpack_zip(file, filename, dest, |name| Some(name.to_string()));
+    }
+    if !(lower.ends_with(".tar.gz") || lower.ends_with(".tgz")) {
+        return Err(unpack("not a .tar.gz or .zip archive".into()));
+    }
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive.entries().map_err(|e| unpack(e.to_string()))? {
+        let entry = entry.map_err(|e| unpack(e.to_string()))?;
+        let kind = entry.header().entry_type();
+        let name = entry
+            .path()
+            .map_err(|e| unpack(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let Some(target) = member_target(dest, &name, filename)? else {
+            continue;
+        };
+        if kind.is_dir() {
+            fs::create_dir_all(&target).map_err(io(format!("{}", target.display())))?;
+        } else if kind.is_file() {
+            write_member(&target, entry, &mut budget, filename)?;
+        }
+    }
+    Ok(())
+}
+
+fn unpack_zip(
+    file: File,
+    filename: &str,
+    dest: &Path,
+    rename: impl Fn(&str) -> Option<String>,
+) -> Result<(), BuildError> {
+    let unpack = |reason: String| BuildError::Unpack {
+        file: filename.to_string(),
+        reason,
+    };
+    let mut budget = Budget(MAX_UNPACKED_BYTES);
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| unpack(e.to_string()))?;
+    for i in 0..archive.len() {
+        let member = archive.by_index(i).map_err(|e| unpack(e.to_string()))?;
+        if member.is_dir() {
+            continue;
+        }
+        let Some(name) = rename(member.name()) else {
+            continue;
+        };
+        let Some(target) = member_target(dest, &name, filename)? else {
+            continue;
+        };
+        write_member(&target, member, &mut budget, filename)?;
+    }
+    Ok(())
+}
+
+/// Unpacks a wheel the way an installer lays out site-packages: the root as it is, and a
+/// `.data/purelib` or `.data/platlib` directory merged into it. Scripts, headers and data
+/// files are left out: a build backend imports modules, it does not run installed scripts.
+pub fn install_wheel(path: &Path, filename: &str, dest: &Path) -> Result<(), BuildError> {
+    let file = File::open(path).map_err(io(format!("{}", path.display())))?;
+    unpack_zip(file, filename, dest, |name| {
+        let (top, rest) = name.split_once('/')?;
+        if !top.ends_with(".data") {
+            return Some(name.to_string());
+        }
+        let (scheme, rest) = rest.split_once('/')?;
+        matches!(scheme, "purelib" | "platlib").then(|| rest.to_string())
+    })
+}
+
+/// The `*.dist-info/METADATA` text of a wheel that a `build_wheel` hook produced.
+fn wheel_metadata_text(bytes: &[u8]) -> Result<String, String> {
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let name = archive
+        .file_names()
+        .find(|n| {
+            n.matches('/').count() == 1
+                && n.ends_with("/METADATA")
+                && n.split('/')
+                    .next()
+                    .is_some_and(|d| d.ends_with(".dist-info"))
+        })
+        .map(str::to_string)
+        .ok_or("the built wheel has no top-level *.dist-info/METADATA")?;
+    let mut text = String::new();
+    archive
+        .by_name(&name)
+        .map_err(|e| e.to_string())?
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zip_of(members: &[(&str, &str)]) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut buf);
+            let opts = zip::write::SimpleFileOptions::default();
+            for (name, text) in members {
+                zip.start_file(*name, opts).unwrap();
+                zip.write_all(text.as_bytes()).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        buf.into_inner()
+    }
+
+    #[test]
+    fn a_wheel_lands_like_site_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let whl = dir.path().join("demo-1.0-py3-none-any.whl");
+        fs::write(
+            &whl,
+            zip_of(&[
+                ("demo/__init__.py", "x = 1\n"),
+                ("demo-1.0.data/purelib/extra.py", "y = 2\n"),
+                ("demo-1.0.data/scripts/tool", "#!/bin/sh\n"),
+                ("demo-1.0.dist-info/METADATA", "Name: demo\n"),
+            ]),
+        )
+        .unwrap();
+        let env = dir.path().join("env");
+        install_wheel(&whl, "demo-1.0-py3-none-any.whl", &env).unwrap();
+        assert!(env.join("demo/__init__.py").is_file());
+        assert!(env.join("extra.py").is_file());
+        assert!(!env.join("tool").exists() && !env.join("demo-1.0.data").exists());
+    }
+
+    #[test]
+    fn an_escaping_member_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let whl = dir.path().join("evil-1.0-py3-none-any.whl");
+        fs::write(&whl, zip_of(&[("../outside.py", "")])).unwrap();
+        let err =
+            install_wheel(&whl, "evil-1.0-py3-none-any.whl", &dir.path().join("env")).unwrap_err();
+        assert!(
+            err.to_string().contains("evil-1.0-py3-none-any.whl"),
+            "{err}"
+        );
+        assert!(!dir.path().join("outside.py").exists());
+    }
+
+    #[test]
+    fn built_wheel_metadata_is_found() {
+        let bytes = zip_of(&[
+            ("demo/__init__.py", ""),
+            (
+                "demo-1.0.dist-info/METADATA",
+                "Metadata-Version: 2.1\nName: demo\n",
+            ),
+        ]);
+        assert!(wheel_metadata_text(&bytes).unwrap().contains("Name: demo"));
+    }
+}

@@ -1,0 +1,179 @@
+//! Sdists whose dependencies are not static: their build backend runs (PEP 517) in an
+//! isolated environment of wheels resolved from the index, against the loopback index of
+//! tests/fixtures/index.toml (whose `setuptools` is a small stand-in for the real backend).
+//! Needs a `python3` on PATH, as every build does.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{assert_ok, stderr, Project};
+
+fn no_network_namespace() -> bool {
+    let ok = |args: &[&str]| {
+        std::process::Command::new("unshare")
+            .args(args)
+            .arg("true")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    !ok(&["-r", "-n"]) && !ok(&["-n"])
+}
+
+#[test]
+fn a_setup_py_that_computes_its_dependencies_is_locked_with_them() {
+    let p = Project::new("computed\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let e = p.entry("computed");
+    assert_eq!(e["metadata"], "sdist-build");
+    assert_eq!(e["dependencies"], serde_json::json!(["helper", "tzshim"]));
+    assert!(
+        e["metadata_built_with"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("cpython-3.")),
+        "{e:#}"
+    );
+    // The build environment is not part of the runtime environment.
+    assert!(p.entries("setuptools").is_empty());
+}
+
+#[test]
+fn dynamic_pyproject_dependencies_come_from_the_backend_even_without_a_metadata_hook() {
+    let p = Project::new("dynproj\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let e = p.entry("dynproj");
+    assert_eq!(e["metadata"], "sdist-build");
+    assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
+    // `helper<2` from the built metadata, not the newest helper.
+    assert_eq!(p.entry("helper")["version"], "1.0");
+    assert!(p.entries("wheelmaker").is_empty() && p.entries("tzshim").is_empty());
+}
+
+#[test]
+fn a_built_answer_is_cached_and_needs_no_download_offline() {
+    let p = Project::new("computed\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let first = p.lock_text();
+    std::fs::remove_dir_all(p.cache.path().join("artifacts-v1")).unwrap();
+    std::fs::remove_file(p.path("lock/bitpoll.lock.json")).unwrap();
+    p.server.clear_log();
+    assert_ok(&p.update(&["--no-nixpkgs", "--offline"]));
+    assert_eq!(first, p.lock_text());
+    assert!(p.server.requests().is_empty());
+}
+
+/// A lock to compare against after a failed run.
+fn project_with_a_lock(requirements: &str, more: &str) -> (Project, String) {
+    let p = Project::with_packages("helper\n", more);
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let before = p.lock_text();
+    p.write("requirements.in", requirements);
+    (p, before)
+}
+
+#[test]
+fn a_failing_hook_stops_the_run_naming_the_sdist_the_hook_and_its_output() {
+    let (p, before) = project_with_a_lock("failbuild\n", "");
+    let out = p.update(&["--no-nixpkgs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("failbuild-1.0.tar.gz"), "{err}");
+    assert!(err.contains("prepare_metadata_for_build_wheel"), "{err}");
+    assert!(err.contains("failbuild refuses to be built here"), "{err}");
+    assert!(err.contains("[metadata.\"failbuild\".\"1.0\"]"), "{err}");
+    assert_eq!(p.lock_text(), before);
+}
+
+#[test]
+fn a_hanging_hook_is_stopped_by_the_timeout() {
+    let (p, before) = project_with_a_lock("hangbuild\n", "");
+    let started = Instant::now();
+    let out = p.update(&["--no-nixpkgs", "--build-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("hangbuild-1.0.tar.gz"), "{err}");
+    assert!(err.contains("did not finish within 2 s"), "{err}");
+    // Far below the hook's own 600 s; generous for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(p.lock_text(), before);
+}
+
+#[test]
+fn a_hook_cannot_reach_the_network() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            for _ in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    let more = format!(
+        r#"
+[packages.netbuild.versions."1.0"]
+wheel = false
+legacy_sdist = true
+[packages.netbuild.versions."1.0".sdist_files]
+"setup.py" = '''
+import socket
+
+from setuptools import setup
+
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+    deps = ["helper"]
+except OSError as e:
+    raise SystemExit("netbuild: no network: %s" % e)
+setup(name="netbuild", version="1.0", install_requires=deps)
+'''
+"#
+    );
+    let (p, before) = project_with_a_lock("netbuild\n", &more);
+    let out = p.update(&["--no-nixpkgs"]);
+    if no_network_namespace() {
+        // Nothing can be isolated here: the run must say so.
+        assert_ok(&out);
+        assert!(
+            stderr(&out).contains("build backends run with network access"),
+            "{}",
+            stderr(&out)
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("netbuild: no network"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(p.lock_text(), before);
+}
+
+#[test]
+fn no_build_refuses_a_non_static_sdist_and_names_the_policy_key() {
+    let (p, before) = project_with_a_lock("computed\n", "");
+    let out = p.update(&["--no-nixpkgs", "--no-build"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("computed 1.0"), "{err}");
+    assert!(err.contains("--no-build"), "{err}");
+    assert!(err.contains("[metadata.\"computed\".\"1.0\"]"), "{err}");
+    assert_eq!(p.lock_text(), before);
+
+    // What the error asks for works without running anything.
+    p.write(
+        "lock/policy.toml",
+        "[metadata.\"computed\".\"1.0\"]\nrequires-dist = [\"helper\"]\n",
+    );
+    assert_ok(&p.update(&["--no-nixpkgs", "--no-build", "--policy", "lock/policy.toml"]));
+    let e = p.entry("computed");
+    assert_eq!(e["metadata"], "policy");
+    assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
+}

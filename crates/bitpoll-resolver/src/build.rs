@@ -1,0 +1,281 @@
+//! Metadata of sdists that do not declare their dependencies statically, from their build
+//! backend (see `bitpoll-build`), in an environment of wheels resolved and hash-checked here.
+//!
+//! The build environment is resolved for the machine that runs the backend (its system and
+//! the interpreter's Python), index-only and wheels-only: a build environment made of sdists
+//! would need builds of its own. Answers are shared by the targets of a run (one build per
+//! sdist) and cached on disk by `bitpoll-build`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bitpoll_build::{Builder, Interpreter, Isolation, Sdist, Wheel};
+use bitpoll_client::{ClientError, DistFile, IndexClient};
+use bitpoll_metadata::{parse_core_metadata, CoreMetadata, MetadataSource, SdistInfo};
+use bitpoll_platform::Target;
+use bitpoll_policy::Policy;
+use pep508_rs::Requirement;
+
+use crate::{Options, PackageSet, Request, ResolveError, ResolvedSource};
+
+/// Whether sdists whose metadata is not static may have their build backend run.
+#[derive(Debug, Clone, Default)]
+pub enum Builds {
+    /// Never run package code (`--no-build`): such an sdist is an error that names the
+    /// policy key which would supply its dependencies.
+    #[default]
+    Refused,
+    Allowed(Arc<BuildSetup>),
+}
+
+/// How builds run; the interpreter is looked for on first use, so a run that builds nothing
+/// needs none.
+#[derive(Debug)]
+pub struct BuildSetup {
+    /// The targets' Python version (`3.13`), which the interpreter should have.
+    python: String,
+    explicit: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    timeout: Duration,
+    builder: OnceLock<Result<Arc<Builder>, String>>,
+    /// By the sdist's sha256: one build for all targets.
+    results: Mutex<HashMap<String, BuildSlot>>,
+    notes: Mutex<Vec<String>>,
+}
+
+type BuildSlot = Arc<OnceLock<Result<Built, String>>>;
+
+/// Metadata a backend produced, and what produced it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub metadata: Arc<CoreMetadata>,
+    /// The interpreter that ran the hook, `cpython-3.13.1`.
+    pub interpreter: String,
+}
+
+impl BuildSetup {
+    /// `python`: the targets' version; `explicit`: `--build-python`; `cache`: the cache
+    /// root; `timeout`: per hook.
+    pub fn new(
+        python: &str,
+        explicit: Option<PathBuf>,
+        cache: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            python: python.to_string(),
+            explicit,
+            cache,
+            timeout,
+            builder: OnceLock::new(),
+            results: Mutex::default(),
+            notes: Mutex::default(),
+        }
+    }
+
+    /// What a user should know about how builds ran (another Python version than the
+    /// targets', no network isolation), once each.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().expect("notes lock").clone()
+    }
+
+    fn note(&self, text: String) {
+        let mut notes = self.notes.lock().expect("notes lock");
+        if !notes.contains(&text) {
+            notes.push(text);
+        }
+    }
+
+    fn builder(&self) -> Result<Arc<Builder>, String> {
+        self.builder
+            .get_or_init(|| {
+                let interpreter = Interpreter::find(&self.python, self.explicit.as_deref())
+                    .map_err(|e| e.to_string())?;
+                let want: String = self.python.split('.').take(2).collect::<Vec<_>>().join(".");
+                if interpreter.minor() != want {
+                    self.note(format!(
+                        "sdist metadata is built with {} ({}): no Python {want} was found (pass --build-python)",
+                        interpreter.describe(),
+                        interpreter.path.display()
+                    ));
+                }
+                let isolation = Isolation::detect();
+                if let Isolation::None(why) = &isolation {
+                    self.note(format!(
+                        "build backends run with network access: {why}"
+                    ));
+                }
+                Ok(Arc::new(Builder::new(
+                    interpreter,
+                    self.cache.clone(),
+                    self.timeout,
+                    isolation,
+                )))
+            })
+            .clone()
+    }
+
+    /// The metadata `file`'s backend prepares; one build per sdist for all targets.
+    pub(crate) fn metadata(
+        &self,
+        client: &IndexClient,
+        file: &DistFile,
+        info: &SdistInfo,
+    ) -> Result<Built, String> {
+        let Some(sha256) = file.sha256.as_ref().map(|s| s.to_string()) else {
+            return Err(format!(
+                "{}: the index gives no sha256 for it, so it is not built",
+                file.filename
+            ));
+        };
+        let slot = self
+            .results
+            .lock()
+            .expect("build results lock")
+            .entry(sha256.clone())
+            .or_default()
+            .clone();
+        slot.get_or_init(|| self.build(client, file, info, &sha256))
+            .clone()
+    }
+
+    fn build(
+        &self,
+        client: &IndexClient,
+        file: &DistFile,
+        info: &SdistInfo,
+        sha256: &str,
+    ) -> Result<Built, String> {
+        let builder = self.builder()?;
+        let interpreter = builder.interpreter().clone();
+        let host = host_target(&interpreter)?;
+        let work = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+        let sdist_path = work.path().join(&*file.filename);
+        let sdist = Sdist {
+            path: &sdist_path,
+            filename: &file.filename,
+            sha256,
+            backend: info.build_backend.as_deref(),
+            backend_path: &info.backend_path,
+        };
+        let env_error = |e: String| {
+            format!(
+                "{}: cannot make its build environment for {} ({}): {e}",
+                file.filename,
+                host.name,
+                interpreter.describe()
+            )
+        };
+        // Downloads (each checked against its sha256) only when a hook has to run.
+        let fetch = |env: &[(Arc<DistFile>, Wheel)]| -> Result<(), String> {
+            if !sdist_path.exists() {
+                let bytes = client.download(file).map_err(|e| e.to_string())?;
+                std::fs::write(&sdist_path, &bytes)
+                    .map_err(|e| format!("{}: {e}", sdist_path.display()))?;
+            }
+            for (artifact, wheel) in env {
+                if !wheel.path.exists() {
+                    let bytes = client
+                        .download(artifact)
+                        .map_err(|e: ClientError| e.to_string())?;
+                    std::fs::write(&wheel.path, &bytes)
+                        .map_err(|e| format!("{}: {e}", wheel.path.display()))?;
+                }
+            }
+            Ok(())
+        };
+        let wheels = |env: &[(Arc<DistFile>, Wheel)]| -> Vec<Wheel> {
+            env.iter().map(|(_, w)| w.clone()).collect()
+        };
+        let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
+        let env = environment(client, &host, &requires, work.path()).map_err(env_error)?;
+        let extra = builder
+            .requires_for_build_wheel(&sdist, &wheels(&env), &|| fetch(&env))
+            .map_err(|e| e.to_string())?;
+        let env = if extra.is_empty() {
+            env
+        } else {
+            requires.extend(parse_requirements(&extra, &file.filename)?);
+            environment(client, &host, &requires, work.path()).map_err(env_error)?
+        };
+        let built = builder
+            .metadata(&sdist, &wheels(&env), &|| fetch(&env))
+            .map_err(|e| e.to_string())?;
+        let metadata = parse_core_metadata(built.metadata.as_bytes(), MetadataSource::SdistBuild)
+            .map_err(|e| {
+            format!(
+                "{}: the metadata its backend prepared ({}) is invalid: {e}",
+                file.filename, built.hook
+            )
+        })?;
+        Ok(Built {
+            metadata: Arc::new(metadata),
+            interpreter: interpreter.describe(),
+        })
+    }
+}
+
+fn parse_requirements(lines: &[String], origin: &str) -> Result<Vec<Requirement>, String> {
+    lines
+        .iter()
+        .map(|line| {
+            bitpoll_pep508::parse(line)
+                .map_err(|e| format!("{origin}: invalid build requirement `{line}`: {e}"))
+        })
+        .collect()
+}
+
+/// The target a build runs on: this machine with the interpreter's version.
+fn host_target(interpreter: &Interpreter) -> Result<Target, String> {
+    let system = match (std::env::consts::ARCH, std::env::consts::OS) {
+        (arch @ ("x86_64" | "aarch64"), "linux") => format!("{arch}-linux"),
+        (arch @ ("x86_64" | "aarch64"), "macos") => format!("{arch}-darwin"),
+        (arch, os) => return Err(format!("builds cannot run on {arch}-{os}")),
+    };
+    Target::new(&system, &interpreter.version).map_err(|e| e.to_string())
+}
+
+/// Resolves `requires` to wheels for `host`; each will be downloaded to `dir`.
+fn environment(
+    client: &IndexClient,
+    host: &Target,
+    requires: &[Requirement],
+    dir: &std::path::Path,
+) -> Result<Vec<(Arc<DistFile>, Wheel)>, String> {
+    let options = Options {
+        no_build: PackageSet::All,
+        ..Options::default()
+    };
+    let policy = Policy::default();
+    let preferences = HashMap::new();
+    let request = Request {
+        requirements: requires,
+        constraints: &[],
+        nixpkgs: None,
+        policy: &policy,
+        options: &options,
+        preferences: &preferences,
+    };
+    let resolution = crate::resolve_target(client, host, &request).map_err(|e| match e {
+        ResolveError::NoSolution { explanation, .. } => explanation,
+        other => other.to_string(),
+    })?;
+    let mut wheels = Vec::new();
+    for package in resolution.packages.values() {
+        let ResolvedSource::Index { artifact, .. } = &package.source else {
+            continue;
+        };
+        let Some(sha256) = artifact.sha256.as_ref().map(|s| s.to_string()) else {
+            return Err(format!("{}: no sha256 on the index", artifact.filename));
+        };
+        let wheel = Wheel {
+            path: dir.join(&*artifact.filename),
+            filename: artifact.filename.to_string(),
+            sha256,
+        };
+        wheels.push((artifact.clone(), wheel));
+    }
+    Ok(wheels)
+}
