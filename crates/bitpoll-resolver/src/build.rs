@@ -42,6 +42,7 @@ pub struct BuildSetup {
     builder: OnceLock<Result<Arc<Builder>, String>>,
     /// By the sdist's sha256: one build for all targets.
     results: Mutex<HashMap<String, BuildSlot>>,
+    extras: Mutex<HashMap<String, Arc<OnceLock<Result<Vec<String>, String>>>>>,
     notes: Mutex<Vec<String>>,
 }
 
@@ -71,6 +72,7 @@ impl BuildSetup {
             timeout,
             builder: OnceLock::new(),
             results: Mutex::default(),
+            extras: Mutex::default(),
             notes: Mutex::default(),
         }
     }
@@ -124,96 +126,156 @@ impl BuildSetup {
         file: &DistFile,
         info: &SdistInfo,
     ) -> Result<Built, String> {
-        let Some(sha256) = file.sha256.as_ref().map(|s| s.to_string()) else {
-            return Err(format!(
-                "{}: the index gives no sha256 for it, so it is not built",
-                file.filename
-            ));
-        };
-        let slot = self
-            .results
-            .lock()
-            .expect("build results lock")
-            .entry(sha256.clone())
-            .or_default()
-            .clone();
-        slot.get_or_init(|| self.build(client, file, info, &sha256))
-            .clone()
+        let sha256 = sha256_of(file)?;
+        memo(&self.results, &sha256, || {
+            let job = Job::new(self, client, file, info, &sha256)?;
+            let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
+            let extra = self.extra_requires(client, file, info)?;
+            requires.extend(parse_requirements(&extra, &file.filename)?);
+            let env = job.environment(&requires)?;
+            let built = job
+                .builder
+                .metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                .map_err(|e| e.to_string())?;
+            let metadata =
+                parse_core_metadata(built.metadata.as_bytes(), MetadataSource::SdistBuild)
+                    .map_err(|e| {
+                        format!(
+                            "{}: the metadata its backend prepared ({}) is invalid: {e}",
+                            file.filename, built.hook
+                        )
+                    })?;
+            Ok(Built {
+                metadata: Arc::new(metadata),
+                interpreter: job.builder.interpreter().describe(),
+            })
+        })
     }
 
-    fn build(
+    /// What the backend adds to `[build-system].requires` for building a wheel
+    /// (`get_requires_for_build_wheel`), asked once per sdist.
+    pub(crate) fn extra_requires(
         &self,
         client: &IndexClient,
         file: &DistFile,
         info: &SdistInfo,
-        sha256: &str,
-    ) -> Result<Built, String> {
-        let builder = self.builder()?;
-        let interpreter = builder.interpreter().clone();
-        let host = host_target(&interpreter)?;
+    ) -> Result<Vec<String>, String> {
+        let sha256 = sha256_of(file)?;
+        memo(&self.extras, &sha256, || {
+            let job = Job::new(self, client, file, info, &sha256)?;
+            let requires = parse_requirements(&info.build_requires, &file.filename)?;
+            let env = job.environment(&requires)?;
+            job.builder
+                .requires_for_build_wheel(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn sha256_of(file: &DistFile) -> Result<String, String> {
+    file.sha256.as_ref().map(|s| s.to_string()).ok_or_else(|| {
+        format!(
+            "{}: the index gives no sha256 for it, so it is not built",
+            file.filename
+        )
+    })
+}
+
+fn memo<T: Clone>(
+    map: &Mutex<HashMap<String, Arc<OnceLock<Result<T, String>>>>>,
+    key: &str,
+    compute: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let slot = map
+        .lock()
+        .expect("build memo lock")
+        .entry(key.to_string())
+        .or_default()
+        .clone();
+    slot.get_or_init(compute).clone()
+}
+
+type EnvFiles = Vec<(Arc<DistFile>, Wheel)>;
+
+fn wheels(env: &EnvFiles) -> Vec<Wheel> {
+    env.iter().map(|(_, w)| w.clone()).collect()
+}
+
+/// One hook run's surroundings: where its files go and what it runs on.
+struct Job<'a> {
+    builder: Arc<Builder>,
+    host: Target,
+    client: &'a IndexClient,
+    file: &'a DistFile,
+    info: &'a SdistInfo,
+    sha256: &'a str,
+    work: tempfile::TempDir,
+    sdist_path: PathBuf,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        setup: &BuildSetup,
+        client: &'a IndexClient,
+        file: &'a DistFile,
+        info: &'a SdistInfo,
+        sha256: &'a str,
+    ) -> Result<Self, String> {
+        let builder = setup.builder()?;
+        let host = host_target(builder.interpreter())?;
         let work = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
         let sdist_path = work.path().join(&*file.filename);
-        let sdist = Sdist {
-            path: &sdist_path,
-            filename: &file.filename,
+        Ok(Self {
+            builder,
+            host,
+            client,
+            file,
+            info,
             sha256,
-            backend: info.build_backend.as_deref(),
-            backend_path: &info.backend_path,
-        };
-        let env_error = |e: String| {
+            work,
+            sdist_path,
+        })
+    }
+
+    fn sdist(&self) -> Sdist<'_> {
+        Sdist {
+            path: &self.sdist_path,
+            filename: &self.file.filename,
+            sha256: self.sha256,
+            backend: self.info.build_backend.as_deref(),
+            backend_path: &self.info.backend_path,
+        }
+    }
+
+    fn environment(&self, requires: &[Requirement]) -> Result<EnvFiles, String> {
+        environment(self.client, &self.host, requires, self.work.path()).map_err(|e| {
             format!(
                 "{}: cannot make its build environment for {} ({}): {e}",
-                file.filename,
-                host.name,
-                interpreter.describe()
+                self.file.filename,
+                self.host.name,
+                self.builder.interpreter().describe()
             )
-        };
-        // Downloads (each checked against its sha256) only when a hook has to run.
-        let fetch = |env: &[(Arc<DistFile>, Wheel)]| -> Result<(), String> {
-            if !sdist_path.exists() {
-                let bytes = client.download(file).map_err(|e| e.to_string())?;
-                std::fs::write(&sdist_path, &bytes)
-                    .map_err(|e| format!("{}: {e}", sdist_path.display()))?;
-            }
-            for (artifact, wheel) in env {
-                if !wheel.path.exists() {
-                    let bytes = client
-                        .download(artifact)
-                        .map_err(|e: ClientError| e.to_string())?;
-                    std::fs::write(&wheel.path, &bytes)
-                        .map_err(|e| format!("{}: {e}", wheel.path.display()))?;
-                }
-            }
-            Ok(())
-        };
-        let wheels = |env: &[(Arc<DistFile>, Wheel)]| -> Vec<Wheel> {
-            env.iter().map(|(_, w)| w.clone()).collect()
-        };
-        let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
-        let env = environment(client, &host, &requires, work.path()).map_err(env_error)?;
-        let extra = builder
-            .requires_for_build_wheel(&sdist, &wheels(&env), &|| fetch(&env))
-            .map_err(|e| e.to_string())?;
-        let env = if extra.is_empty() {
-            env
-        } else {
-            requires.extend(parse_requirements(&extra, &file.filename)?);
-            environment(client, &host, &requires, work.path()).map_err(env_error)?
-        };
-        let built = builder
-            .metadata(&sdist, &wheels(&env), &|| fetch(&env))
-            .map_err(|e| e.to_string())?;
-        let metadata = parse_core_metadata(built.metadata.as_bytes(), MetadataSource::SdistBuild)
-            .map_err(|e| {
-            format!(
-                "{}: the metadata its backend prepared ({}) is invalid: {e}",
-                file.filename, built.hook
-            )
-        })?;
-        Ok(Built {
-            metadata: Arc::new(metadata),
-            interpreter: interpreter.describe(),
         })
+    }
+
+    /// Downloads (each checked against its sha256) only when a hook has to run.
+    fn fetch(&self, env: &EnvFiles) -> Result<(), String> {
+        if !self.sdist_path.exists() {
+            let bytes = self.client.download(self.file).map_err(|e| e.to_string())?;
+            std::fs::write(&self.sdist_path, &bytes)
+                .map_err(|e| format!("{}: {e}", self.sdist_path.display()))?;
+        }
+        for (artifact, wheel) in env {
+            if !wheel.path.exists() {
+                let bytes = self
+                    .client
+                    .download(artifact)
+                    .map_err(|e: ClientError| e.to_string())?;
+                std::fs::write(&wheel.path, &bytes)
+                    .map_err(|e| format!("{}: {e}", wheel.path.display()))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -243,7 +305,7 @@ fn environment(
     host: &Target,
     requires: &[Requirement],
     dir: &std::path::Path,
-) -> Result<Vec<(Arc<DistFile>, Wheel)>, String> {
+) -> Result<EnvFiles, String> {
     let options = Options {
         no_build: PackageSet::All,
         ..Options::default()
