@@ -18,7 +18,13 @@ use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
 use pep508_rs::Requirement;
 
-use crate::{Options, PackageSet, Request, ResolveError, ResolvedSource};
+use std::collections::BTreeMap;
+
+use pep508_rs::PackageName;
+
+use crate::{
+    BuildEnvironment, Options, PackageSet, Request, ResolveError, ResolvedPackage, ResolvedSource,
+};
 
 /// Whether sdists whose metadata is not static may have their build backend run.
 #[derive(Debug, Clone, Default)]
@@ -340,4 +346,69 @@ fn environment(
         wheels.push((artifact.clone(), wheel));
     }
     Ok(wheels)
+}
+
+/// The build environment of every package `packages` installs from an sdist, for `target`.
+pub(crate) fn environments(
+    client: &IndexClient,
+    target: &Target,
+    request: &Request<'_>,
+    packages: &BTreeMap<PackageName, ResolvedPackage>,
+) -> Result<BTreeMap<PackageName, BuildEnvironment>, ResolveError> {
+    let mut out = BTreeMap::new();
+    for (name, package) in packages {
+        let ResolvedSource::Index { artifact, .. } = &package.source else {
+            continue;
+        };
+        if artifact.is_wheel() {
+            continue;
+        }
+        let info = client.sdist_info(artifact)?;
+        let mut requires = info.build_requires.clone();
+        if let Builds::Allowed(setup) = &request.options.builds {
+            let extra = setup
+                .extra_requires(client, artifact, &info)
+                .map_err(|e| ResolveError::Build(format!("{name} {}: {e}", package.version)))?;
+            for r in extra {
+                if !requires.contains(&r) {
+                    requires.push(r);
+                }
+            }
+        }
+        let parsed =
+            parse_requirements(&requires, &artifact.filename).map_err(ResolveError::Build)?;
+        let options = Options {
+            no_build: PackageSet::All,
+            ..Options::default()
+        };
+        let preferences = HashMap::new();
+        let env_request = Request {
+            requirements: &parsed,
+            constraints: &[],
+            nixpkgs: request.nixpkgs,
+            policy: request.policy,
+            options: &options,
+            preferences: &preferences,
+        };
+        let resolution =
+            crate::resolve_target(client, target, &env_request).map_err(|e| match e {
+                ResolveError::NoSolution { explanation, .. } => ResolveError::Build(format!(
+                    "{name} {}: no build environment for {} on {}:\n{explanation}",
+                    package.version, artifact.filename, target.name
+                )),
+                other => other,
+            })?;
+        out.insert(
+            name.clone(),
+            BuildEnvironment {
+                backend: info
+                    .build_backend
+                    .clone()
+                    .unwrap_or_else(|| bitpoll_build::FALLBACK_BACKEND.to_string()),
+                requires,
+                packages: resolution.packages,
+            },
+        );
+    }
+    Ok(out)
 }

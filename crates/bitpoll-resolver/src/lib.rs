@@ -113,11 +113,27 @@ pub struct ResolvedPackage {
     pub dependencies: BTreeSet<PackageName>,
 }
 
+/// The environment a target builds one of its sdists in: `requires` resolved with the same
+/// rules as the runtime set (nixpkgs first, its closure kept whole, then index wheels; never
+/// an sdist, which would need a build of its own), and kept apart from the runtime set.
+#[derive(Debug, Clone)]
+pub struct BuildEnvironment {
+    /// The PEP 517 backend object (`setuptools.build_meta:__legacy__` when the sdist names
+    /// none).
+    pub backend: String,
+    /// `[build-system].requires` (or the PEP 517 fallback) and what the backend's
+    /// `get_requires_for_build_wheel` adds, in that order.
+    pub requires: Vec<String>,
+    pub packages: BTreeMap<PackageName, ResolvedPackage>,
+}
+
 /// The package set of one target.
 #[derive(Debug, Clone)]
 pub struct TargetResolution {
     pub target: String,
     pub packages: BTreeMap<PackageName, ResolvedPackage>,
+    /// For every package this target builds from its sdist.
+    pub build_environments: BTreeMap<PackageName, BuildEnvironment>,
     /// Things the user should know that did not stop the resolution.
     pub warnings: Vec<String>,
 }

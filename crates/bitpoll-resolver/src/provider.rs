@@ -833,9 +833,11 @@ pub fn resolve_target(
     let mut warnings = provider.warnings.borrow().clone();
     warnings.sort();
     warnings.dedup();
+    let build_environments = crate::build::environments(client, target, request, &packages)?;
     Ok(TargetResolution {
         target: target.name.clone(),
         packages,
+        build_environments,
         warnings,
     })
 }
