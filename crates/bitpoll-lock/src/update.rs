@@ -209,12 +209,15 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut lock = Lock {
         schema: SCHEMA,
         fingerprint: loaded.fingerprint(),
+        content_sha256: String::new(),
         inputs: loaded.inputs.clone(),
         nixpkgs: loaded.nixpkgs_info.clone(),
         targets: loaded.target_infos.clone(),
         packages,
+        package_sha256: Default::default(),
     };
     lock.normalise();
+    lock.seal();
     let text = lock.to_json();
     let unchanged = std::fs::read(&args.lock).is_ok_and(|old| old == text.as_bytes());
     if !unchanged {
