@@ -22,15 +22,7 @@ fn fails_with(p: &Project, before: &str, code: i32, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "error should mention {n:?}:\n{err}");
     }
-    assert_eq!(before, p.lock_text(), "the existing lock must be untouched");
-    assert!(
-        std::fs::read_dir(p.path("lock")).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .ends_with(".tmp")),
-        "no temporary file may be left behind"
-    );
+    common::assert_lock_untouched(p, before);
 }
 
 #[test]

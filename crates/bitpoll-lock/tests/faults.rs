@@ -35,7 +35,7 @@ fn network_failure(p: &Project, before: &str, extra: &[&str], needle: &str) -> S
         err.contains(needle),
         "error should mention {needle:?}:\n{err}"
     );
-    assert_eq!(before, p.lock_text(), "the previous lock must be untouched");
+    common::assert_lock_untouched(p, before);
     err
 }
 
@@ -168,7 +168,7 @@ fn unsafe_and_duplicate_file_names_are_refused() {
 }
 
 #[test]
-fn a_killed_run_leaves_the_old_lock_intact() {
+fn a_run_killed_mid_resolution_leaves_the_old_lock_intact() {
     let (p, before) = locked();
     // Hold the index's answer so the run is certainly mid-flight, then kill it.
     p.server.inject(PAGE, Fault::Delay(Duration::from_secs(10)));
@@ -180,7 +180,50 @@ fn a_killed_run_leaves_the_old_lock_intact() {
     std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert_eq!(before, p.lock_text());
+    common::assert_lock_untouched(&p, &before);
+}
+
+/// The writer's contract: killed after the new lock is written to its temporary file but
+/// before the rename, the old lock is whole and the temporary file is the only leftover; the
+/// next run removes it, whether or not it has anything to write.
+#[test]
+fn a_run_killed_between_writing_and_renaming_leaves_the_old_lock_and_the_next_run_cleans_up() {
+    let (p, before) = locked();
+    p.write("requirements.in", "helper\nwebapp>=3\n");
+    let marker = p.path("held");
+    let mut child = p
+        .update_command(&["--no-nixpkgs"], p.cache.path())
+        .env(bitpoll_lockfile::TEST_HOLD_BEFORE_RENAME, &marker)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmp = loop {
+        match std::fs::read_to_string(&marker) {
+            Ok(path) if !path.is_empty() => break std::path::PathBuf::from(path),
+            _ if Instant::now() > deadline => panic!("the writer never reached the rename"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert_eq!(tmp.parent(), Some(p.path("lock").as_path()));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tmp).unwrap()).unwrap();
+    assert!(
+        written["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "webapp"),
+        "the temporary file holds the whole new lock"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(before, p.lock_text(), "the old lock is intact");
+    assert_eq!(common::temp_files(&p).len(), 1, "the killed run's file");
+
+    // Back to the old inputs: nothing to write, the leftover still goes.
+    p.write("requirements.in", "helper\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    common::assert_lock_untouched(&p, &before);
 }
 
 #[test]

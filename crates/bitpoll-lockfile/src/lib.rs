@@ -337,7 +337,22 @@ pub fn fingerprint(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+const TEMP_PREFIX: &str = ".bitpoll-lock-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Test-only hook, read nowhere else: when set to a file path, [`write_atomic`] writes the
+/// temporary file's path into that file once the new content is written and synced, then
+/// waits up to a minute before the rename. The tests kill the process in that window to show
+/// that the old file survives and the leftover is cleaned up by the next run.
+pub const TEST_HOLD_BEFORE_RENAME: &str = "BITPOLL_LOCK_TEST_HOLD_BEFORE_RENAME";
+
 /// Replaces `path` with `bytes` so that readers see either the old or the new content.
+///
+/// The new content goes to `.bitpoll-lock-*.tmp` in the same directory, which is renamed over
+/// `path`. The writer holds an exclusive `flock` on its temporary file until the rename, so a
+/// temporary file nobody holds was left by a killed run: each write first removes those (see
+/// [`remove_stale_temp_files`]). A run killed before the rename therefore leaves the old file
+/// whole and one temporary file, which the next write removes.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LockError> {
     let werr = |source| LockError::Write {
         path: path.to_path_buf(),
@@ -348,15 +363,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LockError> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(werr)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".bitpoll-lock-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(werr)?;
+    remove_stale_temp_files(dir).map_err(werr)?;
+    let mut tmp = loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(dir)
+            .map_err(werr)?;
+        hold(tmp.as_file()).map_err(werr)?;
+        // Another run's clean-up may have taken the file for stale between its creation and
+        // our lock; then it is gone from the directory and we start again.
+        if still_linked(&tmp) {
+            break tmp;
+        }
+    };
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
+    if let Some(marker) = std::env::var_os(TEST_HOLD_BEFORE_RENAME) {
+        let _ = std::fs::write(&marker, tmp.path().as_os_str().as_encoded_bytes());
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
     tmp.persist(path).map_err(|e| werr(e.error))?;
     Ok(())
+}
+
+/// Removes the temporary files of [`write_atomic`] in `dir` that no live writer holds, and
+/// returns how many it removed. Files another run is writing right now are left alone.
+pub fn remove_stale_temp_files(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        if try_hold(&file) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(unix)]
+fn hold(file: &std::fs::File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).map_err(Into::into)
+}
+
+/// True when nobody holds `file`: now we do, until it is closed.
+#[cfg(unix)]
+fn try_hold(file: &std::fs::File) -> bool {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+#[cfg(unix)]
+fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(tmp.path()), tmp.as_file().metadata()) {
+        (Ok(named), Ok(open)) => named.dev() == open.dev() && named.ino() == open.ino(),
+        _ => false,
+    }
+}
+
+// Without flock nothing tells a killed run's file from a live one, so nothing is removed.
+#[cfg(not(unix))]
+fn hold(_: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn try_hold(_: &std::fs::File) -> bool {
+    false
+}
+
+#[cfg(not(unix))]
+fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
+    tmp.path().exists()
 }
 
 /// sha256 as the SRI string Nix expects (`sha256-` + standard base64 of the digest).
@@ -520,5 +614,26 @@ mod tests {
         let found = old.content_mismatches();
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("schema 1 records no digest"), "{found:?}");
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_held_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".bitpoll-lock-stale.tmp");
+        std::fs::write(&stale, "half").unwrap();
+        let live = dir.path().join(".bitpoll-lock-live.tmp");
+        std::fs::write(&live, "writing").unwrap();
+        let holder = std::fs::File::open(&live).unwrap();
+        hold(&holder).unwrap();
+        let other = dir.path().join("notes.tmp");
+        std::fs::write(&other, "").unwrap();
+
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(live.exists(), "a file a live writer holds stays");
+        assert!(other.exists(), "only our own temporary files are touched");
+        drop(holder);
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(!live.exists());
     }
 }
