@@ -33,6 +33,16 @@ fn malformed_requirement_line_names_file_and_line() {
 }
 
 #[test]
+fn bad_input_on_a_first_run_creates_no_lock() {
+    for requirements in ["webapp >>> 3\n", "-r base.in\n", "no-such-package\n"] {
+        let p = Project::new(requirements);
+        let out = p.update_fresh(&[]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        common::assert_no_lock_created(&p);
+    }
+}
+
+#[test]
 fn missing_include_names_the_including_line() {
     let (p, before) = locked();
     p.write("requirements.in", "helper\n-r base.in\n");
