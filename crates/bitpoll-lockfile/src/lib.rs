@@ -241,8 +241,19 @@ impl Lock {
     /// per-name digests cannot: a name removed from both `packages` and `package_sha256`,
     /// entries out of order, or an edited target.
     pub fn content_digest(&self) -> String {
-        let canonical = serde_json::json!({ "targets": self.targets, "packages": self.packages });
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        // Serialised from structs, not through `serde_json::Value`, whose key order depends on
+        // a cargo feature some other crate may switch on.
+        #[derive(Serialize)]
+        struct Content<'a> {
+            targets: &'a [TargetInfo],
+            packages: &'a [Package],
+        }
+        let json = serde_json::to_string(&Content {
+            targets: &self.targets,
+            packages: &self.packages,
+        })
+        .expect("lock content serialises");
+        hex::encode(Sha256::digest(json.as_bytes()))
     }
 
     /// For each package name, sha256 over the compact JSON of its entries in lock order.
