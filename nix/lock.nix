@@ -24,7 +24,12 @@ let
     substring
     ;
 
-  supportedSchema = 1;
+  # Schema 2 only added digests of the lock's own content (for `bitpoll-lock check`); this
+  # reader uses none of them, so it reads both.
+  supportedSchemas = [
+    1
+    2
+  ];
 
   characters = s: genList (i: substring i 1 s) (stringLength s);
   toLower = replaceStrings (characters "ABCDEFGHIJKLMNOPQRSTUVWXYZ") (
@@ -85,8 +90,10 @@ let
     lock:
     if !(lock ? schema) then
       throw "bitpoll lock: no 'schema' field; is this a bitpoll lock file?"
-    else if lock.schema != supportedSchema then
-      throw "bitpoll lock: schema ${toString lock.schema} is not supported (this reader knows schema ${toString supportedSchema}); update the flake or re-run bitpoll-lock update"
+    else if !(elem lock.schema supportedSchemas) then
+      throw "bitpoll lock: schema ${toString lock.schema} is not supported (this reader knows schemas 1 and 2); update the flake or re-run bitpoll-lock update"
+    else if lock.schema >= 2 && !(lock ? content_sha256 && lock ? package_sha256) then
+      throw "bitpoll lock: schema ${toString lock.schema} without its content digests; re-run bitpoll-lock update"
     else
       lock;
 
@@ -293,7 +300,7 @@ in
     entriesFor
     withoutPackages
     makePackageSet
-    supportedSchema
+    supportedSchemas
     ;
 
   readLock = path: checkSchema (builtins.fromJSON (builtins.readFile path));

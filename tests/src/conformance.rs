@@ -19,6 +19,18 @@
 //! - `required_environments` lists environments a lock must cover; each must be one of our
 //!   targets, else the scenario asks for something a Nix lock cannot give.
 //! - `prereleases = true` is the "allow" mode; `no_binary`/`no_build` name packages.
+//! - `root.requires_python` is the project's Requires-Python: the lock's Python must satisfy
+//!   it, so a scenario whose Python does not is one a Nix lock cannot express.
+//!
+//! Every scenario runs. Where packse expects what only one universal resolution gives, the
+//! outcome per-target resolution must give instead is written down in [`PER_TARGET`] with its
+//! reason and asserted per target (exact package sets). Only the scenarios in [`EXCLUDED`]
+//! are not run, each by name; a scenario that the option rules above cannot map and that is
+//! not listed there fails, and so does a listed one that they can map.
+//!
+//! Beyond packse's expectation, every resolution is checked for extra packages: each resolved
+//! package must be needed, reachable from the root requirements that apply to the target.
+//! Where packse lists packages, the resolution must be exactly those.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -56,46 +68,112 @@ pub const CATEGORIES: [&str; 13] = [
     "yanked",
 ];
 
-/// Scenarios whose expected outcome is decided in environments that no Nix target can be,
-/// so that neither passing nor failing them says anything about this resolver. Each reason
-/// names the environment. Everything not listed here and not excluded by an option rule must
-/// pass.
-const OUTSIDE_OUR_TARGETS: &[(&str, &str)] = &[
-    (
-        "conflict-in-fork",
-        "the conflict exists only where sys_platform is `os1` or `os2`; on every Nix target \
-         neither requirement applies",
-    ),
-    (
-        "fork-non-local-fork-marker-direct",
-        "expects no solution because one universal resolution cannot give `c` a different \
-         version on linux and darwin when the markers sit on its parents; a lock of per-target \
-         resolutions does exactly that (c 1.0.0 on Linux, 2.0.0 on macOS)",
-    ),
-    (
-        "fork-non-local-fork-marker-transitive",
-        "expects no solution because one universal resolution does not fork on markers of \
-         transitive requirements; per-target resolutions need c<2 only on Linux and c>=2 only \
-         on macOS, and both hold",
-    ),
-    (
-        "preferences-dependent-forking-conflicting",
-        "expects no solution because one universal resolution that keeps a previous lock's \
-         `cleaver 1.0.0` must use foo 1.0.0 and bar 1.0.0 together; per target only one of \
-         them is required (foo==1 on linux, bar==1 elsewhere), so every target resolves",
-    ),
-    (
-        "specific-architecture",
-        "`c` (needed on aarch64) has no sdist and only a `manylinux2010_aarch64` wheel, a tag no \
-         installer accepts (aarch64 manylinux starts at manylinux2014, glibc 2.17); a universal \
-         lock records it unchecked, but a lock for aarch64-linux must install it",
-    ),
+/// Scenarios that cannot be expressed for Nix targets at all, by name, with the reason. They
+/// are not run.
+pub const EXCLUDED: &[(&str, &str)] = &[(
+    "requires-python-subset",
+    "Windows only: its one package has only a win_amd64 wheel, and it asks for a lock that \
+     covers Windows",
+)];
+
+const LINUX: &[&str] = &["aarch64-linux", "x86_64-linux"];
+const DARWIN: &[&str] = &["aarch64-darwin", "x86_64-darwin"];
+
+/// What one Nix target must resolve to: `None` for no solution, else exactly these
+/// `(name, version)` pairs.
+pub type TargetOutcome = Option<&'static [(&'static str, &'static str)]>;
+
+/// A scenario whose packse expectation holds only for one universal resolution, and the
+/// outcome per-target resolution must give instead.
+pub struct PerTarget {
+    pub name: &'static str,
+    /// Why a lock of per-target resolutions differs from packse's expectation.
+    pub why: &'static str,
+    /// The systems each outcome is for; together they cover every default Nix system.
+    pub outcomes: &'static [(&'static [&'static str], TargetOutcome)],
+}
+
+pub const PER_TARGET: &[PerTarget] = &[
+    PerTarget {
+        name: "conflict-in-fork",
+        why: "expects no solution because the requirements conflict where sys_platform is `os1` \
+              or `os2`; no Nix target is either, so neither requirement applies and every target \
+              resolves to nothing",
+        outcomes: &[(
+            &[
+                "aarch64-darwin",
+                "aarch64-linux",
+                "x86_64-darwin",
+                "x86_64-linux",
+            ],
+            Some(&[]),
+        )],
+    },
+    PerTarget {
+        name: "fork-non-local-fork-marker-direct",
+        why: "expects no solution because one universal resolution cannot give `c` a different \
+              version on linux and darwin when the markers sit on its parents; per target, Linux \
+              needs only a (c<2) and macOS only b (c>=2)",
+        outcomes: &[
+            (LINUX, Some(&[("a", "1.0.0"), ("c", "1.0.0")])),
+            (DARWIN, Some(&[("b", "1.0.0"), ("c", "2.0.0")])),
+        ],
+    },
+    PerTarget {
+        name: "fork-non-local-fork-marker-transitive",
+        why: "expects no solution because one universal resolution does not fork on markers of \
+              transitive requirements; per target, c<2 applies only on Linux and c>=2 only on \
+              macOS",
+        outcomes: &[
+            (
+                LINUX,
+                Some(&[("a", "1.0.0"), ("b", "1.0.0"), ("c", "1.0.0")]),
+            ),
+            (
+                DARWIN,
+                Some(&[("a", "1.0.0"), ("b", "1.0.0"), ("c", "2.0.0")]),
+            ),
+        ],
+    },
+    PerTarget {
+        name: "preferences-dependent-forking-conflicting",
+        why: "expects no solution because one universal resolution that keeps `cleaver 1.0.0` \
+              must use foo 1.0.0 and bar 1.0.0 together, and foo 1.0.0 needs bar 2.0.0; per \
+              target only one of them is pinned (foo==1 on linux, bar==1 elsewhere), and cleaver \
+              2.0.0 is ruled out by reject-cleaver-2 either way",
+        outcomes: &[
+            (
+                LINUX,
+                Some(&[("bar", "2.0.0"), ("cleaver", "1.0.0"), ("foo", "1.0.0")]),
+            ),
+            (
+                DARWIN,
+                Some(&[("bar", "1.0.0"), ("cleaver", "1.0.0"), ("foo", "2.0.0")]),
+            ),
+        ],
+    },
+    PerTarget {
+        name: "specific-architecture",
+        why: "expects one universal lock, which records aarch64's `c` without checking that it \
+              installs; its only file is a `manylinux2010_aarch64` wheel, a tag no installer \
+              accepts (aarch64 manylinux starts at manylinux2014), and there is no sdist, so \
+              aarch64-linux has no solution. On macOS platform_machine is arm64 or x86_64",
+        outcomes: &[
+            (&["x86_64-linux"], Some(&[("a", "1.0.0"), ("b", "1.0.0")])),
+            (&["aarch64-linux"], None),
+            (&["aarch64-darwin"], Some(&[("a", "1.0.0")])),
+            (&["x86_64-darwin"], Some(&[("a", "1.0.0"), ("b", "1.0.0")])),
+        ],
+    },
 ];
 
-/// The scenarios [`OUTSIDE_OUR_TARGETS`] names, so a test can notice a name that no longer
-/// matches a scenario.
-pub fn listed_outside_our_targets() -> impl Iterator<Item = &'static str> {
-    OUTSIDE_OUR_TARGETS.iter().map(|(name, _)| *name)
+/// The scenarios [`EXCLUDED`] and [`PER_TARGET`] name, so a test can notice a name that no
+/// longer matches a scenario.
+pub fn listed_scenarios() -> impl Iterator<Item = &'static str> {
+    EXCLUDED
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(PER_TARGET.iter().map(|p| p.name))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +242,8 @@ pub struct Environment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Passed,
+    /// Passed with the per-target outcome of [`PER_TARGET`], which differs from packse's.
+    PassedPerTarget(String),
     Failed(String),
     NotApplicable(String),
 }
@@ -172,6 +252,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Passed => f.write_str("passed"),
+            Outcome::PassedPerTarget(why) => write!(f, "passed per target: {why}"),
             Outcome::Failed(why) => write!(f, "FAILED: {why}"),
             Outcome::NotApplicable(why) => write!(f, "not applicable: {why}"),
         }
@@ -254,9 +335,6 @@ fn package_set(names: &[String]) -> Result<PackageSet, String> {
 /// Maps a scenario onto targets and options, or says why it has no meaning for a Nix lock.
 fn plan(s: &Scenario) -> Result<Result<Plan, String>, String> {
     let opts = &s.resolver_options;
-    if let Some((_, why)) = OUTSIDE_OUR_TARGETS.iter().find(|(n, _)| *n == s.name) {
-        return Ok(Err(why.to_string()));
-    }
     let python = opts
         .python
         .as_deref()
@@ -282,7 +360,8 @@ fn plan(s: &Scenario) -> Result<Result<Plan, String>, String> {
             VersionSpecifiers::from_str(rp).map_err(|e| format!("root requires_python: {e}"))?;
         if !spec.contains(&targets[0].python_full_version) {
             return Ok(Err(format!(
-                "the project requires Python {rp}, and the lock's Python is {python}"
+                "the project requires Python {rp}, and the lock's Python is {python}, so no \
+                 lock for it is valid"
             )));
         }
     }
@@ -327,17 +406,31 @@ pub fn run(s: &Scenario) -> ScenarioResult {
         outcome: Outcome::Passed,
         explanations: Vec::new(),
     };
-    let plan = match plan(s) {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(why)) => {
-            result.outcome = Outcome::NotApplicable(why);
+    let excluded = EXCLUDED.iter().find(|(n, _)| *n == s.name);
+    let plan = match (plan(s), excluded) {
+        (Ok(Ok(_)), Some(_)) => {
+            result.outcome = Outcome::Failed(
+                "listed in EXCLUDED, but it maps onto Nix targets: run it instead".into(),
+            );
             return result;
         }
-        Err(e) => {
+        (Ok(Ok(plan)), None) => plan,
+        (Ok(Err(rule)), Some((_, why))) => {
+            result.outcome = Outcome::NotApplicable(format!("{why}; it {rule}"));
+            return result;
+        }
+        (Ok(Err(rule)), None) => {
+            result.outcome = Outcome::Failed(format!(
+                "cannot be expressed for Nix targets ({rule}), and EXCLUDED does not list it"
+            ));
+            return result;
+        }
+        (Err(e), _) => {
             result.outcome = Outcome::Failed(format!("harness: {e}"));
             return result;
         }
     };
+    let per_target = PER_TARGET.iter().find(|p| p.name == s.name);
     let universe = Universe {
         packages: s.packages.clone(),
     };
@@ -370,56 +463,175 @@ pub fn run(s: &Scenario) -> ScenarioResult {
     let mut problems = Vec::new();
     let mut resolved = 0;
     for target in &plan.targets {
-        match bitpoll_resolver::resolve_target(&client, target, &request) {
-            Ok(resolution) => {
-                resolved += 1;
-                if !s.expected.satisfiable && !s.resolver_options.universal {
-                    let got: Vec<String> = resolution
-                        .packages
-                        .values()
-                        .map(|p| format!("{}=={}", p.name, p.version))
-                        .collect();
-                    problems.push(format!(
-                        "{}: expected no solution, got [{}]",
-                        target.name,
-                        got.join(", ")
-                    ));
-                    continue;
-                }
-                for (name, want) in &s.expected.packages {
-                    let Ok(name) = PackageName::from_str(name) else {
-                        problems.push(format!("harness: bad expected name `{name}`"));
-                        continue;
-                    };
-                    let want_v = Version::from_str(want).ok();
-                    match resolution.packages.get(&name) {
-                        Some(p) if Some(&p.version) == want_v.as_ref() => {}
-                        Some(p) => problems.push(format!(
-                            "{}: {name} {} instead of {want}",
-                            target.name, p.version
-                        )),
-                        None => problems
-                            .push(format!("{}: {name} missing (expected {want})", target.name)),
-                    }
-                }
-            }
-            Err(ResolveError::NoSolution { explanation, .. }) => {
-                if s.expected.satisfiable {
-                    let first = explanation.lines().next().unwrap_or_default().to_string();
-                    problems.push(format!("{}: no solution: {first}", target.name));
-                }
-                result.explanations.push((target.name.clone(), explanation));
-            }
-            Err(e) => problems.push(format!("{}: {e}", target.name)),
+        let outcome = bitpoll_resolver::resolve_target(&client, target, &request);
+        if let Ok(resolution) = &outcome {
+            resolved += 1;
+            problems.extend(
+                unneeded(&plan.requirements, target, resolution)
+                    .into_iter()
+                    .map(|p| format!("{}: {p} is resolved but nothing needs it", target.name)),
+            );
+        }
+        if let Err(ResolveError::NoSolution { explanation, .. }) = &outcome {
+            result
+                .explanations
+                .push((target.name.clone(), explanation.clone()));
+        }
+        match per_target {
+            Some(per_target) => check_per_target(per_target, target, &outcome, &mut problems),
+            None => check_packse(s, target, &outcome, &mut problems),
         }
     }
-    if !s.expected.satisfiable && s.resolver_options.universal && resolved == plan.targets.len() {
+    if per_target.is_none()
+        && !s.expected.satisfiable
+        && s.resolver_options.universal
+        && resolved == plan.targets.len()
+    {
         problems.push("expected no solution, but every target resolved".into());
     }
     if !problems.is_empty() {
         result.outcome = Outcome::Failed(problems.join("; "));
+    } else if let Some(per_target) = per_target {
+        result.outcome = Outcome::PassedPerTarget(per_target.why.to_string());
     }
     result
+}
+
+type TargetResult = Result<bitpoll_resolver::TargetResolution, ResolveError>;
+
+fn resolved_set(resolution: &bitpoll_resolver::TargetResolution) -> Vec<String> {
+    resolution
+        .packages
+        .values()
+        .map(|p| format!("{}=={}", p.name, p.version))
+        .collect()
+}
+
+/// packse's expectation on one target: satisfiable or not, and where it lists packages,
+/// exactly those.
+fn check_packse(s: &Scenario, target: &Target, outcome: &TargetResult, problems: &mut Vec<String>) {
+    match outcome {
+        Ok(resolution) => {
+            if !s.expected.satisfiable && !s.resolver_options.universal {
+                problems.push(format!(
+                    "{}: expected no solution, got [{}]",
+                    target.name,
+                    resolved_set(resolution).join(", ")
+                ));
+                return;
+            }
+            let mut expected = std::collections::BTreeSet::new();
+            for (name, want) in &s.expected.packages {
+                let Ok(name) = PackageName::from_str(name) else {
+                    problems.push(format!("harness: bad expected name `{name}`"));
+                    continue;
+                };
+                let want_v = Version::from_str(want).ok();
+                match resolution.packages.get(&name) {
+                    Some(p) if Some(&p.version) == want_v.as_ref() => {}
+                    Some(p) => problems.push(format!(
+                        "{}: {name} {} instead of {want}",
+                        target.name, p.version
+                    )),
+                    None => {
+                        problems.push(format!("{}: {name} missing (expected {want})", target.name))
+                    }
+                }
+                expected.insert(name);
+            }
+            // packse lists either nothing or the whole set (for a universal scenario: the
+            // packages every environment shares, which here is every target's whole set, as
+            // no scenario with a list forks).
+            if !expected.is_empty() {
+                for p in resolution.packages.values() {
+                    if !expected.contains(&p.name) {
+                        problems.push(format!(
+                            "{}: {}=={} resolved but not expected",
+                            target.name, p.name, p.version
+                        ));
+                    }
+                }
+            }
+        }
+        Err(ResolveError::NoSolution { explanation, .. }) => {
+            if s.expected.satisfiable {
+                let first = explanation.lines().next().unwrap_or_default().to_string();
+                problems.push(format!("{}: no solution: {first}", target.name));
+            }
+        }
+        Err(e) => problems.push(format!("{}: {e}", target.name)),
+    }
+}
+
+/// The outcome [`PER_TARGET`] writes down for this target.
+fn check_per_target(
+    per_target: &PerTarget,
+    target: &Target,
+    outcome: &TargetResult,
+    problems: &mut Vec<String>,
+) {
+    let Some((_, want)) = per_target
+        .outcomes
+        .iter()
+        .find(|(systems, _)| systems.contains(&target.system.as_str()))
+    else {
+        problems.push(format!(
+            "harness: PER_TARGET gives no outcome for {}",
+            target.name
+        ));
+        return;
+    };
+    match (want, outcome) {
+        (Some(want), Ok(resolution)) => {
+            let mut want: Vec<String> = want.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+            want.sort();
+            let got = resolved_set(resolution);
+            if got != want {
+                problems.push(format!(
+                    "{}: [{}] instead of [{}]",
+                    target.name,
+                    got.join(", "),
+                    want.join(", ")
+                ));
+            }
+        }
+        (None, Ok(resolution)) => problems.push(format!(
+            "{}: expected no solution, got [{}]",
+            target.name,
+            resolved_set(resolution).join(", ")
+        )),
+        (Some(_), Err(e)) => problems.push(format!("{}: {e}", target.name)),
+        (None, Err(ResolveError::NoSolution { .. })) => {}
+        (None, Err(e)) => problems.push(format!("{}: {e}", target.name)),
+    }
+}
+
+/// Resolved packages that no root requirement applying to `target` leads to.
+fn unneeded(
+    requirements: &[Requirement],
+    target: &Target,
+    resolution: &bitpoll_resolver::TargetResolution,
+) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<PackageName> = requirements
+        .iter()
+        .filter(|r| r.marker.evaluate(target.markers(), &[]))
+        .map(|r| r.name.clone())
+        .collect();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(p) = resolution.packages.get(&name) {
+            todo.extend(p.dependencies.iter().cloned());
+        }
+    }
+    resolution
+        .packages
+        .values()
+        .filter(|p| !seen.contains(&p.name))
+        .map(|p| format!("{}=={}", p.name, p.version))
+        .collect()
 }
 
 /// Runs every scenario, a few at a time (each has its own server and cache).
@@ -448,15 +660,16 @@ pub fn run_all(scenarios: &[Scenario]) -> Vec<ScenarioResult> {
         .collect()
 }
 
-/// Counts per category: (passed, failed, not applicable).
-pub fn tally(results: &[ScenarioResult]) -> Vec<(String, [usize; 3])> {
-    let mut rows: Vec<(String, [usize; 3])> =
-        CATEGORIES.iter().map(|c| (c.to_string(), [0; 3])).collect();
+/// Counts per category: (passed, passed per target, failed, not applicable).
+pub fn tally(results: &[ScenarioResult]) -> Vec<(String, [usize; 4])> {
+    let mut rows: Vec<(String, [usize; 4])> =
+        CATEGORIES.iter().map(|c| (c.to_string(), [0; 4])).collect();
     for r in results {
         let i = match r.outcome {
             Outcome::Passed => 0,
-            Outcome::Failed(_) => 1,
-            Outcome::NotApplicable(_) => 2,
+            Outcome::PassedPerTarget(_) => 1,
+            Outcome::Failed(_) => 2,
+            Outcome::NotApplicable(_) => 3,
         };
         if let Some(row) = rows.iter_mut().find(|(c, _)| *c == r.category) {
             row.1[i] += 1;
@@ -465,54 +678,62 @@ pub fn tally(results: &[ScenarioResult]) -> Vec<(String, [usize; 3])> {
     rows
 }
 
-/// The table `cargo xtask conformance` prints, followed by every non-pass and its reason.
+/// The table `cargo xtask conformance` prints, followed by every scenario that did not pass
+/// as packse expects and why.
 pub fn report(results: &[ScenarioResult]) -> String {
     let rows = tally(results);
     let mut out = String::new();
-    out.push_str(&format!(
-        "{:<24}{:>8}{:>8}{:>16}{:>8}\n",
-        "category", "passed", "failed", "not applicable", "total"
-    ));
-    let mut total = [0usize; 3];
-    for (category, [p, f, n]) in &rows {
+    let line = |out: &mut String, label: &str, n: [usize; 4]| {
         out.push_str(&format!(
-            "{category:<24}{p:>8}{f:>8}{n:>16}{:>8}\n",
-            p + f + n
+            "{label:<24}{:>8}{:>12}{:>8}{:>16}{:>8}\n",
+            n[0],
+            n[1],
+            n[2],
+            n[3],
+            n.iter().sum::<usize>()
         ));
-        total[0] += p;
-        total[1] += f;
-        total[2] += n;
-    }
+    };
     out.push_str(&format!(
-        "{:<24}{:>8}{:>8}{:>16}{:>8}\n",
-        "total",
-        total[0],
-        total[1],
-        total[2],
-        total.iter().sum::<usize>()
+        "{:<24}{:>8}{:>12}{:>8}{:>16}{:>8}\n",
+        "category", "passed", "per target", "failed", "not applicable", "total"
     ));
-    let na: Vec<&ScenarioResult> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::NotApplicable(_)))
-        .collect();
-    if !na.is_empty() {
-        out.push_str("\nNot applicable:\n");
-        for r in na {
-            if let Outcome::NotApplicable(why) = &r.outcome {
-                out.push_str(&format!("  {}/{}: {why}\n", r.category, r.name));
-            }
+    let mut total = [0usize; 4];
+    for (category, counts) in &rows {
+        line(&mut out, category, *counts);
+        for (t, c) in total.iter_mut().zip(counts) {
+            *t += c;
         }
     }
-    let failed: Vec<&ScenarioResult> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
-        .collect();
-    if !failed.is_empty() {
-        out.push_str("\nFailed:\n");
-        for r in failed {
-            if let Outcome::Failed(why) = &r.outcome {
-                out.push_str(&format!("  {}/{}: {why}\n", r.category, r.name));
-            }
+    line(&mut out, "total", total);
+    type Reason = fn(&Outcome) -> Option<&String>;
+    let sections: [(&str, Reason); 3] = [
+        (
+            "Passed per target, where packse expects one universal resolution",
+            |o| match o {
+                Outcome::PassedPerTarget(why) => Some(why),
+                _ => None,
+            },
+        ),
+        ("Not applicable", |o| match o {
+            Outcome::NotApplicable(why) => Some(why),
+            _ => None,
+        }),
+        ("Failed", |o| match o {
+            Outcome::Failed(why) => Some(why),
+            _ => None,
+        }),
+    ];
+    for (title, pick) in sections {
+        let rows: Vec<(&ScenarioResult, &String)> = results
+            .iter()
+            .filter_map(|r| pick(&r.outcome).map(|why| (r, why)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n{title}:\n"));
+        for (r, why) in rows {
+            out.push_str(&format!("  {}/{}: {why}\n", r.category, r.name));
         }
     }
     out

@@ -60,6 +60,8 @@ struct State {
 pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// When the request line arrived, so tests can measure the gaps between retries.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -158,6 +160,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let at = std::time::Instant::now();
         let mut parts = line.split_whitespace();
         let (method, target) = (
             parts.next().unwrap_or("").to_string(),
@@ -187,6 +190,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         let request = Request {
             path: path.clone(),
             headers,
+            at,
         };
         let (response, fault) = {
             let mut st = state.lock().unwrap();

@@ -1,26 +1,28 @@
-//! The packse scenario suite (see `bitpoll_tests::conformance`): every applicable scenario
-//! must pass, and at most [`MAX_NOT_APPLICABLE`] may be out of reach of a Nix lock.
+//! The packse scenario suite (see `bitpoll_tests::conformance`): every scenario runs and
+//! passes, either as packse expects or with the per-target outcome written down for it; only
+//! the scenarios excluded by name are not run.
 
+use std::collections::BTreeSet;
+
+use bitpoll_platform::DEFAULT_SYSTEMS;
 use bitpoll_tests::conformance::{self, Outcome, Scenario, ScenarioResult};
-
-const MAX_NOT_APPLICABLE: usize = 15;
 
 fn scenarios() -> Vec<Scenario> {
     conformance::load_all(&conformance::scenarios_dir()).expect("packse scenarios load")
 }
 
 #[test]
-fn every_applicable_scenario_passes() {
+fn every_scenario_passes_and_only_the_listed_ones_are_excluded() {
     let scenarios = scenarios();
     assert!(
         scenarios.len() >= 147,
         "expected the whole suite, found {} scenarios",
         scenarios.len()
     );
-    for name in conformance::listed_outside_our_targets() {
+    for name in conformance::listed_scenarios() {
         assert!(
             scenarios.iter().any(|s| s.name == name),
-            "`{name}` is listed as not applicable but no scenario has that name"
+            "`{name}` is listed but no scenario has that name"
         );
     }
     let results = conformance::run_all(&scenarios);
@@ -29,18 +31,39 @@ fn every_applicable_scenario_passes() {
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
         .count();
-    let not_applicable = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::NotApplicable(_)))
-        .count();
+    assert_eq!(failed, 0, "{failed} scenarios failed (table above)");
+    let names = |pick: fn(&Outcome) -> bool| -> BTreeSet<&str> {
+        results
+            .iter()
+            .filter(|r| pick(&r.outcome))
+            .map(|r| r.name.as_str())
+            .collect()
+    };
     assert_eq!(
-        failed, 0,
-        "{failed} applicable scenarios failed (table above)"
+        names(|o| matches!(o, Outcome::NotApplicable(_))),
+        conformance::EXCLUDED.iter().map(|(n, _)| *n).collect(),
+        "exactly the scenarios excluded by name are not run"
     );
-    assert!(
-        not_applicable <= MAX_NOT_APPLICABLE,
-        "{not_applicable} scenarios are not applicable; at most {MAX_NOT_APPLICABLE} may be"
+    assert_eq!(
+        names(|o| matches!(o, Outcome::PassedPerTarget(_))),
+        conformance::PER_TARGET.iter().map(|p| p.name).collect(),
+        "every scenario with a per-target outcome is checked against it"
     );
+}
+
+#[test]
+fn every_per_target_outcome_covers_each_default_system_once() {
+    for p in conformance::PER_TARGET {
+        let mut systems: Vec<&str> = p
+            .outcomes
+            .iter()
+            .flat_map(|(systems, _)| systems.iter().copied())
+            .collect();
+        systems.sort();
+        let mut want = DEFAULT_SYSTEMS.to_vec();
+        want.sort();
+        assert_eq!(systems, want, "{}", p.name);
+    }
 }
 
 /// The explanation for an unsatisfiable scenario on its first target.

@@ -1,6 +1,7 @@
-//! `cargo xtask conformance`: runs the packse scenario suite and prints passed / failed / not
-//! applicable per category, then every scenario that did not pass and why. Exits 1 when an
-//! applicable scenario fails, as the test target does.
+//! `cargo xtask conformance`: runs the packse scenario suite and prints per category how many
+//! passed as packse expects, passed with their documented per-target outcome, failed, or are
+//! excluded by name, then the reason for every scenario not in the first column. Exits 1 when a
+//! scenario fails, as the test target does.
 
 use bitpoll_tests::conformance::{self, Outcome};
 

@@ -215,18 +215,12 @@ impl IndexClient {
             .pool_max_idle_per_host(options.concurrency.max(1))
             .tcp_keepalive(Duration::from_secs(60))
             .gzip(true)
-            // Follow redirects only within one origin: a redirect elsewhere (or from https to
-            // plain http) could hand the index's answers, or its credentials, to another party.
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let from = attempt.previous().last().map(|u| u.origin());
-                if attempt.previous().len() > 5 {
-                    attempt.error("too many redirects")
-                } else if from.is_some_and(|o| o != attempt.url().origin()) {
-                    attempt.error("redirect to another origin refused")
-                } else {
-                    attempt.follow()
-                }
-            }))
+            .redirect(reqwest::redirect::Policy::custom(
+                |attempt| match redirect_refusal(attempt.previous(), attempt.url()) {
+                    Some(reason) => attempt.error(reason),
+                    None => attempt.follow(),
+                },
+            ))
             .build()
             .map_err(|e| ClientError::network(options.index_url.redacted(), e))?;
         let progress = if options.progress {
@@ -544,6 +538,24 @@ const LAZY_WHEEL_TAIL: u64 = 64 * 1024;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// Why a redirect to `to` after visiting `previous` is not followed, if it is not.
+///
+/// Only redirects within one origin (scheme, host and port) are followed: a redirect elsewhere,
+/// or from https to plain http on the same host, could hand the index's answers, or its
+/// credentials, to another party.
+fn redirect_refusal(previous: &[Url], to: &Url) -> Option<&'static str> {
+    if previous.len() > 5 {
+        Some("too many redirects")
+    } else if previous
+        .last()
+        .is_some_and(|from| from.origin() != to.origin())
+    {
+        Some("redirect to another origin refused")
+    } else {
+        None
+    }
+}
 
 fn retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
@@ -1202,6 +1214,40 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_are_followed_within_one_origin_only() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let from = [url("https://index.test/simple/helper/")];
+        assert_eq!(
+            redirect_refusal(&from, &url("https://index.test/simple/helper/v2/")),
+            None
+        );
+        // https to plain http on the same host and port: the scheme is part of the origin.
+        assert_eq!(
+            redirect_refusal(&from, &url("http://index.test:443/simple/helper/")),
+            Some("redirect to another origin refused")
+        );
+        assert_eq!(
+            redirect_refusal(&from, &url("http://index.test/simple/helper/")),
+            Some("redirect to another origin refused")
+        );
+        assert_eq!(
+            redirect_refusal(&from, &url("https://mirror.test/simple/helper/")),
+            Some("redirect to another origin refused")
+        );
+        assert_eq!(
+            redirect_refusal(&from, &url("https://index.test:8443/simple/helper/")),
+            Some("redirect to another origin refused")
+        );
+        let chain: Vec<Url> = (0..6)
+            .map(|i| url(&format!("https://index.test/{i}")))
+            .collect();
+        assert_eq!(
+            redirect_refusal(&chain, &url("https://index.test/7")),
+            Some("too many redirects")
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -48,6 +48,7 @@ pub fn stale_reasons(lock: &Lock, flake_lock: &Path) -> anyhow::Result<Vec<Strin
             "lock edited by hand: its fingerprint does not match the inputs it records".to_string(),
         );
     }
+    reasons.extend(lock.content_mismatches());
     let paths = InputPaths {
         requirements: lock.inputs.requirements.keys().map(PathBuf::from).collect(),
         policy: PathBuf::from(&lock.inputs.policy),

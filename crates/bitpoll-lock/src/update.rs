@@ -245,15 +245,31 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut lock = Lock {
         schema: SCHEMA,
         fingerprint: loaded.fingerprint(),
+        content_sha256: String::new(),
         inputs: loaded.inputs.clone(),
         nixpkgs: loaded.nixpkgs_info.clone(),
         targets: loaded.target_infos.clone(),
         packages,
+        package_sha256: Default::default(),
     };
     lock.normalise();
+    lock.seal();
     let text = lock.to_json();
     let unchanged = std::fs::read(&args.lock).is_ok_and(|old| old == text.as_bytes());
-    if !unchanged {
+    if unchanged {
+        // A killed run may have left its temporary file; writing would remove it, so do the
+        // same when there is nothing to write.
+        let dir = match args.lock.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        bitpoll_lockfile::remove_stale_temp_files(dir).with_context(|| {
+            format!(
+                "removing stale temporary files next to {}",
+                args.lock.display()
+            )
+        })?;
+    } else {
         bitpoll_lockfile::write_atomic(&args.lock, text.as_bytes())
             .with_context(|| format!("writing {}", args.lock.display()))?;
     }

@@ -22,15 +22,7 @@ fn fails_with(p: &Project, before: &str, code: i32, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "error should mention {n:?}:\n{err}");
     }
-    assert_eq!(before, p.lock_text(), "the existing lock must be untouched");
-    assert!(
-        std::fs::read_dir(p.path("lock")).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .ends_with(".tmp")),
-        "no temporary file may be left behind"
-    );
+    common::assert_lock_untouched(p, before);
 }
 
 #[test]
@@ -38,6 +30,16 @@ fn malformed_requirement_line_names_file_and_line() {
     let (p, before) = locked();
     p.write("requirements.in", "helper\n\nwebapp >>> 3\n");
     fails_with(&p, &before, 2, &["requirements.in:3", "webapp >>> 3"]);
+}
+
+#[test]
+fn bad_input_on_a_first_run_creates_no_lock() {
+    for requirements in ["webapp >>> 3\n", "-r base.in\n", "no-such-package\n"] {
+        let p = Project::new(requirements);
+        let out = p.update_fresh(&[]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        common::assert_no_lock_created(&p);
+    }
 }
 
 #[test]

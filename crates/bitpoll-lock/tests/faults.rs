@@ -35,16 +35,45 @@ fn network_failure(p: &Project, before: &str, extra: &[&str], needle: &str) -> S
         err.contains(needle),
         "error should mention {needle:?}:\n{err}"
     );
-    assert_eq!(before, p.lock_text(), "the previous lock must be untouched");
+    common::assert_lock_untouched(p, before);
     err
 }
 
 fn page_hits(p: &Project) -> usize {
+    page_times(p).len()
+}
+
+/// When each request for the project page arrived.
+fn page_times(p: &Project) -> Vec<Instant> {
     p.server
         .requests()
         .iter()
         .filter(|r| r.path == PAGE)
-        .count()
+        .map(|r| r.at)
+        .collect()
+}
+
+/// The client's documented backoff: 250 ms before the first retry, doubling each time (plus
+/// jitter, which only adds).
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+
+/// Gaps between consecutive requests for the page, checked against the backoff loosely: each
+/// at least the backoff's floor for that retry, and none shorter than the one before.
+#[track_caller]
+fn assert_backoff(times: &[Instant]) {
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        let floor = BACKOFF_BASE * (1 << i);
+        assert!(
+            *gap >= floor,
+            "retry {} came after {gap:?}, before the backoff of {floor:?}; gaps: {gaps:?}",
+            i + 1
+        );
+    }
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= w[0]),
+        "the backoff must not shrink: {gaps:?}"
+    );
 }
 
 #[test]
@@ -64,8 +93,47 @@ fn server_errors_are_retried_a_bounded_number_of_times() {
 }
 
 #[test]
+fn by_default_a_server_error_is_retried_three_times_with_growing_backoff() {
+    let (p, before) = locked();
+    p.server.clear_log();
+    p.server.inject(
+        PAGE,
+        Fault::Replace {
+            response: Response::new(500, "text/plain", "oops"),
+            times: 100,
+        },
+    );
+    network_failure(&p, &before, &[], "500");
+    let times = page_times(&p);
+    assert_eq!(times.len(), 4, "one try and the default three retries");
+    assert_backoff(&times);
+}
+
+#[test]
+fn retry_after_sets_the_wait() {
+    let (p, before) = locked();
+    p.server.clear_log();
+    let busy = Response::new(503, "text/plain", "busy").with_header("Retry-After", "1");
+    p.server.inject(
+        PAGE,
+        Fault::Replace {
+            response: busy,
+            times: 100,
+        },
+    );
+    network_failure(&p, &before, &["--retries", "1"], "503");
+    let times = page_times(&p);
+    assert_eq!(times.len(), 2);
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(1),
+        "Retry-After: 1 waits a second, not {:?}",
+        times[1] - times[0]
+    );
+}
+
+#[test]
 fn a_503_without_retry_after_is_retried_with_backoff() {
-    let (p, _) = locked();
+    let (p, before) = locked();
     p.server.clear_log();
     p.server.inject(
         PAGE,
@@ -75,16 +143,23 @@ fn a_503_without_retry_after_is_retried_with_backoff() {
         },
     );
     assert_ok(&run_fresh(&p, &[]));
-    assert_eq!(page_hits(&p), 2);
+    let times = page_times(&p);
+    assert_eq!(times.len(), 2);
+    assert_backoff(&times);
+    common::assert_lock_untouched(&p, &before);
 }
 
 #[test]
-fn a_connection_reset_and_a_truncated_body_fail_cleanly() {
+fn a_connection_reset_and_a_truncated_body_are_retried_then_fail_cleanly() {
     let (p, before) = locked();
-    p.server.inject(PAGE, Fault::Reset);
-    network_failure(&p, &before, &["--retries", "1"], "helper");
-    p.server.inject(PAGE, Fault::Truncate);
-    network_failure(&p, &before, &["--retries", "1"], "helper");
+    for fault in [Fault::Reset, Fault::Truncate] {
+        p.server.clear_log();
+        p.server.inject(PAGE, fault);
+        network_failure(&p, &before, &["--retries", "1"], "helper");
+        let times = page_times(&p);
+        assert_eq!(times.len(), 2, "one try and one retry");
+        assert_backoff(&times);
+    }
 }
 
 #[test]
@@ -92,7 +167,9 @@ fn a_response_slower_than_the_timeout_is_abandoned() {
     let (p, before) = locked();
     p.server.inject(PAGE, Fault::Delay(Duration::from_secs(5)));
     let started = Instant::now();
+    p.server.clear_log();
     network_failure(&p, &before, &["--timeout", "1", "--retries", "0"], "helper");
+    assert_eq!(page_hits(&p), 1, "--retries 0 sends one request");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the timeout must cut the wait short"
@@ -123,7 +200,51 @@ fn redirects_to_another_origin_are_refused() {
         PAGE,
         Response::new(302, "text/plain", "").with_header("Location", &format!("{elsewhere}{PAGE}")),
     );
+    p.server.clear_log();
     network_failure(&p, &before, &[], "another origin");
+    assert_eq!(page_hits(&p), 1, "a refused redirect is not retried");
+}
+
+/// The same host and port under another scheme is another origin too. The loopback server
+/// speaks plain http only, so this sends the redirect from http to https; the opposite
+/// direction, https to http, goes through the same origin comparison, which the client's unit
+/// test `redirects_are_followed_within_one_origin_only` checks for https URLs.
+#[test]
+fn a_redirect_to_another_scheme_on_the_same_host_is_refused() {
+    let (p, before) = locked();
+    let other_scheme = p.server.base_url().replacen("http://", "https://", 1);
+    assert_ne!(other_scheme, p.server.base_url());
+    p.server.set_route(
+        PAGE,
+        Response::new(302, "text/plain", "")
+            .with_header("Location", &format!("{other_scheme}{PAGE}")),
+    );
+    p.server.clear_log();
+    network_failure(&p, &before, &[], "another origin");
+    assert_eq!(page_hits(&p), 1, "a refused redirect is not retried");
+}
+
+/// A first run that fails leaves nothing behind: no lock, no temporary file.
+#[test]
+fn a_failed_first_run_creates_no_lock() {
+    let faults = [
+        Fault::Replace {
+            response: Response::new(500, "text/plain", "oops"),
+            times: 100,
+        },
+        Fault::Reset,
+        Fault::Replace {
+            response: Response::new(200, SIMPLE_JSON, "{\"files\": ["),
+            times: 100,
+        },
+    ];
+    for fault in faults {
+        let p = Project::new("helper\n");
+        p.server.inject(PAGE, fault);
+        let out = run_fresh(&p, &["--retries", "0"]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        common::assert_no_lock_created(&p);
+    }
 }
 
 #[test]
@@ -168,7 +289,7 @@ fn unsafe_and_duplicate_file_names_are_refused() {
 }
 
 #[test]
-fn a_killed_run_leaves_the_old_lock_intact() {
+fn a_run_killed_mid_resolution_leaves_the_old_lock_intact() {
     let (p, before) = locked();
     // Hold the index's answer so the run is certainly mid-flight, then kill it.
     p.server.inject(PAGE, Fault::Delay(Duration::from_secs(10)));
@@ -180,7 +301,50 @@ fn a_killed_run_leaves_the_old_lock_intact() {
     std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert_eq!(before, p.lock_text());
+    common::assert_lock_untouched(&p, &before);
+}
+
+/// The writer's contract: killed after the new lock is written to its temporary file but
+/// before the rename, the old lock is whole and the temporary file is the only leftover; the
+/// next run removes it, whether or not it has anything to write.
+#[test]
+fn a_run_killed_between_writing_and_renaming_leaves_the_old_lock_and_the_next_run_cleans_up() {
+    let (p, before) = locked();
+    p.write("requirements.in", "helper\nwebapp>=3\n");
+    let marker = p.path("held");
+    let mut child = p
+        .update_command(&["--no-nixpkgs"], p.cache.path())
+        .env(bitpoll_lockfile::TEST_HOLD_BEFORE_RENAME, &marker)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmp = loop {
+        match std::fs::read_to_string(&marker) {
+            Ok(path) if !path.is_empty() => break std::path::PathBuf::from(path),
+            _ if Instant::now() > deadline => panic!("the writer never reached the rename"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert_eq!(tmp.parent(), Some(p.path("lock").as_path()));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tmp).unwrap()).unwrap();
+    assert!(
+        written["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "webapp"),
+        "the temporary file holds the whole new lock"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(before, p.lock_text(), "the old lock is intact");
+    assert_eq!(common::temp_files(&p).len(), 1, "the killed run's file");
+
+    // Back to the old inputs: nothing to write, the leftover still goes.
+    p.write("requirements.in", "helper\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    common::assert_lock_untouched(&p, &before);
 }
 
 #[test]

@@ -292,12 +292,80 @@ fn check_reports_what_changed_without_the_network() {
     );
 
     p.write("requirements.in", "helper\n");
-    let edited = p
-        .lock_text()
-        .replace("\"index\": \"pypi\"", "\"index\": \"other\"");
-    p.write("lock/bitpoll.lock.json", &edited);
-    let out = common::stdout(&p.run(&["check"]));
-    assert!(out.contains("edited by hand"), "{out}");
+    // An edit of an input the lock records, and nothing else: only the fingerprint can
+    // notice it.
+    let mut lock = p.lock();
+    lock["inputs"]["index"] = "other".into();
+    write_json(&p, &lock);
+    let edited = p.run(&["check"]);
+    assert_eq!(edited.status.code(), Some(1), "{}", stderr(&edited));
+    let out = common::stdout(&edited);
+    assert!(
+        out.contains("fingerprint does not match the inputs it records"),
+        "{out}"
+    );
+}
+
+fn write_json(p: &Project, lock: &serde_json::Value) {
+    let mut text = serde_json::to_string_pretty(lock).unwrap();
+    text.push('\n');
+    p.write("lock/bitpoll.lock.json", &text);
+}
+
+/// `check` on a lock after `edit`: exit 1 and the line that names `name`.
+fn check_after_hand_edit(edit: impl FnOnce(&mut Vec<serde_json::Value>), name: &str) -> String {
+    let p = Project::new("webapp>=3\n");
+    assert_ok(&p.update(&["--no-nixpkgs"]));
+    let ok = p.run(&["check"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let mut lock = p.lock();
+    let mut packages = lock["packages"].as_array().unwrap().clone();
+    edit(&mut packages);
+    lock["packages"] = packages.into();
+    write_json(&p, &lock);
+    let out = p.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = common::stdout(&out);
+    text.lines()
+        .find(|l| l.contains(&format!("package entry {name} ")))
+        .unwrap_or_else(|| panic!("no line names {name}:\n{text}"))
+        .to_string()
+}
+
+fn entry_mut<'a>(packages: &'a mut [serde_json::Value], name: &str) -> &'a mut serde_json::Value {
+    packages
+        .iter_mut()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no entry {name}"))
+}
+
+#[test]
+fn check_names_an_entry_whose_artifact_hash_was_edited() {
+    let line = check_after_hand_edit(
+        |packages| {
+            entry_mut(packages, "helper")["artifacts"][0]["sha256"] = "0".repeat(64).into();
+        },
+        "helper",
+    );
+    assert!(line.contains("edited by hand"), "{line}");
+}
+
+#[test]
+fn check_names_an_entry_whose_version_was_edited() {
+    let line = check_after_hand_edit(
+        |packages| entry_mut(packages, "webapp")["version"] = "3.1".into(),
+        "webapp",
+    );
+    assert!(line.contains("webapp 3.1 edited by hand"), "{line}");
+}
+
+#[test]
+fn check_names_a_removed_entry() {
+    let line = check_after_hand_edit(
+        |packages| packages.retain(|e| e["name"] != "helper"),
+        "helper",
+    );
+    assert!(line.contains("removed by hand"), "{line}");
 }
 
 #[test]

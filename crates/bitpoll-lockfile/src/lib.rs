@@ -1,4 +1,5 @@
-//! The lock file: its schema (docs/lock-format.md), its fingerprint and its atomic writing.
+//! The lock file: its schema (docs/lock-format.md), its fingerprint, the digests of its own
+//! content and its atomic writing.
 //!
 //! Everything that reads or writes `lock/bitpoll.lock.json` goes through these types, so the
 //! serialised form has one definition: fields in a fixed order, packages sorted, pretty JSON
@@ -12,17 +13,28 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub const SCHEMA: u32 = 1;
+/// Schema 2 added `content_sha256` and `package_sha256`. Schema 1 locks are still read (they
+/// are what `diff` compares a refreshed lock with); `check` asks for them to be rewritten.
+pub const SCHEMA: u32 = 2;
+const OLDEST_READABLE_SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     pub schema: u32,
     pub fingerprint: String,
+    /// sha256 of the lock's own content (targets and packages), see [`Lock::content_digest`].
+    /// Empty in a schema 1 lock.
+    #[serde(default)]
+    pub content_sha256: String,
     pub inputs: Inputs,
     pub nixpkgs: Option<NixpkgsInfo>,
     pub targets: Vec<TargetInfo>,
     pub packages: Vec<Package>,
+    /// Package name -> sha256 of that name's entries, so `check` can name an edited, added or
+    /// removed entry. Last in the document: it is a table for tools, not for reading.
+    #[serde(default)]
+    pub package_sha256: BTreeMap<String, String>,
 }
 
 /// The normalised inputs: everything the resolution depends on besides the indexes' contents.
@@ -143,7 +155,7 @@ pub enum LockError {
         column: usize,
         message: String,
     },
-    #[error("{}: lock schema {found} is not supported by this version (expected {SCHEMA})", path.display())]
+    #[error("{}: lock schema {found} is not supported by this version (it reads schemas {OLDEST_READABLE_SCHEMA} to {SCHEMA}); {}", path.display(), if *found > SCHEMA { "update bitpoll-lock" } else { "re-create the lock with `bitpoll-lock update`" })]
     Schema { path: PathBuf, found: u32 },
     #[error("{}: cannot write lock: {source}", path.display())]
     Write {
@@ -174,7 +186,7 @@ impl Lock {
             message: e.to_string(),
         };
         let head: Head = serde_json::from_slice(bytes).map_err(parse_err)?;
-        if head.schema != SCHEMA {
+        if !(OLDEST_READABLE_SCHEMA..=SCHEMA).contains(&head.schema) {
             return Err(LockError::Schema {
                 path: path.to_path_buf(),
                 found: head.schema,
@@ -223,6 +235,102 @@ impl Lock {
         });
     }
 
+    /// Records the digests of the lock's content; call after [`Lock::normalise`].
+    pub fn seal(&mut self) {
+        self.package_sha256 = self.package_digests();
+        self.content_sha256 = self.content_digest();
+    }
+
+    /// sha256 over the canonical JSON of the targets and the packages. It catches what the
+    /// per-name digests cannot: a name removed from both `packages` and `package_sha256`,
+    /// entries out of order, or an edited target.
+    pub fn content_digest(&self) -> String {
+        // Serialised from structs, not through `serde_json::Value`, whose key order depends on
+        // a cargo feature some other crate may switch on.
+        #[derive(Serialize)]
+        struct Content<'a> {
+            targets: &'a [TargetInfo],
+            packages: &'a [Package],
+        }
+        let json = serde_json::to_string(&Content {
+            targets: &self.targets,
+            packages: &self.packages,
+        })
+        .expect("lock content serialises");
+        hex::encode(Sha256::digest(json.as_bytes()))
+    }
+
+    /// For each package name, sha256 over the compact JSON of its entries in lock order.
+    pub fn package_digests(&self) -> BTreeMap<String, String> {
+        let mut by_name: BTreeMap<&str, Vec<&Package>> = BTreeMap::new();
+        for p in &self.packages {
+            by_name.entry(&p.name).or_default().push(p);
+        }
+        by_name
+            .into_iter()
+            .map(|(name, entries)| {
+                let json = serde_json::to_string(&entries).expect("packages serialise");
+                (
+                    name.to_string(),
+                    hex::encode(Sha256::digest(json.as_bytes())),
+                )
+            })
+            .collect()
+    }
+
+    /// Where the lock's content no longer matches the digests it records, naming the
+    /// package entries concerned; empty when it matches.
+    pub fn content_mismatches(&self) -> Vec<String> {
+        if self.schema < 2 {
+            return vec![format!(
+                "lock schema {} records no digest of its content: rewrite it with `bitpoll-lock update`",
+                self.schema
+            )];
+        }
+        let mut found = Vec::new();
+        let versions = |name: &str| {
+            let v: Vec<&str> = self
+                .packages
+                .iter()
+                .filter(|p| p.name == name)
+                .map(|p| p.version.as_str())
+                .collect();
+            v.join(", ")
+        };
+        let actual = self.package_digests();
+        for (name, digest) in &actual {
+            match self.package_sha256.get(name) {
+                Some(recorded) if recorded == digest => {}
+                Some(_) => found.push(format!(
+                    "package entry {name} {} edited by hand: it does not match its recorded sha256",
+                    versions(name)
+                )),
+                None => found.push(format!(
+                    "package entry {name} {} added by hand: the lock records no sha256 for it",
+                    versions(name)
+                )),
+            }
+        }
+        for name in self.package_sha256.keys() {
+            if !actual.contains_key(name) {
+                found.push(format!(
+                    "package entry {name} removed by hand: the lock records a sha256 for it but has no entry"
+                ));
+            }
+        }
+        let mut canonical = self.clone();
+        canonical.normalise();
+        if canonical.packages != self.packages {
+            found.push("packages edited by hand: entries or their lists are out of order".into());
+        }
+        if found.is_empty() && self.content_digest() != self.content_sha256 {
+            found.push(
+                "lock edited by hand: its targets or packages do not match content_sha256".into(),
+            );
+        }
+        found
+    }
+
     /// Entries that apply to one target, by name.
     pub fn packages_for<'a>(&'a self, target: &str) -> BTreeMap<&'a str, &'a Package> {
         self.packages
@@ -244,7 +352,22 @@ pub fn fingerprint(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+const TEMP_PREFIX: &str = ".bitpoll-lock-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Test-only hook, read nowhere else: when set to a file path, [`write_atomic`] writes the
+/// temporary file's path into that file once the new content is written and synced, then
+/// waits up to a minute before the rename. The tests kill the process in that window to show
+/// that the old file survives and the leftover is cleaned up by the next run.
+pub const TEST_HOLD_BEFORE_RENAME: &str = "BITPOLL_LOCK_TEST_HOLD_BEFORE_RENAME";
+
 /// Replaces `path` with `bytes` so that readers see either the old or the new content.
+///
+/// The new content goes to `.bitpoll-lock-*.tmp` in the same directory, which is renamed over
+/// `path`. The writer holds an exclusive `flock` on its temporary file until the rename, so a
+/// temporary file nobody holds was left by a killed run: each write first removes those (see
+/// [`remove_stale_temp_files`]). A run killed before the rename therefore leaves the old file
+/// whole and one temporary file, which the next write removes.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LockError> {
     let werr = |source| LockError::Write {
         path: path.to_path_buf(),
@@ -255,15 +378,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LockError> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(werr)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".bitpoll-lock-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(werr)?;
+    remove_stale_temp_files(dir).map_err(werr)?;
+    let mut tmp = loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(dir)
+            .map_err(werr)?;
+        hold(tmp.as_file()).map_err(werr)?;
+        // Another run's clean-up may have taken the file for stale between its creation and
+        // our lock; then it is gone from the directory and we start again.
+        if still_linked(&tmp) {
+            break tmp;
+        }
+    };
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
+    if let Some(marker) = std::env::var_os(TEST_HOLD_BEFORE_RENAME) {
+        let _ = std::fs::write(&marker, tmp.path().as_os_str().as_encoded_bytes());
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
     tmp.persist(path).map_err(|e| werr(e.error))?;
     Ok(())
+}
+
+/// Removes the temporary files of [`write_atomic`] in `dir` that no live writer holds, and
+/// returns how many it removed. Files another run is writing right now are left alone.
+pub fn remove_stale_temp_files(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        if try_hold(&file) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(unix)]
+fn hold(file: &std::fs::File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).map_err(Into::into)
+}
+
+/// True when nobody holds `file`: now we do, until it is closed.
+#[cfg(unix)]
+fn try_hold(file: &std::fs::File) -> bool {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+#[cfg(unix)]
+fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(tmp.path()), tmp.as_file().metadata()) {
+        (Ok(named), Ok(open)) => named.dev() == open.dev() && named.ino() == open.ino(),
+        _ => false,
+    }
+}
+
+// Without flock nothing tells a killed run's file from a live one, so nothing is removed.
+#[cfg(not(unix))]
+fn hold(_: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn try_hold(_: &std::fs::File) -> bool {
+    false
+}
+
+#[cfg(not(unix))]
+fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
+    tmp.path().exists()
 }
 
 /// sha256 as the SRI string Nix expects (`sha256-` + standard base64 of the digest).
@@ -300,12 +502,15 @@ mod tests {
         let mut lock = Lock {
             schema: SCHEMA,
             fingerprint: String::new(),
+            content_sha256: String::new(),
             inputs: Inputs::default(),
             nixpkgs: None,
             targets: vec![],
             packages: vec![],
+            package_sha256: BTreeMap::new(),
         };
         lock.fingerprint = fingerprint(&lock.inputs, None, &lock.targets);
+        lock.seal();
         lock.write(&path).unwrap();
         let back = Lock::read(&path).unwrap();
         assert_eq!(back, lock);
@@ -322,9 +527,128 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("schema 9"), "{err}");
-        let err = Lock::from_slice(Path::new("l.json"), b"{\n  \"schema\": 1,\n  x\n}")
+        assert!(err.contains("update bitpoll-lock"), "{err}");
+        let err = Lock::from_slice(Path::new("l.json"), br#"{"schema": 0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("re-create the lock"), "{err}");
+        let err = Lock::from_slice(Path::new("l.json"), b"{\n  \"schema\": 2,\n  x\n}")
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("l.json:3:"), "{err}");
+    }
+
+    fn sealed_lock() -> Lock {
+        let entry = |name: &str, version: &str| Package {
+            name: name.into(),
+            version: version.into(),
+            source: Source::Index,
+            attr: None,
+            index: Some("pypi".into()),
+            targets: vec!["x86_64-linux".into()],
+            extras: vec![],
+            requires_python: None,
+            dependencies: vec![],
+            target_dependencies: BTreeMap::new(),
+            metadata: "core-metadata".into(),
+            yanked: None,
+            artifacts: vec![Artifact {
+                kind: ArtifactKind::Wheel,
+                filename: format!("{name}-{version}-py3-none-any.whl"),
+                sha256: "ab".repeat(32),
+                hash: sri_from_hex(&"ab".repeat(32)).unwrap(),
+                size: Some(10),
+                targets: vec!["x86_64-linux".into()],
+            }],
+            build_system: None,
+        };
+        let mut lock = Lock {
+            schema: SCHEMA,
+            fingerprint: String::new(),
+            content_sha256: String::new(),
+            inputs: Inputs::default(),
+            nixpkgs: None,
+            targets: vec![],
+            packages: vec![entry("alpha", "1.0"), entry("beta", "2.0")],
+            package_sha256: BTreeMap::new(),
+        };
+        lock.normalise();
+        lock.seal();
+        lock
+    }
+
+    #[test]
+    fn content_mismatches_name_the_edited_entry() {
+        let lock = sealed_lock();
+        assert!(lock.content_mismatches().is_empty());
+        // The digests survive the written form.
+        let back = Lock::from_slice(Path::new("l.json"), lock.to_json().as_bytes()).unwrap();
+        assert!(back.content_mismatches().is_empty());
+
+        let mut edited = lock.clone();
+        edited.packages[1].artifacts[0].sha256 = "0".repeat(64);
+        let found = edited.content_mismatches();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("beta 2.0 edited by hand"), "{found:?}");
+
+        let mut removed = lock.clone();
+        removed.packages.remove(0);
+        let found = removed.content_mismatches();
+        assert!(found[0].contains("alpha removed by hand"), "{found:?}");
+
+        let mut added = lock.clone();
+        let mut gamma = added.packages[0].clone();
+        gamma.name = "gamma".into();
+        added.packages.push(gamma);
+        let found = added.content_mismatches();
+        assert!(found[0].contains("gamma 1.0 added by hand"), "{found:?}");
+
+        // Removing a name from both places still shows in the whole-content digest.
+        let mut both = lock.clone();
+        both.packages.remove(0);
+        both.package_sha256.remove("alpha");
+        let found = both.content_mismatches();
+        assert!(found[0].contains("content_sha256"), "{found:?}");
+
+        let mut reordered = lock.clone();
+        reordered.packages.swap(0, 1);
+        reordered.package_sha256 = reordered.package_digests();
+        let found = reordered.content_mismatches();
+        assert!(found[0].contains("out of order"), "{found:?}");
+    }
+
+    #[test]
+    fn a_schema_1_lock_is_read_and_asked_to_be_rewritten() {
+        let mut json: serde_json::Value = serde_json::from_str(&sealed_lock().to_json()).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        obj.insert("schema".into(), 1.into());
+        obj.remove("content_sha256");
+        obj.remove("package_sha256");
+        let old = Lock::from_slice(Path::new("l.json"), json.to_string().as_bytes()).unwrap();
+        assert_eq!(old.packages.len(), 2);
+        let found = old.content_mismatches();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("schema 1 records no digest"), "{found:?}");
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_held_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".bitpoll-lock-stale.tmp");
+        std::fs::write(&stale, "half").unwrap();
+        let live = dir.path().join(".bitpoll-lock-live.tmp");
+        std::fs::write(&live, "writing").unwrap();
+        let holder = std::fs::File::open(&live).unwrap();
+        hold(&holder).unwrap();
+        let other = dir.path().join("notes.tmp");
+        std::fs::write(&other, "").unwrap();
+
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(live.exists(), "a file a live writer holds stays");
+        assert!(other.exists(), "only our own temporary files are touched");
+        drop(holder);
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(!live.exists());
     }
 }

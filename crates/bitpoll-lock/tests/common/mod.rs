@@ -158,6 +158,40 @@ pub fn assert_ok(o: &Output) {
     );
 }
 
+/// Temporary files of the lock writer left in the lock's directory.
+pub fn temp_files(p: &Project) -> Vec<String> {
+    std::fs::read_dir(p.path("lock"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// After a failed run: the lock is byte-identical to `before` and no temporary file is left.
+#[track_caller]
+pub fn assert_lock_untouched(p: &Project, before: &str) {
+    assert_eq!(before, p.lock_text(), "the previous lock must be untouched");
+    assert_eq!(
+        temp_files(p),
+        Vec::<String>::new(),
+        "no temporary file may be left behind"
+    );
+}
+
+/// After a failed run in a project that had no lock: still none, and no temporary file.
+#[track_caller]
+pub fn assert_no_lock_created(p: &Project) {
+    assert!(
+        !p.path("lock/bitpoll.lock.json").exists(),
+        "a failed run must not create a lock"
+    );
+    assert_eq!(
+        temp_files(p),
+        Vec::<String>::new(),
+        "no temporary file may be left behind"
+    );
+}
+
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
