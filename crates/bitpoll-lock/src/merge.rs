@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use bitpoll_client::IndexClient;
-use bitpoll_lockfile::{Artifact, ArtifactKind, Package, Source};
-use bitpoll_resolver::{ResolvedSource, TargetResolution};
+use bitpoll_lockfile::{Artifact, ArtifactKind, BuildSystem, Package, Source};
+use bitpoll_resolver::{BuildEnvironment, ResolvedPackage, ResolvedSource, TargetResolution};
 use sha2::{Digest, Sha256};
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -18,15 +18,130 @@ struct Key {
     attr: Option<String>,
 }
 
+/// The lock's `packages` and `build_packages`.
+pub struct Merged {
+    pub packages: Vec<Package>,
+    pub build_packages: Vec<Package>,
+}
+
 pub fn merge(
     client: &IndexClient,
     index_name: &str,
     resolutions: &[TargetResolution],
-) -> anyhow::Result<Vec<Package>> {
-    let mut groups: BTreeMap<Key, Vec<(&str, &bitpoll_resolver::ResolvedPackage)>> =
-        BTreeMap::new();
+) -> anyhow::Result<Merged> {
+    let runtime = resolutions
+        .iter()
+        .flat_map(|res| res.packages.values().map(|p| (res.target.as_str(), p)));
+    let mut packages = entries(client, index_name, runtime)?;
+    for package in &mut packages {
+        package.build_system = build_system(package, resolutions);
+    }
+    // A build package used by several sdists of one target is one member of its group.
+    let mut seen = BTreeSet::new();
+    let build = resolutions
+        .iter()
+        .flat_map(|res| {
+            res.build_environments
+                .values()
+                .flat_map(|env| env.packages.values().map(|p| (res.target.as_str(), p)))
+        })
+        .filter(|(target, p)| {
+            seen.insert((
+                target.to_string(),
+                p.name.to_string(),
+                p.version.to_string(),
+                matches!(p.source, ResolvedSource::Nixpkgs { .. }),
+            ))
+        });
+    let build_packages = entries(client, index_name, build)?;
+    let mut ambiguous = BTreeSet::new();
+    for p in &build_packages {
+        for t in &p.targets {
+            if !ambiguous.insert((t, &p.name, &p.version)) {
+                anyhow::bail!(
+                    "{} {} is in build environments from both nixpkgs and the index on {t}; \
+                     the lock cannot tell them apart (force one source in the policy)",
+                    p.name,
+                    p.version
+                );
+            }
+        }
+    }
+    Ok(Merged {
+        packages,
+        build_packages,
+    })
+}
+
+/// The build system of an entry some target builds from its sdist: what its targets'
+/// build environments agree on, and per target what differs.
+fn build_system(package: &Package, resolutions: &[TargetResolution]) -> Option<BuildSystem> {
+    let mut per_target: BTreeMap<&str, &BuildEnvironment> = BTreeMap::new();
     for res in resolutions {
-        for pkg in res.packages.values() {
+        if !package.targets.contains(&res.target) {
+            continue;
+        }
+        if let Some(env) = res
+            .build_environments
+            .get(&package.name.parse::<pep508_rs::PackageName>().ok()?)
+        {
+            per_target.insert(&res.target, env);
+        }
+    }
+    let first = per_target.values().next()?;
+    let envs: Vec<(&str, BTreeMap<String, String>)> = per_target
+        .iter()
+        .map(|(t, env)| {
+            let pins = env
+                .packages
+                .values()
+                .map(|p| (p.name.to_string(), p.version.to_string()))
+                .collect();
+            (*t, pins)
+        })
+        .collect();
+    let common: BTreeMap<String, String> = envs[0]
+        .1
+        .iter()
+        .filter(|(k, v)| envs.iter().all(|(_, e)| e.get(*k) == Some(v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let target_environment = envs
+        .iter()
+        .filter_map(|(t, e)| {
+            let rest: BTreeMap<String, String> = e
+                .iter()
+                .filter(|(k, _)| !common.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!rest.is_empty()).then(|| (t.to_string(), rest))
+        })
+        .collect();
+    let mut requires: Vec<String> = Vec::new();
+    for env in per_target.values() {
+        for r in &env.requires {
+            if !requires.contains(r) {
+                requires.push(r.clone());
+            }
+        }
+    }
+    Some(BuildSystem {
+        backend: first.backend.clone(),
+        requires,
+        environment: common,
+        target_environment,
+    })
+}
+
+/// Groups per-target packages into entries: one where targets agree.
+fn entries<'a>(
+    client: &IndexClient,
+    index_name: &str,
+    members: impl Iterator<Item = (&'a str, &'a ResolvedPackage)>,
+) -> anyhow::Result<Vec<Package>> {
+    let mut groups: BTreeMap<Key, Vec<(&str, &ResolvedPackage)>> = BTreeMap::new();
+    {
+        for (target, pkg) in members {
             let (source, attr) = match &pkg.source {
                 ResolvedSource::Nixpkgs { attr } => (Source::Nixpkgs, Some(attr.clone())),
                 ResolvedSource::Index { .. } => (Source::Index, None),
@@ -37,10 +152,7 @@ pub fn merge(
                 source,
                 attr,
             };
-            groups
-                .entry(key)
-                .or_default()
-                .push((res.target.as_str(), pkg));
+            groups.entry(key).or_default().push((target, pkg));
         }
     }
     let mut out = Vec::new();
@@ -85,14 +197,13 @@ pub fn merge(
         if key.source == Source::Index {
             package.index = Some(index_name.to_string());
             let mut artifacts: BTreeMap<String, Artifact> = BTreeMap::new();
-            let mut build_system: Option<BTreeSet<String>> = None;
             for (target, pkg) in &members {
                 let ResolvedSource::Index {
                     artifact,
                     metadata,
                     metadata_built_with,
                     requires_python,
-                    build_requires,
+                    ..
                 } = &pkg.source
                 else {
                     unreachable!("grouped by source")
@@ -103,11 +214,6 @@ pub fn merge(
                     package.yanked = Some(reason.to_string());
                 }
                 package.requires_python = requires_python.clone();
-                if let Some(reqs) = build_requires {
-                    build_system
-                        .get_or_insert_with(BTreeSet::new)
-                        .extend(reqs.iter().cloned());
-                }
                 if let Some(a) = artifacts.get_mut(&*artifact.filename) {
                     a.targets.push(target.to_string());
                     continue;
@@ -145,7 +251,6 @@ pub fn merge(
                 );
             }
             package.artifacts = artifacts.into_values().collect();
-            package.build_system = build_system.map(|s| s.into_iter().collect());
         }
         out.push(package);
     }

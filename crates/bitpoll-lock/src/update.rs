@@ -240,7 +240,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     }
     let resolutions = resolved?;
-    let packages = crate::merge::merge(&client, &paths.index_name, &resolutions)?;
+    let merged = crate::merge::merge(&client, &paths.index_name, &resolutions)?;
 
     let mut lock = Lock {
         schema: SCHEMA,
@@ -249,7 +249,8 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         inputs: loaded.inputs.clone(),
         nixpkgs: loaded.nixpkgs_info.clone(),
         targets: loaded.target_infos.clone(),
-        packages,
+        packages: merged.packages,
+        build_packages: merged.build_packages,
         package_sha256: Default::default(),
     };
     lock.normalise();

@@ -50,6 +50,30 @@ fn dynamic_pyproject_dependencies_come_from_the_backend_even_without_a_metadata_
     // `helper<2` from the built metadata, not the newest helper.
     assert_eq!(p.entry("helper")["version"], "1.0");
     assert!(p.entries("wheelmaker").is_empty() && p.entries("tzshim").is_empty());
+    // The backend, a wheel without an sdist, and what it asked for are pinned as the build
+    // system of every target.
+    assert_eq!(
+        e["build_system"],
+        serde_json::json!({
+            "backend": "wheelmaker",
+            "requires": ["wheelmaker", "tzshim"],
+            "environment": {"tzshim": "1.0", "wheelmaker": "1.0"},
+        })
+    );
+    let build = p.lock()["build_packages"].clone();
+    let names: Vec<&str> = build
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tzshim", "wheelmaker"]);
+    let wheelmaker = &build[1];
+    assert_eq!(wheelmaker["targets"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        wheelmaker["artifacts"][0]["sha256"].as_str().unwrap(),
+        p.sha256["wheelmaker-1.0-py3-none-any.whl"]
+    );
 }
 
 #[test]

@@ -141,10 +141,30 @@ fn each_target_gets_its_own_wheel_or_the_sdist() {
         sdist["targets"],
         serde_json::json!(["aarch64-darwin", "aarch64-linux", "x86_64-darwin"])
     );
+    // Its build system is locked for the targets that build it, nixpkgs first.
     assert_eq!(
         linuxonly["build_system"],
-        serde_json::json!(["setuptools>=40.8.0"])
+        serde_json::json!({
+            "backend": "setuptools.build_meta:__legacy__",
+            "requires": ["setuptools>=40.8.0"],
+            "environment": {"setuptools": "80.9.0"},
+        })
     );
+    let build = p.lock()["build_packages"].clone();
+    assert_eq!(
+        build,
+        serde_json::json!([{
+            "name": "setuptools",
+            "version": "80.9.0",
+            "source": "nixpkgs",
+            "attr": "setuptools",
+            "targets": ["aarch64-darwin", "aarch64-linux", "x86_64-darwin"],
+            "dependencies": [],
+            "metadata": "nixpkgs",
+        }])
+    );
+    // Never part of the runtime environment.
+    assert!(p.entries("setuptools").is_empty());
 }
 
 #[test]
@@ -187,7 +207,23 @@ fn an_sdist_only_package_with_old_metadata_is_built_not_guessed() {
     assert_eq!(e["metadata"], "sdist-build");
     assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
     assert_eq!(e["artifacts"][0]["kind"], "sdist");
-    assert_eq!(e["build_system"], serde_json::json!(["setuptools>=40.8.0"]));
+    // Index-only: the build system is the index's setuptools wheel, pinned by hash.
+    assert_eq!(
+        e["build_system"]["environment"],
+        serde_json::json!({"setuptools": "70.0"})
+    );
+    let build = p.lock()["build_packages"].clone();
+    assert_eq!(build.as_array().unwrap().len(), 1, "{build:#}");
+    assert_eq!(build[0]["name"], "setuptools");
+    assert_eq!(build[0]["source"], "index");
+    assert_eq!(
+        build[0]["artifacts"][0]["filename"],
+        "setuptools-70.0-py3-none-any.whl"
+    );
+    assert_eq!(
+        build[0]["artifacts"][0]["sha256"].as_str().unwrap(),
+        p.sha256["setuptools-70.0-py3-none-any.whl"]
+    );
     assert_eq!(version_source(&p, "helper"), ("2.1".into(), "index".into()));
     assert!(p.lock()["nixpkgs"].is_null());
 }

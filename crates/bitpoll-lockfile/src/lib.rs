@@ -13,10 +13,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Schema 2 added `content_sha256` and `package_sha256`. Schema 1 locks are still read (they
-/// are what `diff` compares a refreshed lock with); `check` asks for them to be rewritten.
+/// Schema 2 added `content_sha256` and `package_sha256`, `metadata_built_with`, the
+/// structured `build_system` and `build_packages`. Schema 1 locks are still read (they are
+/// what `diff` compares a refreshed lock with); `check` asks for them to be rewritten.
 pub const SCHEMA: u32 = 2;
 const OLDEST_READABLE_SCHEMA: u32 = 1;
+
+/// How `package_sha256` names the entries of `build_packages`.
+pub const BUILD_PREFIX: &str = "build:";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +35,10 @@ pub struct Lock {
     pub nixpkgs: Option<NixpkgsInfo>,
     pub targets: Vec<TargetInfo>,
     pub packages: Vec<Package>,
+    /// What the sdists of `packages` are built with: entries of the same shape, resolved per
+    /// target for each sdist's build environment, never part of the runtime environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_packages: Vec<Package>,
     /// Package name -> sha256 of that name's entries, so `check` can name an edited, added or
     /// removed entry. Last in the document: it is a table for tools, not for reading.
     #[serde(default)]
@@ -111,7 +119,34 @@ pub struct Package {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build_system: Option<Vec<String>>,
+    pub build_system: Option<BuildSystem>,
+}
+
+/// How an sdist entry is built: its backend, its build requirements, and the
+/// `build_packages` entries (name -> version) that satisfy them on each target that builds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSystem {
+    pub backend: String,
+    /// `[build-system].requires` (or the PEP 517 fallback) and what the backend's
+    /// `get_requires_for_build_wheel` added.
+    pub requires: Vec<String>,
+    /// The environment where every target that builds the sdist agrees.
+    pub environment: BTreeMap<String, String>,
+    /// What differs per target, added to `environment` (a name here replaces its version).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_environment: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl BuildSystem {
+    /// The build environment of one target, name -> version.
+    pub fn environment_for(&self, target: &str) -> BTreeMap<String, String> {
+        let mut env = self.environment.clone();
+        if let Some(more) = self.target_environment.get(target) {
+            env.extend(more.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        env
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -209,30 +244,8 @@ impl Lock {
 
     /// Sorts packages, their lists and artifacts into the canonical order.
     pub fn normalise(&mut self) {
-        for p in &mut self.packages {
-            p.targets.sort();
-            p.dependencies.sort();
-            p.dependencies.dedup();
-            p.extras.sort();
-            for deps in p.target_dependencies.values_mut() {
-                deps.sort();
-                deps.dedup();
-            }
-            for a in &mut p.artifacts {
-                a.targets.sort();
-            }
-            p.artifacts.sort_by(|a, b| {
-                a.kind
-                    .cmp(&b.kind)
-                    .then_with(|| a.filename.cmp(&b.filename))
-            });
-        }
-        self.packages.sort_by(|a, b| {
-            a.name
-                .cmp(&b.name)
-                .then_with(|| a.targets.first().cmp(&b.targets.first()))
-                .then_with(|| a.version.cmp(&b.version))
-        });
+        normalise_entries(&mut self.packages);
+        normalise_entries(&mut self.build_packages);
     }
 
     /// Records the digests of the lock's content; call after [`Lock::normalise`].
@@ -251,29 +264,35 @@ impl Lock {
         struct Content<'a> {
             targets: &'a [TargetInfo],
             packages: &'a [Package],
+            build_packages: &'a [Package],
         }
         let json = serde_json::to_string(&Content {
             targets: &self.targets,
             packages: &self.packages,
+            build_packages: &self.build_packages,
         })
         .expect("lock content serialises");
         hex::encode(Sha256::digest(json.as_bytes()))
     }
 
-    /// For each package name, sha256 over the compact JSON of its entries in lock order.
+    /// For each package name, sha256 over the compact JSON of its entries in lock order;
+    /// build packages under `build:NAME`.
     pub fn package_digests(&self) -> BTreeMap<String, String> {
-        let mut by_name: BTreeMap<&str, Vec<&Package>> = BTreeMap::new();
+        let mut by_name: BTreeMap<String, Vec<&Package>> = BTreeMap::new();
         for p in &self.packages {
-            by_name.entry(&p.name).or_default().push(p);
+            by_name.entry(p.name.clone()).or_default().push(p);
+        }
+        for p in &self.build_packages {
+            by_name
+                .entry(format!("{BUILD_PREFIX}{}", p.name))
+                .or_default()
+                .push(p);
         }
         by_name
             .into_iter()
             .map(|(name, entries)| {
                 let json = serde_json::to_string(&entries).expect("packages serialise");
-                (
-                    name.to_string(),
-                    hex::encode(Sha256::digest(json.as_bytes())),
-                )
+                (name, hex::encode(Sha256::digest(json.as_bytes())))
             })
             .collect()
     }
@@ -288,9 +307,12 @@ impl Lock {
             )];
         }
         let mut found = Vec::new();
-        let versions = |name: &str| {
-            let v: Vec<&str> = self
-                .packages
+        let versions = |key: &str| {
+            let (list, name) = match key.strip_prefix(BUILD_PREFIX) {
+                Some(name) => (&self.build_packages, name),
+                None => (&self.packages, key),
+            };
+            let v: Vec<&str> = list
                 .iter()
                 .filter(|p| p.name == name)
                 .map(|p| p.version.as_str())
@@ -320,7 +342,7 @@ impl Lock {
         }
         let mut canonical = self.clone();
         canonical.normalise();
-        if canonical.packages != self.packages {
+        if canonical.packages != self.packages || canonical.build_packages != self.build_packages {
             found.push("packages edited by hand: entries or their lists are out of order".into());
         }
         if found.is_empty() && self.content_digest() != self.content_sha256 {
@@ -339,6 +361,34 @@ impl Lock {
             .map(|p| (p.name.as_str(), p))
             .collect()
     }
+}
+
+/// Sorts entries, their lists and artifacts into the canonical order.
+fn normalise_entries(packages: &mut [Package]) {
+    for p in packages.iter_mut() {
+        p.targets.sort();
+        p.dependencies.sort();
+        p.dependencies.dedup();
+        p.extras.sort();
+        for deps in p.target_dependencies.values_mut() {
+            deps.sort();
+            deps.dedup();
+        }
+        for a in &mut p.artifacts {
+            a.targets.sort();
+        }
+        p.artifacts.sort_by(|a, b| {
+            a.kind
+                .cmp(&b.kind)
+                .then_with(|| a.filename.cmp(&b.filename))
+        });
+    }
+    packages.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| a.targets.first().cmp(&b.targets.first()))
+            .then_with(|| a.version.cmp(&b.version))
+    });
 }
 
 /// The fingerprint of a lock's inputs: sha256 over the canonical JSON of inputs, nixpkgs
@@ -507,6 +557,7 @@ mod tests {
             nixpkgs: None,
             targets: vec![],
             packages: vec![],
+            build_packages: Vec::new(),
             package_sha256: BTreeMap::new(),
         };
         lock.fingerprint = fingerprint(&lock.inputs, None, &lock.targets);
@@ -550,6 +601,7 @@ mod tests {
             requires_python: None,
             dependencies: vec![],
             target_dependencies: BTreeMap::new(),
+            metadata_built_with: None,
             metadata: "core-metadata".into(),
             yanked: None,
             artifacts: vec![Artifact {
@@ -570,6 +622,7 @@ mod tests {
             nixpkgs: None,
             targets: vec![],
             packages: vec![entry("alpha", "1.0"), entry("beta", "2.0")],
+            build_packages: Vec::new(),
             package_sha256: BTreeMap::new(),
         };
         lock.normalise();

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bitpoll_lockfile::{
-    Artifact, ArtifactKind, Inputs, Lock, NixpkgsInfo, Package, Source, TargetInfo, SCHEMA,
+    Artifact, ArtifactKind, BuildSystem, Inputs, Lock, NixpkgsInfo, Package, Source, TargetInfo,
+    SCHEMA,
 };
 
 fn root() -> PathBuf {
@@ -105,7 +106,8 @@ fn everything() -> Lock {
             requires_python: Some(">=3.8".into()),
             dependencies: vec!["b".into()],
             target_dependencies: BTreeMap::from([(target.clone(), vec!["c".into()])]),
-            metadata: "core-metadata".into(),
+            metadata: "sdist-build".into(),
+            metadata_built_with: Some("cpython-3.13.0".into()),
             yanked: Some(String::new()),
             artifacts: vec![Artifact {
                 kind: ArtifactKind::Sdist,
@@ -113,9 +115,34 @@ fn everything() -> Lock {
                 sha256: "0".repeat(64),
                 hash: String::new(),
                 size: Some(1),
-                targets: vec![target],
+                targets: vec![target.clone()],
             }],
-            build_system: Some(vec!["setuptools".into()]),
+            build_system: Some(BuildSystem {
+                backend: "setuptools.build_meta:__legacy__".into(),
+                requires: vec!["setuptools>=40.8.0".into()],
+                environment: BTreeMap::from([("setuptools".into(), "80.9.0".into())]),
+                target_environment: BTreeMap::from([(
+                    target.clone(),
+                    BTreeMap::from([("wheel".into(), "0.45.1".into())]),
+                )]),
+            }),
+        }],
+        build_packages: vec![Package {
+            name: "setuptools".into(),
+            version: "80.9.0".into(),
+            source: Source::Nixpkgs,
+            attr: Some("setuptools".into()),
+            index: None,
+            targets: vec![target],
+            extras: Vec::new(),
+            requires_python: None,
+            dependencies: Vec::new(),
+            target_dependencies: BTreeMap::new(),
+            metadata: "nixpkgs".into(),
+            metadata_built_with: None,
+            yanked: None,
+            artifacts: Vec::new(),
+            build_system: None,
         }],
         package_sha256: BTreeMap::new(),
     };
