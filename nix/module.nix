@@ -306,9 +306,13 @@ let
       } \
       ${cfg.package}/bin/bitpoll-manage "$@"
   '';
-  systemdProperties = hardening // {
-    WorkingDirectory = cfg.dataDir;
-  };
+  # The service's sandbox as configured, so an override there (see docs/nix.md,
+  # MemoryDenyWriteExecute) applies to manage.py as well.
+  systemdProperties =
+    builtins.intersectAttrs hardening config.systemd.services.bitpoll.serviceConfig
+    // {
+      WorkingDirectory = cfg.dataDir;
+    };
   propertyValue = v: if builtins.isBool v then (if v then "yes" else "no") else toString v;
 
   postgresDefaults = {

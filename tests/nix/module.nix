@@ -157,6 +157,15 @@ let
     };
   };
 
+  # The override docs/nix.md suggests for extensions that generate code at run time.
+  withoutMdwe = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+    };
+    systemd.services.bitpoll.serviceConfig.MemoryDenyWriteExecute = lib.mkForce false;
+  };
+
   disabled = evaluate { services.bitpoll.package = bitpoll; };
 
   service = c: c.systemd.services.bitpoll;
@@ -302,6 +311,18 @@ t.runTests "module" [
       "--setenv='BITPOLL_STATE_DIR=/var/lib/bitpoll'"
     ]
   ) [ ])
+  (t.check "bitpoll-manage follows an override of the service's sandbox"
+    {
+      service = (sc withoutMdwe).MemoryDenyWriteExecute;
+      manage = hasInfix "--property='MemoryDenyWriteExecute=no'" (manageText withoutMdwe);
+      manageStillEnabled = hasInfix "--property='MemoryDenyWriteExecute=yes'" (manageText withoutMdwe);
+    }
+    {
+      service = false;
+      manage = true;
+      manageStillEnabled = false;
+    }
+  )
   (t.check "ExecStart runs the packaged server on the HTTP socket" (
     let
       exec = (sc small).ExecStart;
