@@ -143,7 +143,7 @@
           settingsJson = builtins.toJSON (import ./tests/nix/settings.nix { inherit secretDir; });
         in
         {
-          lock-reader = passed "lock-reader" (import ./tests/nix/lock-fixture.nix);
+          lock-reader = passed "lock-reader" (import ./tests/nix/lock-fixture.nix { });
 
           settings-renderer =
             pkgs.runCommand "bitpoll-settings-renderer"

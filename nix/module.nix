@@ -287,7 +287,9 @@ let
   '';
 
   # Runs manage.py inside a transient unit with the service's user, environment
-  # and sandbox, so secrets readable only by root (EnvironmentFile) still work.
+  # and sandbox, so secrets readable only by root (EnvironmentFile) still work. A list
+  # becomes one assignment per element, as in a unit file: `~` in SystemCallFilter
+  # negates only the assignment it starts.
   manageCommand = pkgs.writeShellScriptBin "bitpoll-manage" ''
     if [ -t 0 ] && [ -t 1 ]; then io=--pty; else io=--pipe; fi
     exec systemd-run --quiet --wait --collect --service-type=exec $io \
@@ -295,27 +297,23 @@ let
       ${
         concatStringsSep " \\\n      " (
           lib.mapAttrsToList (name: value: "--setenv=${escapeShellArg "${name}=${value}"}") environment
-          ++ lib.mapAttrsToList (name: value: "--property=${escapeShellArg "${name}=${toString value}"}") (
-            removeAttrs systemdProperties [ "EnvironmentFile" ]
+          ++ lib.concatLists (
+            lib.mapAttrsToList (
+              name: value: map (v: "--property=${escapeShellArg "${name}=${propertyValue v}"}") (lib.toList value)
+            ) systemdProperties
           )
-          ++ map (f: "--property=EnvironmentFile=${escapeShellArg f}") hardening.EnvironmentFile
         )
       } \
       ${cfg.package}/bin/bitpoll-manage "$@"
   '';
-  systemdProperties = {
-    inherit (hardening)
-      User
-      Group
-      UMask
-      ProtectSystem
-      ProtectHome
-      PrivateTmp
-      NoNewPrivileges
-      ;
-    ReadWritePaths = cfg.dataDir;
-    WorkingDirectory = cfg.dataDir;
-  };
+  # The service's sandbox as configured, so an override there (see docs/nix.md,
+  # MemoryDenyWriteExecute) applies to manage.py as well.
+  systemdProperties =
+    builtins.intersectAttrs hardening config.systemd.services.bitpoll.serviceConfig
+    // {
+      WorkingDirectory = cfg.dataDir;
+    };
+  propertyValue = v: if builtins.isBool v then (if v then "yes" else "no") else toString v;
 
   postgresDefaults = {
     ENGINE = "django.db.backends.postgresql";

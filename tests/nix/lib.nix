@@ -2,6 +2,12 @@
 # `nix-instantiate --eval --strict --json`. A test file evaluates to a summary on
 # success and throws one message listing every failed check otherwise, so the
 # Rust driver can show the evaluator's output as it is.
+#
+# A refusal (`refuses`) is checked twice: here, that the expression throws at all,
+# and by the Rust driver, which evaluates each refusal on its own (the summary lists
+# them; `selectRefusal` picks one) and looks for the expected message in the
+# evaluator's error. tryEval only says whether something threw, never what, so
+# without the second step a test of a refusal would pass on any unrelated error.
 let
   inherit (builtins)
     bitAnd
@@ -10,6 +16,7 @@ let
     elemAt
     filter
     genList
+    head
     length
     listToAttrs
     stringLength
@@ -21,7 +28,32 @@ let
   check = name: actual: expected: { inherit name actual expected; };
 
   # tryEval only sees throw/assert, and only when the value is forced deeply.
-  throws = name: expr: check name (tryEval (builtins.deepSeq expr expr)).success false;
+  throws = expr: !(tryEval (builtins.deepSeq expr expr)).success;
+
+  # `expr` must be refused with an error whose message contains `message`.
+  refuses =
+    name: message: expr:
+    check name (throws expr) true
+    // {
+      refusal = {
+        inherit name message;
+        value = expr;
+      };
+    };
+
+  refusalsOf = checks: map (c: c.refusal) (filter (c: c ? refusal) checks);
+
+  # The expression of the refusal called `name`, forced deeply, so evaluating it
+  # shows the refusal's own error.
+  selectRefusal =
+    checks: name:
+    let
+      found = filter (r: r.name == name) (refusalsOf checks);
+    in
+    if found == [ ] then
+      "no refusal named '${name}'"
+    else
+      builtins.deepSeq (head found).value (head found).value;
 
   describe = c: ''
     FAIL ${c.name}
@@ -37,9 +69,16 @@ let
       {
         inherit suite;
         passed = length checks;
+        refusals = map (r: { inherit (r) name message; }) (refusalsOf checks);
       }
     else
       throw "${suite}: ${toString (length failed)} of ${toString (length checks)} checks failed\n${concatStringsSep "\n" (map describe failed)}";
+
+  # What a test file with refusals evaluates to: the summary, or with `refusal` set
+  # (`--argstr refusal NAME`) that one refusal's expression.
+  runTestsOrRefusal =
+    refusal: suite: checks:
+    if refusal == null then runTests suite checks else selectRefusal checks refusal;
 
   chars = s: genList (i: substring i 1 s) (stringLength s);
 
@@ -86,8 +125,10 @@ in
 {
   inherit
     check
-    throws
+    refuses
     runTests
+    runTestsOrRefusal
+    selectRefusal
     base64ToHex
     ;
 }

@@ -1,6 +1,9 @@
 # nix/lock.nix against the hand-written fixture lock (two targets, nixpkgs and
 # index entries, per-target wheels, an sdist with a build system, a per-target
 # dependency and a package that comes from a different source on each target).
+{
+  refusal ? null,
+}:
 let
   t = import ./lib.nix;
   lock = import ../../nix/lock.nix;
@@ -88,7 +91,7 @@ let
 
   allArtifacts = builtins.concatMap (p: p.artifacts or [ ]) fixture.packages;
 in
-t.runTests "lock-fixture" [
+t.runTestsOrRefusal refusal "lock-fixture" [
   (t.check "systems" (lock.systems fixture) [
     "aarch64-darwin"
     "x86_64-linux"
@@ -271,17 +274,32 @@ t.runTests "lock-fixture" [
   (t.check "leaving out an unneeded package" (names (
     lock.withoutPackages [ "django-simple-csp" ] linux
   )) (builtins.filter (n: n != "django-simple-csp") (names linux)))
-  (t.throws "leaving out a needed package" (lock.withoutPackages [ "tzdata" ] darwin))
-  (t.throws "system without a target" (lock.entriesFor fixture "x86_64-darwin"))
-  (t.throws "unknown schema" (lock.entriesFor (fixture // { schema = 2; }) "x86_64-linux"))
-  (t.throws "two entries for one name" (lock.entriesFor withDuplicate "x86_64-linux"))
-  (t.throws "dependency without an entry" (lock.entriesFor withMissingDependency "x86_64-linux"))
-  (t.throws "two artifacts for one target" (lock.entriesFor withTwoArtifacts "x86_64-linux"))
-  (t.throws "nixpkgs attribute missing from the package set" (
-    lock.makePackageSet {
-      entries = linux;
-      pythonPackages = removeAttrs pythonPackages [ "django_5" ];
-      inherit buildIndexPackage;
-    }
+  (t.refuses "leaving out a needed package" "cannot leave out tzdata: needed by" (
+    lock.withoutPackages [ "tzdata" ] darwin
   ))
+  (t.refuses "system without a target" "no target for system 'x86_64-darwin'" (
+    lock.entriesFor fixture "x86_64-darwin"
+  ))
+  (t.refuses "unknown schema" "schema 2 is not supported" (
+    lock.entriesFor (fixture // { schema = 2; }) "x86_64-linux"
+  ))
+  (t.refuses "two entries for one name" "target 'x86_64-linux' has more than one entry for: asgiref" (
+    lock.entriesFor withDuplicate "x86_64-linux"
+  ))
+  (t.refuses "dependency without an entry" "these dependencies have no entry: six -> not-locked" (
+    lock.entriesFor withMissingDependency "x86_64-linux"
+  ))
+  (t.refuses "two artifacts for one target" "typing-extensions 4.15.0 has 2 artifacts for target" (
+    lock.entriesFor withTwoArtifacts "x86_64-linux"
+  ))
+  (t.refuses "nixpkgs attribute missing from the package set"
+    "comes from nixpkgs attribute 'django_5', which this Python package set does not have"
+    (
+      lock.makePackageSet {
+        entries = linux;
+        pythonPackages = removeAttrs pythonPackages [ "django_5" ];
+        inherit buildIndexPackage;
+      }
+    )
+  )
 ]

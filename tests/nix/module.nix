@@ -157,6 +157,15 @@ let
     };
   };
 
+  # The override docs/nix.md suggests for extensions that generate code at run time.
+  withoutMdwe = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+    };
+    systemd.services.bitpoll.serviceConfig.MemoryDenyWriteExecute = lib.mkForce false;
+  };
+
   disabled = evaluate { services.bitpoll.package = bitpoll; };
 
   service = c: c.systemd.services.bitpoll;
@@ -164,23 +173,46 @@ let
   setupText = c: c.systemd.services.bitpoll-setup.serviceConfig.ExecStart.text;
   failedAssertions = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
 
-  hardeningOf = c: {
-    inherit (sc c)
-      User
-      Group
-      UMask
-      ProtectSystem
-      ProtectHome
-      PrivateTmp
-      PrivateDevices
-      NoNewPrivileges
-      CapabilityBoundingSet
-      RestrictAddressFamilies
-      SystemCallFilter
-      MemoryDenyWriteExecute
-      StateDirectory
-      ;
-  };
+  # The sandbox every unit that runs Bitpoll code gets, as docs/nix.md lists it.
+  hardeningNames = [
+    "User"
+    "Group"
+    "UMask"
+    "ProtectSystem"
+    "ProtectHome"
+    "PrivateTmp"
+    "PrivateDevices"
+    "PrivateMounts"
+    "NoNewPrivileges"
+    "CapabilityBoundingSet"
+    "AmbientCapabilities"
+    "RestrictAddressFamilies"
+    "SystemCallFilter"
+    "SystemCallArchitectures"
+    "MemoryDenyWriteExecute"
+    "LockPersonality"
+    "ProtectClock"
+    "ProtectControlGroups"
+    "ProtectHostname"
+    "ProtectKernelLogs"
+    "ProtectKernelModules"
+    "ProtectKernelTunables"
+    "ProtectProc"
+    "ProcSubset"
+    "RestrictNamespaces"
+    "RestrictRealtime"
+    "RestrictSUIDSGID"
+    "RemoveIPC"
+    "StateDirectory"
+  ];
+  hardeningOf = serviceConfig: lib.getAttrs hardeningNames serviceConfig;
+  missingHardening = serviceConfig: lib.filter (n: !(serviceConfig ? ${n})) hardeningNames;
+
+  # bitpoll-manage's script, from the stand-in writeShellScriptBin.
+  manageText =
+    c: (lib.findFirst (p: p.name == "bitpoll-manage") null c.environment.systemPackages).text;
+  propertiesMissingFromManage =
+    c: lib.filter (n: !(hasInfix "--property='${n}=" (manageText c))) hardeningNames;
 
   renderedText = c: c.services.bitpoll.settingsFile.text;
   smallText = renderedText small;
@@ -190,11 +222,11 @@ t.runTests "module" [
   (t.check "disabled module defines no service" (disabled.systemd.services ? bitpoll) false)
   (t.check "no failed assertions (small)" (failedAssertions small) [ ])
   (t.check "no failed assertions (full)" (failedAssertions full) [ ])
-  (t.check "database name must match the user with createLocally" (builtins.length (
-    failedAssertions badDatabase
-  )) 1)
+  (t.check "database name must match the user with createLocally" (failedAssertions badDatabase) [
+    "services.bitpoll.database: with createLocally, peer authentication needs database.user and database.name equal to services.bitpoll.user"
+  ])
 
-  (t.check "hardening" (hardeningOf small) {
+  (t.check "hardening" (hardeningOf (sc small)) {
     User = "bitpoll";
     Group = "bitpoll";
     UMask = "0027";
@@ -202,8 +234,10 @@ t.runTests "module" [
     ProtectHome = true;
     PrivateTmp = true;
     PrivateDevices = true;
+    PrivateMounts = true;
     NoNewPrivileges = true;
     CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
     RestrictAddressFamilies = [
       "AF_UNIX"
       "AF_INET"
@@ -213,12 +247,82 @@ t.runTests "module" [
       "@system-service"
       "~@privileged"
     ];
+    SystemCallArchitectures = "native";
     MemoryDenyWriteExecute = true;
+    LockPersonality = true;
+    ProtectClock = true;
+    ProtectControlGroups = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectProc = "invisible";
+    ProcSubset = "pid";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    RemoveIPC = true;
     StateDirectory = "bitpoll";
   })
-  (t.check "setup unit shares the hardening" (hardeningOf {
-    systemd.services.bitpoll = small.systemd.services.bitpoll-setup;
-  }) (hardeningOf small))
+  (t.check "setup unit shares the hardening"
+    (hardeningOf small.systemd.services.bitpoll-setup.serviceConfig)
+    (hardeningOf (sc small))
+  )
+  (t.check "backup unit shares the hardening"
+    (hardeningOf full.systemd.services.bitpoll-backup.serviceConfig)
+    (hardeningOf (sc full))
+  )
+  (t.check "no unit that runs Bitpoll lacks a hardening setting"
+    (map missingHardening [
+      (sc small)
+      (sc full)
+      full.systemd.services.bitpoll-setup.serviceConfig
+      full.systemd.services.bitpoll-backup.serviceConfig
+    ])
+    [
+      [ ]
+      [ ]
+      [ ]
+      [ ]
+    ]
+  )
+  (t.check "bitpoll-manage's transient unit gets every hardening setting"
+    (map propertiesMissingFromManage [
+      small
+      full
+    ])
+    [
+      [ ]
+      [ ]
+    ]
+  )
+  (t.check "bitpoll-manage passes lists element by element, booleans as yes/no" (
+    let
+      text = manageText full;
+    in
+    lib.filter (a: !(hasInfix a text)) [
+      "--property='SystemCallFilter=@system-service'"
+      "--property='SystemCallFilter=~@privileged'"
+      "--property='RestrictAddressFamilies=AF_INET6'"
+      "--property='CapabilityBoundingSet='"
+      "--property='NoNewPrivileges=yes'"
+      "--property='EnvironmentFile=/run/keys/bitpoll.env'"
+      "--property='WorkingDirectory=/var/lib/bitpoll'"
+      "--setenv='BITPOLL_STATE_DIR=/var/lib/bitpoll'"
+    ]
+  ) [ ])
+  (t.check "bitpoll-manage follows an override of the service's sandbox"
+    {
+      service = (sc withoutMdwe).MemoryDenyWriteExecute;
+      manage = hasInfix "--property='MemoryDenyWriteExecute=no'" (manageText withoutMdwe);
+      manageStillEnabled = hasInfix "--property='MemoryDenyWriteExecute=yes'" (manageText withoutMdwe);
+    }
+    {
+      service = false;
+      manage = true;
+      manageStillEnabled = false;
+    }
+  )
   (t.check "ExecStart runs the packaged server on the HTTP socket" (
     let
       exec = (sc small).ExecStart;

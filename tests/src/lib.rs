@@ -8,6 +8,8 @@
 //! turns that into a PEP 691 simple index with PEP 658 core-metadata files, real wheels and
 //! sdists; [`server::IndexServer`] serves it.
 
+pub use bitpoll_test_skip::skip;
+
 pub mod conformance;
 pub mod server;
 pub mod universe;

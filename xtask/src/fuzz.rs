@@ -1,8 +1,10 @@
-//! `cargo xtask fuzz [SECONDS] [--seed N] [--runs N]`: every fuzz target in `fuzz/` for
-//! SECONDS each (default 60), or for N inputs. Each run starts from the target's working
-//! corpus (`fuzz/corpus/`, not committed) and replays `fuzz/regressions/`, the committed
-//! inputs that once crashed.
-//! CI runs it as a short smoke; longer runs are done by hand.
+//! `cargo xtask fuzz [SECONDS] [--seed N] [--runs N] [--scratch-corpus]`: every fuzz target
+//! in `fuzz/` for SECONDS each (default 60), or for N inputs. Each run starts from the
+//! target's working corpus (`fuzz/corpus/`, not committed, growing with every run) and
+//! replays `fuzz/regressions/`, the committed inputs that once crashed. With
+//! `--scratch-corpus` the working corpus is a new, empty directory instead, so the run reads
+//! committed inputs only and repeats exactly on any checkout.
+//! CI runs it as a short smoke that way; longer runs are done by hand.
 //!
 //! cargo-fuzz's instrumentation flags are unstable; `RUSTC_BOOTSTRAP=1` lets the one stable
 //! toolchain these machines have accept them. No sanitizer is used (ours is safe Rust; the
@@ -38,6 +40,7 @@ pub fn run(args: &[String]) -> i32 {
     // smoke must not turn red by luck of the draw or the speed of the machine.
     let seed = flag("--seed", "seed");
     let runs = flag("--runs", "runs");
+    let scratch = args.iter().any(|a| a == "--scratch-corpus");
     let mut ok = true;
     for target in TARGETS {
         eprintln!(
@@ -46,8 +49,22 @@ pub fn run(args: &[String]) -> i32 {
                 .map(|r| format!(", {r}"))
                 .unwrap_or_default()
         );
-        let corpus = fuzz_dir().join("corpus").join(target);
-        let _ = std::fs::create_dir_all(&corpus);
+        let corpus = if scratch {
+            // libFuzzer writes what it finds into the first corpus directory; emptied
+            // here so nothing from an earlier run is read back.
+            let dir = fuzz_dir()
+                .join("target")
+                .join("scratch-corpus")
+                .join(target);
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        } else {
+            fuzz_dir().join("corpus").join(target)
+        };
+        if let Err(e) = std::fs::create_dir_all(&corpus) {
+            eprintln!("FAILED: cannot create {}: {e}", corpus.display());
+            return 1;
+        }
         let regressions = fuzz_dir().join("regressions").join(target);
         let status = Command::new("cargo")
             .args(["fuzz", "run", "--sanitizer", "none", "-O", target])
