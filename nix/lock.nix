@@ -24,12 +24,9 @@ let
     substring
     ;
 
-  # Schema 2 only added digests of the lock's own content (for `bitpoll-lock check`); this
-  # reader uses none of them, so it reads both.
-  supportedSchemas = [
-    1
-    2
-  ];
+  # Schema 2 locks the build systems of sdists (`build_system` names entries of
+  # `build_packages`), which schema 1 only listed as requirement strings.
+  supportedSchemas = [ 2 ];
 
   characters = s: genList (i: substring i 1 s) (stringLength s);
   toLower = replaceStrings (characters "ABCDEFGHIJKLMNOPQRSTUVWXYZ") (
@@ -91,7 +88,7 @@ let
     if !(lock ? schema) then
       throw "bitpoll lock: no 'schema' field; is this a bitpoll lock file?"
     else if !(elem lock.schema supportedSchemas) then
-      throw "bitpoll lock: schema ${toString lock.schema} is not supported (this reader knows schemas 1 and 2); update the flake or re-run bitpoll-lock update"
+      throw "bitpoll lock: schema ${toString lock.schema} is not supported (this reader knows schema 2); update the flake or re-run bitpoll-lock update"
     else if lock.schema >= 2 && !(lock ? content_sha256 && lock ? package_sha256) then
       throw "bitpoll lock: schema ${toString lock.schema} without its content digests; re-run bitpoll-lock update"
     else
@@ -138,8 +135,38 @@ let
     build_system = null;
   };
 
+  # The build environment of an sdist entry on one target: the `build_packages` entries its
+  # build system names, keyed by name, closed under their dependencies.
+  buildEnvironmentFor =
+    lock: target: pkg:
+    let
+      system = pkg.build_system;
+      wanted = system.environment // ((system.target_environment or { }).${target} or { });
+      find =
+        name: version:
+        let
+          found = filter (b: b.name == name && b.version == version && elem target b.targets) (
+            lock.build_packages or [ ]
+          );
+        in
+        if length found == 1 then
+          head found
+        else if found == [ ] then
+          throw "bitpoll lock: ${pkg.name} ${pkg.version} is built with ${name} ${version} on '${target}', which build_packages does not list"
+        else
+          throw "bitpoll lock: build_packages has more than one ${name} ${version} for '${target}'";
+      env = mapAttrs (name: version: entryFor lock target (find name version)) wanted;
+      missing = concatMap (e: map (d: "${e.name} -> ${d}") (filter (d: !(env ? ${d})) e.dependencies)) (
+        builtins.attrValues env
+      );
+    in
+    if missing == [ ] then
+      env
+    else
+      throw "bitpoll lock: the build environment of ${pkg.name} on '${target}' has no entry for: ${concatStringsSep ", " missing}";
+
   entryFor =
-    target: raw:
+    lock: target: raw:
     let
       pkg = packageDefaults // raw;
       common = {
@@ -159,7 +186,7 @@ let
       // {
         inherit (pkg) attr;
         artifact = null;
-        buildSystem = [ ];
+        buildSystem = { };
       }
     else if pkg.source == "index" then
       let
@@ -182,14 +209,14 @@ let
             size
             ;
         };
-        # Build requirements only matter where this target really builds the sdist.
+        # Only where this target really builds the sdist: name -> build entry.
         buildSystem =
           if artifact.kind != "sdist" then
-            [ ]
+            { }
           else if pkg.build_system == null then
-            [ "setuptools>=40.8.0" ]
+            throw "bitpoll lock: ${pkg.name} ${pkg.version} is built from its sdist on '${target}' but has no build_system; re-run bitpoll-lock update"
           else
-            pkg.build_system;
+            buildEnvironmentFor lock target pkg;
       }
     else
       throw "bitpoll lock: ${pkg.name} has unknown source '${pkg.source}'";
@@ -228,7 +255,7 @@ let
         listToAttrs (
           map (p: {
             inherit (p) name;
-            value = entryFor target p;
+            value = entryFor lock target p;
           }) selected
         )
       );
@@ -271,9 +298,33 @@ let
             buildIndexPackage {
               inherit entry;
               dependencies = map (d: final.${d}) entry.dependencies;
-              buildSystem = map requirementName entry.buildSystem;
+              buildSystem = buildEnvironment entry.buildSystem;
             }
         ) entries;
+      # An sdist's build environment, wired like the runtime set but on its own: its index
+      # entries are wheels, built with their dependencies from the same environment.
+      buildEnvironment =
+        env:
+        let
+          resolved = fix (
+            self:
+            mapAttrs (
+              name: entry:
+              if entry.source == "nixpkgs" then
+                pythonPackages.${entry.attr}
+                  or (throw "bitpoll lock: build package ${name} comes from nixpkgs attribute '${entry.attr}', which this Python package set does not have; the lock was resolved against a different nixpkgs")
+              else if entry.artifact.kind != "wheel" then
+                throw "bitpoll lock: build package ${name} ${entry.version} is an sdist; build environments hold wheels and nixpkgs packages only"
+              else
+                buildIndexPackage {
+                  inherit entry;
+                  dependencies = map (d: self.${d}) entry.dependencies;
+                  buildSystem = [ ];
+                }
+            ) env
+          );
+        in
+        map (n: resolved.${n}) (attrNames resolved);
       composed =
         final:
         let

@@ -1,6 +1,7 @@
 # Bitpoll's Python environment for one system, built from the lock: nixpkgs
 # entries are nixpkgs' own packages, index entries are installed from their locked
-# wheel or built from their locked sdist with a build system taken from nixpkgs.
+# wheel or built from their locked sdist with exactly the build packages the lock
+# pins for it (nixpkgs packages or locked wheels).
 #
 # Only builtins besides the arguments, so tests can call it with stand-ins.
 #
@@ -19,8 +20,6 @@
   exclude ? [ ],
   # final: prev: { name = prev.name.overridePythonAttrs (...); }
   overrides ? (_final: _prev: { }),
-  # Build requirements whose nixpkgs attribute is not their normalised name.
-  buildSystemAttrs ? { },
   fetchArtifact ? import ./fetch.nix { inherit fetchPypi; },
 }:
 let
@@ -40,14 +39,6 @@ let
   pythonPackages = python.pkgs;
 
   isLinuxWheel = filename: builtins.match ".*linux.*\\.whl" filename != null;
-
-  buildSystemPackage =
-    name:
-    let
-      attr = buildSystemAttrs.${name} or name;
-    in
-    pythonPackages.${attr}
-      or (throw "bitpoll: build requirement '${name}' has no attribute '${attr}' in ${python.pname} ${python.version}'s package set; map it with buildSystemAttrs");
 
   # Packages whose upstream install needs more than the defaults.
   tweaks = {
@@ -95,7 +86,7 @@ let
         else
           {
             pyproject = true;
-            build-system = map buildSystemPackage buildSystem;
+            build-system = buildSystem;
           };
     in
     pythonPackages.buildPythonPackage (common // kind // (tweaks.${entry.name} or { }));

@@ -30,6 +30,10 @@ let
       pname = "python-dateutil";
       version = "2.9.0.post0";
     };
+    setuptools = {
+      pname = "setuptools";
+      version = "80.9.0";
+    };
     six = {
       pname = "six";
       version = "1.17.0";
@@ -169,20 +173,33 @@ t.runTestsOrRefusal refusal "lock-fixture" [
   (t.check "per-target artifacts differ in hash" (
     linux.pydantic-core.artifact.hash != darwin.pydantic-core.artifact.hash
   ) true)
-  (t.check "wheels need no build system" linux.pydantic-core.buildSystem [ ])
+  (t.check "wheels need no build system" linux.pydantic-core.buildSystem { })
 
   (t.check "sdist entry"
     {
       inherit (linux.django-simple-csp.artifact) kind filename;
-      inherit (linux.django-simple-csp) buildSystem;
+      buildSystem = builtins.mapAttrs (_: e: {
+        inherit (e) version source attr;
+        file = if e.artifact == null then null else e.artifact.filename;
+      }) linux.django-simple-csp.buildSystem;
     }
     {
       kind = "sdist";
       filename = "django_simple_csp-0.5.dev1.tar.gz";
-      buildSystem = [
-        "setuptools>=61.0"
-        "Wheel"
-      ];
+      buildSystem = {
+        setuptools = {
+          version = "80.9.0";
+          source = "nixpkgs";
+          attr = "setuptools";
+          file = null;
+        };
+        wheel = {
+          version = "0.45.1";
+          source = "index";
+          attr = null;
+          file = "wheel-0.45.1-py3-none-any.whl";
+        };
+      };
     }
   )
 
@@ -261,10 +278,17 @@ t.runTestsOrRefusal refusal "lock-fixture" [
     "python-dateutil"
     "tzdata"
   ])
-  (t.check "package set: build system by name" linuxSet.django-simple-csp.buildSystem [
-    "setuptools"
-    "wheel"
-  ])
+  (t.check "package set: build system as locked"
+    (map (p: p.pname or p.name) linuxSet.django-simple-csp.buildSystem)
+    [
+      "setuptools"
+      "wheel"
+    ]
+  )
+  (t.check "package set: a locked build wheel is built from its artifact"
+    (builtins.elemAt linuxSet.django-simple-csp.buildSystem 1).filename
+    "wheel-0.45.1-py3-none-any.whl"
+  )
   (t.check "package set: same names as the entries" (names darwinSet) (names darwin))
   (t.check "package set: overrides reach dependants" overridden.icalendar.depVersions [
     "2.9.0.post0"
@@ -280,9 +304,20 @@ t.runTestsOrRefusal refusal "lock-fixture" [
   (t.refuses "system without a target" "no target for system 'x86_64-darwin'" (
     lock.entriesFor fixture "x86_64-darwin"
   ))
-  (t.refuses "unknown schema" "schema 2 is not supported" (
-    lock.entriesFor (fixture // { schema = 2; }) "x86_64-linux"
+  (t.refuses "unknown schema" "schema 3 is not supported" (
+    lock.entriesFor (fixture // { schema = 3; }) "x86_64-linux"
   ))
+  (t.refuses "schema 1, whose build systems are not locked" "schema 1 is not supported" (
+    lock.entriesFor (fixture // { schema = 1; }) "x86_64-linux"
+  ))
+  (t.refuses "a build package the lock does not list"
+    "django-simple-csp 0.5.dev1 is built with wheel 0.45.1 on 'x86_64-linux', which build_packages does not list"
+    (
+      (lock.entriesFor (
+        fixture // { build_packages = [ (builtins.head fixture.build_packages) ]; }
+      ) "x86_64-linux").django-simple-csp.buildSystem.wheel.version
+    )
+  )
   (t.refuses "two entries for one name" "target 'x86_64-linux' has more than one entry for: asgiref" (
     lock.entriesFor withDuplicate "x86_64-linux"
   ))

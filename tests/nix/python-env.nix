@@ -109,7 +109,6 @@ let
         ];
       }
     ];
-    build_system = null;
   };
   withUrllib3Future = byName (envFor "x86_64-linux" { lockData = withPackage urllib3Future; });
   fromOtherIndex = envFor "x86_64-linux" {
@@ -165,18 +164,39 @@ t.runTestsOrRefusal refusal "python-env" [
   )
   (t.check "pure wheel is not patched" linuxPkgs.typing-extensions.nativeBuildInputs [ ])
   (t.check "macOS wheel is not patched" darwinPkgs.pydantic-core.nativeBuildInputs [ ])
-  (t.check "sdist built with its locked build system from nixpkgs"
-    {
-      inherit (linuxPkgs.django-simple-csp) pyproject;
-      build-system = map (p: p.pname) linuxPkgs.django-simple-csp.build-system;
-      src = linuxPkgs.django-simple-csp.src.fetchPypiArgs;
-    }
+  (t.check "sdist built with exactly its locked build system"
+    (
+      let
+        inherit (linuxPkgs.django-simple-csp) build-system;
+        wheel = builtins.elemAt build-system 1;
+      in
+      {
+        inherit (linuxPkgs.django-simple-csp) pyproject;
+        build-system = map (p: p.pname) build-system;
+        # setuptools is nixpkgs' own; wheel is the locked wheel, not nixpkgs' wheel of the
+        # same name.
+        setuptools = builtins.head build-system;
+        wheel = {
+          inherit (wheel) format builtFromLock;
+          file = requestedFile wheel.src.fetchPypiArgs;
+          inherit (wheel.src.fetchPypiArgs) hash;
+        };
+        src = linuxPkgs.django-simple-csp.src.fetchPypiArgs;
+      }
+    )
     {
       pyproject = true;
       build-system = [
         "setuptools"
         "wheel"
       ];
+      setuptools = python.pkgs.setuptools;
+      wheel = {
+        format = "wheel";
+        builtFromLock = true;
+        file = "wheel-0.45.1-py3-none-any.whl";
+        hash = "sha256-cI50gcyAF5rw5Va78MwAuERMcyHicAuNhYAjHRMBckg=";
+      };
       src = {
         pname = "django_simple_csp";
         version = "0.5.dev1";
