@@ -63,6 +63,8 @@ pub enum Flag {
     NewTransitive,
     /// The dependency metadata now comes from elsewhere.
     MetadataSourceChanged,
+    /// What an sdist is built with changed: its backend or a build package.
+    BuildSystemChanged,
 }
 
 impl Flag {
@@ -76,6 +78,7 @@ impl Flag {
             Flag::Yanked => "yanked release",
             Flag::NewTransitive => "new dependency no requirement names directly",
             Flag::MetadataSourceChanged => "metadata source changed",
+            Flag::BuildSystemChanged => "build system changed",
         }
     }
 }
@@ -175,6 +178,7 @@ pub fn compare(old_label: &str, old: &Lock, new_label: &str, new: &Lock) -> Repo
             }
         }
     }
+    changes.extend(build_hash_changes(old, new));
     changes.sort_by(|x, y| x.kind.cmp(&y.kind).then_with(|| x.name.cmp(&y.name)));
     let mut inputs_changed = Vec::new();
     for (file, reqs) in &new.inputs.requirements {
@@ -267,6 +271,10 @@ fn classify(
                 }
             }
         }
+        for note in build_system_changes(o, n, &targets) {
+            flags.insert(Flag::BuildSystemChanged);
+            notes.push(note);
+        }
         if o.source == Source::Index && n.source == Source::Index && o.metadata != n.metadata {
             flags.insert(Flag::MetadataSourceChanged);
             notes.push(format!("metadata from {} -> {}", o.metadata, n.metadata));
@@ -313,6 +321,90 @@ fn classify(
         flags: flags.into_iter().collect(),
         notes,
     })
+}
+
+/// What changed in the build system of an sdist entry on `targets`, as notes.
+fn build_system_changes(o: &Package, n: &Package, targets: &[String]) -> Vec<String> {
+    let (Some(ob), Some(nb)) = (&o.build_system, &n.build_system) else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    if ob.backend != nb.backend {
+        notes.push(format!("build backend {} -> {}", ob.backend, nb.backend));
+    }
+    let builds = |p: &Package, t: &String| {
+        p.artifacts
+            .iter()
+            .any(|a| a.kind == ArtifactKind::Sdist && a.targets.contains(t))
+    };
+    let building: Vec<&String> = targets
+        .iter()
+        .filter(|t| builds(o, t) || builds(n, t))
+        .collect();
+    let mut by_change: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for t in &building {
+        let (oe, ne) = (ob.environment_for(t), nb.environment_for(t));
+        let mut parts = Vec::new();
+        for (name, v) in &ne {
+            match oe.get(name) {
+                Some(old) if old == v => {}
+                Some(old) => parts.push(format!("{name} {old} -> {v}")),
+                None => parts.push(format!("+{name} {v}")),
+            }
+        }
+        for (name, v) in &oe {
+            if !ne.contains_key(name) {
+                parts.push(format!("-{name} {v}"));
+            }
+        }
+        if !parts.is_empty() {
+            by_change.entry(parts.join(", ")).or_default().push(t);
+        }
+    }
+    for (change, ts) in by_change {
+        let whole = ts.len() == building.len();
+        notes.push(if whole {
+            format!("build packages: {change}")
+        } else {
+            format!("build packages on {}: {change}", ts.join(", "))
+        });
+    }
+    notes
+}
+
+/// Build packages whose artifact hash changed while their version did not.
+fn build_hash_changes(old: &Lock, new: &Lock) -> Vec<Change> {
+    let mut out = Vec::new();
+    for n in &new.build_packages {
+        let Some(o) = old
+            .build_packages
+            .iter()
+            .find(|o| o.name == n.name && o.version == n.version && o.source == n.source)
+        else {
+            continue;
+        };
+        let notes: Vec<String> = n
+            .artifacts
+            .iter()
+            .filter_map(|na| {
+                let oa = o.artifacts.iter().find(|oa| oa.filename == na.filename)?;
+                (oa.sha256 != na.sha256)
+                    .then(|| format!("{}: sha256 {} -> {}", na.filename, oa.sha256, na.sha256))
+            })
+            .collect();
+        if !notes.is_empty() {
+            out.push(Change {
+                name: format!("{} (build package)", n.name),
+                kind: Kind::Rebuilt,
+                old: Some(side(o)),
+                new: Some(side(n)),
+                targets: n.targets.clone(),
+                flags: vec![Flag::HashChanged],
+                notes,
+            });
+        }
+    }
+    out
 }
 
 fn join(items: &[&String]) -> String {

@@ -22,9 +22,11 @@ pub struct VerifyArgs {
 pub fn run(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let lock = Lock::read(&args.lock).map_err(bad_input)?;
     let client = args.index.open()?;
+    // Build packages too: what builds an sdist is as much a pin as what runs.
     let artifacts: Vec<(&str, &bitpoll_lockfile::Artifact)> = lock
         .packages
         .iter()
+        .chain(&lock.build_packages)
         .filter(|p| p.source == Source::Index)
         .flat_map(|p| p.artifacts.iter().map(move |a| (p.name.as_str(), a)))
         .collect();

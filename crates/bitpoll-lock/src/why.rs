@@ -80,6 +80,42 @@ pub fn paths(
     results
 }
 
+/// Which sdists `name` helps build, as "name version (source) builds sdist-name version",
+/// with the targets where it does.
+pub fn build_uses(lock: &Lock, name: &str, system: Option<&str>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &lock.packages {
+        let Some(build) = &p.build_system else {
+            continue;
+        };
+        for t in &p.targets {
+            if system.is_some_and(|s| s != t) {
+                continue;
+            }
+            let builds_here = p
+                .artifacts
+                .iter()
+                .any(|a| a.kind == bitpoll_lockfile::ArtifactKind::Sdist && a.targets.contains(t));
+            let Some(version) = build.environment_for(t).get(name).cloned() else {
+                continue;
+            };
+            if !builds_here {
+                continue;
+            }
+            let entry = lock
+                .build_packages
+                .iter()
+                .find(|b| b.name == name && b.version == version && b.targets.contains(t));
+            let what = match entry {
+                Some(b) => format!("{} builds {} {}", label(b), p.name, p.version),
+                None => format!("{name} {version} builds {} {}", p.name, p.version),
+            };
+            out.entry(what).or_default().push(t.clone());
+        }
+    }
+    out
+}
+
 pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     let lock = Lock::read(&args.lock).map_err(bad_input)?;
     let name = args
@@ -87,11 +123,20 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         .parse::<pep508_rs::PackageName>()
         .map_err(|e| bad_input(anyhow::anyhow!("`{}`: {e}", args.name)))?
         .to_string();
-    if !lock.packages.iter().any(|p| p.name == name) {
+    let in_runtime = lock.packages.iter().any(|p| p.name == name);
+    let builds = build_uses(&lock, &name, args.system.as_deref());
+    if !in_runtime && builds.is_empty() {
         return Err(bad_input(anyhow::anyhow!(
             "{name} is not in {}",
             args.lock.display()
         )));
+    }
+    for (what, targets) in &builds {
+        println!("{what} ({}):", targets.join(", "));
+        println!("  a build package: never part of the runtime environment");
+    }
+    if !in_runtime {
+        return Ok(ExitCode::SUCCESS);
     }
     // Targets that see the same paths are printed together.
     let roots = crate::lockref::roots(&lock);
