@@ -30,6 +30,8 @@ const MAPS: &[&str] = &[
     "inputs.constraints",
     "targets[].markers",
     "packages[].target_dependencies",
+    "packages[].build_system.environment",
+    "packages[].build_system.target_environment",
     "package_sha256",
 ];
 
@@ -127,23 +129,49 @@ fn everything() -> Lock {
                 )]),
             }),
         }],
-        build_packages: vec![Package {
-            name: "setuptools".into(),
-            version: "80.9.0".into(),
-            source: Source::Nixpkgs,
-            attr: Some("setuptools".into()),
-            index: None,
-            targets: vec![target],
-            extras: Vec::new(),
-            requires_python: None,
-            dependencies: Vec::new(),
-            target_dependencies: BTreeMap::new(),
-            metadata: "nixpkgs".into(),
-            metadata_built_with: None,
-            yanked: None,
-            artifacts: Vec::new(),
-            build_system: None,
-        }],
+        build_packages: vec![
+            Package {
+                name: "setuptools".into(),
+                version: "80.9.0".into(),
+                source: Source::Nixpkgs,
+                attr: Some("setuptools".into()),
+                index: None,
+                targets: vec![target.clone()],
+                extras: Vec::new(),
+                requires_python: None,
+                dependencies: Vec::new(),
+                target_dependencies: BTreeMap::new(),
+                metadata: "nixpkgs".into(),
+                metadata_built_with: None,
+                yanked: None,
+                artifacts: Vec::new(),
+                build_system: None,
+            },
+            Package {
+                name: "wheel".into(),
+                version: "0.45.1".into(),
+                source: Source::Index,
+                attr: None,
+                index: Some("pypi".into()),
+                targets: vec![target.clone()],
+                extras: Vec::new(),
+                requires_python: Some(">=3.8".into()),
+                dependencies: Vec::new(),
+                target_dependencies: BTreeMap::new(),
+                metadata: "core-metadata".into(),
+                metadata_built_with: None,
+                yanked: None,
+                artifacts: vec![Artifact {
+                    kind: ArtifactKind::Wheel,
+                    filename: "wheel-0.45.1-py3-none-any.whl".into(),
+                    sha256: "0".repeat(64),
+                    hash: String::new(),
+                    size: Some(1),
+                    targets: vec![target.clone()],
+                }],
+                build_system: None,
+            },
+        ],
         package_sha256: BTreeMap::new(),
     };
     lock.seal();
@@ -159,10 +187,19 @@ fn the_example_is_a_lock_in_canonical_order() {
     let mut sorted = lock.clone();
     sorted.normalise();
     assert_eq!(sorted, lock, "the example follows the documented order");
-    let names: BTreeSet<&String> = lock.packages.iter().map(|p| &p.name).collect();
+    let names: BTreeSet<String> = lock
+        .packages
+        .iter()
+        .map(|p| p.name.clone())
+        .chain(
+            lock.build_packages
+                .iter()
+                .map(|p| format!("{}{}", bitpoll_lockfile::BUILD_PREFIX, p.name)),
+        )
+        .collect();
     assert_eq!(
         names,
-        lock.package_sha256.keys().collect(),
+        lock.package_sha256.keys().cloned().collect(),
         "package_sha256 has one line per package name"
     );
 }
