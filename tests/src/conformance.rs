@@ -431,9 +431,22 @@ pub fn run(s: &Scenario) -> ScenarioResult {
         }
     };
     let per_target = PER_TARGET.iter().find(|p| p.name == s.name);
-    let universe = Universe {
-        packages: s.packages.clone(),
-    };
+    let mut packages = s.packages.clone();
+    // A build backend for the sdists a scenario may pick: their build environments are
+    // resolved too (packse's own index serves its scenarios next to build backends).
+    packages
+        .entry("setuptools".to_string())
+        .or_insert_with(|| Project {
+            versions: [(
+                "70.0".to_string(),
+                crate::universe::Release {
+                    sdist: false,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        });
+    let universe = Universe { packages };
     let server = IndexServer::start(universe.build().routes);
     let cache = tempfile::tempdir().expect("temporary cache directory");
     // With the wheel filter `update` uses, so that every scenario also checks that dropping

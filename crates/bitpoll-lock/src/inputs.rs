@@ -114,7 +114,7 @@ pub fn load(paths: &InputPaths) -> anyhow::Result<Loaded> {
     systems.dedup();
     let targets = systems
         .iter()
-        .map(|s| Target::new(s, &python))
+        .map(|s| Target::with_macos(s, &python, policy.macos.get(s).copied()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad_input)?;
     let target_infos = targets
@@ -122,6 +122,7 @@ pub fn load(paths: &InputPaths) -> anyhow::Result<Loaded> {
         .map(|t| TargetInfo {
             name: t.name.clone(),
             system: t.system.clone(),
+            macos_deployment_target: t.macos_deployment_target(),
             markers: t
                 .marker_map()
                 .into_iter()

@@ -79,6 +79,9 @@ pub struct NixpkgsInfo {
 pub struct TargetInfo {
     pub name: String,
     pub system: String,
+    /// Darwin targets: the macOS version wheels may require at most (`11.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macos_deployment_target: Option<String>,
     pub markers: BTreeMap<String, String>,
 }
 

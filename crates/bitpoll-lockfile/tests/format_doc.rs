@@ -70,7 +70,7 @@ fn paths_of(json: &str) -> BTreeSet<String> {
 
 /// A lock with every optional field set, so its JSON has every field the writer can emit.
 fn everything() -> Lock {
-    let target = "x86_64-linux".to_string();
+    let target = "aarch64-darwin".to_string();
     let mut lock = Lock {
         schema: SCHEMA,
         fingerprint: String::new(),
@@ -95,6 +95,7 @@ fn everything() -> Lock {
         targets: vec![TargetInfo {
             name: target.clone(),
             system: target.clone(),
+            macos_deployment_target: Some("11.0".into()),
             markers: BTreeMap::from([("sys_platform".into(), "linux".into())]),
         }],
         packages: vec![Package {

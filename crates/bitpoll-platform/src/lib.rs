@@ -12,4 +12,4 @@ mod target;
 
 pub use filename::{DistFilename, FilenameError, SdistFilename, WheelFilename};
 pub use tags::TagPriority;
-pub use target::{Target, TargetError, DEFAULT_SYSTEMS};
+pub use target::{parse_macos_version, Target, TargetError, DEFAULT_SYSTEMS, MACOS_DEFAULT};

@@ -18,9 +18,14 @@ pub const DEFAULT_SYSTEMS: [&str; 4] = [
 /// lower number only costs a fallback to an older wheel or the sdist, never a broken install.
 const MANYLINUX_MAX_GLIBC_MINOR: u16 = 40;
 
-/// The macOS deployment target nixpkgs' Python is built for; wheels that need a newer macOS
-/// would fail to load for users on the oldest supported release, so they are not selected.
-const MACOS_MAX: (u16, u16) = (11, 0);
+/// The macOS deployment target nixpkgs builds for (its minimum supported macOS), used unless
+/// the policy sets another per darwin system: wheels that need a newer macOS would fail to
+/// load on the oldest release the environment is meant for, so they are not selected.
+pub const MACOS_DEFAULT: (u16, u16) = (11, 0);
+
+/// Beyond any macOS release: a wheel that only this would accept needs a newer deployment
+/// target than the one set, which an explanation can say.
+const MACOS_ANY: (u16, u16) = (40, 0);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -28,6 +33,24 @@ pub enum TargetError {
     UnknownSystem(String),
     #[error("invalid Python version `{0}`: expected X.Y or X.Y.Z")]
     BadPython(String),
+    #[error("invalid macOS version `{0}`: expected X.Y, 11.0 or later")]
+    BadMacos(String),
+    #[error("a macOS deployment target is set for `{0}`, which is not a darwin system")]
+    MacosOnLinux(String),
+}
+
+/// `14.0` -> (14, 0); the range nixpkgs can deploy to.
+pub fn parse_macos_version(text: &str) -> Result<(u16, u16), TargetError> {
+    let bad = || TargetError::BadMacos(text.to_string());
+    let (major, minor) = text.split_once('.').ok_or_else(bad)?;
+    let version = (
+        major.parse::<u16>().map_err(|_| bad())?,
+        minor.parse::<u16>().map_err(|_| bad())?,
+    );
+    if !(11..MACOS_ANY.0).contains(&version.0) {
+        return Err(bad());
+    }
+    Ok(version)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +72,23 @@ pub struct Target {
     machine: &'static str,
     markers: MarkerEnvironment,
     tags: TagPriority,
+    /// Darwin only: the deployment target, and the tags any macOS would accept.
+    macos: Option<((u16, u16), TagPriority)>,
 }
 
 impl Target {
-    /// Builds a target for a Nix system and a Python version such as `3.13` or `3.13.9`.
+    /// Builds a target for a Nix system and a Python version such as `3.13` or `3.13.9`, with
+    /// nixpkgs' macOS deployment target on darwin.
     pub fn new(system: &str, python: &str) -> Result<Self, TargetError> {
+        Self::with_macos(system, python, None)
+    }
+
+    /// Like [`Target::new`], with a macOS deployment target (`None`: nixpkgs' default).
+    pub fn with_macos(
+        system: &str,
+        python: &str,
+        macos: Option<(u16, u16)>,
+    ) -> Result<Self, TargetError> {
         let (os, machine) = match system {
             "x86_64-linux" => (Os::Linux, "x86_64"),
             "aarch64-linux" => (Os::Linux, "aarch64"),
@@ -86,11 +121,21 @@ impl Target {
             sys_platform,
         })
         .map_err(|_| TargetError::BadPython(python.to_string()))?;
-        let platforms = match os {
-            Os::Linux => linux_platforms(machine),
-            Os::Darwin => macos_platforms(machine),
+        if os == Os::Linux && macos.is_some() {
+            return Err(TargetError::MacosOnLinux(system.to_string()));
+        }
+        let cpython =
+            |platforms: &[String]| TagPriority::cpython(major as u16, minor as u16, platforms);
+        let (tags, macos) = match os {
+            Os::Linux => (cpython(&linux_platforms(machine)), None),
+            Os::Darwin => {
+                let floor = macos.unwrap_or(MACOS_DEFAULT);
+                (
+                    cpython(&macos_platforms(machine, floor)),
+                    Some((floor, cpython(&macos_platforms(machine, MACOS_ANY)))),
+                )
+            }
         };
-        let tags = TagPriority::cpython(major as u16, minor as u16, &platforms);
         Ok(Self {
             name: system.to_string(),
             system: system.to_string(),
@@ -99,7 +144,36 @@ impl Target {
             machine,
             markers,
             tags,
+            macos,
         })
+    }
+
+    /// The macOS deployment target of a darwin target, `11.0`.
+    pub fn macos_deployment_target(&self) -> Option<String> {
+        self.macos
+            .as_ref()
+            .map(|((major, minor), _)| format!("{major}.{minor}"))
+    }
+
+    /// For a wheel this darwin target rejects only because it needs a newer macOS than the
+    /// deployment target: the oldest macOS it needs, `14.0`.
+    pub fn needs_newer_macos(&self, wheel: &crate::WheelFilename) -> Option<String> {
+        let (_, any) = self.macos.as_ref()?;
+        if wheel.rank(&self.tags).is_some() || wheel.rank(any).is_none() {
+            return None;
+        }
+        wheel
+            .platform
+            .iter()
+            .filter_map(|p| {
+                let rest = p.strip_prefix("macosx_")?;
+                let mut parts = rest.splitn(3, '_');
+                let major: u16 = parts.next()?.parse().ok()?;
+                let minor: u16 = parts.next()?.parse().ok()?;
+                Some((major, minor))
+            })
+            .min()
+            .map(|(major, minor)| format!("{major}.{minor}"))
     }
 
     pub fn markers(&self) -> &MarkerEnvironment {
@@ -173,7 +247,7 @@ fn linux_platforms(machine: &str) -> Vec<String> {
 }
 
 /// Platform tags macOS accepts up to the deployment target, best (newest) first.
-fn macos_platforms(machine: &str) -> Vec<String> {
+fn macos_platforms(machine: &str, floor: (u16, u16)) -> Vec<String> {
     // Binary formats that can run on this machine, best first.
     let formats: &[&str] = match machine {
         "arm64" => &["arm64", "universal2"],
@@ -187,7 +261,7 @@ fn macos_platforms(machine: &str) -> Vec<String> {
         ],
     };
     let mut out = Vec::new();
-    for major in (11..=MACOS_MAX.0).rev() {
+    for major in (11..=floor.0).rev() {
         for format in formats {
             out.push(format!("macosx_{major}_0_{format}"));
         }
@@ -220,6 +294,33 @@ mod tests {
         let t = Target::new("aarch64-linux", "3.12.4").unwrap();
         assert_eq!(t.marker_map()["platform_machine"], "aarch64");
         assert_eq!(t.marker_map()["python_version"], "3.12");
+    }
+
+    #[test]
+    fn the_macos_deployment_target_decides_which_wheels_load() {
+        let wheel = |name: &str| crate::WheelFilename::parse(name).unwrap();
+        let new = wheel("torch-2.13.0-cp313-none-macosx_14_0_arm64.whl");
+        let old = wheel("torch-2.13.0-cp313-none-macosx_11_0_arm64.whl");
+        let default = Target::new("aarch64-darwin", "3.13").unwrap();
+        assert_eq!(default.macos_deployment_target().as_deref(), Some("11.0"));
+        assert!(new.rank(default.tags()).is_none());
+        assert_eq!(default.needs_newer_macos(&new).as_deref(), Some("14.0"));
+        assert_eq!(default.needs_newer_macos(&old), None);
+        let raised = Target::with_macos("aarch64-darwin", "3.13", Some((14, 0))).unwrap();
+        assert!(new.rank(raised.tags()).is_some());
+        assert!(new.rank(raised.tags()) < old.rank(raised.tags()));
+        // Another Python's wheel is not a deployment-target question.
+        let cp312 = wheel("torch-2.13.0-cp312-cp312-macosx_14_0_arm64.whl");
+        assert_eq!(default.needs_newer_macos(&cp312), None);
+        let linux = Target::new("x86_64-linux", "3.13").unwrap();
+        assert_eq!(linux.macos_deployment_target(), None);
+        assert!(matches!(
+            Target::with_macos("x86_64-linux", "3.13", Some((14, 0))),
+            Err(TargetError::MacosOnLinux(_))
+        ));
+        assert_eq!(parse_macos_version("14.0").unwrap(), (14, 0));
+        assert!(parse_macos_version("10.15").is_err());
+        assert!(parse_macos_version("fourteen").is_err());
     }
 
     #[test]

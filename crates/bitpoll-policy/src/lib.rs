@@ -14,6 +14,11 @@
 //! [constraints]
 //! requirements = ["urllib3<3"]
 //!
+//! # The macOS a darwin target deploys to (default: nixpkgs' minimum, 11.0): wheels that
+//! # need a newer macOS are taken only up to this version.
+//! [targets."aarch64-darwin"]
+//! macos = "14.0"
+//!
 //! # Dependency metadata for a release whose metadata cannot be read statically.
 //! [metadata."django-simple-csp"."0.5.dev1"]
 //! requires-dist = ["django>=3.2"]
@@ -66,6 +71,15 @@ struct RawPolicy {
     constraints: RawConstraints,
     #[serde(default)]
     metadata: BTreeMap<String, BTreeMap<String, RawMetadata>>,
+    // Left out of the fingerprint's JSON when empty, so policies without it keep theirs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    targets: BTreeMap<String, RawTarget>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    macos: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -97,6 +111,8 @@ pub struct Policy {
     pub source: BTreeMap<PackageName, ForcedSource>,
     pub constraints: Vec<Requirement>,
     pub metadata: BTreeMap<(PackageName, Version), MetadataOverride>,
+    /// Darwin system -> its macOS deployment target (major, minor).
+    pub macos: BTreeMap<String, (u16, u16)>,
     /// sha256 of the normalised policy, for the lock's fingerprint.
     pub fingerprint: String,
 }
@@ -187,6 +203,24 @@ impl Policy {
                 );
             }
         }
+        for (system, target) in &raw.targets {
+            if !bitpoll_platform::DEFAULT_SYSTEMS.contains(&system.as_str()) {
+                return Err(invalid(format!(
+                    "[targets.\"{system}\"]: unknown Nix system (known: {})",
+                    bitpoll_platform::DEFAULT_SYSTEMS.join(", ")
+                )));
+            }
+            if let Some(macos) = &target.macos {
+                if !system.ends_with("-darwin") {
+                    return Err(invalid(format!(
+                        "[targets.\"{system}\"] macos: only darwin systems have a macOS version"
+                    )));
+                }
+                let version = bitpoll_platform::parse_macos_version(macos)
+                    .map_err(|e| invalid(format!("[targets.\"{system}\"] macos: {e}")))?;
+                policy.macos.insert(system.clone(), version);
+            }
+        }
         // Normalised: serde_json of the raw form with sorted maps; comments and layout don't count.
         let canonical = serde_json::to_string(&raw).expect("policy serialises");
         policy.fingerprint = hex::encode(Sha256::digest(canonical.as_bytes()));
@@ -233,6 +267,30 @@ requires-dist = ["django>=3.2"]
         assert_eq!(p.replace.values().next().unwrap().to_string(), "psycopg2");
         assert_eq!(p.constraints.len(), 1);
         assert_eq!(p.metadata.len(), 1);
+    }
+
+    #[test]
+    fn a_darwin_target_takes_a_macos_version() {
+        let p = Policy::parse(
+            Path::new("p"),
+            "[targets.\"aarch64-darwin\"]\nmacos = \"14.0\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.macos["aarch64-darwin"], (14, 0));
+        for (bad, says) in [
+            (
+                "[targets.\"x86_64-linux\"]\nmacos = \"14.0\"\n",
+                "only darwin systems",
+            ),
+            (
+                "[targets.\"aarch64-darwin\"]\nmacos = \"10.9\"\n",
+                "invalid macOS version",
+            ),
+            ("[targets.\"riscv-plan9\"]\n", "unknown Nix system"),
+        ] {
+            let err = Policy::parse(Path::new("p"), bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -179,8 +179,19 @@ impl PageIndexes {
 /// The [`WheelFilter`] for resolving for `targets`: a wheel stays when at least one target
 /// could install it. Dropping the others while pages are read changes no resolution (a
 /// target never picks a wheel it cannot install) but most of the memory pages take.
+/// `14.0` -> (14, 0), for choosing the oldest of several macOS versions.
+fn macos_order(version: &str) -> (u32, u32) {
+    let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
+    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
+}
+
 pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
     let tags: Vec<TagPriority> = targets.iter().map(|t| t.tags().clone()).collect();
+    let darwin: Vec<Target> = targets
+        .iter()
+        .filter(|t| t.macos_deployment_target().is_some())
+        .cloned()
+        .collect();
     // Most wheels of a page repeat a few tag sets; remember the answer per set.
     let seen: Mutex<FxHashMap<Box<str>, bool>> = Mutex::default();
     WheelFilter::new(move |_project, filename| {
@@ -199,7 +210,10 @@ pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
             .get(tag_part.as_str())
             .copied();
         let usable = known.unwrap_or_else(|| {
-            let usable = tags.iter().any(|t| wheel.rank(t).is_some());
+            // A wheel a darwin target would take with a newer deployment target is kept, so
+            // that an explanation can name that setting.
+            let usable = tags.iter().any(|t| wheel.rank(t).is_some())
+                || darwin.iter().any(|t| t.needs_newer_macos(&wheel).is_some());
             seen.lock()
                 .expect("tag cache")
                 .insert(tag_part.into(), usable);
@@ -353,6 +367,21 @@ pub fn build(
                 },
             }),
             None => {
+                let newer_macos = usable
+                    .iter()
+                    .filter(|f| f.is_wheel())
+                    .filter_map(|f| WheelFilename::parse(&f.filename).ok())
+                    .filter_map(|w| cx.target.needs_newer_macos(&w))
+                    .min_by(|a, b| macos_order(a).cmp(&macos_order(b)));
+                if let (Some(needs), true, false) = (newer_macos, reasons.is_empty(), no_binary) {
+                    let floor = cx.target.macos_deployment_target().unwrap_or_default();
+                    reasons.push(format!(
+                        "its {} wheel needs macOS {needs}, newer than the deployment target {floor} \
+                         (raise it with [targets.\"{}\"] macos = \"{needs}\" in lock/policy.toml \
+                         if every Mac you deploy to runs it), and it has no usable source distribution",
+                        cx.target.name, cx.target.name
+                    ));
+                }
                 if reasons.is_empty() {
                     let had_wheels = dropped_wheels || usable.iter().any(|f| f.is_wheel());
                     reasons.push(if had_wheels || no_binary {
