@@ -110,6 +110,9 @@ pub struct Report {
     pub inputs_changed: Vec<String>,
 }
 
+/// One package's entries before and after, on one target.
+type Transition<'a> = (Option<&'a Package>, Option<&'a Package>, String);
+
 fn side(p: &Package) -> Side {
     Side {
         version: p.version.clone(),
@@ -144,8 +147,7 @@ pub fn compare(old_label: &str, old: &Lock, new_label: &str, new: &Lock) -> Repo
         .map(|r| r.name.to_string())
         .collect();
     // name -> (old entry, new entry) -> targets with that pair
-    let mut transitions: BTreeMap<String, Vec<(Option<&Package>, Option<&Package>, String)>> =
-        BTreeMap::new();
+    let mut transitions: BTreeMap<String, Vec<Transition>> = BTreeMap::new();
     for t in &targets {
         let o = old.packages_for(t);
         let n = new.packages_for(t);

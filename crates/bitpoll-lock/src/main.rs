@@ -45,7 +45,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Resolve the requirements and write the lock.
-    Update(update::UpdateArgs),
+    // Boxed: its options make it several times larger than the other commands.
+    Update(Box<update::UpdateArgs>),
     /// Exit 0 if the lock matches its inputs, 1 (with the reason) if not. No network.
     Check(check::CheckArgs),
     /// What changed between two locks (files or git revisions), with what needs a second look.
@@ -60,7 +61,7 @@ enum Command {
     Index(index::IndexArgs),
     /// Convert a nixpkgs package subset description into the nixpkgs index format.
     ImportSubset {
-        /// The subset JSON (shared/data/nixpkgs-python-subset.json).
+        /// The subset JSON (the nixpkgs package subset description).
         input: PathBuf,
         /// Where to write the index.
         #[arg(short, long, default_value = DEFAULT_NIXPKGS_INDEX)]
@@ -76,7 +77,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Update(args) => update::run(args, cli.quiet),
+        Command::Update(args) => update::run(*args, cli.quiet),
         Command::Check(args) => check::run(args, cli.quiet),
         Command::Diff(args) => diff::run(args),
         Command::Why(args) => why::run(args),

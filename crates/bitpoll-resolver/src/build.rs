@@ -47,12 +47,13 @@ pub struct BuildSetup {
     timeout: Duration,
     builder: OnceLock<Result<Arc<Builder>, String>>,
     /// By the sdist's sha256: one build for all targets.
-    results: Mutex<HashMap<String, BuildSlot>>,
-    extras: Mutex<HashMap<String, Arc<OnceLock<Result<Vec<String>, String>>>>>,
+    results: Memo<Built>,
+    extras: Memo<Vec<String>>,
     notes: Mutex<Vec<String>>,
 }
 
-type BuildSlot = Arc<OnceLock<Result<Built, String>>>;
+/// One answer per sdist, computed once however many targets ask.
+type Memo<T> = Mutex<HashMap<String, Arc<OnceLock<Result<T, String>>>>>;
 
 /// Metadata a backend produced, and what produced it.
 #[derive(Debug, Clone)]
@@ -188,7 +189,7 @@ fn sha256_of(file: &DistFile) -> Result<String, String> {
 }
 
 fn memo<T: Clone>(
-    map: &Mutex<HashMap<String, Arc<OnceLock<Result<T, String>>>>>,
+    map: &Memo<T>,
     key: &str,
     compute: impl FnOnce() -> Result<T, String>,
 ) -> Result<T, String> {

@@ -93,8 +93,7 @@ impl PageIndex {
         let mut versions: Vec<Release> = Vec::new();
         let mut slot: FxHashMap<Version, usize> = FxHashMap::default();
         let mut tag_sets: Vec<WheelFilename> = Vec::new();
-        let mut tag_slot: FxHashMap<(Vec<String>, Vec<String>, Vec<String>), u32> =
-            FxHashMap::default();
+        let mut tag_slot: FxHashMap<TagSet, u32> = FxHashMap::default();
         for (i, file) in page.files.iter().enumerate() {
             let Ok(parsed) = DistFilename::parse(&file.filename, name) else {
                 continue;
@@ -179,6 +178,9 @@ impl PageIndexes {
 /// The [`WheelFilter`] for resolving for `targets`: a wheel stays when at least one target
 /// could install it. Dropping the others while pages are read changes no resolution (a
 /// target never picks a wheel it cannot install) but most of the memory pages take.
+/// A wheel's python, abi and platform tags.
+type TagSet = (Vec<String>, Vec<String>, Vec<String>);
+
 /// `14.0` -> (14, 0), for choosing the oldest of several macOS versions.
 fn macos_order(version: &str) -> (u32, u32) {
     let (major, minor) = version.split_once('.').unwrap_or((version, "0"));

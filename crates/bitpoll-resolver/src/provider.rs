@@ -56,6 +56,9 @@ pub enum ProviderError {
     Restart,
 }
 
+/// A release of a package.
+type Release = (PackageName, Version);
+
 /// How often a package may be in a conflict before it is decided ahead of the others.
 const CONFLICT_THRESHOLD: u32 = 5;
 
@@ -77,9 +80,10 @@ pub struct Provider<'a> {
     /// [`Provider::nixpkgs_candidates`]).
     nixpkgs_only: RefCell<HashMap<PackageName, Rc<Candidates>>>,
     deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
-    metadata_source: RefCell<HashMap<(PackageName, Version), (MetadataSource, Option<String>)>>,
+    /// Where each chosen release's metadata came from, and its Requires-Python.
+    metadata_source: RefCell<HashMap<Release, (MetadataSource, Option<String>)>>,
     /// The interpreter that ran the build backend, for metadata that came from a build.
-    built_with: RefCell<HashMap<(PackageName, Version), String>>,
+    built_with: RefCell<HashMap<Release, String>>,
     /// Where each top-level requirement was declared (files in the order given, lines in
     /// order): these packages are decided in that order, ahead of what they pull in.
     declared: HashMap<PackageName, usize>,
@@ -326,7 +330,7 @@ impl<'a> Provider<'a> {
         }
         let range = range.clone();
         let target_python = self.target.python_full_version.clone();
-        self.client.prefetch_project_then(&name, move |page| {
+        self.client.prefetch_project_then(name, move |page| {
             page.files
                 .iter()
                 .filter(|f| f.is_wheel() && f.core_metadata.is_some() && f.yanked.is_none())
