@@ -1,4 +1,4 @@
-//! The packse conformance harness: every scenario under `shared/conformance/packse/` becomes a
+//! The packse conformance harness: every packse scenario (`BITPOLL_SHARED_DIR/conformance/packse/`) becomes a
 //! loopback index, the resolver runs against it in Python-index-only mode, and the outcome is
 //! compared with the scenario's `[expected]` table.
 //!

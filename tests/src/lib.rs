@@ -24,7 +24,8 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `shared/` directory beside the checkout, where the conformance suite lives.
+/// Where the test data from outside the repository lives (the packse conformance suite):
+/// `BITPOLL_SHARED_DIR`, by default `shared/` beside the checkout.
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("BITPOLL_SHARED_DIR")
         .map(PathBuf::from)

@@ -34,7 +34,7 @@ impl IndexArgs {
     }
 }
 
-/// Finds the index URL (DESIGN section 4) and returns default client options for it.
+/// Finds the index URL (in the order ARCHITECTURE.md, "Constraints", gives) and returns default client options for it.
 fn options(
     index_url: Option<&str>,
     cache_dir: Option<PathBuf>,

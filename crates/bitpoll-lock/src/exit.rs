@@ -1,4 +1,4 @@
-//! Exit codes (DESIGN section 6): 0 success, 1 a failed check, 2 bad usage or input, 3 network
+//! Exit codes (ARCHITECTURE.md, "Constraints"): 0 success, 1 a failed check, 2 bad usage or input, 3 network
 //! or index failure.
 
 use bitpoll_client::ClientError;

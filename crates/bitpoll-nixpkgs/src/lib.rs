@@ -4,7 +4,7 @@
 //! one Python attribute, every package attribute with its PyPI name, version, propagated Python
 //! dependencies (as attributes) and optional-dependency groups. The format is documented in
 //! ARCHITECTURE.md; `bitpoll-lock index` writes it from a real nixpkgs, and [`import_subset`]
-//! converts the hand-collected snapshot shipped in `shared/data`.
+//! converts a hand-collected snapshot of nixpkgs' Python set (`nixpkgs-python-subset.json`).
 
 use std::collections::BTreeMap;
 use std::path::Path;

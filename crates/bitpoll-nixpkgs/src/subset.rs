@@ -1,4 +1,4 @@
-//! Conversion of `shared/data/nixpkgs-python-subset.json` (a partial, hand-collected picture of
+//! Conversion of `nixpkgs-python-subset.json` (a partial, hand-collected picture of
 //! nixpkgs' Python set) into the index format. The subset is not from one commit, so the
 //! identity says so; a real index comes from `bitpoll-lock index`.
 
@@ -91,7 +91,7 @@ pub fn import_subset(
             identity: format!("nixpkgs-python-subset-{}", subset.collected),
             revision: None,
             source:
-                "converted from shared/data/nixpkgs-python-subset.json: package files read from \
+                "converted from a hand-collected nixpkgs-python-subset.json: package files read from \
                      several nixpkgs revisions up to about 2026-09, not one commit"
                     .into(),
         },

@@ -1,6 +1,6 @@
 //! What a lock target is, and what it can install.
 //!
-//! A target is one Nix system paired with the nixpkgs Python (DESIGN section 1). This crate
+//! A target is one Nix system paired with the nixpkgs Python the lock is for. This crate
 //! turns a target into the PEP 508 marker environment that requirement markers are evaluated
 //! against, and into the ordered list of wheel tags that an interpreter on that system would
 //! accept, so the resolver and the artifact selection agree on one definition of "installable".

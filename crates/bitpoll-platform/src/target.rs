@@ -5,7 +5,8 @@ use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
 
 use crate::tags::TagPriority;
 
-/// The systems a lock covers unless told otherwise (DESIGN section 1).
+/// The systems a lock covers unless told otherwise: the four Nix systems nixpkgs builds
+/// Python for.
 pub const DEFAULT_SYSTEMS: [&str; 4] = [
     "x86_64-linux",
     "aarch64-linux",

@@ -1,7 +1,7 @@
 //! Versions and version sets as the solver sees them.
 //!
 //! The solver must tell nixpkgs' `caldav 3.3.0` apart from the index's `caldav 3.3.0`: a
-//! nixpkgs package pins its dependencies to nixpkgs builds (DESIGN section 2), and a PyPI
+//! nixpkgs package pins its dependencies to nixpkgs builds (its closure comes with it), and a PyPI
 //! build of the same version would be a second copy of the module in one environment. So a
 //! solver version is a PEP 440 version plus its source. Every PEP 440 version becomes two
 //! adjacent points, `(v, Index) < (v, Nixpkgs)`; a specifier range covers both points, and
