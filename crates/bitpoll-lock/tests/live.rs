@@ -179,17 +179,18 @@ fn compare_with_uv(files: &[&str], expected: &[(&str, &str)]) {
             .collect();
         for name in &differing {
             if !expected.iter().any(|(known, _)| known == name) {
+                let shown = |v: Option<&String>| v.map_or("nothing", |v| v.as_str()).to_string();
                 failures.push(format!(
-                    "{target}: {name}: ours {:?}, uv {:?}",
-                    ours.get(*name),
-                    theirs.get(*name)
+                    "{target}: {name}: ours {}, uv {}",
+                    shown(ours.get(*name)),
+                    shown(theirs.get(*name))
                 ));
             }
         }
-        for (known, _) in expected {
+        for (known, why) in expected {
             if !differing.iter().any(|name| name == known) {
                 failures.push(format!(
-                    "{target}: {known} is listed as differing but no longer does; drop it from the list"
+                    "{target}: {known} is listed as differing ({why}) but no longer does; drop it from the list"
                 ));
             }
         }
