@@ -3,6 +3,7 @@
 //! `cargo test -p bitpoll-lock --test live -- --ignored`. The index URL is found the way a
 //! user's run finds it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -40,7 +41,7 @@ fn scratch() -> tempfile::TempDir {
     dir
 }
 
-fn versions_from_lock(path: &Path) -> std::collections::BTreeMap<String, String> {
+fn versions_from_lock(path: &Path) -> BTreeMap<String, String> {
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     lock["packages"]
@@ -70,48 +71,213 @@ fn normalise(name: &str) -> String {
     out
 }
 
-#[test]
-#[ignore = "talks to the real index"]
-fn no_nixpkgs_versions_equal_uv_pip_compile_universal() {
-    let dir = scratch();
-    let uv = Command::new("uv")
+/// The Linux targets and the platform uv is asked to resolve for in their place: ours accept
+/// manylinux wheels up to glibc 2.40 (see `bitpoll-platform`'s targets).
+const LINUX_TARGETS: [(&str, &str); 2] = [
+    ("x86_64-linux", "x86_64-manylinux_2_40"),
+    ("aarch64-linux", "aarch64-manylinux_2_40"),
+];
+
+/// `uv pip compile` for one platform, as `name -> version`.
+fn uv_pip_compile(files: &[&str], platform: &str, cwd: &Path) -> BTreeMap<String, String> {
+    let uv = match Command::new("uv")
+        .args(["pip", "compile", "--python-platform", platform])
         .args([
-            "pip",
-            "compile",
-            "--universal",
             "--python-version",
             "3.13",
-            "-q",
             "--no-header",
             "--no-annotate",
+            "-q",
         ])
-        .args([
-            "inputs/requirements.in",
-            "inputs/requirements-production.in",
-        ])
+        .args(files)
         .env("UV_PYTHON_DOWNLOADS", "never")
-        .current_dir(dir.path())
+        .current_dir(cwd)
         .output()
-        .expect("uv is installed (pip install uv)");
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`uv` is not on PATH: the comparison needs it (`pip install uv`)")
+        }
+        Err(e) => panic!("cannot run uv: {e}"),
+    };
     assert!(
         uv.status.success(),
-        "{}",
+        "uv pip compile {files:?} for {platform} failed:\n{}",
         String::from_utf8_lossy(&uv.stderr)
     );
-    let mut theirs = std::collections::BTreeMap::new();
+    let mut versions = BTreeMap::new();
     for line in String::from_utf8_lossy(&uv.stdout).lines() {
         let spec = line.split(';').next().unwrap().trim();
         if let Some((name, version)) = spec.split_once("==") {
             let name = normalise(name.split('[').next().unwrap());
-            theirs.insert(name, version.trim().to_string());
+            versions.insert(name, version.trim().to_string());
         }
     }
-    bitpoll_lock(&["update", "-q", "--no-nixpkgs", "--upgrade"], dir.path());
-    let ours = versions_from_lock(&dir.path().join("lock/bitpoll.lock.json"));
-    assert_eq!(
-        ours, theirs,
-        "versions differ from uv's (left: ours, right: uv)"
+    versions
+}
+
+/// The versions a lock pins for one target (an entry without `targets` serves them all).
+fn versions_for_target(lock: &serde_json::Value, target: &str) -> BTreeMap<String, String> {
+    lock["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["targets"]
+                .as_array()
+                .is_none_or(|ts| ts.iter().any(|t| t == target))
+        })
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Locks `files` (paths relative to the workspace root) with `--no-nixpkgs` and compares every
+/// Linux target's versions with `uv pip compile` for that platform. `expected` lists the
+/// packages known to differ, each with the reason; any other difference fails, and so does a
+/// listed one that no longer differs, so the list stays true.
+fn compare_with_uv(files: &[&str], expected: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    for rel in files {
+        let to = dir.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(rel), to).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("lock")).unwrap();
+    let mut args = vec!["update", "-q", "--no-nixpkgs", "--upgrade"];
+    for file in files {
+        args.extend(["-r", file]);
+    }
+    for (target, _) in LINUX_TARGETS {
+        args.extend(["--system", target]);
+    }
+    let started = std::time::Instant::now();
+    bitpoll_lock(&args, dir.path());
+    eprintln!("{files:?}: our lock took {:.1?}", started.elapsed());
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("lock/bitpoll.lock.json")).unwrap(),
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for (target, platform) in LINUX_TARGETS {
+        let ours = versions_for_target(&lock, target);
+        let started = std::time::Instant::now();
+        let theirs = uv_pip_compile(files, platform, dir.path());
+        eprintln!(
+            "{files:?}: uv for {platform} took {:.1?}; {} pins",
+            started.elapsed(),
+            theirs.len()
+        );
+        let differing: BTreeSet<&String> = ours
+            .keys()
+            .chain(theirs.keys())
+            .filter(|name| ours.get(*name) != theirs.get(*name))
+            .collect();
+        for name in &differing {
+            if !expected.iter().any(|(known, _)| known == name) {
+                let shown = |v: Option<&String>| v.map_or("nothing", |v| v.as_str()).to_string();
+                failures.push(format!(
+                    "{target}: {name}: ours {}, uv {}",
+                    shown(ours.get(*name)),
+                    shown(theirs.get(*name))
+                ));
+            }
+        }
+        for (known, why) in expected {
+            if !differing.iter().any(|name| name == known) {
+                failures.push(format!(
+                    "{target}: {known} is listed as differing ({why}) but no longer does; drop it from the list"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{files:?} against uv pip compile:\n{}",
+        failures.join("\n")
     );
+}
+
+fn app(name: &str) -> String {
+    format!("tests/fixtures/apps/{name}/requirements.in")
+}
+
+#[test]
+#[ignore = "talks to the real index"]
+fn bitpoll_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(
+        &[
+            "inputs/requirements.in",
+            "inputs/requirements-production.in",
+        ],
+        &[],
+    );
+}
+
+#[test]
+#[ignore = "talks to the real index"]
+fn inventree_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(&[&app("inventree")], &[]);
+}
+
+#[test]
+#[ignore = "talks to the real index"]
+fn readthedocs_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(&[&app("readthedocs")], &[]);
+}
+
+#[test]
+#[ignore = "talks to the real index"]
+fn treeherder_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(&[&app("treeherder")], &[]);
+}
+
+#[test]
+#[ignore = "talks to the real index"]
+fn netbox_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(&[&app("netbox")], &[]);
+}
+
+#[test]
+#[ignore = "talks to the real index"]
+fn sentry_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(
+        &[&app("sentry")],
+        &[(
+            "enum34",
+            "python-u2flib-server 5.0.1 is sdist-only; its setup.py adds enum34 only below \
+             Python 3.4, but the egg-info in the sdist was written on Python 2 and lists it \
+             unconditionally. We read that file; uv runs setup.py.",
+        )],
+    );
+}
+
+/// Two valid answers. We decide top-level requirements in declaration order, so
+/// social-auth-app-django, declared first, gets its newest release that works with Django 4.1
+/// (5.4.3, which needs social-auth-core ~=4.4, hence 4.9.1). uv makes the same first choice,
+/// but django-two-factor-auth's newer releases (they need a newer Django) later make it jump back
+/// past that decision; deciding again, it takes social-auth-core 7.0.0 for the extras first, so
+/// social-auth-app-django falls back to 5.4.2, the newest without an upper bound on
+/// social-auth-core.
+const ZULIP_TIE_BREAK: &[(&str, &str)] = &[
+    (
+        "social-auth-app-django",
+        "ours 5.4.3 (declared first, newest fitting), uv 5.4.2",
+    ),
+    (
+        "social-auth-core",
+        "ours 4.9.1 (what 5.4.3 allows), uv 7.0.0",
+    ),
+];
+
+#[test]
+#[ignore = "talks to the real index"]
+fn zulip_versions_equal_uv_pip_compile_per_platform() {
+    compare_with_uv(&[&app("zulip")], ZULIP_TIE_BREAK);
 }
 
 #[test]
