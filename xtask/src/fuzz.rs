@@ -2,8 +2,8 @@
 //! in `fuzz/` for SECONDS each (default 60), or for N inputs. Each run starts from the
 //! target's working corpus (`fuzz/corpus/`, not committed, growing with every run) and
 //! replays `fuzz/regressions/`, the committed inputs that once crashed. With
-//! `--scratch-corpus` the working corpus is a new, empty directory instead, so the run reads
-//! committed inputs only and repeats exactly on any checkout.
+//! `--scratch-corpus` the working corpus is a new, empty directory instead, so the run starts
+//! from committed inputs only, the same on any checkout.
 //! CI runs it as a short smoke that way; longer runs are done by hand.
 //!
 //! cargo-fuzz's instrumentation flags are unstable; `RUSTC_BOOTSTRAP=1` lets the one stable
@@ -36,8 +36,9 @@ pub fn run(args: &[String]) -> i32 {
             .and_then(|i| args.get(i + 1))
             .map(|n| format!("-{libfuzzer}={n}"))
     };
-    // A seed and a count of inputs (not a time) make a run repeatable on any machine: CI's
-    // smoke must not turn red by luck of the draw or the speed of the machine.
+    // A seed and a count of inputs (not a time) give a run the same length on any machine.
+    // Not the same inputs throughout: coverage for one input can differ between runs (hash
+    // maps seeded at random are the likely cause), and it steers libFuzzer's choices.
     let seed = flag("--seed", "seed");
     let runs = flag("--runs", "runs");
     let scratch = args.iter().any(|a| a == "--scratch-corpus");

@@ -180,9 +180,9 @@ pub fn run(args: &[String]) -> i32 {
         "deadnix --fail",
         Command::new("deadnix").arg("--fail").args(&nix),
     );
-    // A short, repeatable fuzz smoke: a fixed seed and input count, starting from the
-    // committed regression inputs only (a scratch corpus, not the growing fuzz/corpus/), so
-    // every run sees the same inputs. Real fuzzing runs are longer and by hand.
+    // A short fuzz smoke: a fixed seed and input count, starting from the committed
+    // regression inputs only (a scratch corpus, not the growing fuzz/corpus/), so no earlier
+    // run on this machine changes what it starts from. Real fuzzing runs are longer and by hand.
     let smoke = ["600", "--seed", "1", "--runs", "200000", "--scratch-corpus"].map(String::from);
     ok &= crate::fuzz::run(&smoke) == 0;
     // The tests run even when a lint failed, so one CI run reports everything.
