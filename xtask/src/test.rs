@@ -171,6 +171,20 @@ pub fn run(args: &[String]) -> i32 {
         "cargo fmt --check",
         Command::new("cargo").args(["fmt", "--all", "--check"]),
     );
+    // Warnings are errors here, not in ordinary builds: a lint must not stop someone trying
+    // something, but nothing lands with one.
+    ok &= step(
+        "cargo clippy",
+        Command::new("cargo").args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
     let nix = nix_files();
     ok &= step(
         "nixfmt --check",

@@ -507,9 +507,11 @@ impl Builder {
                 break status;
             }
             if Instant::now() >= deadline {
-                // SAFETY: kill(2) on the group this child leads; no memory is involved.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(
+                        group,
+                        rustix::process::Signal::KILL,
+                    );
                 }
                 let _ = child.wait();
                 return Err(BuildError::Timeout {
