@@ -508,10 +508,8 @@ impl Builder {
             }
             if Instant::now() >= deadline {
                 if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ = rustix::process::kill_process_group(
-                        group,
-                        rustix::process::Signal::KILL,
-                    );
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 }
                 let _ = child.wait();
                 return Err(BuildError::Timeout {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pep440_rs::Version;
 use pep508_rs::PackageName;
-use rustc_hash::FxHashSet;
+use rustc_hash::FxHashMap;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use url::Url;
@@ -294,8 +294,9 @@ struct FilesBuilder<'p> {
     exclude_newer: Option<&'p Timestamp>,
     filter: Option<&'p WheelFilter>,
     dropped: Vec<Version>,
-    /// Releases for which one dropped wheel was kept all the same (see `add`).
-    donors: FxHashSet<Version>,
+    /// Releases for which a dropped wheel was kept all the same (see `add`), and whether
+    /// that wheel has a core-metadata file.
+    donors: FxHashMap<Version, bool>,
     urls: Option<Arc<PageUrls>>,
     requires_python: Vec<Arc<str>>,
     files: Vec<Arc<DistFile>>,
@@ -359,11 +360,19 @@ impl FilesBuilder<'_> {
                 WheelVerdict::Keep => {}
                 WheelVerdict::Unreadable => return Ok(()),
                 WheelVerdict::Drop(version) => {
-                    // One wheel per release with a core-metadata file is kept anyway: its
-                    // metadata describes the release's sdist too and saves downloading it.
-                    let donor = core_metadata.is_some()
-                        && yanked.is_none()
-                        && self.donors.insert(version.clone());
+                    // One wheel per release is kept anyway: its metadata describes the
+                    // release's sdist too (as it does for pip and uv), which saves building
+                    // or downloading the sdist. One with a core-metadata file is best; failing
+                    // that, one whose METADATA a range request can read. So at most two.
+                    let has_core = core_metadata.is_some();
+                    let donor = yanked.is_none()
+                        && match self.donors.get(&version) {
+                            None => true,
+                            Some(had_core) => has_core && !had_core,
+                        };
+                    if donor {
+                        self.donors.insert(version.clone(), has_core);
+                    }
                     if self.dropped.last() != Some(&version) {
                         self.dropped.push(version);
                     }
@@ -565,7 +574,7 @@ impl PageParser<'_> {
             exclude_newer: self.exclude_newer,
             filter: self.filter,
             dropped: Vec::new(),
-            donors: FxHashSet::default(),
+            donors: FxHashMap::default(),
             urls: None,
             requires_python: Vec::new(),
             files: Vec::new(),
@@ -743,17 +752,25 @@ mod tests {
             file("demo_pkg-2.0-cp313-cp313-win_amd64.whl", false),
             // Never fetched, so a repeated name among dropped wheels does no harm.
             file("demo_pkg-2.0-cp313-cp313-win_amd64.whl", false),
+            file("demo_pkg-3.0-cp313-cp313-win32.whl", false),
+            file("demo_pkg-3.0-cp313-cp313-win_amd64.whl", true),
+            file("demo_pkg-3.0-cp312-cp312-win_amd64.whl", true),
             file("junk.whl", false),
         ])
         .unwrap();
         let names: Vec<&str> = page.files.iter().map(|f| &*f.filename).collect();
-        // The first dropped wheel with a core-metadata file stays, to describe its release.
+        // One dropped wheel per release stays to describe it: the first with a core-metadata
+        // file, else the first at all (read by range requests), replaced as a describer when
+        // one with a core-metadata file follows.
         assert_eq!(
             names,
             [
                 "demo_pkg-1.0-cp313-cp313-win_amd64.whl",
                 "demo_pkg-1.0-py3-none-any.whl",
-                "demo_pkg-1.0.tar.gz"
+                "demo_pkg-1.0.tar.gz",
+                "demo_pkg-2.0-cp313-cp313-win_amd64.whl",
+                "demo_pkg-3.0-cp313-cp313-win32.whl",
+                "demo_pkg-3.0-cp313-cp313-win_amd64.whl",
             ]
         );
         let dropped: Vec<String> = page
@@ -761,7 +778,7 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(dropped, ["1.0", "2.0"]);
+        assert_eq!(dropped, ["1.0", "2.0", "3.0"]);
     }
 
     #[test]

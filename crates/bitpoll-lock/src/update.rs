@@ -202,10 +202,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.max_response_bytes = args.max_response_size;
     options.progress = !quiet && std::io::stderr().is_terminal();
     options.exclude_newer = paths.exclude_newer.clone();
-    options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&loaded.targets));
     let cache_dir = options.cache_dir.clone();
-    let client = IndexClient::new(options)?;
-
     let builds = if args.no_build {
         Builds::Refused
     } else {
@@ -221,6 +218,14 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(args.build_timeout.max(1)),
         )))
     };
+    // Build environments run on this machine: its wheels must survive the filter too.
+    let mut filter_targets = loaded.targets.clone();
+    if let Builds::Allowed(setup) = &builds {
+        filter_targets.extend(setup.host_target());
+    }
+    options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&filter_targets));
+    let client = IndexClient::new(options)?;
+
     let resolver_options = Options {
         builds: builds.clone(),
         ..Options::default()

@@ -201,3 +201,58 @@ fn no_build_refuses_a_non_static_sdist_and_names_the_policy_key() {
     assert_eq!(e["metadata"], "policy");
     assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
 }
+
+#[test]
+fn a_build_environment_takes_wheels_for_the_python_that_runs_the_build() {
+    // A build requirement with wheels for this machine's python3 and for the target's Python
+    // only: the metadata build needs the first, the target's locked build system the second.
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, platform; print(f'cp{sys.version_info[0]}{sys.version_info[1]}', platform.machine())",
+        ])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (tag, machine) = text.trim().split_once(' ').unwrap();
+    // A Windows wheel first: it is the one dropped wheel kept to describe the release, so
+    // the host's wheel survives the page filter only as a wheel of the build's target.
+    let mut wheels = vec![
+        "cp313-cp313-win_amd64".to_string(),
+        format!("{tag}-{tag}-manylinux_2_17_{machine}"),
+    ];
+    let target = "cp313-cp313-manylinux_2_17_x86_64".to_string();
+    if !wheels.contains(&target) {
+        wheels.push(target);
+    }
+    let wheels = format!("{wheels:?}");
+    let more = format!(
+        r#"
+[packages.hostonly.versions."1.0"]
+sdist = false
+wheel_tags = {wheels}
+
+[packages.needshost.versions."1.0"]
+wheel = false
+legacy_sdist = true
+[packages.needshost.versions."1.0".sdist_files]
+"pyproject.toml" = '''
+[build-system]
+requires = ["setuptools", "hostonly"]
+build-backend = "setuptools.build_meta:__legacy__"
+'''
+"setup.py" = '''
+import hostonly
+from setuptools import setup
+
+setup(name="needshost", version="1.0", install_requires=["helper"])
+'''
+"#
+    );
+    let p = Project::with_packages("needshost\n", &more);
+    assert_ok(&p.update(&["--no-nixpkgs", "--system", "x86_64-linux"]));
+    assert_eq!(
+        p.entries("needshost")[0]["dependencies"],
+        serde_json::json!(["helper"])
+    );
+}

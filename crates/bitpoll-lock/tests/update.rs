@@ -200,6 +200,16 @@ fn a_wheel_for_another_platform_still_describes_its_release() {
 }
 
 #[test]
+fn a_wheel_without_a_core_metadata_file_still_describes_its_release() {
+    let p = Project::new("winwheelonly\n");
+    assert_ok(&p.update(&["--no-nixpkgs", "--no-build"]));
+    let e = p.entry("winwheelonly");
+    assert_eq!(e["metadata"], "wheel");
+    assert_eq!(e["dependencies"], serde_json::json!(["helper"]));
+    assert_eq!(e["artifacts"][0]["kind"], "sdist");
+}
+
+#[test]
 fn an_sdist_only_package_with_old_metadata_is_built_not_guessed() {
     let p = Project::new("sdistonly\n");
     assert_ok(&p.update(&["--no-nixpkgs"]));

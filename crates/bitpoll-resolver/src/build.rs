@@ -45,6 +45,7 @@ pub struct BuildSetup {
     explicit: Option<PathBuf>,
     cache: Option<PathBuf>,
     timeout: Duration,
+    interpreter: OnceLock<Result<Interpreter, String>>,
     builder: OnceLock<Result<Arc<Builder>, String>>,
     /// By the sdist's sha256: one build for all targets.
     results: Memo<Built>,
@@ -77,6 +78,7 @@ impl BuildSetup {
             explicit,
             cache,
             timeout,
+            interpreter: OnceLock::new(),
             builder: OnceLock::new(),
             results: Mutex::default(),
             extras: Mutex::default(),
@@ -97,11 +99,25 @@ impl BuildSetup {
         }
     }
 
+    fn interpreter(&self) -> Result<Interpreter, String> {
+        self.interpreter
+            .get_or_init(|| {
+                Interpreter::find(&self.python, self.explicit.as_deref()).map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+
+    /// The target builds run on (this machine, the interpreter's Python), or `None` when no
+    /// interpreter is found (a build then says why). The client's wheel filter must keep
+    /// this target's wheels too: build environments are made of them.
+    pub fn host_target(&self) -> Option<Target> {
+        host_target(&self.interpreter().ok()?).ok()
+    }
+
     fn builder(&self) -> Result<Arc<Builder>, String> {
         self.builder
             .get_or_init(|| {
-                let interpreter = Interpreter::find(&self.python, self.explicit.as_deref())
-                    .map_err(|e| e.to_string())?;
+                let interpreter = self.interpreter()?;
                 let want: String = self.python.split('.').take(2).collect::<Vec<_>>().join(".");
                 if interpreter.minor() != want {
                     self.note(format!(
@@ -355,6 +371,7 @@ pub(crate) fn environments(
     target: &Target,
     request: &Request<'_>,
     packages: &BTreeMap<PackageName, ResolvedPackage>,
+    warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<PackageName, BuildEnvironment>, ResolveError> {
     let mut out = BTreeMap::new();
     for (name, package) in packages {
@@ -367,9 +384,20 @@ pub(crate) fn environments(
         let info = client.sdist_info(artifact)?;
         let mut requires = info.build_requires.clone();
         if let Builds::Allowed(setup) = &request.options.builds {
-            let extra = setup
-                .extra_requires(client, artifact, &info)
-                .map_err(|e| ResolveError::Build(format!("{name} {}: {e}", package.version)))?;
+            // This hook runs package code on this machine, which may lack what the package's
+            // own build needs (a C library's config tool, say); the target's Nix build has
+            // it. Its answer refines the environment, so a failure is reported, not fatal.
+            let extra = match setup.extra_requires(client, artifact, &info) {
+                Ok(extra) => extra,
+                Err(e) => {
+                    warnings.push(format!(
+                        "{name} {}: its build environment is locked from [build-system].requires \
+                         alone, since asking its backend for more failed: {e}",
+                        package.version
+                    ));
+                    Vec::new()
+                }
+            };
             for r in extra {
                 if !requires.contains(&r) {
                     requires.push(r);

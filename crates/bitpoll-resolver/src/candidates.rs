@@ -359,11 +359,12 @@ pub fn build(
                     metadata_from: if artifact.is_wheel() {
                         Vec::new()
                     } else {
-                        usable
-                            .iter()
-                            .filter(|f| f.is_wheel() && f.core_metadata.is_some())
-                            .cloned()
-                            .collect()
+                        // Wheels with a core-metadata file first; the others are read with
+                        // range requests.
+                        let mut donors: Vec<Arc<DistFile>> =
+                            usable.iter().filter(|f| f.is_wheel()).cloned().collect();
+                        donors.sort_by_key(|f| f.core_metadata.is_none());
+                        donors
                     },
                     artifact,
                 },

@@ -835,9 +835,10 @@ pub fn resolve_target(
         );
     }
     let mut warnings = provider.warnings.borrow().clone();
+    let build_environments =
+        crate::build::environments(client, target, request, &packages, &mut warnings)?;
     warnings.sort();
     warnings.dedup();
-    let build_environments = crate::build::environments(client, target, request, &packages)?;
     Ok(TargetResolution {
         target: target.name.clone(),
         packages,
