@@ -13,7 +13,8 @@
 //! What it needs: network access to the package index, `nix-instantiate` with a nixpkgs
 //! `lib` directory (`NIXPKGS_LIB`), python3 with venv, gettext, sqlite3, C headers for
 //! the sdists (uWSGI, python-ldap) and PostgreSQL's server binaries. Without one of these
-//! a test says `skipped: <reason>` on stderr and passes. `BITPOLL_E2E_LOCK=FILE` installs
+//! a test says `skipped: <reason>` on stderr and passes (`BITPOLL_E2E_REQUIRED=1`, which
+//! CI sets, makes that a failure). `BITPOLL_E2E_LOCK=FILE` installs
 //! that lock instead of resolving one (to check a given lock). The work directory,
 //! `target/tmp/bitpoll-e2e`, is emptied when the tests start and kept afterwards for
 //! reading logs.
@@ -52,8 +53,12 @@ fn fail<T>(message: impl Into<String>) -> Step<T> {
     Err(Stop::Fail(message.into()))
 }
 
-/// The one place that reports a skip.
+/// The one place that decides what a skip does: it is reported and passes, unless
+/// `BITPOLL_E2E_REQUIRED=1` (CI, where everything is there) makes it a failure.
 fn skip(test: &str, reason: &str) {
+    if env::var("BITPOLL_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("{test}: would be skipped ({reason}), but BITPOLL_E2E_REQUIRED=1");
+    }
     eprintln!("{test}: skipped: {reason}");
 }
 
