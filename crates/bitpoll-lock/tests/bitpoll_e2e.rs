@@ -157,10 +157,16 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(cmd: &mut Command, log: &Path) -> Step<Running> {
-        let out =
-            fs::File::create(log).map_err(|e| Stop::Fail(format!("{}: {e}", log.display())))?;
-        let err = out.try_clone().map_err(|e| Stop::Fail(e.to_string()))?;
+    /// Starts `cmd` with its output in `log`, or only its stderr when `stdout` is given.
+    fn spawn(cmd: &mut Command, log: &Path, stdout: Option<&Path>) -> Step<Running> {
+        let create = |path: &Path| {
+            fs::File::create(path).map_err(|e| Stop::Fail(format!("{}: {e}", path.display())))
+        };
+        let err = create(log)?;
+        let out = match stdout {
+            Some(path) => create(path)?,
+            None => err.try_clone().map_err(|e| Stop::Fail(e.to_string()))?,
+        };
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
@@ -206,8 +212,18 @@ impl Drop for Running {
 /// Runs one named step to its end within `limit`; a failure names the step and shows the
 /// tail of its output.
 fn run_step(name: &str, cmd: &mut Command, log: &Path, limit: Duration) -> Step<()> {
+    finish(name, Running::spawn(cmd, log, None)?, log, limit)
+}
+
+/// Runs a step and returns what it printed on stdout (stderr goes to the log).
+fn capture_step(name: &str, cmd: &mut Command, log: &Path, limit: Duration) -> Step<String> {
+    let out = log.with_extension("out");
+    finish(name, Running::spawn(cmd, log, Some(&out))?, log, limit)?;
+    fs::read_to_string(&out).map_err(|e| Stop::Fail(format!("{}: {e}", out.display())))
+}
+
+fn finish(name: &str, mut child: Running, log: &Path, limit: Duration) -> Step<()> {
     let started = Instant::now();
-    let mut child = Running::spawn(cmd, log)?;
     match child.wait_for(limit) {
         Some(status) if status.success() => {
             eprintln!(
@@ -221,6 +237,7 @@ fn run_step(name: &str, cmd: &mut Command, log: &Path, limit: Duration) -> Step<
             tail(log, 40)
         )),
         None => {
+            // Killed with everything it started before the log is read.
             drop(child);
             fail(format!(
                 "step `{name}` did not finish within {}s and was killed\n{}",
@@ -228,42 +245,6 @@ fn run_step(name: &str, cmd: &mut Command, log: &Path, limit: Duration) -> Step<
                 tail(log, 40)
             ))
         }
-    }
-}
-
-/// Runs a step and returns what it printed on stdout (stderr goes to the log).
-fn capture_step(name: &str, cmd: &mut Command, log: &Path, limit: Duration) -> Step<String> {
-    let out_file = log.with_extension("out");
-    let stdout = fs::File::create(&out_file).map_err(|e| Stop::Fail(e.to_string()))?;
-    let stderr = fs::File::create(log).map_err(|e| Stop::Fail(e.to_string()))?;
-    let started = Instant::now();
-    let mut child = Running {
-        child: cmd
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Stop::Fail(format!("cannot start {:?}: {e}", cmd.get_program())))?,
-        done: false,
-    };
-    match child.wait_for(limit) {
-        Some(status) if status.success() => {
-            eprintln!(
-                "step `{name}`: ok ({:.1}s)",
-                started.elapsed().as_secs_f64()
-            );
-            fs::read_to_string(&out_file).map_err(|e| Stop::Fail(e.to_string()))
-        }
-        Some(status) => fail(format!(
-            "step `{name}` failed ({status})\n{}",
-            tail(log, 40)
-        )),
-        None => fail(format!(
-            "step `{name}` did not finish within {}s and was killed\n{}",
-            limit.as_secs(),
-            tail(log, 40)
-        )),
     }
 }
 
@@ -429,7 +410,7 @@ fn resolve(lock: &Path, python_version: &str, log: &Path) -> Step<()> {
         .arg("--lock")
         .arg(lock);
     let started = Instant::now();
-    let mut child = Running::spawn(&mut cmd, log)?;
+    let mut child = Running::spawn(&mut cmd, log, None)?;
     match child.wait_for(Duration::from_secs(600)) {
         Some(status) if status.success() => {
             eprintln!(
@@ -467,6 +448,9 @@ fn resolve(lock: &Path, python_version: &str, log: &Path) -> Step<()> {
 struct PgSetup {
     bin: PathBuf,
     dir: PathBuf,
+    /// One port for the cluster's life, so the instance's backup script (which names
+    /// it) still reaches the cluster after a restart.
+    port: u16,
     /// Who runs the server: it refuses to run as root.
     user: Option<String>,
 }
@@ -535,7 +519,12 @@ impl PgSetup {
         } else {
             None
         };
-        Ok(PgSetup { bin, dir, user })
+        Ok(PgSetup {
+            bin,
+            dir,
+            port: free_port()?,
+            user,
+        })
     }
 
     fn socket(&self) -> PathBuf {
@@ -585,9 +574,9 @@ impl PgSetup {
         )
     }
 
-    /// Starts the cluster on a new port; stopped when the guard is dropped.
+    /// Starts the cluster; stopped when the guard is dropped.
     fn start(&self) -> Step<PgServer<'_>> {
-        let port = free_port()?;
+        let port = self.port;
         let options = format!(
             "-k {} -p {port} -c listen_addresses='' -c fsync=off",
             self.socket().display()
@@ -935,6 +924,7 @@ impl Instance {
                 .arg("-c")
                 .arg(format!("exec {}", self.exec_start)),
             &log,
+            None,
         )?;
         let started = Instant::now();
         let limit = Duration::from_secs(90);
@@ -1416,19 +1406,8 @@ fn backup_and_restore(db: Database) -> Step<()> {
         None => None,
     };
 
-    // The backup runs on the stopped instance's state, with the database server (if
-    // any) up again on a new port, so the module is evaluated again for that port.
-    let target = match &pg_server {
-        Some(server) => server.target("bitpoll"),
-        None => DbTarget::sqlite(),
-    };
-    let source = Instance::new(
-        p,
-        &format!("{}-backup", db.name()),
-        &served.instance.data_dir,
-        &target,
-    )?;
-    let snapshot = source.backup()?;
+    // Outside systemd, with the instance's own environment and script.
+    let snapshot = served.instance.backup()?;
     let expected: &[&str] = match db {
         Database::Sqlite => &["db.sqlite3.gz", "media.tar.gz"],
         Database::Postgresql => &["database.pgdump", "media.tar.gz"],
