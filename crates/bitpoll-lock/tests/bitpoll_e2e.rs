@@ -592,12 +592,16 @@ impl PgSetup {
             &work_dir().join("logs/pg-start.log"),
             Duration::from_secs(90),
         )
-        .map_err(|stop| match stop {
-            Stop::Fail(message) => Stop::Fail(format!(
-                "{message}\n{}",
-                tail(&self.dir.join("server.log"), 20)
-            )),
-            skip => skip,
+        .map_err(|stop| {
+            // pg_ctl may have given up on a server that is still coming up.
+            self.stop_immediately();
+            match stop {
+                Stop::Fail(message) => Stop::Fail(format!(
+                    "{message}\n{}",
+                    tail(&self.dir.join("server.log"), 20)
+                )),
+                skip => skip,
+            }
         })?;
         Ok(PgServer {
             setup: self,
@@ -651,16 +655,22 @@ impl PgServer<'_> {
 impl Drop for PgServer<'_> {
     fn drop(&mut self) {
         if self.running {
-            let _ = self
-                .setup
-                .server_command("pg_ctl")
-                .arg("--pgdata")
-                .arg(self.setup.dir.join("data"))
-                .args(["--mode", "immediate", "--wait", "--timeout", "30", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.setup.stop_immediately();
         }
+    }
+}
+
+impl PgSetup {
+    /// Stops the cluster if it runs, without waiting for its clients; for failures.
+    fn stop_immediately(&self) {
+        let _ = self
+            .server_command("pg_ctl")
+            .arg("--pgdata")
+            .arg(self.dir.join("data"))
+            .args(["--mode", "immediate", "--wait", "--timeout", "30", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
