@@ -23,6 +23,11 @@ let
     python3 = python;
   };
 
+  serverArgs = import ./server-args.nix {
+    home = "${pythonEnv}";
+    app = "${placeholder "out"}/share/bitpoll";
+  };
+
   # Build-time only: collectstatic and compilemessages import the settings, which
   # insist on both keys. The encryption key is a valid Fernet key of zero bytes;
   # neither value ends up in the output.
@@ -74,9 +79,7 @@ stdenvNoCC.mkDerivation (finalAttrs: {
       --set DJANGO_SETTINGS_MODULE bitpoll.settings \
       --set-default LANG C.UTF-8 \
       --run 'static_root=''${BITPOLL_STATIC_ROOT:-'"$app/static"'}' \
-      --add-flags "--strict --master --need-app --die-on-term --vacuum" \
-      --add-flags "--plugins python3 --home ${pythonEnv} --chdir $app" \
-      --add-flags "--module bitpoll.wsgi:application" \
+      --add-flags ${lib.escapeShellArg (lib.escapeShellArgs serverArgs)} \
       --add-flags '--static-map "/static=$static_root"'
 
     runHook postInstall

@@ -7,105 +7,17 @@ let
   lib = import nixpkgsLib;
   t = import ./lib.nix;
   inherit (lib)
-    mkOption
-    types
     hasInfix
     hasPrefix
     ;
 
-  fakeDrv =
-    name: extra:
-    {
-      type = "derivation";
-      inherit name;
-      outPath = "/nix/store/00000000000000000000000000000000-${name}";
-    }
-    // extra;
+  harness = import ./module-eval.nix { inherit lib; };
+  inherit (harness) fakeDrv evaluate;
 
   bitpoll = fakeDrv "bitpoll-2026.05.20" {
     staticRoot = "/nix/store/00000000000000000000000000000000-bitpoll-2026.05.20/share/bitpoll/static";
     messagesCompiled = true;
   };
-
-  # Only what the module uses; written files keep their text for inspection.
-  pkgs = {
-    writeText = name: text: fakeDrv name { inherit text; };
-    writeShellScript = name: text: fakeDrv name { inherit text; };
-    writeShellScriptBin = name: text: fakeDrv name { inherit text; };
-  }
-  // lib.genAttrs [
-    "coreutils"
-    "curl"
-    "findutils"
-    "gettext"
-    "gnutar"
-    "gzip"
-    "postgresql"
-    "sqlite"
-  ] (name: fakeDrv name { });
-
-  attrsOption = mkOption {
-    type = types.attrsOf types.anything;
-    default = { };
-  };
-  listOption =
-    type:
-    mkOption {
-      type = types.listOf type;
-      default = [ ];
-    };
-
-  # Stand-ins for the NixOS options the module defines or reads.
-  nixosStandIns = {
-    options = {
-      assertions = listOption types.unspecified;
-      warnings = listOption types.str;
-      users = {
-        users = attrsOption;
-        groups = attrsOption;
-      };
-      environment.systemPackages = listOption types.anything;
-      systemd = {
-        services = attrsOption;
-        timers = attrsOption;
-        tmpfiles.rules = listOption types.str;
-      };
-      services.postgresql = {
-        enable = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        package = mkOption {
-          type = types.anything;
-          default = fakeDrv "postgresql-17" { };
-        };
-        ensureDatabases = listOption types.str;
-        ensureUsers = listOption types.anything;
-      };
-      services.nginx = {
-        enable = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        user = mkOption {
-          type = types.str;
-          default = "nginx";
-        };
-        virtualHosts = attrsOption;
-      };
-    };
-  };
-
-  evaluate =
-    config:
-    (lib.evalModules {
-      modules = [
-        nixosStandIns
-        ../../nix/module.nix
-        { _module.args.pkgs = pkgs; }
-        config
-      ];
-    }).config;
 
   small = evaluate {
     services.bitpoll = {
