@@ -37,7 +37,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use bitpoll_client::{ClientOptions, IndexClient, IndexUrl};
 use bitpoll_platform::{Target, DEFAULT_SYSTEMS};
 use bitpoll_policy::Policy;
 use bitpoll_resolver::{Options, PackageSet, PrereleaseMode, Request, ResolveError};
@@ -45,7 +44,6 @@ use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{MarkerTree, PackageName, Requirement};
 use serde::Deserialize;
 
-use crate::server::IndexServer;
 use crate::universe::{Project, Universe};
 
 /// The Python a lock is for unless a scenario says otherwise: the flake's `python3`.
@@ -447,22 +445,12 @@ pub fn run(s: &Scenario) -> ScenarioResult {
             .into(),
         });
     let universe = Universe { packages };
-    let server = IndexServer::start(universe.build().routes);
-    let cache = tempfile::tempdir().expect("temporary cache directory");
     // With the wheel filter `update` uses, so that every scenario also checks that dropping
     // unusable wheels while reading pages changes no outcome.
-    let client = IndexUrl::parse(&server.index_url()).and_then(|url| {
-        let mut options = ClientOptions::new(url, cache.path().to_path_buf());
-        options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&plan.targets));
-        IndexClient::new(options)
-    });
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            result.outcome = Outcome::Failed(format!("harness: index client: {e}"));
-            return result;
-        }
-    };
+    let source = crate::memory::MemorySource::new(
+        &universe,
+        Some(bitpoll_resolver::wheel_filter(&plan.targets)),
+    );
     let policy = Policy::default();
     let preferences = HashMap::new();
     let request = Request {
@@ -476,7 +464,7 @@ pub fn run(s: &Scenario) -> ScenarioResult {
     let mut problems = Vec::new();
     let mut resolved = 0;
     for target in &plan.targets {
-        let outcome = bitpoll_resolver::resolve_target(&client, target, &request);
+        let outcome = bitpoll_resolver::resolve_target(&source, target, &request);
         if let Ok(resolution) = &outcome {
             resolved += 1;
             problems.extend(

@@ -11,6 +11,7 @@
 pub use bitpoll_test_skip::skip;
 
 pub mod conformance;
+pub mod memory;
 pub mod server;
 pub mod universe;
 

@@ -100,9 +100,20 @@ impl Interpreter {
     /// `explicit` when given; otherwise `python{want}` on `PATH` (the target's own minor
     /// version), then `python3`. The caller compares [`Interpreter::minor`] with what it
     /// wanted: a build with another version is allowed but must be recorded.
-    pub fn find(want: &str, explicit: Option<&Path>) -> Result<Self, BuildError> {
+    ///
+    /// `remember`: a file where probes are kept by the interpreter file's identity (path,
+    /// size, modification time), so that a run which builds nothing starts no Python.
+    pub fn find(
+        want: &str,
+        explicit: Option<&Path>,
+        remember: Option<&Path>,
+    ) -> Result<Self, BuildError> {
+        let probe = |path: &Path| match remember {
+            Some(file) => Self::probe_remembered(path, file),
+            None => Self::probe(path),
+        };
         if let Some(path) = explicit {
-            return Self::probe(path);
+            return probe(path);
         }
         let minor: String = want.split('.').take(2).collect::<Vec<_>>().join(".");
         let names = [format!("python{minor}"), "python3".to_string()];
@@ -112,7 +123,7 @@ impl Interpreter {
                 tried.push(format!("{name} (not on PATH)"));
                 continue;
             };
-            match Self::probe(&path) {
+            match probe(&path) {
                 Ok(found) => return Ok(found),
                 Err(e) => tried.push(format!("{name} ({e})")),
             }
@@ -120,6 +131,74 @@ impl Interpreter {
         Err(BuildError::NoInterpreter {
             tried: tried.join(", "),
         })
+    }
+
+    fn probe_remembered(path: &Path, file: &Path) -> Result<Self, BuildError> {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Probe {
+            path: PathBuf,
+            version: String,
+            implementation: String,
+        }
+        // A shim or a symlink changes when what it selects does not, so the key is the file
+        // the path leads to.
+        let key = std::fs::canonicalize(path)
+            .and_then(|real| {
+                let meta = std::fs::metadata(&real)?;
+                let mtime = meta
+                    .modified()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Ok(format!(
+                    "{}|{}|{}.{}",
+                    real.display(),
+                    meta.len(),
+                    mtime.as_secs(),
+                    mtime.subsec_nanos()
+                ))
+            })
+            .ok();
+        let mut known: std::collections::BTreeMap<String, Result<Probe, String>> = fs::read(file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        if let Some(hit) = key.as_ref().and_then(|k| known.get(k)) {
+            return match hit {
+                Ok(p) => Ok(Self {
+                    path: p.path.clone(),
+                    version: p.version.clone(),
+                    implementation: p.implementation.clone(),
+                }),
+                Err(reason) => Err(BuildError::BadInterpreter {
+                    path: path.to_path_buf(),
+                    reason: reason.clone(),
+                }),
+            };
+        }
+        let found = Self::probe(path);
+        if let Some(key) = key {
+            let entry = match &found {
+                Ok(i) => Ok(Probe {
+                    path: i.path.clone(),
+                    version: i.version.clone(),
+                    implementation: i.implementation.clone(),
+                }),
+                Err(BuildError::BadInterpreter { reason, .. }) => Err(reason.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            known.insert(key, entry);
+            // Losing this only costs a probe next time.
+            if let (Some(dir), Ok(bytes)) = (file.parent(), serde_json::to_vec(&known)) {
+                if fs::create_dir_all(dir).is_ok() {
+                    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
+                        if tmp.write_all(&bytes).is_ok() {
+                            let _ = tmp.persist(file);
+                        }
+                    }
+                }
+            }
+        }
+        found
     }
 
     fn probe(path: &Path) -> Result<Self, BuildError> {

@@ -98,3 +98,22 @@ impl ClientError {
         }
     }
 }
+
+impl From<ClientError> for bitpoll_source::SourceError {
+    fn from(e: ClientError) -> Self {
+        use bitpoll_source::{ErrorClass, SourceError};
+        match e {
+            ClientError::NotFound { package } => SourceError::NotFound { package },
+            ClientError::NoStaticMetadata { file } => SourceError::NoStaticMetadata { file },
+            ClientError::Metadata { file, source } => SourceError::Metadata { file, source },
+            other => SourceError::Failed {
+                class: if other.is_network() {
+                    ErrorClass::Unavailable
+                } else {
+                    ErrorClass::BadInput
+                },
+                source: Arc::new(other),
+            },
+        }
+    }
+}

@@ -92,16 +92,7 @@ impl std::str::FromStr for IndexUrl {
 }
 
 /// `url` with any user name and password replaced by `***`.
-pub fn redact_url(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut copy = url.clone();
-    // Both setters only fail for URLs that cannot have credentials at all.
-    let _ = copy.set_password(None);
-    let _ = copy.set_username("***");
-    copy.to_string()
-}
+pub use bitpoll_simple::redact_url;
 
 /// `url` without user name and password.
 pub fn strip_credentials(url: &Url) -> Url {

@@ -24,8 +24,6 @@ mod cache;
 mod error;
 mod index_url;
 mod lazy_wheel;
-mod simple;
-mod time;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,12 +59,11 @@ pub use crate::index_url::{
 use crate::lazy_wheel::{
     parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,
 };
-use crate::simple::is_simple_json;
-pub use crate::simple::{
-    parse_project_page, DistFile, PageParser, ProjectPage, Sha256Digest, WheelFilter, WheelVerdict,
-    SIMPLE_JSON_V1,
+use bitpoll_simple::is_simple_json;
+pub use bitpoll_simple::{
+    parse_project_page, DistFile, PageParser, ProjectPage, Sha256Digest, Timestamp, WheelFilter,
+    WheelVerdict, SIMPLE_JSON_V1,
 };
-pub use crate::time::Timestamp;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -370,6 +367,32 @@ impl IndexClient {
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             bytes_downloaded: c.bytes.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The index as the resolver sees it.
+impl bitpoll_source::PackageSource for IndexClient {
+    fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, bitpoll_source::SourceError> {
+        Ok(IndexClient::project(self, name)?)
+    }
+
+    fn prefetch(&self, name: &PackageName, pick: bitpoll_source::Pick) {
+        self.prefetch_project_then(name, pick)
+    }
+
+    fn core_metadata(
+        &self,
+        file: &DistFile,
+    ) -> Result<Arc<CoreMetadata>, bitpoll_source::SourceError> {
+        Ok(IndexClient::core_metadata(self, file)?)
+    }
+
+    fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, bitpoll_source::SourceError> {
+        Ok(IndexClient::sdist_info(self, file)?)
+    }
+
+    fn download(&self, file: &DistFile) -> Result<Bytes, bitpoll_source::SourceError> {
+        Ok(IndexClient::download(self, file)?)
     }
 }
 

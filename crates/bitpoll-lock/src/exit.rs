@@ -3,6 +3,7 @@
 
 use bitpoll_client::ClientError;
 use bitpoll_resolver::ResolveError;
+use bitpoll_source::ErrorClass;
 
 /// Marks an error as the user's input being wrong.
 #[derive(Debug)]
@@ -28,13 +29,13 @@ pub fn code(err: &anyhow::Error) -> u8 {
             return if e.is_network() { 3 } else { 2 };
         }
         if let Some(e) = cause.downcast_ref::<ResolveError>() {
-            return match e {
-                ResolveError::NoSolution { .. }
-                | ResolveError::Build(_)
-                | ResolveError::Other(_) => 2,
-                ResolveError::Index(e) if e.is_network() => 3,
-                ResolveError::Index(_) => 2,
+            return match e.class() {
+                ErrorClass::BadInput => 2,
+                ErrorClass::Unavailable => 3,
             };
+        }
+        if cause.downcast_ref::<bitpoll_merge::MergeError>().is_some() {
+            return 3;
         }
         if cause
             .downcast_ref::<bitpoll_requirements::RequirementsError>()

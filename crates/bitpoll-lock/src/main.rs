@@ -9,7 +9,6 @@ mod export;
 mod index;
 mod inputs;
 mod lockref;
-mod merge;
 mod update;
 mod verify;
 mod why;

@@ -245,7 +245,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     }
     let resolutions = resolved?;
-    let merged = crate::merge::merge(&client, &paths.index_name, &resolutions)?;
+    let merged = bitpoll_merge::merge(&paths.index_name, &resolutions)?;
 
     let mut lock = Lock {
         schema: SCHEMA,

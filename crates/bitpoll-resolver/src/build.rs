@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bitpoll_build::{Builder, Interpreter, Isolation, Sdist, Wheel};
-use bitpoll_client::{ClientError, DistFile, IndexClient};
 use bitpoll_metadata::{parse_core_metadata, CoreMetadata, MetadataSource, SdistInfo};
 use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
+use bitpoll_source::{DistFile, PackageSource, SourceError};
 use pep508_rs::Requirement;
 
 use std::collections::BTreeMap;
@@ -102,7 +102,9 @@ impl BuildSetup {
     fn interpreter(&self) -> Result<Interpreter, String> {
         self.interpreter
             .get_or_init(|| {
-                Interpreter::find(&self.python, self.explicit.as_deref()).map_err(|e| e.to_string())
+                let remember = self.cache.as_ref().map(|c| c.join("interpreters-v1.json"));
+                Interpreter::find(&self.python, self.explicit.as_deref(), remember.as_deref())
+                    .map_err(|e| e.to_string())
             })
             .clone()
     }
@@ -145,15 +147,15 @@ impl BuildSetup {
     /// The metadata `file`'s backend prepares; one build per sdist for all targets.
     pub(crate) fn metadata(
         &self,
-        client: &IndexClient,
+        source: &dyn PackageSource,
         file: &DistFile,
         info: &SdistInfo,
     ) -> Result<Built, String> {
         let sha256 = sha256_of(file)?;
         memo(&self.results, &sha256, || {
-            let job = Job::new(self, client, file, info, &sha256)?;
+            let job = Job::new(self, source, file, info, &sha256)?;
             let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
-            let extra = self.extra_requires(client, file, info)?;
+            let extra = self.extra_requires(source, file, info)?;
             requires.extend(parse_requirements(&extra, &file.filename)?);
             let env = job.environment(&requires)?;
             let built = job
@@ -179,13 +181,13 @@ impl BuildSetup {
     /// (`get_requires_for_build_wheel`), asked once per sdist.
     pub(crate) fn extra_requires(
         &self,
-        client: &IndexClient,
+        source: &dyn PackageSource,
         file: &DistFile,
         info: &SdistInfo,
     ) -> Result<Vec<String>, String> {
         let sha256 = sha256_of(file)?;
         memo(&self.extras, &sha256, || {
-            let job = Job::new(self, client, file, info, &sha256)?;
+            let job = Job::new(self, source, file, info, &sha256)?;
             let requires = parse_requirements(&info.build_requires, &file.filename)?;
             let env = job.environment(&requires)?;
             job.builder
@@ -228,7 +230,7 @@ fn wheels(env: &EnvFiles) -> Vec<Wheel> {
 struct Job<'a> {
     builder: Arc<Builder>,
     host: Target,
-    client: &'a IndexClient,
+    source: &'a dyn PackageSource,
     file: &'a DistFile,
     info: &'a SdistInfo,
     sha256: &'a str,
@@ -239,7 +241,7 @@ struct Job<'a> {
 impl<'a> Job<'a> {
     fn new(
         setup: &BuildSetup,
-        client: &'a IndexClient,
+        source: &'a dyn PackageSource,
         file: &'a DistFile,
         info: &'a SdistInfo,
         sha256: &'a str,
@@ -251,7 +253,7 @@ impl<'a> Job<'a> {
         Ok(Self {
             builder,
             host,
-            client,
+            source,
             file,
             info,
             sha256,
@@ -271,7 +273,7 @@ impl<'a> Job<'a> {
     }
 
     fn environment(&self, requires: &[Requirement]) -> Result<EnvFiles, String> {
-        environment(self.client, &self.host, requires, self.work.path()).map_err(|e| {
+        environment(self.source, &self.host, requires, self.work.path()).map_err(|e| {
             format!(
                 "{}: cannot make its build environment for {} ({}): {e}",
                 self.file.filename,
@@ -284,16 +286,16 @@ impl<'a> Job<'a> {
     /// Downloads (each checked against its sha256) only when a hook has to run.
     fn fetch(&self, env: &EnvFiles) -> Result<(), String> {
         if !self.sdist_path.exists() {
-            let bytes = self.client.download(self.file).map_err(|e| e.to_string())?;
+            let bytes = self.source.download(self.file).map_err(|e| e.to_string())?;
             std::fs::write(&self.sdist_path, &bytes)
                 .map_err(|e| format!("{}: {e}", self.sdist_path.display()))?;
         }
         for (artifact, wheel) in env {
             if !wheel.path.exists() {
                 let bytes = self
-                    .client
+                    .source
                     .download(artifact)
-                    .map_err(|e: ClientError| e.to_string())?;
+                    .map_err(|e: SourceError| e.to_string())?;
                 std::fs::write(&wheel.path, &bytes)
                     .map_err(|e| format!("{}: {e}", wheel.path.display()))?;
             }
@@ -324,7 +326,7 @@ fn host_target(interpreter: &Interpreter) -> Result<Target, String> {
 
 /// Resolves `requires` to wheels for `host`; each will be downloaded to `dir`.
 fn environment(
-    client: &IndexClient,
+    source: &dyn PackageSource,
     host: &Target,
     requires: &[Requirement],
     dir: &std::path::Path,
@@ -343,7 +345,7 @@ fn environment(
         options: &options,
         preferences: &preferences,
     };
-    let resolution = crate::resolve_target(client, host, &request).map_err(|e| match e {
+    let resolution = crate::resolve_target(source, host, &request).map_err(|e| match e {
         ResolveError::NoSolution { explanation, .. } => explanation,
         other => other.to_string(),
     })?;
@@ -367,7 +369,7 @@ fn environment(
 
 /// The build environment of every package `packages` installs from an sdist, for `target`.
 pub(crate) fn environments(
-    client: &IndexClient,
+    source: &dyn PackageSource,
     target: &Target,
     request: &Request<'_>,
     packages: &BTreeMap<PackageName, ResolvedPackage>,
@@ -381,13 +383,13 @@ pub(crate) fn environments(
         if artifact.is_wheel() {
             continue;
         }
-        let info = client.sdist_info(artifact)?;
+        let info = source.sdist_info(artifact)?;
         let mut requires = info.build_requires.clone();
         if let Builds::Allowed(setup) = &request.options.builds {
             // This hook runs package code on this machine, which may lack what the package's
             // own build needs (a C library's config tool, say); the target's Nix build has
             // it. Its answer refines the environment, so a failure is reported, not fatal.
-            let extra = match setup.extra_requires(client, artifact, &info) {
+            let extra = match setup.extra_requires(source, artifact, &info) {
                 Ok(extra) => extra,
                 Err(e) => {
                     warnings.push(format!(
@@ -420,7 +422,7 @@ pub(crate) fn environments(
             preferences: &preferences,
         };
         let resolution =
-            crate::resolve_target(client, target, &env_request).map_err(|e| match e {
+            crate::resolve_target(source, target, &env_request).map_err(|e| match e {
                 ResolveError::NoSolution { explanation, .. } => ResolveError::Build(format!(
                     "{name} {}: no build environment for {} on {}:\n{explanation}",
                     package.version, artifact.filename, target.name

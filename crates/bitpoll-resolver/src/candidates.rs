@@ -5,10 +5,11 @@ use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bitpoll_client::{ClientError, DistFile, ProjectPage, WheelFilter, WheelVerdict};
 use bitpoll_nixpkgs::Nixpkgs;
 use bitpoll_platform::{DistFilename, TagPriority, Target, WheelFilename};
 use bitpoll_policy::ForcedSource;
+use bitpoll_simple::{DistFile, ProjectPage, WheelFilter, WheelVerdict};
+use bitpoll_source::SourceError;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::PackageName;
 use pubgrub::Ranges;
@@ -253,9 +254,9 @@ pub(crate) fn is_pinned(pinned: &HashSet<Version>, version: &Version) -> bool {
 
 pub fn build(
     name: &PackageName,
-    page: Result<Arc<ProjectPage>, ClientError>,
+    page: Result<Arc<ProjectPage>, SourceError>,
     cx: &CandidateContext<'_>,
-) -> Result<Candidates, ClientError> {
+) -> Result<Candidates, SourceError> {
     let mut out = Candidates::default();
     if let (Some(nixpkgs), false) = (cx.nixpkgs, cx.forced == Some(ForcedSource::Index)) {
         for c in nixpkgs.candidates(name) {
@@ -270,7 +271,7 @@ pub fn build(
     let page = match page {
         Ok(page) => Some(page),
         // A package nixpkgs has but the index does not is still fine.
-        Err(ClientError::NotFound { .. }) => {
+        Err(SourceError::NotFound { .. }) => {
             out.not_found = true;
             None
         }

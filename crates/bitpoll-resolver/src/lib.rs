@@ -18,11 +18,11 @@ pub mod version;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use bitpoll_client::{ClientError, DistFile, IndexClient};
 use bitpoll_metadata::MetadataSource;
 use bitpoll_nixpkgs::Nixpkgs;
 use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
+use bitpoll_source::{DistFile, PackageSource, SourceError};
 use pep440_rs::Version;
 use pep508_rs::{ExtraName, PackageName, Requirement};
 
@@ -95,6 +95,8 @@ pub enum ResolvedSource {
     Index {
         /// The file this target installs.
         artifact: Arc<DistFile>,
+        /// Its sha256 (hex): as the index declared it, or of its bytes where it declared none.
+        sha256: String,
         metadata: MetadataSource,
         /// The interpreter that ran the build backend, when `metadata` came from a build.
         metadata_built_with: Option<String>,
@@ -142,8 +144,9 @@ pub struct TargetResolution {
 pub enum ResolveError {
     #[error("no solution for {target}:\n{explanation}")]
     NoSolution { target: String, explanation: String },
+    /// A package source could not answer (see [`SourceError::class`]).
     #[error(transparent)]
-    Index(#[from] ClientError),
+    Source(#[from] SourceError),
     /// An sdist's metadata could not be built, or building was refused.
     #[error("{0}")]
     Build(String),
@@ -151,9 +154,22 @@ pub enum ResolveError {
     Other(String),
 }
 
+impl ResolveError {
+    /// Whose fault it is: no solution, a refused or failed build and bad input are the
+    /// input's; a source that could not answer says which it was.
+    pub fn class(&self) -> bitpoll_source::ErrorClass {
+        match self {
+            ResolveError::Source(e) => e.class(),
+            ResolveError::NoSolution { .. } | ResolveError::Build(_) | ResolveError::Other(_) => {
+                bitpoll_source::ErrorClass::BadInput
+            }
+        }
+    }
+}
+
 /// Resolves every target, in parallel; targets share the client's caches.
 pub fn resolve(
-    client: &IndexClient,
+    source: &dyn PackageSource,
     targets: &[Target],
     request: &Request<'_>,
 ) -> Result<Vec<TargetResolution>, ResolveError> {
@@ -162,7 +178,7 @@ pub fn resolve(
         let handles: Vec<_> = targets
             .iter()
             .map(|target| {
-                scope.spawn(move || provider::resolve_target(client, indexes, target, request))
+                scope.spawn(move || provider::resolve_target(source, indexes, target, request))
             })
             .collect();
         handles
@@ -175,10 +191,10 @@ pub fn resolve(
 
 /// Resolves one target.
 pub fn resolve_target(
-    client: &IndexClient,
+    source: &dyn PackageSource,
     target: &Target,
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
     let indexes = candidates::PageIndexes::default();
-    provider::resolve_target(client, &indexes, target, request)
+    provider::resolve_target(source, &indexes, target, request)
 }

@@ -7,16 +7,17 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bitpoll_client::{ClientError, IndexClient};
 use bitpoll_metadata::{CoreMetadata, MetadataSource};
 use bitpoll_platform::Target;
 use bitpoll_platform::WheelFilename;
+use bitpoll_source::{PackageSource, SourceError};
 use pep440_rs::{Operator, Version, VersionSpecifiers};
 use pep508_rs::{ExtraName, PackageName, Requirement, VersionOrUrl};
 use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
     PubGrubError,
 };
+use sha2::{Digest, Sha256};
 
 use crate::candidates::{self, CandidateContext, CandidateKind, Candidates, PageIndexes};
 use crate::version::{Range, SolverVersion, Source};
@@ -46,7 +47,7 @@ impl fmt::Display for Pkg {
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Source(#[from] SourceError),
     /// An sdist's metadata could not be built (or building is refused): the run stops, since
     /// any lock made without it would guess.
     #[error("{0}")]
@@ -63,7 +64,7 @@ type Release = (PackageName, Version);
 const CONFLICT_THRESHOLD: u32 = 5;
 
 pub struct Provider<'a> {
-    client: &'a IndexClient,
+    source: &'a dyn PackageSource,
     indexes: &'a PageIndexes,
     target: &'a Target,
     request: &'a Request<'a>,
@@ -117,7 +118,7 @@ fn exact_versions(req: &Requirement) -> Vec<Version> {
 
 impl<'a> Provider<'a> {
     fn new(
-        client: &'a IndexClient,
+        source: &'a dyn PackageSource,
         indexes: &'a PageIndexes,
         target: &'a Target,
         request: &'a Request<'a>,
@@ -166,7 +167,7 @@ impl<'a> Provider<'a> {
             .map(|(name, (v, src))| (name.clone(), SolverVersion::new(v.clone(), *src)))
             .collect();
         let mut provider = Self {
-            client,
+            source,
             indexes,
             target,
             request,
@@ -206,18 +207,18 @@ impl<'a> Provider<'a> {
         name.clone()
     }
 
-    fn candidates(&self, name: &PackageName) -> Result<Rc<Candidates>, ClientError> {
+    fn candidates(&self, name: &PackageName) -> Result<Rc<Candidates>, SourceError> {
         if let Some(c) = self.candidates.borrow().get(name) {
             return Ok(c.clone());
         }
         let forced = self.request.policy.forced_source(name);
         // nixpkgs-only packages need no index page.
         let page = if forced == Some(bitpoll_policy::ForcedSource::Nixpkgs) {
-            Err(ClientError::NotFound {
+            Err(SourceError::NotFound {
                 package: name.to_string(),
             })
         } else {
-            self.client.project(name)
+            self.source.project(name)
         };
         let empty = HashSet::new();
         let cx = CandidateContext {
@@ -263,7 +264,7 @@ impl<'a> Provider<'a> {
             pinned: self.pinned.get(name).unwrap_or(&empty),
             preferred: self.preferred.get(name),
         };
-        let page = Err(ClientError::NotFound {
+        let page = Err(SourceError::NotFound {
             package: name.to_string(),
         });
         let mut built = candidates::build(name, page, &cx).ok()?;
@@ -330,27 +331,30 @@ impl<'a> Provider<'a> {
         }
         let range = range.clone();
         let target_python = self.target.python_full_version.clone();
-        self.client.prefetch_project_then(name, move |page| {
-            page.files
-                .iter()
-                .filter(|f| f.is_wheel() && f.core_metadata.is_some() && f.yanked.is_none())
-                .filter(|f| {
-                    f.requires_python
-                        .as_deref()
-                        .and_then(|rp| rp.parse::<VersionSpecifiers>().ok())
-                        .is_none_or(|rp| candidates::python_admits(&rp, &target_python))
-                })
-                .filter_map(|f| Some((WheelFilename::parse(&f.filename).ok()?.version, f)))
-                .filter(|(v, _)| {
-                    !v.any_prerelease()
-                        && pubgrub::VersionSet::contains(
-                            &range,
-                            &SolverVersion::new(v.clone(), Source::Index),
-                        )
-                })
-                .max_by(|a, b| a.0.cmp(&b.0))
-                .map(|(_, file)| file.clone())
-        });
+        self.source.prefetch(
+            name,
+            Box::new(move |page: &bitpoll_simple::ProjectPage| {
+                page.files
+                    .iter()
+                    .filter(|f| f.is_wheel() && f.core_metadata.is_some() && f.yanked.is_none())
+                    .filter(|f| {
+                        f.requires_python
+                            .as_deref()
+                            .and_then(|rp| rp.parse::<VersionSpecifiers>().ok())
+                            .is_none_or(|rp| candidates::python_admits(&rp, &target_python))
+                    })
+                    .filter_map(|f| Some((WheelFilename::parse(&f.filename).ok()?.version, f)))
+                    .filter(|(v, _)| {
+                        !v.any_prerelease()
+                            && pubgrub::VersionSet::contains(
+                                &range,
+                                &SolverVersion::new(v.clone(), Source::Index),
+                            )
+                    })
+                    .max_by(|a, b| a.0.cmp(&b.0))
+                    .map(|(_, file)| file.clone())
+            }),
+        );
     }
 
     fn metadata(
@@ -388,9 +392,9 @@ impl<'a> Provider<'a> {
         let order = std::iter::once(artifact).chain(metadata_from);
         let mut last_err = None;
         for file in order {
-            match self.client.core_metadata(file) {
+            match self.source.core_metadata(file) {
                 Ok(m) => return Ok(Ok(m)),
-                Err(e @ (ClientError::NoStaticMetadata { .. } | ClientError::Metadata { .. })) => {
+                Err(e @ (SourceError::NoStaticMetadata { .. } | SourceError::Metadata { .. })) => {
                     last_err = Some(e)
                 }
                 Err(e) => return Err(e.into()),
@@ -403,7 +407,7 @@ impl<'a> Provider<'a> {
         // Not static: only the build backend can tell (a PKG-INFO older than 2.2 or an
         // egg-info `requires.txt` says what the sdist's author's machine computed, which a
         // `setup.py` may compute differently here).
-        let info = self.client.sdist_info(artifact)?;
+        let info = self.source.sdist_info(artifact)?;
         let policy_key = format!("[metadata.\"{name}\".\"{version}\"] in lock/policy.toml");
         match &self.request.options.builds {
             crate::build::Builds::Refused => Err(ProviderError::Build(format!(
@@ -412,7 +416,7 @@ impl<'a> Provider<'a> {
                 artifact.filename
             ))),
             crate::build::Builds::Allowed(setup) => {
-                match setup.metadata(self.client, artifact, &info) {
+                match setup.metadata(self.source, artifact, &info) {
                     Ok(built) => {
                         if built.metadata.version != *version {
                             return Err(ProviderError::Build(format!(
@@ -697,12 +701,12 @@ impl DependencyProvider for Provider<'_> {
 }
 
 pub fn resolve_target(
-    client: &IndexClient,
+    source: &dyn PackageSource,
     indexes: &PageIndexes,
     target: &Target,
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
-    let provider = Provider::new(client, indexes, target, request);
+    let provider = Provider::new(source, indexes, target, request);
     let outcome = loop {
         match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
@@ -723,13 +727,13 @@ pub fn resolve_target(
             });
         }
         Err(PubGrubError::ErrorRetrievingDependencies {
-            source: ProviderError::Client(e),
+            source: ProviderError::Source(e),
             ..
         })
         | Err(PubGrubError::ErrorChoosingVersion {
-            source: ProviderError::Client(e),
+            source: ProviderError::Source(e),
             ..
-        }) => return Err(ResolveError::Index(e)),
+        }) => return Err(ResolveError::Source(e)),
         Err(PubGrubError::ErrorRetrievingDependencies {
             source: ProviderError::Build(e),
             ..
@@ -784,7 +788,7 @@ pub fn resolve_target(
             .iter()
             .find(|c| &c.version == version)
             .expect("chosen version is a candidate");
-        let source = match &cand.kind {
+        let resolved = match &cand.kind {
             CandidateKind::Nixpkgs { attr } => ResolvedSource::Nixpkgs { attr: attr.clone() },
             CandidateKind::Index { artifact, .. } => {
                 let (metadata, requires_python) = provider
@@ -808,10 +812,17 @@ pub fn resolve_target(
                 let build_requires = if artifact.is_wheel() {
                     None
                 } else {
-                    Some(client.sdist_info(artifact)?.build_requires.clone())
+                    Some(source.sdist_info(artifact)?.build_requires.clone())
+                };
+                // The lock pins every file by hash; when the index declares none, the bytes
+                // themselves are hashed here, so building the lock needs no source.
+                let sha256 = match &artifact.sha256 {
+                    Some(declared) => declared.to_string(),
+                    None => hex::encode(Sha256::digest(source.download(artifact)?)),
                 };
                 ResolvedSource::Index {
                     artifact: artifact.clone(),
+                    sha256,
                     metadata,
                     metadata_built_with: provider
                         .built_with
@@ -828,7 +839,7 @@ pub fn resolve_target(
             ResolvedPackage {
                 name: name.clone(),
                 version: version.version.clone(),
-                source,
+                source: resolved,
                 extras: extras.remove(name).unwrap_or_default(),
                 dependencies: edges.remove(name).unwrap_or_default(),
             },
@@ -836,7 +847,7 @@ pub fn resolve_target(
     }
     let mut warnings = provider.warnings.borrow().clone();
     let build_environments =
-        crate::build::environments(client, target, request, &packages, &mut warnings)?;
+        crate::build::environments(source, target, request, &packages, &mut warnings)?;
     warnings.sort();
     warnings.dedup();
     Ok(TargetResolution {

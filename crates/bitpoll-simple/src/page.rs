@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use url::Url;
 
-use crate::index_url::redact_url;
+use crate::redact_url;
 use crate::time::Timestamp;
 
 /// The media type of PEP 691 JSON pages, version 1.
@@ -195,7 +195,7 @@ fn is_wheel_name(filename: &str) -> bool {
 }
 
 /// Whether a `Content-Type` header value names a PEP 691 JSON page.
-pub(crate) fn is_simple_json(content_type: &str) -> bool {
+pub fn is_simple_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case(SIMPLE_JSON_V1) || essence.eq_ignore_ascii_case(SIMPLE_JSON_LATEST)
 }

@@ -1,14 +1,31 @@
 //! From per-target resolutions to lock entries: one entry where all targets agree, separate
 //! entries where they differ, dependencies common to an entry's targets kept apart from the
-//! ones only some targets need.
+//! ones only some targets need, and each sdist's build environment as build packages.
+//!
+//! A pure function of the resolutions: everything it writes (hashes included) was settled by
+//! the resolver and its package sources. It must not fetch or hash anything itself, so the
+//! same resolutions always give the same entries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Context;
-use bitpoll_client::IndexClient;
 use bitpoll_lockfile::{Artifact, ArtifactKind, BuildSystem, Package, Source};
 use bitpoll_resolver::{BuildEnvironment, ResolvedPackage, ResolvedSource, TargetResolution};
-use sha2::{Digest, Sha256};
+
+/// Resolutions that cannot be written as a lock.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{file}: the index gave an invalid sha256 `{sha256}`")]
+    BadHash { file: String, sha256: String },
+    #[error(
+        "{name} {version} is in build environments from both nixpkgs and the index on {target}; \
+         the lock cannot tell them apart (force one source in the policy)"
+    )]
+    AmbiguousBuildPackage {
+        name: String,
+        version: String,
+        target: String,
+    },
+}
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
@@ -24,15 +41,13 @@ pub struct Merged {
     pub build_packages: Vec<Package>,
 }
 
-pub fn merge(
-    client: &IndexClient,
-    index_name: &str,
-    resolutions: &[TargetResolution],
-) -> anyhow::Result<Merged> {
+/// The lock's entries for `resolutions`, whose index packages come from the index named
+/// `index_name`.
+pub fn merge(index_name: &str, resolutions: &[TargetResolution]) -> Result<Merged, MergeError> {
     let runtime = resolutions
         .iter()
         .flat_map(|res| res.packages.values().map(|p| (res.target.as_str(), p)));
-    let mut packages = entries(client, index_name, runtime)?;
+    let mut packages = entries(index_name, runtime)?;
     for package in &mut packages {
         package.build_system = build_system(package, resolutions);
     }
@@ -53,17 +68,16 @@ pub fn merge(
                 matches!(p.source, ResolvedSource::Nixpkgs { .. }),
             ))
         });
-    let build_packages = entries(client, index_name, build)?;
+    let build_packages = entries(index_name, build)?;
     let mut ambiguous = BTreeSet::new();
     for p in &build_packages {
         for t in &p.targets {
             if !ambiguous.insert((t, &p.name, &p.version)) {
-                anyhow::bail!(
-                    "{} {} is in build environments from both nixpkgs and the index on {t}; \
-                     the lock cannot tell them apart (force one source in the policy)",
-                    p.name,
-                    p.version
-                );
+                return Err(MergeError::AmbiguousBuildPackage {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    target: t.clone(),
+                });
             }
         }
     }
@@ -135,10 +149,9 @@ fn build_system(package: &Package, resolutions: &[TargetResolution]) -> Option<B
 
 /// Groups per-target packages into entries: one where targets agree.
 fn entries<'a>(
-    client: &IndexClient,
     index_name: &str,
     members: impl Iterator<Item = (&'a str, &'a ResolvedPackage)>,
-) -> anyhow::Result<Vec<Package>> {
+) -> Result<Vec<Package>, MergeError> {
     let mut groups: BTreeMap<Key, Vec<(&str, &ResolvedPackage)>> = BTreeMap::new();
     {
         for (target, pkg) in members {
@@ -200,6 +213,7 @@ fn entries<'a>(
             for (target, pkg) in &members {
                 let ResolvedSource::Index {
                     artifact,
+                    sha256,
                     metadata,
                     metadata_built_with,
                     requires_python,
@@ -218,22 +232,12 @@ fn entries<'a>(
                     a.targets.push(target.to_string());
                     continue;
                 }
-                let sha256 = match &artifact.sha256 {
-                    Some(h) => h.to_string(),
-                    // The index gave no hash: hash the bytes ourselves rather than pin nothing.
-                    None => {
-                        let bytes = client
-                            .download(artifact)
-                            .with_context(|| format!("hashing {}", artifact.filename))?;
-                        hex::encode(Sha256::digest(&bytes))
-                    }
-                };
-                let hash = bitpoll_lockfile::sri_from_hex(&sha256).with_context(|| {
-                    format!(
-                        "{}: the index gave an invalid sha256 `{sha256}`",
-                        artifact.filename
-                    )
-                })?;
+                let hash =
+                    bitpoll_lockfile::sri_from_hex(sha256).ok_or_else(|| MergeError::BadHash {
+                        file: artifact.filename.to_string(),
+                        sha256: sha256.clone(),
+                    })?;
+                let sha256 = sha256.clone();
                 artifacts.insert(
                     artifact.filename.to_string(),
                     Artifact {

@@ -1,0 +1,90 @@
+//! The seam between the resolver and where packages come from.
+//!
+//! The resolver asks a [`PackageSource`] for the files of a project, the metadata of a
+//! file, what an sdist says about itself, and a file's bytes; it never speaks HTTP. The index
+//! client implements this over the network and its cache, the tests with an in-memory
+//! universe (the conformance suite runs that way, without a server).
+//!
+//! A source must not decide anything about resolution (which version, which file): it
+//! answers questions. Its failures say which class they belong to ([`SourceError::class`]),
+//! so the command line maps them to exit codes without knowing the source.
+
+use std::sync::Arc;
+
+use bitpoll_metadata::{CoreMetadata, MetadataError, SdistInfo};
+pub use bitpoll_simple::{DistFile, ProjectPage};
+pub use bytes::Bytes;
+use pep508_rs::PackageName;
+
+/// Whose fault a failure is, which is what a caller acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The input asks for something that does not exist or cannot work.
+    BadInput,
+    /// The network or the index failed; trying again later may work.
+    Unavailable,
+}
+
+/// Why a source could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("package `{package}` was not found on the package index")]
+    NotFound { package: String },
+
+    #[error("{file} has no static metadata (its PKG-INFO and pyproject.toml leave the dependencies to the build)")]
+    NoStaticMetadata { file: String },
+
+    #[error("cannot read the metadata of {file}: {source}")]
+    Metadata {
+        file: String,
+        #[source]
+        source: MetadataError,
+    },
+
+    /// Anything else, with the source's own error kept as the cause.
+    #[error("{source}")]
+    Failed {
+        class: ErrorClass,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl SourceError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::NotFound { .. }
+            | SourceError::NoStaticMetadata { .. }
+            | SourceError::Metadata { .. } => ErrorClass::BadInput,
+            SourceError::Failed { class, .. } => *class,
+        }
+    }
+}
+
+/// Picks, from a project page that has just arrived, the file whose metadata is worth
+/// fetching ahead of being asked.
+pub type Pick = Box<dyn FnOnce(&ProjectPage) -> Option<Arc<DistFile>> + Send>;
+
+/// Everything the resolver needs to know about packages.
+///
+/// Calls block until answered; a source may answer many at once from several threads.
+pub trait PackageSource: Send + Sync {
+    /// A project's files (less those the source's wheel filter dropped).
+    fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, SourceError>;
+
+    /// Starts fetching a project's page without waiting, then the metadata of the file
+    /// `pick` chooses. A hint: a source without latency may ignore it.
+    fn prefetch(&self, name: &PackageName, pick: Pick) {
+        let _ = (name, pick);
+    }
+
+    /// A file's core metadata: the index's metadata file, a wheel's METADATA, or an sdist's
+    /// static metadata ([`SourceError::NoStaticMetadata`] when it has none).
+    fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, SourceError>;
+
+    /// What an sdist says about itself without a build.
+    fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, SourceError>;
+
+    /// A file's bytes, checked against the sha256 the page declared.
+    fn download(&self, file: &DistFile) -> Result<Bytes, SourceError>;
+}
