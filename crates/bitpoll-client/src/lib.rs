@@ -38,7 +38,6 @@ use bitpoll_metadata::{
     SdistMembers,
 };
 use bytes::Bytes;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pep508_rs::PackageName;
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_RANGE, IF_MODIFIED_SINCE,
@@ -79,8 +78,8 @@ pub struct ClientOptions {
     /// Limit for connecting and for each wait on data; a slow but steady download is not
     /// cut off.
     pub timeout: Duration,
-    /// Show a spinner on stderr.
-    pub progress: bool,
+    /// Told how the client is doing as it works; `None` for nobody.
+    pub reporter: Option<Reporter>,
     /// RFC 3339 date-time (or a date, meaning midnight UTC): ignore files uploaded later.
     pub exclude_newer: Option<String>,
     /// The largest response body accepted, in bytes (pages, metadata and artifacts alike).
@@ -99,11 +98,30 @@ impl ClientOptions {
             concurrency: 32,
             retries: 3,
             timeout: Duration::from_secs(30),
-            progress: false,
+            reporter: None,
             exclude_newer: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             wheel_filter: None,
         }
+    }
+}
+
+/// Someone watching the client work (the command line draws a spinner with it). Called from
+/// the client's threads, often: keep it cheap.
+pub trait Report: Send + Sync {
+    /// The counters after a request, a cache hit or a retry.
+    fn progress(&self, stats: ClientStats);
+    /// The client is done (dropped).
+    fn finish(&self) {}
+}
+
+/// A shared [`Report`].
+#[derive(Clone)]
+pub struct Reporter(pub Arc<dyn Report>);
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reporter")
     }
 }
 
@@ -126,6 +144,17 @@ struct Counters {
     not_modified: AtomicU64,
     cache_hits: AtomicU64,
     bytes: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ClientStats {
+        ClientStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            not_modified: self.not_modified.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            bytes_downloaded: self.bytes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 type Memo<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, ClientError>>>>>;
@@ -151,7 +180,7 @@ struct Shared {
     sdists: Memo<String, Arc<SdistInfo>>,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Counters,
-    progress: ProgressBar,
+    reporter: Option<Reporter>,
 }
 
 struct Inner {
@@ -161,7 +190,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shared.progress.finish_and_clear();
+        if let Some(reporter) = &self.shared.reporter {
+            reporter.0.finish();
+        }
         // Background prefetches may still be running; don't wait for them.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -220,18 +251,6 @@ impl IndexClient {
             ))
             .build()
             .map_err(|e| ClientError::network(options.index_url.redacted(), e))?;
-        let progress = if options.progress {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar.set_message("querying the package index");
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
         let shared = Arc::new(Shared {
             max_response_bytes: options.max_response_bytes,
             wheel_filter: options.wheel_filter,
@@ -247,7 +266,7 @@ impl IndexClient {
             sdists: Mutex::default(),
             downloads: Mutex::default(),
             counters: Counters::default(),
-            progress,
+            reporter: options.reporter,
         });
         Ok(IndexClient {
             inner: Arc::new(Inner {
@@ -360,13 +379,7 @@ impl IndexClient {
     }
 
     pub fn stats(&self) -> ClientStats {
-        let c = &self.inner.shared.counters;
-        ClientStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            not_modified: c.not_modified.load(Ordering::Relaxed),
-            cache_hits: c.cache_hits.load(Ordering::Relaxed),
-            bytes_downloaded: c.bytes.load(Ordering::Relaxed),
-        }
+        self.inner.shared.counters.snapshot()
     }
 }
 
@@ -641,16 +654,9 @@ where
 
 impl Shared {
     fn update_progress(&self) {
-        if self.progress.is_hidden() {
-            return;
+        if let Some(reporter) = &self.reporter {
+            reporter.0.progress(self.counters.snapshot());
         }
-        let c = &self.counters;
-        self.progress.set_message(format!(
-            "package index: {} requests, {} from cache, {:.1} MiB",
-            c.requests.load(Ordering::Relaxed),
-            c.cache_hits.load(Ordering::Relaxed) + c.not_modified.load(Ordering::Relaxed),
-            c.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
-        ));
     }
 
     fn cache_hit(&self) {

@@ -9,6 +9,7 @@ mod export;
 mod index;
 mod inputs;
 mod lockref;
+mod progress;
 mod update;
 mod verify;
 mod why;

@@ -200,7 +200,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
     options.retries = args.retries;
     options.max_response_bytes = args.max_response_size;
-    options.progress = !quiet && std::io::stderr().is_terminal();
+    options.reporter = (!quiet && std::io::stderr().is_terminal()).then(crate::progress::spinner);
     options.exclude_newer = paths.exclude_newer.clone();
     let cache_dir = options.cache_dir.clone();
     let builds = if args.no_build {
