@@ -37,6 +37,13 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<bitpoll_merge::MergeError>().is_some() {
             return 3;
         }
+        if let Some(e) = cause.downcast_ref::<bitpoll_export::ExportError>() {
+            // The lock names files the index no longer answers for: the index moved.
+            return match e {
+                bitpoll_export::ExportError::Source(_) | bitpoll_export::ExportError::Gone(_) => 3,
+                _ => 2,
+            };
+        }
         if cause
             .downcast_ref::<bitpoll_requirements::RequirementsError>()
             .is_some()
