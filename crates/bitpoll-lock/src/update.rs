@@ -119,22 +119,15 @@ impl UpdateArgs {
 
 /// Accepts `YYYY-MM-DD` (meaning the end of that day, UTC) or a full RFC 3339 time.
 fn normalise_date(s: &str) -> anyhow::Result<String> {
-    let bytes = s.as_bytes();
-    let is_date = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                *b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    if is_date {
-        return Ok(format!("{s}T23:59:59Z"));
+    // Valid is what the client can compare upload times with: one parser for both.
+    if bitpoll_client::Timestamp::parse(s).is_none() {
+        return Err(bad_input(anyhow::anyhow!("--exclude-newer `{s}`: expected YYYY-MM-DD or an RFC 3339 time such as 2026-01-31T12:00:00Z")));
     }
-    if s.len() >= 20 && s.as_bytes()[10] == b'T' && (s.ends_with('Z') || s.contains('+')) {
-        return Ok(s.to_string());
-    }
-    Err(bad_input(anyhow::anyhow!("--exclude-newer `{s}`: expected YYYY-MM-DD or an RFC 3339 time such as 2026-01-31T12:00:00Z")))
+    Ok(if s.len() == 10 {
+        format!("{s}T23:59:59Z")
+    } else {
+        s.to_string()
+    })
 }
 
 pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
