@@ -30,29 +30,27 @@ let
   cfg = config.services.bitpoll;
   settingsLib = import ./settings.nix;
 
-  # scheme://host[:port] of BASE_URL, for ALLOWED_HOSTS, CSRF and the nginx vhost.
-  urlParts = builtins.match "([a-zA-Z][a-zA-Z0-9+.-]*)://([[][0-9a-fA-F:.]*[]]|[^/:?#]+)(:[0-9]+)?.*" cfg.settings.BASE_URL;
+  # scheme://host[:port][path] of BASE_URL, for ALLOWED_HOSTS, CSRF and the nginx
+  # vhost. An IPv6 host keeps its brackets: Django compares the Host header with them.
+  urlParts = builtins.match "([a-zA-Z][a-zA-Z0-9+.-]*)://([[][0-9a-fA-F:.]*[]]|[^]/:?#[]+)(:[0-9]+)?([^?#]*).*" cfg.settings.BASE_URL;
   baseScheme = if urlParts == null then null else builtins.elemAt urlParts 0;
   baseHost = if urlParts == null then null else builtins.elemAt urlParts 1;
   basePort = if urlParts == null then null else builtins.elemAt urlParts 2;
+  basePath = if urlParts == null then "" else builtins.elemAt urlParts 3;
   baseOrigin = "${baseScheme}://${baseHost}${if basePort == null then "" else basePort}";
 
   usePostgres = cfg.database.type == "postgresql";
   localPostgres = usePostgres && cfg.database.createLocally;
-  databaseUnits = optionals localPostgres [
-    "postgresql.service"
-    "postgresql-setup.service"
-  ];
+  # postgresql.target is reached once postgresql-setup.service has created the
+  # roles and databases (ensureUsers, ensureDatabases); postgresql.service alone is
+  # too early for migrate.
+  databaseUnits = optional localPostgres "postgresql.target";
 
   staticRoot = if cfg.collectStatic then "${cfg.dataDir}/static" else cfg.package.staticRoot;
   messagesCompiled = cfg.package.messagesCompiled or false;
-  secretKeyFile =
-    if cfg.secretKeyFile != null then cfg.secretKeyFile else "${cfg.dataDir}/secrets/secret_key";
-  encryptionKeyFile =
-    if cfg.encryptionKeyFile != null then
-      cfg.encryptionKeyFile
-    else
-      "${cfg.dataDir}/secrets/encryption_key";
+  # Keys generated on first start live here; configured ones arrive as credentials.
+  secretKeyFile = "${cfg.dataDir}/secrets/secret_key";
+  encryptionKeyFile = "${cfg.dataDir}/secrets/encryption_key";
   backupDir = if cfg.backup.directory != null then cfg.backup.directory else "${cfg.dataDir}/backups";
 
   bracketed = address: if lib.hasInfix ":" address then "[${address}]" else address;
@@ -85,10 +83,77 @@ let
     ]
     ++ cfg.extraServerArgs;
 
+  # Secret files reach the units as systemd credentials (LoadCredential=): systemd
+  # reads them as root and hands the unit a private copy in $CREDENTIALS_DIRECTORY,
+  # so they need not be readable by the Bitpoll user. Each `_secret` in the settings
+  # becomes the credential named after its place in the settings.
+  credentialName = lib.replaceStrings [ "/" ":" " " ] [ "_" "_" "_" ];
+  readCredential =
+    name:
+    settingsLib.mkPython "_bitpoll_read_secret(_bitpoll_os.path.join(_bitpoll_os.environ[\"CREDENTIALS_DIRECTORY\"], ${settingsLib.quote name}))";
+  isSecret = v: builtins.isAttrs v && builtins.attrNames v == [ "_secret" ];
+  isPlainAttrs =
+    v:
+    builtins.isAttrs v
+    && !(v ? outPath)
+    && !(lib.elem (builtins.attrNames v) [
+      [ "_env" ]
+      [ "_python" ]
+    ]);
+  # { value = settings with credential reads; credentials = [ { name; path; } ]; }
+  secretsToCredentials =
+    place: v:
+    if isSecret v then
+      let
+        name = credentialName place;
+      in
+      {
+        # toPython refuses a secret in the store or at a relative path.
+        value = builtins.seq (settingsLib.toPython v) (readCredential name);
+        credentials = [
+          {
+            inherit name;
+            path = toString v._secret;
+          }
+        ];
+      }
+    else if isPlainAttrs v || builtins.isList v then
+      let
+        parts =
+          if builtins.isList v then
+            lib.imap0 (i: x: secretsToCredentials "${place}.${toString i}" x) v
+          else
+            lib.mapAttrs (n: x: secretsToCredentials (if place == "" then n else "${place}.${n}") x) v;
+        partList = if builtins.isList v then parts else builtins.attrValues parts;
+      in
+      {
+        value = if builtins.isList v then map (p: p.value) parts else lib.mapAttrs (_: p: p.value) parts;
+        credentials = lib.concatMap (p: p.credentials) partList;
+      }
+    else
+      {
+        value = v;
+        credentials = [ ];
+      };
+
   # Settings as rendered: the module always lets the health check's Host through.
-  finalSettings = cfg.settings // {
-    ALLOWED_HOSTS = unique (cfg.settings.ALLOWED_HOSTS ++ [ "localhost" ]);
-  };
+  withCredentials = secretsToCredentials "" (
+    cfg.settings
+    // {
+      ALLOWED_HOSTS = unique (cfg.settings.ALLOWED_HOSTS ++ [ "localhost" ]);
+    }
+  );
+  finalSettings = withCredentials.value;
+  keyCredentials =
+    optional (cfg.secretKeyFile != null) {
+      name = "secret_key";
+      path = cfg.secretKeyFile;
+    }
+    ++ optional (cfg.encryptionKeyFile != null) {
+      name = "encryption_key";
+      path = cfg.encryptionKeyFile;
+    };
+  loadCredential = map (c: "${c.name}:${c.path}") (keyCredentials ++ withCredentials.credentials);
   settingsFile = pkgs.writeText "bitpoll-settings.py" (
     settingsLib.render {
       settings = finalSettings;
@@ -99,8 +164,17 @@ let
   environment = {
     BITPOLL_STATE_DIR = cfg.dataDir;
     BITPOLL_SETTINGS_FILE = "${settingsFile}";
-    BITPOLL_SECRET_KEY_FILE = secretKeyFile;
-    BITPOLL_ENCRYPTION_KEY_FILE = encryptionKeyFile;
+    ${
+      if cfg.secretKeyFile != null then "BITPOLL_SECRET_KEY_CREDENTIAL" else "BITPOLL_SECRET_KEY_FILE"
+    } =
+      if cfg.secretKeyFile != null then "secret_key" else secretKeyFile;
+    ${
+      if cfg.encryptionKeyFile != null then
+        "BITPOLL_ENCRYPTION_KEY_CREDENTIAL"
+      else
+        "BITPOLL_ENCRYPTION_KEY_FILE"
+    } =
+      if cfg.encryptionKeyFile != null then "encryption_key" else encryptionKeyFile;
     DJANGO_SETTINGS_MODULE = "bitpoll.settings";
     LANG = "C.UTF-8";
     PYTHONDONTWRITEBYTECODE = "1";
@@ -116,11 +190,16 @@ let
     Group = cfg.group;
     UMask = "0027";
     EnvironmentFile = optional (cfg.environmentFile != null) cfg.environmentFile;
+    LoadCredential = loadCredential;
     ReadWritePaths = [ cfg.dataDir ];
     ProtectSystem = "strict";
     ProtectHome = true;
     PrivateTmp = true;
     PrivateDevices = true;
+    DevicePolicy = "closed";
+    # Only the service's own user and group (and root) exist inside; peer
+    # authentication to PostgreSQL still sees the real user.
+    PrivateUsers = true;
     NoNewPrivileges = true;
     CapabilityBoundingSet = "";
     AmbientCapabilities = "";
@@ -132,7 +211,12 @@ let
     SystemCallFilter = [
       "@system-service"
       "~@privileged"
+      "~@resources"
+      "~@setuid"
+      "~@keyring"
     ];
+    # A forbidden call fails (and the program may cope) instead of killing the unit.
+    SystemCallErrorNumber = "EPERM";
     SystemCallArchitectures = "native";
     # CPython does not generate code at run time; set this to false for an extension
     # that does (ctypes callbacks through libffi closures are the usual one).
@@ -163,11 +247,15 @@ let
     else
       "http://${bracketed connectAddress}:${toString cfg.listen.port}${cfg.healthCheck.path}";
 
+  # The check after start waits this long; the unit's start timeout adds a margin
+  # for uWSGI's own start, so systemd never kills a start the check still waits for.
+  readinessWait = 60;
   healthScript = pkgs.writeShellScript "bitpoll-health-check" ''
-    tries=''${1:-1}
+    # Keep asking for up to $1 seconds (default: one try).
+    deadline=$(( $(date +%s) + ''${1:-0} ))
     code=000
-    for _ in $(seq "$tries"); do
-      code=$(curl --silent --output /dev/null --max-time 10 --write-out '%{http_code}' \
+    while :; do
+      code=$(curl --silent --output /dev/null --max-time 5 --write-out '%{http_code}' \
         --header 'Host: localhost' ${healthUrl}) || code=000
       case "$code" in
         2* | 3*)
@@ -175,6 +263,7 @@ let
           exit 0
           ;;
       esac
+      [ "$(date +%s)" -lt "$deadline" ] || break
       sleep 1
     done
     echo "bitpoll does not answer ${cfg.healthCheck.path} properly (last status: $code)" >&2
@@ -193,33 +282,48 @@ let
       for line in "$@"; do echo "<4>bitpoll: $line" >&2; done
     }
 
-    secret_key=${escapeShellArg secretKeyFile}
-    if [ ! -s "$secret_key" ]; then
-      if ! (head -c 48 /dev/urandom | base64 -w0 > "$secret_key") 2>/dev/null; then
-        echo "<3>bitpoll: $secret_key is missing and cannot be created here; create it or unset services.bitpoll.secretKeyFile" >&2
+    # A configured key arrives as a credential; it must be there and not empty.
+    need_credential() {
+      if [ ! -s "''${CREDENTIALS_DIRECTORY:-}/$1" ]; then
+        echo "<3>bitpoll: $2 is missing or empty (passed to the unit as the credential $1)" >&2
         exit 1
       fi
-      chmod 0400 "$secret_key"
-      loud "generated a new SECRET_KEY in $secret_key"
-    fi
+    }
 
-    encryption_key=${escapeShellArg encryptionKeyFile}
-    if [ ! -s "$encryption_key" ]; then
-      # A Fernet key: 32 random bytes in URL-safe base64, the format
-      # `manage.py generate_encryption_key` prints.
-      if ! (head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' > "$encryption_key") 2>/dev/null; then
-        echo "<3>bitpoll: $encryption_key is missing and cannot be created here; create it with bitpoll-manage generate_encryption_key or unset services.bitpoll.encryptionKeyFile" >&2
-        exit 1
-      fi
-      chmod 0400 "$encryption_key"
-      loud \
-        "################################################################" \
-        "generated a NEW FIELD_ENCRYPTION_KEY in $encryption_key" \
-        "BACK UP THIS FILE NOW and keep it apart from the database backups." \
-        "Without it the encrypted fields in the database cannot be read;" \
-        "bitpoll-backup does not include it." \
-        "################################################################"
-    fi
+    ${
+      if cfg.secretKeyFile != null then
+        "need_credential secret_key ${escapeShellArg cfg.secretKeyFile}"
+      else
+        ''
+          secret_key=${escapeShellArg secretKeyFile}
+          if [ ! -s "$secret_key" ]; then
+            head -c 48 /dev/urandom | base64 -w0 > "$secret_key"
+            chmod 0400 "$secret_key"
+            loud "generated a new SECRET_KEY in $secret_key"
+          fi
+        ''
+    }
+    ${
+      if cfg.encryptionKeyFile != null then
+        "need_credential encryption_key ${escapeShellArg cfg.encryptionKeyFile}"
+      else
+        ''
+          encryption_key=${escapeShellArg encryptionKeyFile}
+          if [ ! -s "$encryption_key" ]; then
+            # A Fernet key: 32 random bytes in URL-safe base64, the format
+            # `manage.py generate_encryption_key` prints.
+            head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' > "$encryption_key"
+            chmod 0400 "$encryption_key"
+            loud \
+              "################################################################" \
+              "generated a NEW FIELD_ENCRYPTION_KEY in $encryption_key" \
+              "BACK UP THIS FILE NOW and keep it apart from the database backups." \
+              "Without it the encrypted fields in the database cannot be read;" \
+              "bitpoll-backup does not include it." \
+              "################################################################"
+          fi
+        ''
+    }
 
     bitpoll-manage migrate --noinput
 
@@ -251,6 +355,14 @@ let
     ${
       if usePostgres then
         ''
+          ${lib.optionalString (cfg.database.passwordFile != null) ''
+            # pg_dump reads passwords from a pgpass file; escape what pgpass treats
+            # specially in the password the credential holds.
+            PGPASSFILE=$(mktemp)
+            export PGPASSFILE
+            trap 'rm -f "$PGPASSFILE"' EXIT
+            printf '*:*:*:*:%s\n' "$(sed -e 's/\\/\\\\/g' -e 's/:/\\:/g' "$CREDENTIALS_DIRECTORY/database_password")" > "$PGPASSFILE"
+          ''}
           pg_dump --format=custom --file "$work/database.pgdump" ${
             escapeShellArgs (
               [
@@ -269,9 +381,12 @@ let
         ''
       else
         ''
-          # .backup takes a consistent copy while the service keeps running.
+          # .backup takes a consistent copy while the service keeps running. gzip
+          # reads a pipe: given a file name it copies the owner with fchown, which
+          # the unit's system call filter forbids.
           sqlite3 ${escapeShellArg cfg.database.path} ".backup '$work/db.sqlite3'"
-          gzip "$work/db.sqlite3"
+          gzip -c < "$work/db.sqlite3" > "$work/db.sqlite3.gz"
+          rm "$work/db.sqlite3"
         ''
     }
     tar -C ${escapeShellArg cfg.dataDir} -czf "$work/media.tar.gz" media
@@ -368,7 +483,8 @@ in
       description = ''
         Django settings of the instance, rendered into a Python file in the store.
         Values become Python literals; `{ _secret = "/path"; }` reads a file when the
-        settings load (it is never copied into the store), `{ _env = "NAME"; }` reads
+        settings load (it is never copied into the store; systemd passes it to the
+        units as a credential, so root-only files work), `{ _env = "NAME"; }` reads
         an environment variable (see `environmentFile`), `{ _python = "expr"; }` is
         inserted as Python source.
       '';
@@ -393,7 +509,7 @@ in
           URL_PREFIX = settingOption types.str "" "Path under which the web server publishes Bitpoll.";
           ALLOWED_HOSTS = mkOption {
             type = types.listOf types.str;
-            default = optional (baseHost != null) (lib.removeSuffix "]" (lib.removePrefix "[" baseHost));
+            default = optional (baseHost != null) baseHost;
             defaultText = literalExpression "[ host of BASE_URL ]";
             description = "Host names Django answers for; `localhost` is always added for the health check.";
           };
@@ -438,10 +554,26 @@ in
             settingOption (types.attrsOf types.anything) { }
               "Merged into django-pipeline's PIPELINE.";
           DATABASES = mkOption {
-            type = types.attrsOf types.anything;
-            default.default = if usePostgres then postgresDefaults else sqliteDefaults;
-            defaultText = literalExpression "derived from services.bitpoll.database";
-            description = "Django's DATABASES; derived from `services.bitpoll.database`.";
+            # Submodules, so that setting one key of `default` (CONN_MAX_AGE, OPTIONS)
+            # adds to the connection derived from `database` instead of replacing it.
+            type = types.submodule {
+              freeformType = types.attrsOf (types.attrsOf types.anything);
+              options.default = mkOption {
+                type = types.submodule {
+                  freeformType = types.attrsOf types.anything;
+                  config = lib.mapAttrs (_: mkDefault) (if usePostgres then postgresDefaults else sqliteDefaults);
+                };
+                default = { };
+                description = "The connection Bitpoll uses.";
+              };
+            };
+            default = { };
+            defaultText = literalExpression "{ default = derived from services.bitpoll.database; }";
+            description = ''
+              Django's DATABASES. `default` starts from `services.bitpoll.database`
+              (ENGINE, NAME, USER, HOST, PORT, PASSWORD); keys set here are added to
+              it or replace single values.
+            '';
           };
         };
       };
@@ -470,8 +602,9 @@ in
       default = null;
       example = "/run/keys/bitpoll-secret-key";
       description = ''
-        File holding Django's SECRET_KEY, readable by the Bitpoll user. Left unset,
-        a key is generated on first start in `dataDir/secrets/secret_key`.
+        File holding Django's SECRET_KEY, passed to the units as a systemd
+        credential (it may be readable by root alone). Left unset, a key is
+        generated on first start in `dataDir/secrets/secret_key`.
       '';
     };
 
@@ -481,7 +614,7 @@ in
       example = "/run/keys/bitpoll-encryption-key";
       description = ''
         File holding FIELD_ENCRYPTION_KEY, which encrypts model fields: without it
-        those fields are lost. Left unset, a key is generated on first start in
+        those fields are lost. Passed to the units as a systemd credential. Left unset, a key is generated on first start in
         `dataDir/secrets/encryption_key` and the journal says to back it up.
       '';
     };
@@ -537,7 +670,17 @@ in
       passwordFile = mkOption {
         type = nullOrStr;
         default = null;
-        description = "File with the PostgreSQL password, for a remote server.";
+        description = "File with the PostgreSQL password, for a remote server; passed to the units as a credential, so it may be readable by root alone.";
+      };
+      package = mkOption {
+        type = types.package;
+        default = if localPostgres then config.services.postgresql.package else pkgs.postgresql;
+        defaultText = literalExpression "config.services.postgresql.package with createLocally, else pkgs.postgresql";
+        example = literalExpression "pkgs.postgresql_16";
+        description = ''
+          PostgreSQL whose pg_dump the backup uses. pg_dump refuses servers newer
+          than itself, so for a remote server pick at least the server's major version.
+        '';
       };
     };
 
@@ -728,8 +871,12 @@ in
           message = "services.bitpoll.database: with createLocally, peer authentication needs database.user and database.name equal to services.bitpoll.user";
         }
         {
+          assertion = basePath == "";
+          message = "services.bitpoll.settings.BASE_URL must not have a path (got ${basePath}): Bitpoll builds its links from BASE_URL and the site root; serve it from the root of a (sub)domain";
+        }
+        {
           assertion = !cfg.nginx.enable || cfg.nginx.hostName != null;
-          message = "services.bitpoll.nginx.hostName is needed (BASE_URL has no host)";
+          message = "services.bitpoll.nginx.hostName is null: set it to the name the virtual host answers to";
         }
         {
           assertion = !cfg.ldap.enable || (cfg.ldap.serverUri != "" && cfg.ldap.userSearchBase != "");
@@ -768,7 +915,7 @@ in
           description = "Bitpoll setup: keys, database migrations, static files";
           requiredBy = [ "bitpoll.service" ];
           before = [ "bitpoll.service" ];
-          requires = optional localPostgres "postgresql.service";
+          requires = databaseUnits;
           after = databaseUnits;
           inherit environment;
           path = [
@@ -802,7 +949,8 @@ in
             Type = "notify";
             NotifyAccess = "main";
             ExecStart = "${cfg.package}/bin/bitpoll-server ${escapeShellArgs serverArgs}";
-            ExecStartPost = optional cfg.healthCheck.enable "${healthScript} 60";
+            ExecStartPost = optional cfg.healthCheck.enable "${healthScript} ${toString readinessWait}";
+            TimeoutStartSec = "${toString (readinessWait + 60)}s";
             Restart = "on-failure";
             RestartSec = "5s";
             RuntimeDirectory = "bitpoll";
@@ -822,23 +970,24 @@ in
             pkgs.coreutils
             pkgs.curl
           ];
-          serviceConfig = {
-            Type = "oneshot";
-            ExecStart = "${healthScript} 3";
-            DynamicUser = true;
-            SupplementaryGroups = [ cfg.group ];
-            inherit (hardening)
-              ProtectSystem
-              ProtectHome
-              PrivateTmp
-              PrivateDevices
-              NoNewPrivileges
-              CapabilityBoundingSet
-              RestrictAddressFamilies
-              SystemCallFilter
-              MemoryDenyWriteExecute
-              ;
-          };
+          # The service's sandbox without its user, files and state: a dynamic user
+          # in the service's group (for the socket) runs curl.
+          serviceConfig =
+            removeAttrs hardening [
+              "User"
+              "Group"
+              "UMask"
+              "EnvironmentFile"
+              "ReadWritePaths"
+              "StateDirectory"
+              "StateDirectoryMode"
+            ]
+            // {
+              Type = "oneshot";
+              ExecStart = "${healthScript} 3";
+              DynamicUser = true;
+              SupplementaryGroups = [ cfg.group ];
+            };
         };
         timers.bitpoll-health-check = {
           wantedBy = [ "timers.target" ];
@@ -862,15 +1011,15 @@ in
             pkgs.gnutar
             pkgs.gzip
           ]
-          ++ (
-            if usePostgres then
-              [ (if localPostgres then config.services.postgresql.package else pkgs.postgresql) ]
-            else
-              [ pkgs.sqlite ]
-          );
+          ++ (if usePostgres then [ cfg.database.package ] else [ pkgs.sqlite ]);
           serviceConfig = hardening // {
             Type = "oneshot";
             ExecStart = backupScript;
+            LoadCredential =
+              hardening.LoadCredential
+              ++ optional (
+                usePostgres && cfg.database.passwordFile != null
+              ) "database_password:${cfg.database.passwordFile}";
             ReadWritePaths = unique [
               cfg.dataDir
               backupDir
@@ -904,23 +1053,26 @@ in
     (mkIf cfg.nginx.enable {
       services.nginx = {
         enable = true;
-        virtualHosts.${cfg.nginx.hostName} = mkMerge [
-          {
-            locations = {
-              "/static/".alias = "${staticRoot}/";
-              "/media/".alias = "${cfg.dataDir}/media/";
-              "/" = {
-                proxyPass =
-                  if cfg.listen.socket != null then
-                    "http://unix:${cfg.listen.socket}"
-                  else
-                    "http://${bracketed connectAddress}:${toString cfg.listen.port}";
-                recommendedProxySettings = true;
+        # A null hostName is reported by the assertion above.
+        virtualHosts = lib.optionalAttrs (cfg.nginx.hostName != null) {
+          ${cfg.nginx.hostName} = mkMerge [
+            {
+              locations = {
+                "/static/".alias = "${staticRoot}/";
+                "/media/".alias = "${cfg.dataDir}/media/";
+                "/" = {
+                  proxyPass =
+                    if cfg.listen.socket != null then
+                      "http://unix:${cfg.listen.socket}"
+                    else
+                      "http://${bracketed connectAddress}:${toString cfg.listen.port}";
+                  recommendedProxySettings = true;
+                };
               };
-            };
-          }
-          cfg.nginx.virtualHost
-        ];
+            }
+            cfg.nginx.virtualHost
+          ];
+        };
       };
       # Media files and the unix socket are group-readable only.
       users.users.${config.services.nginx.user}.extraGroups = [ cfg.group ];

@@ -45,6 +45,9 @@ let
       # The setup unit collects the static files itself.
       collectStatic = true;
       backup.enable = true;
+      # A configured key reaches the units as a systemd credential; the test writes
+      # this file and lays out $CREDENTIALS_DIRECTORY from `loadCredential`.
+      secretKeyFile = "${scratch}/keys/secret_key";
       settings.BASE_URL = "http://127.0.0.1:${port}";
       database =
         if database == "sqlite" then
@@ -73,6 +76,8 @@ in
   setup = file services.bitpoll-setup.serviceConfig.ExecStart;
   backup = file services.bitpoll-backup.serviceConfig.ExecStart;
   inherit (services.bitpoll) environment;
+  # name:path pairs, as systemd's LoadCredential= takes them.
+  loadCredential = services.bitpoll.serviceConfig.LoadCredential;
   execStart = services.bitpoll.serviceConfig.ExecStart;
   # What bitpoll-server passes to uWSGI, for the lock's uWSGI (Python built in).
   serverArgs = import ../../nix/server-args.nix {

@@ -80,6 +80,103 @@ let
 
   disabled = evaluate { services.bitpoll.package = bitpoll; };
 
+  withKeys = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings.EMAIL_HOST_PASSWORD._secret = "/run/keys/bitpoll-mail";
+      secretKeyFile = "/run/keys/bitpoll-secret";
+      encryptionKeyFile = "/run/keys/bitpoll-fernet";
+    };
+  };
+
+  sqliteBackup = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      backup.enable = true;
+    };
+  };
+
+  # Part of DATABASES.default set by hand: the rest still comes from `database`.
+  connMaxAge = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings.DATABASES.default.CONN_MAX_AGE = 60;
+    };
+  };
+  connMaxAgePostgres = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      database.type = "postgresql";
+      settings.DATABASES.default = {
+        CONN_MAX_AGE = 60;
+        OPTIONS.sslmode = "require";
+      };
+    };
+  };
+
+  postgres16 = fakeDrv "postgresql-16.10" { version = "16.10"; };
+  remotePostgres = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      backup.enable = true;
+      database = {
+        type = "postgresql";
+        createLocally = false;
+        host = "db.example.org";
+        port = 5433;
+        name = "polls";
+        user = "polls";
+        passwordFile = "/run/keys/bitpoll-db";
+        package = postgres16;
+      };
+    };
+  };
+  remotePostgresDefaultClient = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      backup.enable = true;
+      database = {
+        type = "postgresql";
+        createLocally = false;
+        host = "db.example.org";
+      };
+    };
+  };
+
+  ipv6 = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings.BASE_URL = "https://[2001:db8::1]:8443";
+    };
+  };
+
+  withPath = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings.BASE_URL = "https://example.org/polls";
+    };
+  };
+
+  noHostName = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      settings.BASE_URL = "https://polls.example.org";
+      nginx = {
+        enable = true;
+        hostName = null;
+      };
+    };
+  };
+
   service = c: c.systemd.services.bitpoll;
   sc = c: (service c).serviceConfig;
   setupText = c: c.systemd.services.bitpoll-setup.serviceConfig.ExecStart.text;
@@ -116,8 +213,18 @@ let
     "RestrictSUIDSGID"
     "RemoveIPC"
     "StateDirectory"
+    "PrivateUsers"
+    "DevicePolicy"
+    "SystemCallErrorNumber"
   ];
-  hardeningOf = serviceConfig: lib.getAttrs hardeningNames serviceConfig;
+  # What the health check shares: it runs no Bitpoll code, under a dynamic user.
+  sandboxNames = lib.subtractLists [
+    "User"
+    "Group"
+    "UMask"
+    "StateDirectory"
+  ] hardeningNames;
+  hardeningOf = lib.filterAttrs (n: _: builtins.elem n hardeningNames);
   missingHardening = serviceConfig: lib.filter (n: !(serviceConfig ? ${n})) hardeningNames;
 
   # bitpoll-manage's script, from the stand-in writeShellScriptBin.
@@ -125,6 +232,16 @@ let
     c: (lib.findFirst (p: p.name == "bitpoll-manage") null c.environment.systemPackages).text;
   propertiesMissingFromManage =
     c: lib.filter (n: !(hasInfix "--property='${n}=" (manageText c))) hardeningNames;
+
+  backupText = c: c.systemd.services.bitpoll-backup.serviceConfig.ExecStart.text;
+  # Seconds the readiness check after start may take (its argument).
+  readinessWait = c: lib.toInt (lib.last (lib.splitString " " (lib.head (sc c).ExecStartPost)));
+  seconds = s: lib.toInt (lib.removeSuffix "s" s);
+
+  # What the rendered settings call to read a credential.
+  credentialRead =
+    name:
+    ''_bitpoll_read_secret(_bitpoll_os.path.join(_bitpoll_os.environ["CREDENTIALS_DIRECTORY"], "${name}"))'';
 
   renderedText = c: c.services.bitpoll.settingsFile.text;
   smallText = renderedText small;
@@ -158,7 +275,11 @@ t.runTests "module" [
     SystemCallFilter = [
       "@system-service"
       "~@privileged"
+      "~@resources"
+      "~@setuid"
+      "~@keyring"
     ];
+    SystemCallErrorNumber = "EPERM";
     SystemCallArchitectures = "native";
     MemoryDenyWriteExecute = true;
     LockPersonality = true;
@@ -175,6 +296,8 @@ t.runTests "module" [
     RestrictSUIDSGID = true;
     RemoveIPC = true;
     StateDirectory = "bitpoll";
+    PrivateUsers = true;
+    DevicePolicy = "closed";
   })
   (t.check "setup unit shares the hardening"
     (hardeningOf small.systemd.services.bitpoll-setup.serviceConfig)
@@ -288,9 +411,53 @@ t.runTests "module" [
     (hasInfix ''ALLOWED_HOSTS = ["polls.example.org", "localhost"]'' smallText)
     true
   )
-  (t.check "rendered settings: secret read from its file"
-    (hasInfix ''EMAIL_HOST_PASSWORD = _bitpoll_read_secret("/run/keys/bitpoll-mail")'' smallText)
-    true
+  (t.check "rendered settings: a secret is read from the unit's credential"
+    {
+      read = hasInfix (credentialRead "EMAIL_HOST_PASSWORD") smallText;
+      path = hasInfix "/run/keys/bitpoll-mail" smallText;
+      loaded = map (c: c.LoadCredential) [
+        (sc small)
+        small.systemd.services.bitpoll-setup.serviceConfig
+      ];
+      manage = hasInfix "--property='LoadCredential=EMAIL_HOST_PASSWORD:/run/keys/bitpoll-mail'" (
+        manageText small
+      );
+    }
+    {
+      read = true;
+      path = false;
+      loaded = [
+        [ "EMAIL_HOST_PASSWORD:/run/keys/bitpoll-mail" ]
+        [ "EMAIL_HOST_PASSWORD:/run/keys/bitpoll-mail" ]
+      ];
+      manage = true;
+    }
+  )
+  (t.check "configured keys arrive as credentials"
+    {
+      inherit (service withKeys) environment;
+      loaded = (sc withKeys).LoadCredential;
+      setupChecks = hasInfix "need_credential secret_key" (setupText withKeys);
+      generates = hasInfix "/dev/urandom" (setupText withKeys);
+    }
+    {
+      environment =
+        removeAttrs (service small).environment [
+          "BITPOLL_SECRET_KEY_FILE"
+          "BITPOLL_ENCRYPTION_KEY_FILE"
+        ]
+        // {
+          BITPOLL_SECRET_KEY_CREDENTIAL = "secret_key";
+          BITPOLL_ENCRYPTION_KEY_CREDENTIAL = "encryption_key";
+        };
+      loaded = [
+        "secret_key:/run/keys/bitpoll-secret"
+        "encryption_key:/run/keys/bitpoll-fernet"
+        "EMAIL_HOST_PASSWORD:/run/keys/bitpoll-mail"
+      ];
+      setupChecks = true;
+      generates = false;
+    }
   )
   (t.check "rendered settings: quotes escaped"
     (hasInfix ''SITE_NAME = "Example \"Polls\""'' smallText)
@@ -304,14 +471,10 @@ t.runTests "module" [
     true
   )
 
-  (t.check "postgresql: ordered after the database" (builtins.elem "postgresql.service" (service full)
-  .after) true)
-  (t.check "postgresql: setup requires the database" full.systemd.services.bitpoll-setup.requires [
-    "postgresql.service"
-  ])
   (t.check "postgresql: created locally"
     {
-      inherit (full.services.postgresql) enable ensureDatabases ensureUsers;
+      inherit (full.services.postgresql) enable ensureDatabases;
+      ensureUsers = map (u: { inherit (u) name ensureDBOwnership; }) full.services.postgresql.ensureUsers;
     }
     {
       enable = true;
@@ -362,8 +525,12 @@ t.runTests "module" [
     true
   )
   (t.check "rendered settings: ldap and openid secrets are file reads" (
-    hasInfix ''AUTH_LDAP_BIND_PASSWORD = _bitpoll_read_secret("/run/keys/ldap")'' fullText
-    && hasInfix ''OPENID_CLIENT_SECRET = _bitpoll_read_secret("/run/keys/oidc")'' fullText
+    hasInfix "AUTH_LDAP_BIND_PASSWORD = ${credentialRead "AUTH_LDAP_BIND_PASSWORD"}" fullText
+    && hasInfix "OPENID_CLIENT_SECRET = ${credentialRead "OPENID_CLIENT_SECRET"}" fullText
+    && lib.all (c: builtins.elem c (sc full).LoadCredential) [
+      "AUTH_LDAP_BIND_PASSWORD:/run/keys/ldap"
+      "OPENID_CLIENT_SECRET:/run/keys/oidc"
+    ]
   ) true)
   (t.check "rendered settings: proxy header behind nginx"
     (hasInfix ''SECURE_PROXY_SSL_HEADER = ["HTTP_X_FORWARDED_PROTO", "https"]'' fullText)
@@ -376,4 +543,146 @@ t.runTests "module" [
   (t.check "manage command on the system path" (map (p: p.name) small.environment.systemPackages) [
     "bitpoll-manage"
   ])
+  (t.check "sqlite backup: gzip never gets a file name (it would fchown, which the filter forbids)" (
+    lib.filter
+    (line: builtins.match ".*(^|[ |])gzip( +-[-a-z0-9]+)* +[^-<>| ].*" line != null)
+    (lib.splitString "\n" (backupText sqliteBackup))
+  ) [ ])
+  (t.check "sqlite backup: compresses the copy through a pipe" (
+    hasInfix "gzip" (backupText sqliteBackup) && hasInfix "sqlite3" (backupText sqliteBackup)
+  ) true)
+  (t.check "a forbidden system call fails with EPERM instead of killing the unit"
+    (map (c: c.SystemCallErrorNumber or null) [
+      (sc small)
+      sqliteBackup.systemd.services.bitpoll-backup.serviceConfig
+      small.systemd.services.bitpoll-setup.serviceConfig
+    ])
+    [
+      "EPERM"
+      "EPERM"
+      "EPERM"
+    ]
+  )
+  (t.check "health check unit shares the sandbox"
+    (lib.filterAttrs (
+      n: _: builtins.elem n sandboxNames
+    ) small.systemd.services.bitpoll-health-check.serviceConfig)
+    (lib.filterAttrs (n: _: builtins.elem n sandboxNames) (sc small))
+  )
+  (t.check "start timeout covers the readiness wait" (
+    seconds ((sc small).TimeoutStartSec or "0s") > readinessWait small
+  ) true)
+
+  (t.check "DATABASES.default: a partial setting keeps ENGINE and NAME (sqlite)"
+    (
+      let
+        text = renderedText connMaxAge;
+      in
+      {
+        engine = hasInfix ''"ENGINE": "django.db.backends.sqlite3"'' text;
+        name = hasInfix ''"NAME": "/var/lib/bitpoll/db.sqlite3"'' text;
+        connMaxAge = hasInfix ''"CONN_MAX_AGE": 60'' text;
+      }
+    )
+    {
+      engine = true;
+      name = true;
+      connMaxAge = true;
+    }
+  )
+  (t.check "DATABASES.default: a partial setting keeps the PostgreSQL connection"
+    (lib.getAttrs [
+      "ENGINE"
+      "NAME"
+      "USER"
+      "HOST"
+      "CONN_MAX_AGE"
+      "OPTIONS"
+    ] connMaxAgePostgres.services.bitpoll.settings.DATABASES.default)
+    {
+      ENGINE = "django.db.backends.postgresql";
+      NAME = "bitpoll";
+      USER = "bitpoll";
+      HOST = "/run/postgresql";
+      CONN_MAX_AGE = 60;
+      OPTIONS.sslmode = "require";
+    }
+  )
+
+  (t.check "postgresql: setup waits for the roles and databases (postgresql.target)"
+    {
+      inherit (full.systemd.services.bitpoll-setup) requires;
+      setupAfter = builtins.elem "postgresql.target" full.systemd.services.bitpoll-setup.after;
+      serviceAfter = builtins.elem "postgresql.target" (service full).after;
+      backupAfter = builtins.elem "postgresql.target" full.systemd.services.bitpoll-backup.after;
+    }
+    {
+      requires = [ "postgresql.target" ];
+      setupAfter = true;
+      serviceAfter = true;
+      backupAfter = true;
+    }
+  )
+  (t.check "remote postgresql: the backup authenticates with the password file"
+    (
+      let
+        unit = remotePostgres.systemd.services.bitpoll-backup;
+        text = backupText remotePostgres;
+      in
+      {
+        pgpass = hasInfix "PGPASSFILE" text;
+        credential = builtins.elem "database_password:/run/keys/bitpoll-db" (
+          lib.toList unit.serviceConfig.LoadCredential
+        );
+        target = hasInfix "--host db.example.org" text && hasInfix "--port 5433" text;
+      }
+    )
+    {
+      pgpass = true;
+      credential = true;
+      target = true;
+    }
+  )
+  (t.check "remote postgresql: pg_dump comes from database.package"
+    {
+      chosen = builtins.elem postgres16 remotePostgres.systemd.services.bitpoll-backup.path;
+      default = builtins.elem (fakeDrv "postgresql"
+        { }
+      ) remotePostgresDefaultClient.systemd.services.bitpoll-backup.path;
+      local = builtins.elem full.services.postgresql.package full.systemd.services.bitpoll-backup.path;
+    }
+    {
+      chosen = true;
+      default = true;
+      local = true;
+    }
+  )
+  (t.check "remote postgresql: no password file, no PGPASSFILE" (hasInfix "PGPASSFILE" (
+    backupText remotePostgresDefaultClient
+  )) false)
+
+  (t.check "IPv6 BASE_URL: ALLOWED_HOSTS keeps the brackets Django compares"
+    ipv6.services.bitpoll.settings.ALLOWED_HOSTS
+    [ "[2001:db8::1]" ]
+  )
+  (t.check "IPv6 BASE_URL: CSRF origin with port" ipv6.services.bitpoll.settings.CSRF_TRUSTED_ORIGINS
+    [
+      "https://[2001:db8::1]:8443"
+    ]
+  )
+  (t.check "BASE_URL with a path is refused" (failedAssertions withPath) [
+    "services.bitpoll.settings.BASE_URL must not have a path (got /polls): Bitpoll builds its links from BASE_URL and the site root; serve it from the root of a (sub)domain"
+  ])
+  (t.check "nginx.hostName = null: the assertion, not an evaluation error"
+    {
+      assertions = failedAssertions noHostName;
+      virtualHosts = builtins.attrNames noHostName.services.nginx.virtualHosts;
+    }
+    {
+      assertions = [
+        "services.bitpoll.nginx.hostName is null: set it to the name the virtual host answers to"
+      ];
+      virtualHosts = [ ];
+    }
+  )
 ]

@@ -766,6 +766,14 @@ impl Instance {
             &settings_local.replace("@staticRoot@", &app.join("static").to_string_lossy()),
         )?;
 
+        // The configured SECRET_KEY file (see tests/nix/e2e.nix); the units get it
+        // as a credential.
+        fs::create_dir_all(root.join("keys")).map_err(|e| Stop::Fail(e.to_string()))?;
+        write(
+            &root.join("keys/secret_key"),
+            &format!("e2e-secret-key-{name}-{}", std::process::id()),
+        )?;
+
         let port = free_port()?;
         let mut eval = Command::new("nix-instantiate");
         eval.args(["--eval", "--strict", "--json"])
@@ -815,7 +823,22 @@ impl Instance {
             &format!("#!/usr/bin/env bash\n{backup_text}"),
         )?;
 
-        let environment: BTreeMap<String, String> = config["environment"]
+        // What systemd does for LoadCredential=: a private copy of each file under
+        // its credential name.
+        let credentials = root.join("credentials");
+        fs::create_dir_all(&credentials).map_err(|e| Stop::Fail(e.to_string()))?;
+        let load_credential = config["loadCredential"]
+            .as_array()
+            .ok_or_else(|| Stop::Fail("the evaluation has no loadCredential".into()))?;
+        for entry in load_credential {
+            let Some((id, source)) = entry.as_str().and_then(|e| e.split_once(':')) else {
+                return fail(format!("LoadCredential entry {entry} is not name:path"));
+            };
+            fs::copy(source, credentials.join(id))
+                .map_err(|e| Stop::Fail(format!("credential {id} from {source}: {e}")))?;
+        }
+
+        let mut environment: BTreeMap<String, String> = config["environment"]
             .as_object()
             .map(|env| {
                 env.iter()
@@ -823,6 +846,17 @@ impl Instance {
                     .collect()
             })
             .unwrap_or_default();
+        if environment
+            .get("BITPOLL_SECRET_KEY_CREDENTIAL")
+            .map(String::as_str)
+            != Some("secret_key")
+        {
+            return fail("the configured SECRET_KEY does not reach the service as a credential");
+        }
+        environment.insert(
+            "CREDENTIALS_DIRECTORY".to_string(),
+            credentials.to_string_lossy().into_owned(),
+        );
         if environment.get("BITPOLL_SETTINGS_FILE")
             != Some(&settings_path.to_string_lossy().into_owned())
         {
@@ -1434,13 +1468,13 @@ fn backup_and_restore(db: Database) -> Step<()> {
     let logs = work_dir().join(&name).join("logs");
     fs::create_dir_all(&logs).map_err(|e| Stop::Fail(e.to_string()))?;
     // The keys are not in the backup: the operator restores them from where they are kept.
-    for key in ["secret_key", "encryption_key"] {
-        fs::copy(
-            served.instance.data_dir.join("secrets").join(key),
-            fresh.join("secrets").join(key),
-        )
-        .map_err(|e| Stop::Fail(format!("copy {key}: {e}")))?;
-    }
+    // The generated encryption key lives in the state directory; the SECRET_KEY is a
+    // configured file passed as a credential (each instance of this test has its own).
+    fs::copy(
+        served.instance.data_dir.join("secrets/encryption_key"),
+        fresh.join("secrets/encryption_key"),
+    )
+    .map_err(|e| Stop::Fail(format!("copy encryption_key: {e}")))?;
     let target = match (&served.pg, &pg_server) {
         (Some(pg), Some(server)) => {
             server.createdb("bitpoll_restored")?;
