@@ -29,6 +29,8 @@
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
       lockReader = import ./nix/lock.nix;
+      # The same nixfmt as .ci/run installs (nix/nixfmt.nix).
+      nixfmtFor = pkgs: pkgs.callPackage ./nix/nixfmt.nix { };
       lockFile = ./lock/bitpoll.lock.json;
       lockData = if builtins.pathExists lockFile then lockReader.readLock lockFile else null;
 
@@ -117,7 +119,7 @@
             pkgs.clippy
             pkgs.rustfmt
             pkgs.nix
-            self.formatter.${pkgs.stdenv.hostPlatform.system}
+            (nixfmtFor pkgs).nixfmt
             pkgs.statix
             pkgs.deadnix
             # bitpoll-lock asks pip for the default index URL, as pip users expect.
@@ -126,7 +128,7 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
+      formatter = forAllSystems nixfmtFor;
 
       checks = forAllSystems (
         pkgs:
@@ -165,7 +167,7 @@
             pkgs.runCommand "bitpoll-nix-formatting"
               {
                 nativeBuildInputs = [
-                  pkgs.nixfmt
+                  (nixfmtFor pkgs).nixfmt
                   pkgs.statix
                   pkgs.deadnix
                 ];

@@ -25,10 +25,27 @@ let
         inherit system;
         isLinux = lib.hasSuffix "-linux" system;
       };
-      callPackage = fn: args: {
-        calledFile = toString fn;
-        calledWith = args;
-      };
+      # nix/nixfmt.nix is called for real, with the stand-ins below.
+      callPackage =
+        fn: args:
+        if baseNameOf (toString fn) == "nixfmt.nix" then
+          import fn (
+            {
+              inherit lib;
+              inherit (standInPkgs system) rustPlatform fetchCrate writeShellApplication;
+            }
+            // args
+          )
+        else
+          {
+            calledFile = toString fn;
+            calledWith = args;
+          };
+      fetchCrate =
+        args:
+        args // { outPath = "/nix/store/00000000000000000000000000000000-${args.pname}-${args.version}"; };
+      writeShellApplication =
+        args: args // { builder = "writeShellApplication"; } // args.passthru or { };
       rustPlatform.buildRustPackage = args: args // { builder = "buildRustPackage"; };
       runCommand = name: env: script: {
         inherit name env script;
@@ -45,8 +62,6 @@ let
       "clippy"
       "deadnix"
       "nix"
-      "nixfmt"
-      "nixfmt-tree"
       "rustc"
       "rustfmt"
       "statix"
@@ -149,18 +164,44 @@ t.runTests "flake" [
     "bitpoll"
     "default"
   ])
-  (t.check "formatter" outputs.formatter.x86_64-linux.name "nixfmt-tree")
-  (t.check "dev shell tools" (map (p: p.name) outputs.devShells.x86_64-linux.default.packages) [
-    "cargo"
-    "rustc"
-    "clippy"
-    "rustfmt"
-    "nix"
-    "nixfmt-tree"
-    "statix"
-    "deadnix"
-    "python3-with-pip"
-  ])
+  (t.check "formatter: nixfmt_rs, the version .ci/run installs"
+    (
+      let
+        nixfmt = outputs.formatter.x86_64-linux.nixfmt;
+        ciRun = builtins.readFile ../../.ci/run;
+      in
+      {
+        inherit (nixfmt) pname;
+        onPath = outputs.formatter.x86_64-linux.runtimeInputs == [ nixfmt ];
+        ciInstalls = lib.hasInfix "cargo install --quiet --locked nixfmt_rs --version ${nixfmt.version}" ciRun;
+        ciChecksVersion = lib.hasInfix "nixfmt-rs ${nixfmt.version}" ciRun;
+      }
+    )
+    {
+      pname = "nixfmt_rs";
+      onPath = true;
+      ciInstalls = true;
+      ciChecksVersion = true;
+    }
+  )
+  (t.check "the formatting check runs the formatter's nixfmt"
+    (builtins.elem outputs.formatter.x86_64-linux.nixfmt outputs.checks.x86_64-linux.formatting.env.nativeBuildInputs)
+    true
+  )
+  (t.check "dev shell tools"
+    (map (p: p.name or p.pname) outputs.devShells.x86_64-linux.default.packages)
+    [
+      "cargo"
+      "rustc"
+      "clippy"
+      "rustfmt"
+      "nix"
+      "nixfmt_rs"
+      "statix"
+      "deadnix"
+      "python3-with-pip"
+    ]
+  )
   (t.check "checks on linux" (names outputs.checks.x86_64-linux) (
     builtins.sort builtins.lessThan (
       [
