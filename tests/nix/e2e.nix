@@ -65,16 +65,26 @@ let
   };
 
   inherit (config.systemd) services;
+  scripts = config.services.bitpoll.scripts.bitpoll;
   file = drv: {
     path = drv.outPath;
+    inherit (drv) text;
+  };
+  # A writeShellApplication: its program is bin/<name> of the output.
+  program = drv: {
+    path = drv.program;
     inherit (drv) text;
   };
 in
 {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
   settings = file config.services.bitpoll.settingsFile;
-  setup = file services.bitpoll-setup.serviceConfig.ExecStart;
-  backup = file services.bitpoll-backup.serviceConfig.ExecStart;
+  setup = program scripts.setup;
+  backup = program scripts.backup;
+  # What the units run: the scripts above.
+  unitsRunScripts =
+    services.bitpoll-setup.serviceConfig.ExecStart == scripts.setup.program
+    && services.bitpoll-backup.serviceConfig.ExecStart == scripts.backup.program;
   inherit (services.bitpoll) environment;
   # name:path pairs, as systemd's LoadCredential= takes them.
   loadCredential = services.bitpoll.serviceConfig.LoadCredential;

@@ -326,7 +326,45 @@ fn eval_with_nixpkgs_lib(file: &str, suite: &str) {
 
 #[test]
 fn module_evaluates_with_nixpkgs_lib() {
-    eval_with_nixpkgs_lib("module.nix", "module");
+    if !nix_enabled() {
+        return;
+    }
+    let Some(lib) = nixpkgs_lib() else {
+        return;
+    };
+    let value = run_suite("module.nix", "module", &[("nixpkgsLib", lib.as_os_str())]);
+    // The flake builds these scripts with writeShellApplication, which fails on any
+    // shellcheck finding; check them here, where nothing is built.
+    let scripts = value["scripts"]
+        .as_object()
+        .expect("module.nix lists the scripts of its configurations");
+    assert!(!scripts.is_empty(), "module.nix lists no scripts");
+    if Command::new("shellcheck")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("shellcheck is not installed (Debian: apt-get install shellcheck)");
+        return;
+    }
+    let dir = temp_dir("module-scripts");
+    let mut findings = Vec::new();
+    for (name, text) in scripts {
+        let path = dir.join(name);
+        fs::write(&path, text.as_str().expect("a script is text"))
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let out = run(Command::new("shellcheck").arg("--shell=bash").arg(&path));
+        if !out.status.success() {
+            findings.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        findings.is_empty(),
+        "shellcheck objects to the module's scripts:\n{}",
+        findings.join("\n")
+    );
+    eprintln!("module scripts: {} pass shellcheck", scripts.len());
 }
 
 #[test]

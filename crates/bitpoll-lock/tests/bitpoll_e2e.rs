@@ -806,6 +806,9 @@ impl Instance {
         if failed.as_array().is_none_or(|a| !a.is_empty()) {
             return fail(format!("the module's assertions failed: {failed}"));
         }
+        if config["unitsRunScripts"] != Value::Bool(true) {
+            return fail("the setup and backup units do not run the scripts this test runs");
+        }
         let text = |key: &str| -> Step<(PathBuf, String)> {
             match (config[key]["path"].as_str(), config[key]["text"].as_str()) {
                 (Some(path), Some(text)) => Ok((PathBuf::from(path), text.to_string())),
@@ -814,7 +817,7 @@ impl Instance {
         };
         let (settings_path, settings_text) = text("settings")?;
         write(&settings_path, &settings_text)?;
-        // writeShellScript's interpreter line.
+        // writeShellApplication's interpreter line.
         let (setup_script, setup_text) = text("setup")?;
         write_executable(&setup_script, &format!("#!/usr/bin/env bash\n{setup_text}"))?;
         let (backup_script, backup_text) = text("backup")?;
