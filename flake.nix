@@ -190,11 +190,15 @@
             lock-repo = passed "lock-repo" (import ./tests/nix/lock-repo.nix { inherit lockFile; });
             bitpoll = self.packages.${system}.bitpoll;
           }
-          // lib.optionalAttrs isLinux {
-            vm = pkgs.testers.runNixOSTest (
-              import ./nix/tests/vm.nix { bitpollModule = self.nixosModules.bitpoll; }
-            );
-          }
+          // lib.optionalAttrs isLinux (
+            lib.mapAttrs
+              (_: file: pkgs.testers.runNixOSTest (import file { bitpollModule = self.nixosModules.bitpoll; }))
+              {
+                vm = ./nix/tests/vm.nix;
+                vm-sqlite-backup = ./nix/tests/vm-sqlite-backup.nix;
+                vm-instances = ./nix/tests/vm-instances.nix;
+              }
+          )
         )
       );
     };

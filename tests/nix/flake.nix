@@ -214,6 +214,8 @@ t.runTests "flake" [
         "bitpoll"
         "lock-repo"
         "vm"
+        "vm-instances"
+        "vm-sqlite-backup"
       ]
     )
   ))
