@@ -285,6 +285,54 @@ let
   renderedText = c: c.services.bitpoll.settingsFile.text;
   smallText = renderedText small;
   fullText = renderedText full;
+  # The VM tests (nix/tests), which run only where Nix builds: their services.bitpoll
+  # evaluated here, and the units their scripts start or wait for.
+  vmTests =
+    map
+      (
+        file:
+        let
+          test = import file { bitpollModule = { }; };
+          node = test.nodes.machine {
+            pkgs = lib.genAttrs [
+              "curl"
+              "gzip"
+              "gnutar"
+            ] (name: fakeDrv name { });
+          };
+          evaluated = evaluate {
+            services.bitpoll = node.services.bitpoll // {
+              package = bitpoll;
+            };
+          };
+          matches =
+            regex:
+            lib.concatMap (m: if builtins.isList m then m else [ ]) (builtins.split regex test.testScript);
+          started = lib.concatMap (lib.splitString " ") (matches "systemctl start ([a-z0-9. -]+)\"");
+          units = lib.unique (matches "wait_for_unit\\(\"([^\"]+)\"\\)" ++ started);
+          ours = lib.filter (
+            u:
+            !(builtins.elem u [
+              "postgresql.service"
+              "nginx.service"
+            ])
+          ) units;
+        in
+        {
+          inherit (test) name;
+          assertions = failedAssertions evaluated;
+          missingUnits = lib.filter (
+            u: !(evaluated.systemd.services ? ${lib.removeSuffix ".service" u})
+          ) ours;
+          checkedUnits = builtins.length ours > 0;
+        }
+      )
+      [
+        ../../nix/tests/vm.nix
+        ../../nix/tests/vm-sqlite-backup.nix
+        ../../nix/tests/vm-instances.nix
+      ];
+
   # The sandbox lines of the units, as systemd reads them, for the expectation file.
   unitLines =
     c: unit:
@@ -948,6 +996,26 @@ in
     )
     (t.check "two instances on one port are refused" (failedAssertions samePort) [
       "services.bitpoll: instances share a port: 3009"
+    ])
+    (t.check "VM tests: their configuration evaluates and has the units they use" vmTests [
+      {
+        name = "bitpoll";
+        assertions = [ ];
+        missingUnits = [ ];
+        checkedUnits = true;
+      }
+      {
+        name = "bitpoll-sqlite-backup";
+        assertions = [ ];
+        missingUnits = [ ];
+        checkedUnits = true;
+      }
+      {
+        name = "bitpoll-instances";
+        assertions = [ ];
+        missingUnits = [ ];
+        checkedUnits = true;
+      }
     ])
   ];
 }
