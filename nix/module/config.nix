@@ -129,6 +129,23 @@ let
           "--threads"
           (toString cfg.threads)
         ]
+        # uWSGI logs to stderr, hence to the journal. Request lines as key=value
+        # pairs, easy to filter (journalctl -u <unit> --grep 'status=5').
+        ++ (
+          if cfg.logging.requests then
+            [
+              "--log-format"
+              "request method=%(method) uri=%(uri) status=%(status) bytes=%(size) msecs=%(msecs) addr=%(addr) agent=\"%(uagent)\""
+            ]
+          else
+            [ "--disable-logging" ]
+        )
+        ++ lib.optionals (cfg.monitoring.statsSocket != null) [
+          "--stats"
+          cfg.monitoring.statsSocket
+          # Worker memory in the statistics.
+          "--memory-report"
+        ]
         ++ cfg.extraServerArgs;
       # The service's sandbox as configured, so an override there (see docs/nix.md,
       # MemoryDenyWriteExecute) applies to bitpoll-manage as well.
@@ -288,7 +305,13 @@ let
               Type = "notify";
               NotifyAccess = "main";
               ExecStart = "${cfg.package}/bin/bitpoll-server ${escapeShellArgs inst.serverArgs}";
-              ExecStartPost = optional cfg.healthCheck.enable "${lib.getExe scripts.health} ${toString readinessWait}";
+              # The stats socket follows the process umask (no group write); open it
+              # to the group before anything reads it.
+              ExecStartPost =
+                optional (
+                  cfg.monitoring.statsSocket != null
+                ) "${pkgs.coreutils}/bin/chmod 0660 ${lib.escapeShellArg cfg.monitoring.statsSocket}"
+                ++ optional cfg.healthCheck.enable "${lib.getExe scripts.health} ${toString readinessWait}";
               TimeoutStartSec = "${toString (readinessWait + 60)}s";
               Restart = "on-failure";
               RestartSec = "5s";

@@ -413,6 +413,39 @@ in
       description = "Further uWSGI command-line arguments.";
     };
 
+    monitoring.statsSocket = mkOption {
+      type = nullOrStr;
+      default = null;
+      example = "/run/bitpoll/stats.sock";
+      description = ''
+        Serve uWSGI's statistics (workers, requests, memory, listen queue; JSON, one
+        document per connection) on this unix socket, made readable and writable by
+        the instance's user and group alone. A monitoring agent in the instance's
+        group can read it (`nc -U`, `uwsgi --connect-and-read`, a uWSGI exporter);
+        a socket in the instance's runtime directory (`/run/<unitName>/`) goes away
+        with the service.
+      '';
+    };
+
+    logging = {
+      requests = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Log every request to the journal, one `key=value` line each.";
+      };
+      level = mkOption {
+        type = types.enum [
+          "DEBUG"
+          "INFO"
+          "WARNING"
+          "ERROR"
+          "CRITICAL"
+        ];
+        default = "WARNING";
+        description = "Least severe level of Django's messages that reach the journal.";
+      };
+    };
+
     collectStatic = mkOption {
       type = types.bool;
       default = cfg.settings.INSTALLED_APPS_LOCAL != [ ] || cfg.settings.PIPELINE_LOCAL != { };
@@ -528,6 +561,24 @@ in
   };
 
   config.settings = mkMerge [
+    {
+      # Django's messages go to stderr, which systemd sends to the journal; no log
+      # files to rotate. The journal adds the time.
+      LOGGING = mkDefault {
+        version = 1;
+        disable_existing_loggers = false;
+        formatters.journal.format = "%(levelname)s %(name)s: %(message)s";
+        handlers.console = {
+          class = "logging.StreamHandler";
+          formatter = "journal";
+        };
+        root = {
+          handlers = [ "console" ];
+          inherit (cfg.logging) level;
+        };
+      };
+    }
+
     (mkIf cfg.nginx.enable {
       SECURE_PROXY_SSL_HEADER = mkDefault [
         "HTTP_X_FORWARDED_PROTO"

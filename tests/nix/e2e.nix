@@ -48,6 +48,7 @@ let
       # A configured key reaches the units as a systemd credential; the test writes
       # this file and lays out $CREDENTIALS_DIRECTORY from `loadCredential`.
       secretKeyFile = "${scratch}/keys/secret_key";
+      monitoring.statsSocket = "${scratch}/stats.sock";
       settings.BASE_URL = "http://127.0.0.1:${port}";
       database =
         if database == "sqlite" then
@@ -89,6 +90,7 @@ in
   # name:path pairs, as systemd's LoadCredential= takes them.
   loadCredential = services.bitpoll.serviceConfig.LoadCredential;
   execStart = services.bitpoll.serviceConfig.ExecStart;
+  inherit (config.services.bitpoll.monitoring) statsSocket;
   # What bitpoll-server passes to uWSGI, for the lock's uWSGI (Python built in).
   serverArgs = import ../../nix/server-args.nix {
     home = venv;

@@ -125,6 +125,22 @@ let
     };
   };
 
+  monitored = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      monitoring.statsSocket = "/run/bitpoll/stats.sock";
+      logging.level = "INFO";
+    };
+  };
+  quiet = evaluate {
+    services.bitpoll = {
+      enable = true;
+      package = bitpoll;
+      logging.requests = false;
+    };
+  };
+
   sqliteBackup = evaluate {
     services.bitpoll = {
       enable = true;
@@ -274,7 +290,7 @@ let
   backupText = c: (scriptsOf c "bitpoll").backup.text;
   backupInputs = c: (scriptsOf c "bitpoll").backup.runtimeInputs;
   # Seconds the readiness check after start may take (its argument).
-  readinessWait = c: lib.toInt (lib.last (lib.splitString " " (lib.head (sc c).ExecStartPost)));
+  readinessWait = c: lib.toInt (lib.last (lib.splitString " " (lib.last (sc c).ExecStartPost)));
   seconds = s: lib.toInt (lib.removeSuffix "s" s);
 
   # What the rendered settings call to read a credential.
@@ -1017,5 +1033,45 @@ in
         checkedUnits = true;
       }
     ])
+    (t.check "monitoring: uWSGI statistics on the socket, opened to the group after start"
+      {
+        stats = hasInfix "--stats /run/bitpoll/stats.sock --memory-report" (sc monitored).ExecStart;
+        chmod = lib.head (sc monitored).ExecStartPost;
+        healthAfter = builtins.length (sc monitored).ExecStartPost;
+        off = hasInfix "--stats" (sc small).ExecStart;
+      }
+      {
+        stats = true;
+        chmod = "/nix/store/00000000000000000000000000000000-coreutils/bin/chmod 0660 /run/bitpoll/stats.sock";
+        healthAfter = 2;
+        off = false;
+      }
+    )
+    (t.check "logs: request lines as key=value pairs, or none"
+      {
+        format = hasInfix "--log-format 'request method=%(method) uri=%(uri) status=%(status)" (sc small)
+        .ExecStart;
+        disabled = hasInfix "--disable-logging" (sc quiet).ExecStart;
+        disabledFormat = hasInfix "--log-format" (sc quiet).ExecStart;
+      }
+      {
+        format = true;
+        disabled = true;
+        disabledFormat = false;
+      }
+    )
+    (t.check "logs: Django logs to stderr (the journal) at the chosen level"
+      (lib.getAttrs [ "handlers" "root" ] monitored.services.bitpoll.settings.LOGGING)
+      {
+        handlers.console = {
+          class = "logging.StreamHandler";
+          formatter = "journal";
+        };
+        root = {
+          handlers = [ "console" ];
+          level = "INFO";
+        };
+      }
+    )
   ];
 }

@@ -728,6 +728,8 @@ struct Instance {
     port: u16,
     environment: BTreeMap<String, String>,
     exec_start: String,
+    /// uWSGI's statistics socket (monitoring.statsSocket).
+    stats_socket: PathBuf,
     setup_script: PathBuf,
     backup_script: PathBuf,
     logs: PathBuf,
@@ -865,6 +867,11 @@ impl Instance {
         {
             return fail("the service does not read the rendered settings file");
         }
+        let stats_socket = PathBuf::from(
+            config["statsSocket"]
+                .as_str()
+                .ok_or_else(|| Stop::Fail("the evaluation has no statsSocket".into()))?,
+        );
         let exec_start = config["execStart"]
             .as_str()
             .ok_or_else(|| Stop::Fail("the evaluation has no execStart".into()))?
@@ -911,6 +918,7 @@ impl Instance {
             port,
             environment,
             exec_start,
+            stats_socket,
             setup_script,
             backup_script,
             logs,
@@ -964,6 +972,41 @@ impl Instance {
             .ok_or_else(|| Stop::Fail("the backup script wrote no snapshot".into()))
     }
 
+    /// What a monitoring agent reads from the statistics socket: one JSON document
+    /// with a record per worker (tests/nix/e2e.nix asks for two).
+    fn check_stats(&self, log: &Path) -> Step<()> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::os::unix::net::UnixStream::connect(&self.stats_socket)
+            .and_then(|mut stream| stream.read_to_string(&mut text))
+            .map_err(|e| {
+                Stop::Fail(format!(
+                    "{}: no statistics from {}: {e}\n{}",
+                    self.name,
+                    self.stats_socket.display(),
+                    tail(log, 20)
+                ))
+            })?;
+        let stats: Value = serde_json::from_str(&text).map_err(|e| {
+            Stop::Fail(format!(
+                "{}: statistics are not JSON ({e}): {text}",
+                self.name
+            ))
+        })?;
+        let workers = stats["workers"].as_array().map_or(0, Vec::len);
+        if workers != 2 {
+            return fail(format!(
+                "{}: the statistics list {workers} workers, not 2: {text}",
+                self.name
+            ));
+        }
+        eprintln!(
+            "step `{}: uWSGI statistics socket`: ok ({workers} workers)",
+            self.name
+        );
+        Ok(())
+    }
+
     /// The service's ExecStart, under a shell as systemd would split it.
     fn start(&self) -> Step<Server> {
         let log = self.logs.join(format!("server-{}.log", self.port));
@@ -1004,6 +1047,7 @@ impl Instance {
             self.name,
             started.elapsed().as_secs_f64()
         );
+        self.check_stats(&log)?;
         Ok(Server {
             child,
             log,
