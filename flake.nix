@@ -95,11 +95,18 @@
         bitpoll-lock = bitpollLockFor final;
       };
 
-      packages = forAllSystems (pkgs: rec {
-        bitpoll = bitpollFor pkgs;
-        bitpoll-lock = bitpollLockFor pkgs;
-        default = bitpoll;
-      });
+      packages = forAllSystems (
+        pkgs:
+        rec {
+          bitpoll = bitpollFor pkgs;
+          bitpoll-lock = bitpollLockFor pkgs;
+          default = bitpoll;
+        }
+        # A Linux container image, for hosts without NixOS (docs/nix.md).
+        // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
+          bitpoll-image = pkgs.callPackage ./nix/container.nix { bitpoll = bitpollFor pkgs; };
+        }
+      );
 
       nixosModules = {
         bitpoll =
@@ -198,6 +205,12 @@
                 vm-sqlite-backup = ./nix/tests/vm-sqlite-backup.nix;
                 vm-instances = ./nix/tests/vm-instances.nix;
               }
+            // {
+              bitpoll-image = self.packages.${system}.bitpoll-image;
+              vm-container = pkgs.testers.runNixOSTest (
+                import ./nix/tests/vm-container.nix { image = self.packages.${system}.bitpoll-image; }
+              );
+            }
           )
         )
       );
