@@ -881,7 +881,7 @@ in
       (map
         (unit: {
           user = (sc' twoInstances unit).User;
-          inherit ((sc' twoInstances unit)) StateDirectory RuntimeDirectory;
+          inherit (sc' twoInstances unit) StateDirectory RuntimeDirectory;
           systemUser = twoInstances.users.users.${unit}.isSystemUser;
           group = twoInstances.users.groups ? ${unit};
         })
