@@ -29,6 +29,8 @@
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
       lockReader = import ./nix/lock.nix;
+      # The same nixfmt as .ci/run installs (nix/nixfmt.nix).
+      nixfmtFor = pkgs: pkgs.callPackage ./nix/nixfmt.nix { };
       lockFile = ./lock/bitpoll.lock.json;
       lockData = if builtins.pathExists lockFile then lockReader.readLock lockFile else null;
 
@@ -93,11 +95,18 @@
         bitpoll-lock = bitpollLockFor final;
       };
 
-      packages = forAllSystems (pkgs: rec {
-        bitpoll = bitpollFor pkgs;
-        bitpoll-lock = bitpollLockFor pkgs;
-        default = bitpoll;
-      });
+      packages = forAllSystems (
+        pkgs:
+        rec {
+          bitpoll = bitpollFor pkgs;
+          bitpoll-lock = bitpollLockFor pkgs;
+          default = bitpoll;
+        }
+        # A Linux container image, for hosts without NixOS (docs/nix.md).
+        // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
+          bitpoll-image = pkgs.callPackage ./nix/container.nix { bitpoll = bitpollFor pkgs; };
+        }
+      );
 
       nixosModules = {
         bitpoll =
@@ -117,7 +126,7 @@
             pkgs.clippy
             pkgs.rustfmt
             pkgs.nix
-            self.formatter.${pkgs.stdenv.hostPlatform.system}
+            (nixfmtFor pkgs).nixfmt
             pkgs.statix
             pkgs.deadnix
             # bitpoll-lock asks pip for the default index URL, as pip users expect.
@@ -126,7 +135,7 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
+      formatter = forAllSystems nixfmtFor;
 
       checks = forAllSystems (
         pkgs:
@@ -165,7 +174,7 @@
             pkgs.runCommand "bitpoll-nix-formatting"
               {
                 nativeBuildInputs = [
-                  pkgs.nixfmt
+                  (nixfmtFor pkgs).nixfmt
                   pkgs.statix
                   pkgs.deadnix
                 ];
@@ -188,11 +197,21 @@
             lock-repo = passed "lock-repo" (import ./tests/nix/lock-repo.nix { inherit lockFile; });
             bitpoll = self.packages.${system}.bitpoll;
           }
-          // lib.optionalAttrs isLinux {
-            vm = pkgs.testers.runNixOSTest (
-              import ./nix/tests/vm.nix { bitpollModule = self.nixosModules.bitpoll; }
-            );
-          }
+          // lib.optionalAttrs isLinux (
+            lib.mapAttrs
+              (_: file: pkgs.testers.runNixOSTest (import file { bitpollModule = self.nixosModules.bitpoll; }))
+              {
+                vm = ./nix/tests/vm.nix;
+                vm-sqlite-backup = ./nix/tests/vm-sqlite-backup.nix;
+                vm-instances = ./nix/tests/vm-instances.nix;
+              }
+            // {
+              bitpoll-image = self.packages.${system}.bitpoll-image;
+              vm-container = pkgs.testers.runNixOSTest (
+                import ./nix/tests/vm-container.nix { image = self.packages.${system}.bitpoll-image; }
+              );
+            }
+          )
         )
       );
     };

@@ -13,6 +13,10 @@
   pythonOverrides ? (_final: _prev: { }),
   # Revision of the nixpkgs in use, when known (the flake passes its input's).
   nixpkgsRevision ? null,
+  # Build although this nixpkgs serves other versions of the lock's nixpkgs
+  # packages than the lock names (python-env.nix refuses that by default):
+  # `bitpoll.override { allowNixpkgsDrift = true; }`.
+  allowNixpkgsDrift ? false,
 }:
 let
   unbuildable =
@@ -31,7 +35,7 @@ else
       pkgs.${pythonAttr}
         or (throw "bitpoll: the lock was resolved for ${pythonAttr}, which this nixpkgs does not have");
     pythonEnv = callPackage ./python-env.nix {
-      inherit python lockData;
+      inherit python lockData allowNixpkgsDrift;
       overrides = pythonOverrides;
       # uWSGI is the server binary, taken from nixpkgs with its Python plugin.
       exclude = [ "uwsgi" ];

@@ -21,6 +21,9 @@
   # final: prev: { name = prev.name.overridePythonAttrs (...); }
   overrides ? (_final: _prev: { }),
   fetchArtifact ? import ./fetch.nix { inherit fetchPypi; },
+  # Build even when this nixpkgs serves other versions of the lock's nixpkgs
+  # packages than the lock was resolved against (see `drifted` below).
+  allowNixpkgsDrift ? false,
 }:
 let
   lock = import ./lock.nix;
@@ -91,6 +94,22 @@ let
     in
     pythonPackages.buildPythonPackage (common // kind // (tweaks.${entry.name} or { }));
 
+  # nixpkgs entries whose version in this Python set differs from the locked one:
+  # the lock was resolved against another nixpkgs revision. The build would succeed
+  # (dontCheckRuntimeDeps) and the mismatch show only at run time, so it stops here.
+  pep440 = import ./pep440.nix;
+  drifted = builtins.filter (
+    e:
+    e.source == "nixpkgs"
+    && pythonPackages ? ${e.attr}
+    && !(pep440.equal e.version (pythonPackages.${e.attr}.version or ""))
+  ) (builtins.attrValues entries);
+  describeDrift =
+    e:
+    "${e.name} ${e.version} (locked) vs ${
+      pythonPackages.${e.attr}.version or "?"
+    } (python.pkgs.${e.attr})";
+
   packageSet = lock.makePackageSet {
     inherit
       entries
@@ -102,6 +121,8 @@ let
 in
 if majorMinor python.version != majorMinor lockedPython then
   throw "bitpoll: the lock was resolved for Python ${lockedPython} (${lockData.nixpkgs.python_attr}) but this environment uses ${python.version}; re-run bitpoll-lock update --python ${majorMinor python.version}"
+else if drifted != [ ] && !allowNixpkgsDrift then
+  throw "bitpoll: this nixpkgs serves other versions than the lock was resolved against: ${builtins.concatStringsSep ", " (map describeDrift drifted)}. Refresh the lock against this nixpkgs (`bitpoll-lock index`, then `bitpoll-lock update`), or pass allowNixpkgsDrift = true to build anyway"
 else
   # `//` keeps the environment a derivation and lets callers reach the pieces.
   python.withPackages (_: builtins.attrValues packageSet)

@@ -12,6 +12,9 @@ BITPOLL_SECRET_KEY_FILE      file holding SECRET_KEY
                              (default STATE_DIR/secrets/secret_key)
 BITPOLL_ENCRYPTION_KEY_FILE  file holding FIELD_ENCRYPTION_KEY
                              (default STATE_DIR/secrets/encryption_key)
+BITPOLL_SECRET_KEY_CREDENTIAL, BITPOLL_ENCRYPTION_KEY_CREDENTIAL
+                             name of a systemd credential holding the key
+                             (in $CREDENTIALS_DIRECTORY); wins over the file
 BITPOLL_SETTINGS_FILE        Python file with the instance's settings, executed
                              last (the NixOS module renders it from Nix)
 BITPOLL_STATIC_ROOT          where collectstatic writes; by default the static files
@@ -27,7 +30,20 @@ _state_dir = os.environ.get("BITPOLL_STATE_DIR") or "/var/lib/bitpoll"
 
 
 def _read_key(variable, default_name, hint):
-    path = os.environ.get(variable) or os.path.join(_state_dir, "secrets", default_name)
+    # A credential lets the key file stay readable by root alone: systemd copies
+    # it into the unit's private credentials directory.
+    credential = os.environ.get(variable.replace("_FILE", "_CREDENTIAL"))
+    if credential:
+        variable = variable.replace("_FILE", "_CREDENTIAL")
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ImproperlyConfigured(
+                f"Bitpoll: {variable} names the credential {credential!r}, but "
+                "CREDENTIALS_DIRECTORY is unset; run it through its systemd unit or bitpoll-manage"
+            )
+        path = os.path.join(directory, credential)
+    else:
+        path = os.environ.get(variable) or os.path.join(_state_dir, "secrets", default_name)
     try:
         with open(path, encoding="utf-8") as key_file:
             value = key_file.read().strip()

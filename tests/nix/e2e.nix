@@ -45,6 +45,10 @@ let
       # The setup unit collects the static files itself.
       collectStatic = true;
       backup.enable = true;
+      # A configured key reaches the units as a systemd credential; the test writes
+      # this file and lays out $CREDENTIALS_DIRECTORY from `loadCredential`.
+      secretKeyFile = "${scratch}/keys/secret_key";
+      monitoring.statsSocket = "${scratch}/stats.sock";
       settings.BASE_URL = "http://127.0.0.1:${port}";
       database =
         if database == "sqlite" then
@@ -62,18 +66,31 @@ let
   };
 
   inherit (config.systemd) services;
+  scripts = config.services.bitpoll.scripts.bitpoll;
   file = drv: {
     path = drv.outPath;
+    inherit (drv) text;
+  };
+  # A writeShellApplication: its program is bin/<name> of the output.
+  program = drv: {
+    path = drv.program;
     inherit (drv) text;
   };
 in
 {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
   settings = file config.services.bitpoll.settingsFile;
-  setup = file services.bitpoll-setup.serviceConfig.ExecStart;
-  backup = file services.bitpoll-backup.serviceConfig.ExecStart;
+  setup = program scripts.setup;
+  backup = program scripts.backup;
+  # What the units run: the scripts above.
+  unitsRunScripts =
+    services.bitpoll-setup.serviceConfig.ExecStart == scripts.setup.program
+    && services.bitpoll-backup.serviceConfig.ExecStart == scripts.backup.program;
   inherit (services.bitpoll) environment;
+  # name:path pairs, as systemd's LoadCredential= takes them.
+  loadCredential = services.bitpoll.serviceConfig.LoadCredential;
   execStart = services.bitpoll.serviceConfig.ExecStart;
+  inherit (config.services.bitpoll.monitoring) statsSocket;
   # What bitpoll-server passes to uWSGI, for the lock's uWSGI (Python built in).
   serverArgs = import ../../nix/server-args.nix {
     home = venv;

@@ -114,8 +114,126 @@ let
   fromOtherIndex = envFor "x86_64-linux" {
     lockData = withPackage (urllib3Future // { index = "private"; });
   };
+  pep440 = import ../../nix/pep440.nix;
+  # The interpreter with some nixpkgs packages at other versions than the fixture's.
+  pythonWith =
+    versions:
+    python
+    // {
+      pkgs =
+        python.pkgs
+        // builtins.mapAttrs (attr: version: python.pkgs.${attr} // { inherit version; }) versions;
+    };
+  respelled = envFor "x86_64-linux" {
+    python = pythonWith {
+      six = "1.17.00";
+      sqlparse = "0.05.3";
+    };
+  };
+  drifted = envFor "x86_64-linux" {
+    python = pythonWith {
+      django_5 = "5.2.9";
+      lxml = "6.1.0";
+    };
+  };
+  driftAllowed = envFor "x86_64-linux" {
+    python = pythonWith { django_5 = "5.2.9"; };
+    allowNixpkgsDrift = true;
+  };
 in
 t.runTestsOrRefusal refusal "python-env" [
+  (t.check "PEP 440: the same version spelled differently"
+    (map (pair: pep440.equal (builtins.head pair) (builtins.elemAt pair 1)) [
+      [
+        "2026.04.22"
+        "2026.4.22"
+      ]
+      [
+        "3.00"
+        "3.0"
+      ]
+      [
+        "3"
+        "3.0.0"
+      ]
+      [
+        "1.0RC1"
+        "1.0rc1"
+      ]
+      [
+        "1.0-alpha.2"
+        "1.0a2"
+      ]
+      [
+        "2.9.0-0"
+        "2.9.0.post0"
+      ]
+      [
+        "1.0.dev"
+        "1.0.dev0"
+      ]
+      [
+        "1!2.0+Ubuntu-01"
+        "1!2+ubuntu.1"
+      ]
+    ])
+    [
+      true
+      true
+      true
+      true
+      true
+      true
+      true
+      true
+    ]
+  )
+  (t.check "PEP 440: different versions stay different"
+    (map (pair: pep440.equal (builtins.head pair) (builtins.elemAt pair 1)) [
+      [
+        "3.0"
+        "3.0.1"
+      ]
+      [
+        "1.0a1"
+        "1.0"
+      ]
+      [
+        "1.0.dev1"
+        "1.0"
+      ]
+      [
+        "1.0.post1"
+        "1.0"
+      ]
+      [
+        "2026.4.22"
+        "2026.4.2"
+      ]
+      [
+        "1!1.0"
+        "1.0"
+      ]
+    ])
+    [
+      false
+      false
+      false
+      false
+      false
+      false
+    ]
+  )
+  (t.check "nixpkgs versions spelled differently are not drift" (builtins.attrNames (
+    byName respelled
+  )) (builtins.attrNames linuxPkgs))
+  (t.refuses "nixpkgs versions other than the locked ones are refused"
+    "django 5.2.8 (locked) vs 5.2.9 (python.pkgs.django_5), lxml 6.0.2 (locked) vs 6.1.0 (python.pkgs.lxml). Refresh the lock against this nixpkgs (`bitpoll-lock index`, then `bitpoll-lock update`)"
+    drifted
+  )
+  (t.check "allowNixpkgsDrift builds with this nixpkgs' versions" (byName driftAllowed).django.version
+    "5.2.9"
+  )
   (t.check "linux environment holds every locked package" (builtins.attrNames linuxPkgs) (
     builtins.attrNames (lockReader.entriesFor fixture "x86_64-linux")
   ))

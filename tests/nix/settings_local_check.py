@@ -91,9 +91,31 @@ def main():
         if exported & {"_bitpoll_os", "_bitpoll_read_secret", "os"}:
             problems.append(f"helpers exported: {sorted(exported)}")
 
+        # Keys from systemd credentials win over the files.
+        credentials = os.path.join(tmp, "credentials")
+        os.makedirs(credentials)
+        with open(os.path.join(credentials, "secret_key"), "w") as f:
+            f.write("from-a-credential\n")
+        os.environ["BITPOLL_SECRET_KEY_CREDENTIAL"] = "secret_key"
+        os.environ.pop("CREDENTIALS_DIRECTORY", None)
+        # The rendered instance sets its own SECRET_KEY; without it the key shows.
+        os.environ.pop("BITPOLL_SETTINGS_FILE")
+        from django.core.exceptions import ImproperlyConfigured
+
+        try:
+            runpy.run_path(module)
+            problems.append("a credential without CREDENTIALS_DIRECTORY was not reported")
+        except ImproperlyConfigured as err:
+            if "CREDENTIALS_DIRECTORY" not in str(err):
+                problems.append(f"unhelpful error for a missing credentials directory: {err}")
+        os.environ["CREDENTIALS_DIRECTORY"] = credentials
+        from_credential = runpy.run_path(module)
+        if from_credential["SECRET_KEY"] != "from-a-credential":
+            problems.append(f"SECRET_KEY not read from the credential: {from_credential['SECRET_KEY']!r}")
+        del os.environ["BITPOLL_SECRET_KEY_CREDENTIAL"]
+
         # A missing key is a clear configuration error, not a traceback elsewhere.
         os.remove(os.path.join(state, "secrets", "encryption_key"))
-        from django.core.exceptions import ImproperlyConfigured
 
         try:
             runpy.run_path(module)
@@ -105,7 +127,7 @@ def main():
     if problems:
         print("\n".join(problems))
         return 1
-    print("settings_local.py: defaults, instance file, static root and missing key behave")
+    print("settings_local.py: defaults, instance file, static root, credentials and missing key behave")
     return 0
 
 

@@ -298,6 +298,43 @@ fn settings_render_and_read_back() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The container image's settings file (nix/container-settings.nix), executed with
+/// the environment a container would have.
+#[test]
+fn container_settings_read_back() {
+    if !nix_enabled() {
+        return;
+    }
+    let expr = format!(
+        "import {} {{ }}",
+        repo_root().join("nix/container-settings.nix").display()
+    );
+    let out = run(
+        Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", &expr])
+    );
+    assert!(
+        out.status.success(),
+        "rendering the container settings failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: String = serde_json::from_slice(&out.stdout)
+        .expect("the evaluator prints the settings as a JSON string");
+    let dir = temp_dir("container-settings");
+    let path = dir.join("settings.py");
+    fs::write(&path, text).expect("write the rendered settings");
+    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let out = run(Command::new(python)
+        .arg(nix_tests().join("container_settings_check.py"))
+        .arg(&path));
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "the container settings misbehave:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `lib` directory of a nixpkgs checkout, from `NIXPKGS_LIB`, or None after
 /// recording the skip.
 fn nixpkgs_lib() -> Option<PathBuf> {
@@ -314,24 +351,61 @@ fn nixpkgs_lib() -> Option<PathBuf> {
     Some(lib)
 }
 
-fn eval_with_nixpkgs_lib(file: &str, suite: &str) {
+/// Runs shellcheck on the scripts a test file lists (`scripts`: name -> text). The
+/// flake builds them with writeShellApplication, which fails on any shellcheck
+/// finding; these tests build nothing, so they check here.
+fn shellcheck_scripts(file: &str, value: &Value) {
+    let scripts = value["scripts"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{file} lists no scripts"));
+    assert!(!scripts.is_empty(), "{file} lists no scripts");
+    if Command::new("shellcheck")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("shellcheck is not installed (Debian: apt-get install shellcheck)");
+        return;
+    }
+    let dir = temp_dir("scripts");
+    let mut findings = Vec::new();
+    for (name, text) in scripts {
+        let path = dir.join(name);
+        fs::write(&path, text.as_str().expect("a script is text"))
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let out = run(Command::new("shellcheck").arg("--shell=bash").arg(&path));
+        if !out.status.success() {
+            findings.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        findings.is_empty(),
+        "shellcheck objects to scripts of {file}:\n{}",
+        findings.join("\n")
+    );
+    eprintln!("{file}: {} scripts pass shellcheck", scripts.len());
+}
+
+fn eval_with_scripts(file: &str, suite: &str) {
     if !nix_enabled() {
         return;
     }
     let Some(lib) = nixpkgs_lib() else {
         return;
     };
-    run_suite(file, suite, &[("nixpkgsLib", lib.as_os_str())]);
+    let value = run_suite(file, suite, &[("nixpkgsLib", lib.as_os_str())]);
+    shellcheck_scripts(file, &value);
 }
 
 #[test]
 fn module_evaluates_with_nixpkgs_lib() {
-    eval_with_nixpkgs_lib("module.nix", "module");
+    eval_with_scripts("module.nix", "module");
 }
 
 #[test]
 fn flake_outputs_with_nixpkgs_lib() {
-    eval_with_nixpkgs_lib("flake.nix", "flake");
+    eval_with_scripts("flake.nix", "flake");
 }
 
 /// Every index artifact of the committed lock for one system, fetched through Nix.

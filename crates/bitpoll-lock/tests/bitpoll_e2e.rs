@@ -728,6 +728,8 @@ struct Instance {
     port: u16,
     environment: BTreeMap<String, String>,
     exec_start: String,
+    /// uWSGI's statistics socket (monitoring.statsSocket).
+    stats_socket: PathBuf,
     setup_script: PathBuf,
     backup_script: PathBuf,
     logs: PathBuf,
@@ -766,6 +768,14 @@ impl Instance {
             &settings_local.replace("@staticRoot@", &app.join("static").to_string_lossy()),
         )?;
 
+        // The configured SECRET_KEY file (see tests/nix/e2e.nix); the units get it
+        // as a credential.
+        fs::create_dir_all(root.join("keys")).map_err(|e| Stop::Fail(e.to_string()))?;
+        write(
+            &root.join("keys/secret_key"),
+            &format!("e2e-secret-key-{name}-{}", std::process::id()),
+        )?;
+
         let port = free_port()?;
         let mut eval = Command::new("nix-instantiate");
         eval.args(["--eval", "--strict", "--json"])
@@ -798,6 +808,9 @@ impl Instance {
         if failed.as_array().is_none_or(|a| !a.is_empty()) {
             return fail(format!("the module's assertions failed: {failed}"));
         }
+        if config["unitsRunScripts"] != Value::Bool(true) {
+            return fail("the setup and backup units do not run the scripts this test runs");
+        }
         let text = |key: &str| -> Step<(PathBuf, String)> {
             match (config[key]["path"].as_str(), config[key]["text"].as_str()) {
                 (Some(path), Some(text)) => Ok((PathBuf::from(path), text.to_string())),
@@ -806,7 +819,7 @@ impl Instance {
         };
         let (settings_path, settings_text) = text("settings")?;
         write(&settings_path, &settings_text)?;
-        // writeShellScript's interpreter line.
+        // writeShellApplication's interpreter line.
         let (setup_script, setup_text) = text("setup")?;
         write_executable(&setup_script, &format!("#!/usr/bin/env bash\n{setup_text}"))?;
         let (backup_script, backup_text) = text("backup")?;
@@ -815,7 +828,22 @@ impl Instance {
             &format!("#!/usr/bin/env bash\n{backup_text}"),
         )?;
 
-        let environment: BTreeMap<String, String> = config["environment"]
+        // What systemd does for LoadCredential=: a private copy of each file under
+        // its credential name.
+        let credentials = root.join("credentials");
+        fs::create_dir_all(&credentials).map_err(|e| Stop::Fail(e.to_string()))?;
+        let load_credential = config["loadCredential"]
+            .as_array()
+            .ok_or_else(|| Stop::Fail("the evaluation has no loadCredential".into()))?;
+        for entry in load_credential {
+            let Some((id, source)) = entry.as_str().and_then(|e| e.split_once(':')) else {
+                return fail(format!("LoadCredential entry {entry} is not name:path"));
+            };
+            fs::copy(source, credentials.join(id))
+                .map_err(|e| Stop::Fail(format!("credential {id} from {source}: {e}")))?;
+        }
+
+        let mut environment: BTreeMap<String, String> = config["environment"]
             .as_object()
             .map(|env| {
                 env.iter()
@@ -823,11 +851,27 @@ impl Instance {
                     .collect()
             })
             .unwrap_or_default();
+        if environment
+            .get("BITPOLL_SECRET_KEY_CREDENTIAL")
+            .map(String::as_str)
+            != Some("secret_key")
+        {
+            return fail("the configured SECRET_KEY does not reach the service as a credential");
+        }
+        environment.insert(
+            "CREDENTIALS_DIRECTORY".to_string(),
+            credentials.to_string_lossy().into_owned(),
+        );
         if environment.get("BITPOLL_SETTINGS_FILE")
             != Some(&settings_path.to_string_lossy().into_owned())
         {
             return fail("the service does not read the rendered settings file");
         }
+        let stats_socket = PathBuf::from(
+            config["statsSocket"]
+                .as_str()
+                .ok_or_else(|| Stop::Fail("the evaluation has no statsSocket".into()))?,
+        );
         let exec_start = config["execStart"]
             .as_str()
             .ok_or_else(|| Stop::Fail("the evaluation has no execStart".into()))?
@@ -874,6 +918,7 @@ impl Instance {
             port,
             environment,
             exec_start,
+            stats_socket,
             setup_script,
             backup_script,
             logs,
@@ -927,6 +972,41 @@ impl Instance {
             .ok_or_else(|| Stop::Fail("the backup script wrote no snapshot".into()))
     }
 
+    /// What a monitoring agent reads from the statistics socket: one JSON document
+    /// with a record per worker (tests/nix/e2e.nix asks for two).
+    fn check_stats(&self, log: &Path) -> Step<()> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::os::unix::net::UnixStream::connect(&self.stats_socket)
+            .and_then(|mut stream| stream.read_to_string(&mut text))
+            .map_err(|e| {
+                Stop::Fail(format!(
+                    "{}: no statistics from {}: {e}\n{}",
+                    self.name,
+                    self.stats_socket.display(),
+                    tail(log, 20)
+                ))
+            })?;
+        let stats: Value = serde_json::from_str(&text).map_err(|e| {
+            Stop::Fail(format!(
+                "{}: statistics are not JSON ({e}): {text}",
+                self.name
+            ))
+        })?;
+        let workers = stats["workers"].as_array().map_or(0, Vec::len);
+        if workers != 2 {
+            return fail(format!(
+                "{}: the statistics list {workers} workers, not 2: {text}",
+                self.name
+            ));
+        }
+        eprintln!(
+            "step `{}: uWSGI statistics socket`: ok ({workers} workers)",
+            self.name
+        );
+        Ok(())
+    }
+
     /// The service's ExecStart, under a shell as systemd would split it.
     fn start(&self) -> Step<Server> {
         let log = self.logs.join(format!("server-{}.log", self.port));
@@ -967,6 +1047,7 @@ impl Instance {
             self.name,
             started.elapsed().as_secs_f64()
         );
+        self.check_stats(&log)?;
         Ok(Server {
             child,
             log,
@@ -1434,13 +1515,13 @@ fn backup_and_restore(db: Database) -> Step<()> {
     let logs = work_dir().join(&name).join("logs");
     fs::create_dir_all(&logs).map_err(|e| Stop::Fail(e.to_string()))?;
     // The keys are not in the backup: the operator restores them from where they are kept.
-    for key in ["secret_key", "encryption_key"] {
-        fs::copy(
-            served.instance.data_dir.join("secrets").join(key),
-            fresh.join("secrets").join(key),
-        )
-        .map_err(|e| Stop::Fail(format!("copy {key}: {e}")))?;
-    }
+    // The generated encryption key lives in the state directory; the SECRET_KEY is a
+    // configured file passed as a credential (each instance of this test has its own).
+    fs::copy(
+        served.instance.data_dir.join("secrets/encryption_key"),
+        fresh.join("secrets/encryption_key"),
+    )
+    .map_err(|e| Stop::Fail(format!("copy encryption_key: {e}")))?;
     let target = match (&served.pg, &pg_server) {
         (Some(pg), Some(server)) => {
             server.createdb("bitpoll_restored")?;

@@ -26,6 +26,22 @@ struct SubsetPackage {
     disabled: Option<String>,
     #[serde(default)]
     broken: bool,
+    /// Where the package's file lives in nixpkgs.
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// Where nixpkgs keeps the packages of its Python sets. The subset also records a few
+/// top-level packages (uWSGI, maturin) whose PyPI names match: they are not attributes of
+/// `python3Packages`, so a lock must not take them from there.
+const PYTHON_MODULES_DIR: &str = "pkgs/development/python-modules/";
+
+impl SubsetPackage {
+    fn in_python_set(&self) -> bool {
+        self.path
+            .as_deref()
+            .is_none_or(|path| path.starts_with(PYTHON_MODULES_DIR))
+    }
 }
 
 /// Aliases that nixpkgs' python-packages.nix defines for packages in the subset. The subset
@@ -50,7 +66,7 @@ pub fn import_subset(
         .iter()
         .map(|p| (p.attr.clone(), first_token(&p.version).to_string()))
         .collect();
-    for p in &subset.packages {
+    for p in subset.packages.iter().filter(|p| p.in_python_set()) {
         let version = if p.version.starts_with("(inherits") {
             let from = p
                 .version
@@ -142,5 +158,18 @@ mod tests {
         assert_eq!(idx.aliases["django"], "django_5");
         let idx = import_subset(json, "python313", "3.13.0").unwrap();
         assert!(!idx.packages["django_6"].disabled);
+    }
+
+    #[test]
+    fn top_level_packages_are_not_in_the_python_set() {
+        let json = r#"{"collected": "2026-01-01", "packages": [
+          {"pypi_name": "uwsgi", "attr": "uwsgi", "version": "2.0.31", "disabled": null,
+           "path": "pkgs/by-name/uw/uwsgi/package.nix"},
+          {"pypi_name": "django", "attr": "django_5", "version": "5.2.16", "disabled": null,
+           "path": "pkgs/development/python-modules/django/5.nix"}
+        ]}"#;
+        let idx = import_subset(json, "python313", "3.13.0").unwrap();
+        assert!(!idx.packages.contains_key("uwsgi"));
+        assert!(idx.packages.contains_key("django_5"));
     }
 }
