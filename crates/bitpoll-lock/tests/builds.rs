@@ -256,3 +256,40 @@ setup(name="needshost", version="1.0", install_requires=["helper"])
         serde_json::json!(["helper"])
     );
 }
+
+#[test]
+fn a_backend_that_cannot_say_its_extra_requirements_here_leaves_the_declared_ones() {
+    let p = Project::new("staticbrittle\n");
+    // Without -q, so the warning shows.
+    let url = p.server.index_url();
+    let out = p
+        .command(
+            &[
+                "update",
+                "-r",
+                "requirements.in",
+                "--index-url",
+                url.as_str(),
+                "--no-nixpkgs",
+                "--system",
+                "x86_64-linux",
+            ],
+            p.cache.path(),
+        )
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_ok(&out);
+    assert!(err.contains("staticbrittle 1.0"), "{err}");
+    assert!(
+        err.contains("brittlebackend: mysql_config not found"),
+        "{err}"
+    );
+    let e = &p.entries("staticbrittle")[0];
+    assert_eq!(e["metadata"], "sdist-pkg-info");
+    assert_eq!(
+        e["build_system"]["requires"],
+        serde_json::json!(["brittlebackend"])
+    );
+    assert_eq!(e["build_system"]["environment"]["brittlebackend"], "1.0");
+}
