@@ -50,7 +50,15 @@ pub fn stale_reasons(lock: &Lock, flake_lock: &Path) -> anyhow::Result<Vec<Strin
     }
     reasons.extend(lock.content_mismatches());
     let paths = InputPaths {
-        requirements: lock.inputs.requirements.keys().map(PathBuf::from).collect(),
+        requirements: if lock.inputs.requirement_files.is_empty() {
+            lock.inputs.requirements.keys().map(PathBuf::from).collect()
+        } else {
+            lock.inputs
+                .requirement_files
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        },
         policy: PathBuf::from(&lock.inputs.policy),
         nixpkgs_index: lock.nixpkgs.as_ref().map(|n| PathBuf::from(&n.index)),
         index_name: lock.inputs.index.clone(),

@@ -143,6 +143,7 @@ pub fn load(paths: &InputPaths) -> anyhow::Result<Loaded> {
         });
     let inputs = Inputs {
         requirements: req_map,
+        requirement_files: paths.requirements.iter().map(|p| display_path(p)).collect(),
         constraints: con_map,
         policy: display_path(&paths.policy),
         policy_sha256: policy.fingerprint.clone(),

@@ -52,6 +52,10 @@ pub struct Inputs {
     /// Top-level requirement file (as given, relative to the working directory) -> its
     /// requirements and those of its includes, normalised, in file order.
     pub requirements: BTreeMap<String, Vec<String>>,
+    /// The same files in the order they were given: top-level requirements are decided in
+    /// declaration order, so the order of files can change a lock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirement_files: Vec<String>,
     pub constraints: BTreeMap<String, Vec<String>>,
     /// Path of the policy file and sha256 of its normalised content.
     pub policy: String,
@@ -536,6 +540,19 @@ pub fn sri_from_hex(hex_digest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_order_of_requirement_files_is_an_input() {
+        let inputs = |files: [&str; 2]| Inputs {
+            requirements: files.iter().map(|f| (f.to_string(), Vec::new())).collect(),
+            requirement_files: files.iter().map(|f| f.to_string()).collect(),
+            ..Inputs::default()
+        };
+        assert_ne!(
+            fingerprint(&inputs(["a.in", "b.in"]), None, &[]),
+            fingerprint(&inputs(["b.in", "a.in"]), None, &[])
+        );
+    }
 
     #[test]
     fn sri_matches_nix_form() {

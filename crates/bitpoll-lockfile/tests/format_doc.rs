@@ -77,6 +77,7 @@ fn everything() -> Lock {
         content_sha256: String::new(),
         inputs: Inputs {
             requirements: BTreeMap::from([("r.in".into(), vec!["a[x]".into()])]),
+            requirement_files: vec!["r.in".into()],
             constraints: BTreeMap::from([("r.in".into(), vec!["b<2".into()])]),
             policy: "lock/policy.toml".into(),
             policy_sha256: "0".repeat(64),
