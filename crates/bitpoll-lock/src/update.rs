@@ -70,9 +70,24 @@ pub struct UpdateArgs {
     /// Retries of a failed request (connection errors, 429, 5xx), with backoff.
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
-    /// The largest response accepted from the index, in bytes.
+    /// The largest response accepted from the index, in bytes after decoding: the limit for
+    /// artifacts and a ceiling for pages and metadata.
     #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_RESPONSE_BYTES)]
     pub max_response_size: u64,
+    /// The largest project page accepted, in bytes after decoding.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_PAGE_BYTES)]
+    pub max_page_size: u64,
+    /// The largest core metadata accepted (a metadata file, or a wheel's METADATA once
+    /// inflated), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_METADATA_BYTES)]
+    pub max_metadata_size: u64,
+    /// Abandon a response slower than this many bytes a second over --low-speed-time
+    /// (retried like a timeout); 0 turns the check off.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_LOW_SPEED_LIMIT)]
+    pub low_speed_limit: u64,
+    /// Seconds over which --low-speed-limit is measured.
+    #[arg(long, value_name = "SECS", default_value_t = bitpoll_client::DEFAULT_LOW_SPEED_TIME.as_secs())]
+    pub low_speed_time: u64,
     /// Never run a build backend: an sdist whose dependencies are not static is an error
     /// (declare them in the policy's [metadata] table instead).
     #[arg(long)]
@@ -200,6 +215,10 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
     options.retries = args.retries;
     options.max_response_bytes = args.max_response_size;
+    options.max_page_bytes = args.max_page_size;
+    options.max_metadata_bytes = args.max_metadata_size;
+    options.low_speed_limit = args.low_speed_limit;
+    options.low_speed_time = std::time::Duration::from_secs(args.low_speed_time.max(1));
     options.progress = !quiet && std::io::stderr().is_terminal();
     options.exclude_newer = paths.exclude_newer.clone();
     let cache_dir = options.cache_dir.clone();
