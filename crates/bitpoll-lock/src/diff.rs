@@ -108,6 +108,8 @@ pub struct Report {
     pub targets: Vec<String>,
     pub changes: Vec<Change>,
     pub inputs_changed: Vec<String>,
+    /// Supply-chain signals on new pins (see `security.rs`).
+    pub security: Vec<crate::security::Finding>,
 }
 
 /// One package's entries before and after, on one target.
@@ -206,6 +208,7 @@ pub fn compare(old_label: &str, old: &Lock, new_label: &str, new: &Lock) -> Repo
         targets: targets.into_iter().collect(),
         changes,
         inputs_changed,
+        security: crate::security::review(old, new, bitpoll_client::Timestamp::now()),
     }
 }
 
@@ -456,6 +459,7 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(out, "No changes between {} and {}.", r.old, r.new);
         return out;
     }
+    out.push_str(&crate::security::render_text(&r.security));
     let flagged = r.changes.iter().filter(|c| !c.flags.is_empty()).count();
     let _ = writeln!(
         out,
@@ -495,6 +499,7 @@ pub fn render_markdown(r: &Report) -> String {
         let _ = writeln!(out, "No changes.");
         return out;
     }
+    out.push_str(&crate::security::render_markdown(&r.security));
     let count = |k: Kind| r.changes.iter().filter(|c| c.kind == k).count();
     let _ = writeln!(
         out,

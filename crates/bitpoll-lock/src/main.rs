@@ -10,6 +10,8 @@ mod index;
 mod inputs;
 mod lockref;
 mod merge;
+mod release_age;
+mod security;
 mod update;
 mod verify;
 mod why;

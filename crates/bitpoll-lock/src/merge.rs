@@ -247,6 +247,8 @@ fn entries<'a>(
                         hash,
                         size: artifact.size,
                         targets: vec![target.to_string()],
+                        upload_time: artifact.upload_time.map(|t| t.to_rfc3339()),
+                        publisher: None,
                     },
                 );
             }

@@ -85,6 +85,14 @@ pub struct UpdateArgs {
     /// (retried like a timeout); 0 turns the check off.
     #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_LOW_SPEED_LIMIT)]
     pub low_speed_limit: u64,
+    /// Files uploaded less than this long ago (e.g. `7 days`) are not candidates unless pinned
+    /// with `==`; overrides the policy's `min-release-age`.
+    #[arg(long, value_name = "AGE")]
+    pub min_release_age: Option<String>,
+    /// Use this release-age cut-off (RFC 3339) instead of one computed from the clock: the
+    /// lock's `inputs.release_cutoff`, to reproduce it.
+    #[arg(long, value_name = "TIME")]
+    pub release_cutoff: Option<String>,
     /// Seconds over which --low-speed-limit is measured.
     #[arg(long, value_name = "SECS", default_value_t = bitpoll_client::DEFAULT_LOW_SPEED_TIME.as_secs())]
     pub low_speed_time: u64,
@@ -128,6 +136,8 @@ impl UpdateArgs {
             exclude_newer,
             systems,
             python: self.python.clone(),
+            min_release_age: self.min_release_age.clone(),
+            release_cutoff: self.release_cutoff.clone(),
         })
     }
 }
@@ -247,6 +257,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 
     let resolver_options = Options {
         builds: builds.clone(),
+        release_cutoff: loaded.release_window.map(|w| w.cutoff),
         ..Options::default()
     };
     let request = Request {
