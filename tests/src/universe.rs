@@ -59,6 +59,10 @@ pub struct Release {
     /// the one written from `requires`.
     #[serde(default)]
     pub sdist_files: BTreeMap<String, String>,
+    /// The publisher of every file of this release, as a PEP 740 attestation bundle names it
+    /// (`{ kind = "GitHub", repository = "org/app", workflow = "release.yml" }`): each file
+    /// gets a provenance file and the page's `provenance` key points at it.
+    pub publisher: Option<BTreeMap<String, String>>,
 }
 
 fn yes() -> bool {
@@ -81,6 +85,7 @@ impl Default for Release {
             dynamic_sdist: false,
             wheel_files: BTreeMap::new(),
             sdist_files: BTreeMap::new(),
+            publisher: None,
         }
     }
 }
@@ -150,6 +155,21 @@ impl Universe {
                                 "application/octet-stream",
                                 core.as_bytes().to_vec(),
                             ),
+                        );
+                    }
+                    if let Some(publisher) = &release.publisher {
+                        let provenance = serde_json::json!({
+                            "version": 1,
+                            "attestation_bundles": [{
+                                "publisher": publisher,
+                                "attestations": [],
+                            }],
+                        });
+                        entry["provenance"] =
+                            serde_json::json!(format!("../../files/{filename}.provenance"));
+                        routes.insert(
+                            format!("/files/{filename}.provenance"),
+                            Response::new(200, "application/json", provenance.to_string()),
                         );
                     }
                     sha.insert(filename.clone(), digest);

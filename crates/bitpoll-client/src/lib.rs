@@ -24,6 +24,7 @@ mod cache;
 mod error;
 mod index_url;
 mod lazy_wheel;
+mod provenance;
 mod simple;
 mod time;
 
@@ -403,6 +404,29 @@ impl IndexClient {
     pub fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
         let file = file.clone();
         self.run(|shared| async move { shared.sdist_info(&file).await })
+    }
+
+    /// The publisher identity of a file's PEP 740 provenance (see `provenance.rs`); `None`
+    /// when the index lists no provenance for it, or lists one it does not serve (404).
+    pub fn publisher(&self, file: &DistFile) -> Result<Option<String>, ClientError> {
+        let Some(url) = file.provenance_url() else {
+            return Ok(None);
+        };
+        let label = format!("the provenance of {}", file.filename);
+        self.run(|shared| async move {
+            let body = match shared
+                .fetch_cached_bytes(&url, &label, Kind::Metadata)
+                .await
+            {
+                Ok(body) => body,
+                Err(ClientError::Status { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            provenance::publisher_identity(&body).map_err(|reason| ClientError::BadResponse {
+                url: redact_url(&url),
+                reason,
+            })
+        })
     }
 
     /// The bytes of a file, checked against its declared sha256.

@@ -146,6 +146,13 @@ impl DistFile {
         is_wheel_name(&self.filename)
     }
 
+    /// Where the file's PEP 740 provenance is, when the index lists one; may carry the index
+    /// credentials, as [`DistFile::url`] does.
+    pub fn provenance_url(&self) -> Option<Url> {
+        let raw = self.provenance.as_deref()?;
+        self.urls.base.join(raw).ok()
+    }
+
     fn raw_url(&self) -> String {
         let shared = &self.urls.shared[..self.shared_len as usize];
         let name = if self.url_ends_with_name {

@@ -248,7 +248,9 @@ fn entries<'a>(
                         size: artifact.size,
                         targets: vec![target.to_string()],
                         upload_time: artifact.upload_time.map(|t| t.to_rfc3339()),
-                        publisher: None,
+                        publisher: client.publisher(artifact).with_context(|| {
+                            format!("reading the provenance of {}", artifact.filename)
+                        })?,
                     },
                 );
             }
