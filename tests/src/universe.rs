@@ -63,6 +63,11 @@ pub struct Release {
     /// (`{ kind = "GitHub", repository = "org/app", workflow = "release.yml" }`): each file
     /// gets a provenance file and the page's `provenance` key points at it.
     pub publisher: Option<BTreeMap<String, String>>,
+    /// The release's advisories as the index's JSON API lists them (`id`, `aliases`,
+    /// `summary`, `fixed_in`); every release's JSON API document has the list, empty by
+    /// default.
+    #[serde(default)]
+    pub vulnerabilities: Vec<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -86,6 +91,7 @@ impl Default for Release {
             wheel_files: BTreeMap::new(),
             sdist_files: BTreeMap::new(),
             publisher: None,
+            vulnerabilities: Vec::new(),
         }
     }
 }
@@ -213,6 +219,17 @@ impl Universe {
                     files.extend(release.sdist_files.clone());
                     add(filename, sdist_bytes(&dist, version, &files), None);
                 }
+            }
+            for (version, release) in &project.versions {
+                let release_json = serde_json::json!({
+                    "info": {"name": name, "version": version},
+                    "urls": [],
+                    "vulnerabilities": release.vulnerabilities,
+                });
+                routes.insert(
+                    format!("/pypi/{name}/{version}/json"),
+                    Response::new(200, "application/json", release_json.to_string()),
+                );
             }
             let page = serde_json::json!({
                 "meta": {"api-version": "1.1"},

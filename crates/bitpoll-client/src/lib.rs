@@ -429,6 +429,31 @@ impl IndexClient {
         })
     }
 
+    /// The index's JSON API document for one release (`<api>/<name>/<version>/json`, see
+    /// [`IndexUrl::json_api_base`]); `None` when the index has no JSON API or does not
+    /// know the release there.
+    pub fn release_json(&self, name: &str, version: &str) -> Result<Option<Bytes>, ClientError> {
+        let Some(base) = self.inner.shared.index.json_api_base() else {
+            return Ok(None);
+        };
+        let Ok(url) = base.join(&format!("{name}/{version}/json")) else {
+            return Ok(None);
+        };
+        let label = format!("the JSON API document of {name} {version}");
+        self.run(|shared| async move {
+            match shared
+                .fetch_cached_bytes(&url, &label, Kind::Metadata)
+                .await
+            {
+                Ok(body) => Ok(Some(body)),
+                Err(ClientError::Status {
+                    status: 404 | 410, ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// The bytes of a file, checked against its declared sha256.
     pub fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
         let file = file.clone();

@@ -25,6 +25,14 @@ pub struct DiffArgs {
     /// Path of the lock inside a git revision, and the default NEW.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_LOCK)]
     pub lock: PathBuf,
+    /// Check new and replaced pins against this OSV database export (see `audit`).
+    #[arg(long, value_name = "DIR")]
+    pub osv_db: Option<PathBuf>,
+    /// Check new and replaced pins against the index's JSON API advisories too.
+    #[arg(long)]
+    pub index_advisories: bool,
+    #[command(flatten)]
+    pub index: crate::client::IndexArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -572,7 +580,19 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.lock.display().to_string());
     let (new_label, new) = crate::lockref::load(&new_spec, &args.lock)?;
-    let report = compare(&old_label, &old, &new_label, &new);
+    let mut report = compare(&old_label, &old, &new_label, &new);
+    if args.osv_db.is_some() || args.index_advisories {
+        let sources = crate::audit::Sources::open(
+            args.osv_db.as_deref(),
+            args.index_advisories,
+            &args.index,
+        )?;
+        let lookup = |pin: &bitpoll_audit::Pin| sources.advisories(pin);
+        report
+            .security
+            .extend(crate::security::advisory_findings(&old, &new, &lookup)?);
+        report.security.sort();
+    }
     let text = match args.format {
         Format::Text => render_text(&report),
         Format::Markdown => render_markdown(&report),

@@ -20,6 +20,10 @@ pub enum Signal {
     ProvenanceLost,
     /// The publisher identity differs from the previous version's.
     PublisherChanged,
+    /// A new or changed pin with a known advisory.
+    KnownAdvisory,
+    /// An advisory that affected the previous pin and no longer applies.
+    AdvisoryFixed,
 }
 
 impl Signal {
@@ -28,6 +32,8 @@ impl Signal {
             Signal::YoungRelease => "released recently",
             Signal::ProvenanceLost => "provenance lost",
             Signal::PublisherChanged => "publisher changed",
+            Signal::KnownAdvisory => "known vulnerability",
+            Signal::AdvisoryFixed => "vulnerability fixed",
         }
     }
 }
@@ -103,6 +109,96 @@ pub fn review(old: &Lock, new: &Lock, now: Timestamp) -> Vec<Finding> {
         }
     }
     out.into_iter().collect()
+}
+
+/// Advisory findings for the pins `new` adds or changes: advisories of the new versions,
+/// and advisories of the old versions that the new ones no longer have. `lookup` answers
+/// for one pin, `None` when no source could (then nothing is claimed either way).
+pub fn advisory_findings(
+    old: &Lock,
+    new: &Lock,
+    lookup: &(dyn Fn(&bitpoll_audit::Pin) -> anyhow::Result<Option<Vec<bitpoll_audit::Advisory>>>
+          + Sync),
+) -> anyhow::Result<Vec<Finding>> {
+    let pins = |lock: &Lock| -> BTreeSet<bitpoll_audit::Pin> { crate::audit::pins(lock) };
+    let (before, after) = (pins(old), pins(new));
+    let mut out = BTreeSet::new();
+    let names = |a: &bitpoll_audit::Advisory| {
+        std::iter::once(a.id.clone())
+            .chain(a.aliases.iter().cloned())
+            .collect::<BTreeSet<String>>()
+    };
+    for pin in after.difference(&before) {
+        let Some(found) = lookup(pin)? else {
+            continue;
+        };
+        for a in &found {
+            out.insert(Finding {
+                package: pin.name.clone(),
+                version: pin.version.clone(),
+                signal: Signal::KnownAdvisory,
+                detail: advisory_detail(a),
+            });
+        }
+    }
+    for gone in before.difference(&after) {
+        let Some(had) = lookup(gone)? else {
+            continue;
+        };
+        let successors: Vec<&bitpoll_audit::Pin> =
+            after.iter().filter(|p| p.name == gone.name).collect();
+        let mut still: BTreeSet<String> = BTreeSet::new();
+        let mut known = true;
+        for s in &successors {
+            match lookup(s)? {
+                Some(list) => still.extend(list.iter().flat_map(names)),
+                None => known = false,
+            }
+        }
+        if !known {
+            continue;
+        }
+        let now = successors
+            .iter()
+            .map(|p| p.version.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for a in had.iter().filter(|a| names(a).is_disjoint(&still)) {
+            out.insert(Finding {
+                package: gone.name.clone(),
+                version: if now.is_empty() {
+                    gone.version.clone()
+                } else {
+                    now.clone()
+                },
+                signal: Signal::AdvisoryFixed,
+                detail: format!(
+                    "{} {} had {}; {}",
+                    gone.name,
+                    gone.version,
+                    a.id,
+                    if now.is_empty() {
+                        "the package is gone"
+                    } else {
+                        "this version does not"
+                    }
+                ),
+            });
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn advisory_detail(a: &bitpoll_audit::Advisory) -> String {
+    let mut out = format!("{} ({})", a.id, a.severity);
+    if !a.summary.is_empty() {
+        out.push_str(": ");
+        out.push_str(&a.summary);
+    }
+    if !a.fixed_in.is_empty() {
+        out.push_str(&format!("; fixed in {}", a.fixed_in.join(", ")));
+    }
+    out
 }
 
 fn publishers(p: &Package) -> impl Iterator<Item = &str> {
