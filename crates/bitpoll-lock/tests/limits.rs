@@ -250,3 +250,20 @@ fn a_trickled_response_is_abandoned_in_bounded_time() {
         "abandoned after {elapsed:?}"
     );
 }
+
+/// The bound the README gives for the defaults: four tries of 30 s each, plus backoff.
+#[test]
+#[ignore = "takes two minutes; run by hand to check the README's figure"]
+fn a_trickled_response_with_the_default_limits_ends_in_about_two_minutes() {
+    let (p, before) = locked();
+    p.server
+        .inject(PAGE, Fault::Trickle(Duration::from_millis(200)));
+    let cache = tempfile::tempdir().unwrap();
+    let (out, elapsed, peak) = run_measured(p.update_command(&["--no-nixpkgs"], cache.path()));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("slower than 1024 bytes/s for 30.0 s"), "{err}");
+    common::assert_lock_untouched(&p, &before);
+    assert!(elapsed >= Duration::from_secs(120), "{elapsed:?}");
+    assert_bounded("trickle, defaults", elapsed, peak, Duration::from_secs(135));
+}
