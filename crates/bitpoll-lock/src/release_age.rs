@@ -2,6 +2,7 @@
 //! turned into the absolute cut-off the resolver applies and the lock records.
 
 use bitpoll_client::Timestamp;
+use bitpoll_lockfile::Lock;
 use bitpoll_policy::{Policy, ReleaseAge};
 
 use crate::exit::bad_input;
@@ -45,6 +46,46 @@ pub fn window(
         }
     };
     Ok(Some(Window { age, cutoff }))
+}
+
+/// Keeps the previous lock's cut-off when the clock moved it but nothing else changed: the
+/// lock records no field that changes when nothing changed, and the older cut-off reproduces
+/// these very pins (it produced them). `lock` must be normalised; its fingerprint is redone.
+pub fn keep_previous_cutoff(lock: &mut Lock, previous: Option<&Lock>) {
+    let Some(previous) = previous else {
+        return;
+    };
+    let same_window = previous.inputs.min_release_age.is_some()
+        && previous.inputs.min_release_age == lock.inputs.min_release_age;
+    let earlier = match (
+        previous
+            .inputs
+            .release_cutoff
+            .as_deref()
+            .and_then(Timestamp::parse),
+        lock.inputs
+            .release_cutoff
+            .as_deref()
+            .and_then(Timestamp::parse),
+    ) {
+        (Some(old), Some(new)) => old < new,
+        _ => false,
+    };
+    if !same_window || !earlier {
+        return;
+    }
+    let mut inputs = lock.inputs.clone();
+    inputs.release_cutoff = previous.inputs.release_cutoff.clone();
+    let unchanged = previous.inputs == inputs
+        && previous.nixpkgs == lock.nixpkgs
+        && previous.targets == lock.targets
+        && previous.packages == lock.packages
+        && previous.build_packages == lock.build_packages;
+    if unchanged {
+        lock.inputs = inputs;
+        lock.fingerprint =
+            bitpoll_lockfile::fingerprint(&lock.inputs, lock.nixpkgs.as_ref(), &lock.targets);
+    }
 }
 
 /// The window `diff` measures new pins against: the lock's own, else a week.

@@ -289,6 +289,9 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         package_sha256: Default::default(),
     };
     lock.normalise();
+    if args.release_cutoff.is_none() {
+        crate::release_age::keep_previous_cutoff(&mut lock, old_lock.as_ref());
+    }
     lock.seal();
     let text = lock.to_json();
     let unchanged = std::fs::read(&args.lock).is_ok_and(|old| old == text.as_bytes());

@@ -84,6 +84,29 @@ fn the_policy_sets_the_window_and_the_recorded_cut_off_reproduces_the_lock() {
 }
 
 #[test]
+fn a_refresh_that_changes_nothing_keeps_the_recorded_cut_off() {
+    let p = project("fresh\n");
+    let old_cutoff = "2025-06-01T00:00:00Z";
+    assert_ok(&p.update(&[
+        "--no-nixpkgs",
+        "--min-release-age",
+        "7 days",
+        "--release-cutoff",
+        old_cutoff,
+    ]));
+    let first = p.lock_text();
+    assert_eq!(p.lock()["inputs"]["release_cutoff"], old_cutoff);
+    // Today's cut-off is later, but admits nothing new: the lock stays as it was.
+    assert_ok(&p.update(&["--no-nixpkgs", "--min-release-age", "7 days"]));
+    assert_eq!(p.lock_text(), first);
+    assert_ok(&p.run(&["check"]));
+    // When the later cut-off changes the pins, the lock records it.
+    p.write("requirements.in", "fresh\nhelper\n");
+    assert_ok(&p.update(&["--no-nixpkgs", "--min-release-age", "7 days"]));
+    assert_ne!(p.lock()["inputs"]["release_cutoff"], old_cutoff);
+}
+
+#[test]
 fn diff_flags_a_new_pin_younger_than_the_window() {
     let p = project("fresh\n");
     assert_ok(&p.update(&["--no-nixpkgs", "--min-release-age", "7 days"]));
