@@ -10,6 +10,7 @@
 
 pub use bitpoll_test_skip::skip;
 
+pub mod bombs;
 pub mod conformance;
 pub mod memory;
 pub mod server;

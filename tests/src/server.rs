@@ -46,12 +46,17 @@ pub enum Fault {
     Reset,
     /// Wait before answering.
     Delay(Duration),
+    /// Send the headers, then the body one byte per interval (a server that never stalls
+    /// long enough for a read timeout, yet never finishes).
+    Trickle(Duration),
 }
 
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Response>,
     faults: HashMap<String, Fault>,
+    /// Paths answered with `206 Partial Content` to a `Range` request.
+    ranges: std::collections::HashSet<String>,
     log: Vec<Request>,
 }
 
@@ -134,6 +139,11 @@ impl IndexServer {
         self.state.lock().unwrap().faults.insert(path.into(), fault);
     }
 
+    /// Answers `Range` requests for `path` with the bytes asked for, as file hosts do.
+    pub fn serve_ranges(&self, path: &str) {
+        self.state.lock().unwrap().ranges.insert(path.into());
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().log.clone()
     }
@@ -192,7 +202,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             headers,
             at,
         };
-        let (response, fault) = {
+        let (response, fault, ranges) = {
             let mut st = state.lock().unwrap();
             st.log.push(request.clone());
             let mut fault = st.faults.get(&path).cloned();
@@ -206,7 +216,11 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             if matches!(fault, Some(Fault::Replace { times: 0, .. })) {
                 fault = None;
             }
-            (st.routes.get(&path).cloned(), fault)
+            (
+                st.routes.get(&path).cloned(),
+                fault,
+                st.ranges.contains(&path),
+            )
         };
         let mut response =
             response.unwrap_or_else(|| Response::new(404, "text/plain", "not found"));
@@ -217,6 +231,19 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 return;
             }
             Some(Fault::Delay(d)) => thread::sleep(d),
+            Some(Fault::Trickle(interval)) => {
+                let head = head(&response, response.body.len(), None);
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for byte in &response.body {
+                    if stream.write_all(&[*byte]).is_err() || stream.flush().is_err() {
+                        return;
+                    }
+                    thread::sleep(interval);
+                }
+                continue;
+            }
             Some(Fault::Truncate) => {
                 let head = head(&response, response.body.len(), None);
                 let _ = stream.write_all(head.as_bytes());
@@ -226,6 +253,31 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 return;
             }
             None => {}
+        }
+        if let Some(range) = request
+            .header("range")
+            .filter(|_| ranges && response.status == 200)
+        {
+            let partial = byte_range(range, response.body.len()).map(|(start, end)| {
+                let mut partial = response.clone();
+                partial.status = 206;
+                partial.body = response.body[start..end].to_vec();
+                partial.headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {start}-{}/{}", end - 1, response.body.len()),
+                ));
+                partial
+            });
+            if let Some(partial) = partial {
+                let head = head(&partial, partial.body.len(), None);
+                if stream.write_all(head.as_bytes()).is_err()
+                    || stream.write_all(&partial.body).is_err()
+                {
+                    return;
+                }
+                let _ = stream.flush();
+                continue;
+            }
         }
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&response.body))[..16]);
         if response.status == 200 && request.header("if-none-match") == Some(etag.as_str()) {
@@ -250,9 +302,21 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
+/// `bytes=-N`, `bytes=A-B` or `bytes=A-` as a half-open span of a body of `len` bytes.
+fn byte_range(header: &str, len: usize) -> Option<(usize, usize)> {
+    let (start, end) = header.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", n) => (len.saturating_sub(n.parse().ok()?), len),
+        (a, "") => (a.parse().ok()?, len),
+        (a, b) => (a.parse().ok()?, (b.parse::<usize>().ok()? + 1).min(len)),
+    };
+    (start < end).then_some((start, end))
+}
+
 fn head(response: &Response, len: usize, etag: Option<&str>) -> String {
     let reason = match response.status {
         200 => "OK",
+        206 => "Partial Content",
         304 => "Not Modified",
         404 => "Not Found",
         500 => "Internal Server Error",

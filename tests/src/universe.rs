@@ -59,6 +59,15 @@ pub struct Release {
     /// the one written from `requires`.
     #[serde(default)]
     pub sdist_files: BTreeMap<String, String>,
+    /// The publisher of every file of this release, as a PEP 740 attestation bundle names it
+    /// (`{ kind = "GitHub", repository = "org/app", workflow = "release.yml" }`): each file
+    /// gets a provenance file and the page's `provenance` key points at it.
+    pub publisher: Option<BTreeMap<String, String>>,
+    /// The release's advisories as the index's JSON API lists them (`id`, `aliases`,
+    /// `summary`, `fixed_in`); every release's JSON API document has the list, empty by
+    /// default.
+    #[serde(default)]
+    pub vulnerabilities: Vec<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -81,6 +90,8 @@ impl Default for Release {
             dynamic_sdist: false,
             wheel_files: BTreeMap::new(),
             sdist_files: BTreeMap::new(),
+            publisher: None,
+            vulnerabilities: Vec::new(),
         }
     }
 }
@@ -152,6 +163,21 @@ impl Universe {
                             ),
                         );
                     }
+                    if let Some(publisher) = &release.publisher {
+                        let provenance = serde_json::json!({
+                            "version": 1,
+                            "attestation_bundles": [{
+                                "publisher": publisher,
+                                "attestations": [],
+                            }],
+                        });
+                        entry["provenance"] =
+                            serde_json::json!(format!("../../files/{filename}.provenance"));
+                        routes.insert(
+                            format!("/files/{filename}.provenance"),
+                            Response::new(200, "application/json", provenance.to_string()),
+                        );
+                    }
                     sha.insert(filename.clone(), digest);
                     routes.insert(
                         format!("/files/{filename}"),
@@ -193,6 +219,17 @@ impl Universe {
                     files.extend(release.sdist_files.clone());
                     add(filename, sdist_bytes(&dist, version, &files), None);
                 }
+            }
+            for (version, release) in &project.versions {
+                let release_json = serde_json::json!({
+                    "info": {"name": name, "version": version},
+                    "urls": [],
+                    "vulnerabilities": release.vulnerabilities,
+                });
+                routes.insert(
+                    format!("/pypi/{name}/{version}/json"),
+                    Response::new(200, "application/json", release_json.to_string()),
+                );
             }
             let page = serde_json::json!({
                 "meta": {"api-version": "1.1"},

@@ -63,6 +63,20 @@ impl IndexUrl {
         strip_credentials(&self.url)
     }
 
+    /// The index's JSON API root, where it has one: the simple API's URL with its last
+    /// segment `simple` replaced by `pypi`, as the Python index lays them out and as tools
+    /// that read both assume. `None` for an index laid out otherwise.
+    pub fn json_api_base(&self) -> Option<Url> {
+        let path = self.url.path();
+        let parent = path.strip_suffix("simple/")?;
+        if !parent.ends_with('/') {
+            return None;
+        }
+        let mut url = self.url.clone();
+        url.set_path(&format!("{parent}pypi/"));
+        Some(url)
+    }
+
     /// `<index>/<normalized-name>/`.
     pub fn project_url(&self, name: &PackageName) -> Url {
         let mut url = self.url.clone();
@@ -409,6 +423,26 @@ mod tests {
     fn found(explicit: Option<&str>, env: &DiscoveryEnv<'_>) -> (String, IndexOrigin) {
         let (url, origin) = discover_index_url_with(explicit, env).unwrap();
         (url.url().to_string(), origin)
+    }
+
+    #[test]
+    fn the_json_api_sits_beside_a_simple_api_named_simple() {
+        let base = |u: &str| {
+            IndexUrl::parse(u)
+                .unwrap()
+                .json_api_base()
+                .map(|b| b.to_string())
+        };
+        assert_eq!(
+            base("https://user:pw@index.test/simple"),
+            Some("https://user:pw@index.test/pypi/".into())
+        );
+        assert_eq!(
+            base("http://127.0.0.1:8080/mirror/simple/"),
+            Some("http://127.0.0.1:8080/mirror/pypi/".into())
+        );
+        assert_eq!(base("https://index.test/root/notsimple/"), None);
+        assert_eq!(base("https://index.test/packages/"), None);
     }
 
     #[test]

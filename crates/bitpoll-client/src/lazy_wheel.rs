@@ -46,6 +46,9 @@ pub(crate) enum Outcome {
     /// the fallback is the same whatever it says.
     #[allow(dead_code)]
     Unsupported(&'static str),
+    /// `METADATA` is larger than allowed, by the directory's word or once inflated: a
+    /// bomb, which the whole wheel would not make smaller.
+    TooLarge,
 }
 
 /// Parses `Content-Range: bytes start-end/total`.
@@ -66,7 +69,6 @@ const CENTRAL_SIG: u32 = 0x0201_4b50;
 const LOCAL_SIG: u32 = 0x0403_4b50;
 const EOCD_LEN: usize = 22;
 const LOCAL_LEN: u64 = 30;
-const MAX_METADATA: u64 = bitpoll_metadata::MAX_UNCOMPRESSED_BYTES;
 
 fn u16_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?) as u64)
@@ -146,8 +148,10 @@ impl Held {
 }
 
 /// Reads the wheel's `METADATA` through `fetch`, which performs one range request.
+/// `METADATA` larger than `max_metadata` once inflated is refused ([`Outcome::TooLarge`]).
 pub(crate) async fn remote_wheel_metadata<F, Fut, E>(
     tail_len: u64,
+    max_metadata: u64,
     mut fetch: F,
 ) -> Result<Outcome, E>
 where
@@ -197,10 +201,10 @@ where
             "no METADATA entry in the central directory",
         ));
     };
-    if member.compressed == 0xFFFF_FFFF
-        || member.uncompressed > MAX_METADATA
-        || !matches!(member.method, 0 | 8)
-    {
+    if member.uncompressed > max_metadata && member.uncompressed != 0xFFFF_FFFF {
+        return Ok(Outcome::TooLarge);
+    }
+    if member.compressed == 0xFFFF_FFFF || !matches!(member.method, 0 | 8) {
         return Ok(Outcome::Unsupported("unusual METADATA entry"));
     }
 
@@ -241,9 +245,12 @@ where
             ));
         }
         if let Some(data) = held.get(data_start, data_end) {
-            return Ok(match inflate(member.method, data, member.uncompressed) {
-                Some(bytes) => Outcome::Metadata(bytes),
-                None => Outcome::Unsupported("METADATA does not decompress"),
+            return Ok(match inflate(member.method, data, max_metadata) {
+                Some(bytes) if bytes.len() as u64 > max_metadata => Outcome::TooLarge,
+                Some(bytes) if bytes.len() as u64 == member.uncompressed => {
+                    Outcome::Metadata(bytes)
+                }
+                _ => Outcome::Unsupported("METADATA does not decompress"),
             });
         }
         wanted_end = data_end;
@@ -251,19 +258,21 @@ where
     Ok(Outcome::Unsupported("METADATA not received"))
 }
 
-fn inflate(method: u64, data: &[u8], expected: u64) -> Option<Vec<u8>> {
+/// The member's bytes, inflated to at most `max + 1` bytes: one more than allowed shows
+/// that the member is too large without inflating the rest of it.
+fn inflate(method: u64, data: &[u8], max: u64) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     match method {
         0 => out.extend_from_slice(data),
         8 => {
             flate2::read::DeflateDecoder::new(data)
-                .take(MAX_METADATA + 1)
+                .take(max + 1)
                 .read_to_end(&mut out)
                 .ok()?;
         }
         _ => return None,
     }
-    (out.len() as u64 == expected).then_some(out)
+    Some(out)
 }
 
 #[cfg(test)]
@@ -320,7 +329,7 @@ mod tests {
 
     fn run(file: &[u8], tail: u64) -> (Outcome, Vec<ByteRange>) {
         let log = Mutex::new(Vec::new());
-        let fut = remote_wheel_metadata(tail, |range| {
+        let fut = remote_wheel_metadata(tail, 1 << 20, |range| {
             log.lock().unwrap().push(range);
             let reply = serve(file, range);
             async move { Ok::<_, ()>(reply) }
@@ -372,7 +381,7 @@ mod tests {
 
     #[test]
     fn whole_file_reply_and_garbage() {
-        let fut = remote_wheel_metadata(10, |_| async {
+        let fut = remote_wheel_metadata(10, 1 << 20, |_| async {
             Ok::<_, ()>(RangeReply::Whole(Bytes::from_static(b"abc")))
         });
         assert!(matches!(block_on(fut).unwrap(), Outcome::Whole(_)));

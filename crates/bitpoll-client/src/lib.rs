@@ -24,6 +24,7 @@ mod cache;
 mod error;
 mod index_url;
 mod lazy_wheel;
+mod provenance;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bitpoll_metadata::{
-    interpret_sdist, read_wheel_metadata, sdist_members, CoreMetadata, MetadataSource, SdistInfo,
-    SdistMembers,
+    interpret_sdist, read_wheel_metadata_limited, sdist_members, CoreMetadata, MetadataSource,
+    SdistInfo, SdistMembers,
 };
 use bytes::Bytes;
 use pep508_rs::PackageName;
@@ -82,8 +83,18 @@ pub struct ClientOptions {
     pub reporter: Option<Reporter>,
     /// RFC 3339 date-time (or a date, meaning midnight UTC): ignore files uploaded later.
     pub exclude_newer: Option<String>,
-    /// The largest response body accepted, in bytes (pages, metadata and artifacts alike).
+    /// The largest response body accepted, in bytes, after decoding: the limit for
+    /// artifacts, and a ceiling for the two limits below.
     pub max_response_bytes: u64,
+    /// The largest project page accepted, in decoded bytes.
+    pub max_page_bytes: u64,
+    /// The largest core-metadata file accepted, in bytes, whether served on its own or read
+    /// out of a wheel.
+    pub max_metadata_bytes: u64,
+    /// A response that delivers fewer than `low_speed_limit` bytes a second, measured over
+    /// `low_speed_time`, is abandoned (and retried like a timeout). 0 turns the check off.
+    pub low_speed_limit: u64,
+    pub low_speed_time: Duration,
     /// Which wheels of each project page to keep; all when `None`.
     pub wheel_filter: Option<WheelFilter>,
 }
@@ -101,6 +112,10 @@ impl ClientOptions {
             reporter: None,
             exclude_newer: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+            max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
+            low_speed_limit: DEFAULT_LOW_SPEED_LIMIT,
+            low_speed_time: DEFAULT_LOW_SPEED_TIME,
             wheel_filter: None,
         }
     }
@@ -165,8 +180,39 @@ type Memo<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, ClientError>>>>>;
 /// use case); small enough that a runaway response fails instead of exhausting memory.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 30;
 
+/// Project pages of real projects stay within tens of MiB, even those with thousands of
+/// releases; every MiB of headroom is a MiB a compression bomb gets to inflate.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 128 << 20;
+
+/// Core metadata is headers plus a long description; the largest real ones are a few MiB.
+pub const DEFAULT_MAX_METADATA_BYTES: u64 = bitpoll_metadata::MAX_UNCOMPRESSED_BYTES;
+
+/// Like curl's `--speed-limit`/`--speed-time`: slower than 1 KiB/s for 30 s is a stalled
+/// transfer, however regularly its bytes trickle in (which `timeout` alone would allow).
+pub const DEFAULT_LOW_SPEED_LIMIT: u64 = 1024;
+pub const DEFAULT_LOW_SPEED_TIME: Duration = Duration::from_secs(30);
+
+/// What a response is, for the size limit that applies to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Page,
+    Metadata,
+    Artifact,
+}
+
+/// A size limit and the option that sets it, for the error message.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    bytes: u64,
+    option: &'static str,
+}
+
 struct Shared {
     max_response_bytes: u64,
+    max_page_bytes: u64,
+    max_metadata_bytes: u64,
+    low_speed_limit: u64,
+    low_speed_time: Duration,
     wheel_filter: Option<WheelFilter>,
     http: reqwest::Client,
     index: IndexUrl,
@@ -253,6 +299,10 @@ impl IndexClient {
             .map_err(|e| ClientError::network(options.index_url.redacted(), e))?;
         let shared = Arc::new(Shared {
             max_response_bytes: options.max_response_bytes,
+            max_page_bytes: options.max_page_bytes,
+            max_metadata_bytes: options.max_metadata_bytes,
+            low_speed_limit: options.low_speed_limit,
+            low_speed_time: options.low_speed_time.max(Duration::from_millis(100)),
             wheel_filter: options.wheel_filter,
             http,
             index: options.index_url,
@@ -372,6 +422,54 @@ impl IndexClient {
         self.run(|shared| async move { shared.sdist_info(&file).await })
     }
 
+    /// The publisher identity of a file's PEP 740 provenance (see `provenance.rs`); `None`
+    /// when the index lists no provenance for it, or lists one it does not serve (404).
+    pub fn publisher(&self, file: &DistFile) -> Result<Option<String>, ClientError> {
+        let Some(url) = file.provenance_url() else {
+            return Ok(None);
+        };
+        let label = format!("the provenance of {}", file.filename);
+        self.run(|shared| async move {
+            let body = match shared
+                .fetch_cached_bytes(&url, &label, Kind::Metadata)
+                .await
+            {
+                Ok(body) => body,
+                Err(ClientError::Status { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            provenance::publisher_identity(&body).map_err(|reason| ClientError::BadResponse {
+                url: redact_url(&url),
+                reason,
+            })
+        })
+    }
+
+    /// The index's JSON API document for one release (`<api>/<name>/<version>/json`, see
+    /// [`IndexUrl::json_api_base`]); `None` when the index has no JSON API or does not
+    /// know the release there.
+    pub fn release_json(&self, name: &str, version: &str) -> Result<Option<Bytes>, ClientError> {
+        let Some(base) = self.inner.shared.index.json_api_base() else {
+            return Ok(None);
+        };
+        let Ok(url) = base.join(&format!("{name}/{version}/json")) else {
+            return Ok(None);
+        };
+        let label = format!("the JSON API document of {name} {version}");
+        self.run(|shared| async move {
+            match shared
+                .fetch_cached_bytes(&url, &label, Kind::Metadata)
+                .await
+            {
+                Ok(body) => Ok(Some(body)),
+                Err(ClientError::Status {
+                    status: 404 | 410, ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// The bytes of a file, checked against its declared sha256.
     pub fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
         let file = file.clone();
@@ -407,6 +505,10 @@ impl bitpoll_source::PackageSource for IndexClient {
     fn download(&self, file: &DistFile) -> Result<Bytes, bitpoll_source::SourceError> {
         Ok(IndexClient::download(self, file)?)
     }
+
+    fn publisher(&self, file: &DistFile) -> Result<Option<String>, bitpoll_source::SourceError> {
+        Ok(IndexClient::publisher(self, file)?)
+    }
 }
 
 /// A response read to the end.
@@ -426,7 +528,14 @@ struct ResponseHead {
 /// Why reading a body stopped early.
 enum Stop {
     TooLarge,
+    TooSlow,
     Sink(std::io::Error),
+}
+
+/// Why one attempt failed in a way that may be worth retrying.
+enum Failure {
+    Http(reqwest::Error),
+    TooSlow,
 }
 
 /// Where a response body goes as it arrives.
@@ -664,15 +773,111 @@ impl Shared {
         self.update_progress();
     }
 
+    /// The size limit for a kind of response. `max_response_bytes` caps them all, so the
+    /// one option still bounds every response.
+    fn limit(&self, kind: Kind) -> Limit {
+        let (bytes, option) = match kind {
+            Kind::Page => (self.max_page_bytes, "--max-page-size"),
+            Kind::Metadata => (self.max_metadata_bytes, "--max-metadata-size"),
+            Kind::Artifact => (self.max_response_bytes, "--max-response-size"),
+        };
+        if bytes <= self.max_response_bytes {
+            Limit { bytes, option }
+        } else {
+            Limit {
+                bytes: self.max_response_bytes,
+                option: "--max-response-size",
+            }
+        }
+    }
+
     /// One GET with retries, read to the end into memory.
-    async fn execute(&self, url: &Url, headers: HeaderMap) -> Result<RawResponse, ClientError> {
+    async fn execute(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        kind: Kind,
+    ) -> Result<RawResponse, ClientError> {
         let mut body = Vec::new();
-        let head = self.execute_into(url, headers, &mut body).await?;
+        let head = self.execute_into(url, headers, &mut body, kind).await?;
         Ok(RawResponse {
             status: head.status,
             headers: head.headers,
             body: body.into(),
         })
+    }
+
+    /// One attempt: the response's head, and its body into `sink` as it arrives.
+    ///
+    /// The body is counted after decoding (reqwest undoes `Content-Encoding` before we see
+    /// a chunk), so a compression bomb stops at the limit, having inflated no more than
+    /// that. The transfer rate is checked in windows of `low_speed_time`: the wait for the
+    /// next chunk ends at the window's end, so a server that sends nothing, or one byte a
+    /// second, is abandoned when the window closes rather than when it chooses.
+    async fn attempt(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        sink: &mut impl BodySink,
+        limit: Limit,
+    ) -> Result<Result<(ResponseHead, u64), Stop>, reqwest::Error> {
+        let window = self.low_speed_time;
+        let floor = (self.low_speed_limit as f64 * window.as_secs_f64()) as u64;
+        let watch = self.low_speed_limit > 0;
+        let mut window_start = tokio::time::Instant::now();
+        let send = self.http.get(url.clone()).headers(headers.clone()).send();
+        let mut response = if watch {
+            match tokio::time::timeout_at(window_start + window, send).await {
+                Ok(response) => response?,
+                Err(_) => return Ok(Err(Stop::TooSlow)),
+            }
+        } else {
+            send.await?
+        };
+        let head = ResponseHead {
+            status: response.status(),
+            headers: response.headers().clone(),
+            final_url: response.url().clone(),
+        };
+        // A hostile or broken server must not make us buffer without end.
+        if response.content_length().is_some_and(|n| n > limit.bytes) {
+            return Ok(Err(Stop::TooLarge));
+        }
+        let mut received = 0u64;
+        let mut window_bytes = 0u64;
+        loop {
+            let deadline = window_start + window;
+            let next = if watch {
+                tokio::time::timeout_at(deadline, response.chunk())
+                    .await
+                    .ok()
+            } else {
+                Some(response.chunk().await)
+            };
+            match next {
+                Some(Ok(Some(chunk))) => {
+                    received += chunk.len() as u64;
+                    window_bytes += chunk.len() as u64;
+                    if received > limit.bytes {
+                        return Ok(Err(Stop::TooLarge));
+                    }
+                    if let Err(e) = sink.write(&chunk) {
+                        return Ok(Err(Stop::Sink(e)));
+                    }
+                }
+                Some(Ok(None)) => return Ok(Ok((head, received))),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+            let now = tokio::time::Instant::now();
+            if watch && now >= deadline {
+                if window_bytes < floor {
+                    return Ok(Err(Stop::TooSlow));
+                }
+                window_start = now;
+                window_bytes = 0;
+            }
+        }
     }
 
     /// One GET with retries; the body goes to `sink` as it arrives.
@@ -681,7 +886,9 @@ impl Shared {
         url: &Url,
         headers: HeaderMap,
         sink: &mut impl BodySink,
+        kind: Kind,
     ) -> Result<ResponseHead, ClientError> {
+        let limit = self.limit(kind);
         let mut attempt = 0;
         loop {
             sink.reset().map_err(|e| sink.error(e))?;
@@ -691,55 +898,25 @@ impl Shared {
                 .await
                 .expect("semaphore is never closed");
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let result = async {
-                let mut response = self
-                    .http
-                    .get(url.clone())
-                    .headers(headers.clone())
-                    .send()
-                    .await?;
-                let head = ResponseHead {
-                    status: response.status(),
-                    headers: response.headers().clone(),
-                    final_url: response.url().clone(),
-                };
-                // A hostile or broken server must not make us buffer without end.
-                if response
-                    .content_length()
-                    .is_some_and(|n| n > self.max_response_bytes)
-                {
-                    return Ok(Err(Stop::TooLarge));
-                }
-                let mut received = 0u64;
-                while let Some(chunk) = response.chunk().await? {
-                    received += chunk.len() as u64;
-                    if received > self.max_response_bytes {
-                        return Ok(Err(Stop::TooLarge));
-                    }
-                    if let Err(e) = sink.write(&chunk) {
-                        return Ok(Err(Stop::Sink(e)));
-                    }
-                }
-                Ok::<_, reqwest::Error>(Ok((head, received)))
-            }
-            .await;
+            let result = self.attempt(url, &headers, sink, limit).await;
             drop(permit);
             let result = match result {
                 Ok(Err(Stop::TooLarge)) => {
                     return Err(ClientError::BadResponse {
                         url: redact_url(url),
                         reason: format!(
-                            "response larger than the {}-byte limit",
-                            self.max_response_bytes
+                            "response larger than the {}-byte limit ({})",
+                            limit.bytes, limit.option
                         ),
                     })
                 }
                 Ok(Err(Stop::Sink(e))) => return Err(sink.error(e)),
+                Ok(Err(Stop::TooSlow)) => Err(Failure::TooSlow),
                 Ok(Ok((head, received))) => {
                     self.counters.bytes.fetch_add(received, Ordering::Relaxed);
                     Ok(head)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(Failure::Http(e)),
             };
             self.update_progress();
             let delay = match result {
@@ -747,8 +924,21 @@ impl Shared {
                     retry_after(&head.headers).unwrap_or_else(|| backoff(attempt))
                 }
                 Ok(head) => return Ok(head),
-                Err(err) if retryable_error(&err) && attempt < self.retries => backoff(attempt),
-                Err(err) => return Err(ClientError::network(redact_url(url), err)),
+                Err(Failure::Http(err)) if retryable_error(&err) && attempt < self.retries => {
+                    backoff(attempt)
+                }
+                Err(Failure::TooSlow) if attempt < self.retries => backoff(attempt),
+                Err(Failure::Http(err)) => return Err(ClientError::network(redact_url(url), err)),
+                Err(Failure::TooSlow) => {
+                    return Err(ClientError::BadResponse {
+                        url: redact_url(url),
+                        reason: format!(
+                            "transfer slower than {} bytes/s for {:.1} s (--low-speed-limit, --low-speed-time)",
+                            self.low_speed_limit,
+                            self.low_speed_time.as_secs_f64()
+                        ),
+                    })
+                }
             };
             attempt += 1;
             tokio::time::sleep(delay).await;
@@ -765,6 +955,7 @@ impl Shared {
         url: &Url,
         accept: Option<&'static str>,
         what: &str,
+        kind: Kind,
     ) -> Result<Fetched, ClientError> {
         let key = strip_credentials(url);
         let path = self.cache.http_path(&key);
@@ -825,7 +1016,7 @@ impl Shared {
             }
         }
         let mut sink = Sink::new(self.cache.create_entry(&path));
-        let head = self.execute_into(url, headers, &mut sink).await?;
+        let head = self.execute_into(url, headers, &mut sink, kind).await?;
 
         if head.status == StatusCode::NOT_MODIFIED {
             let Some(entry) = cached else {
@@ -879,8 +1070,13 @@ impl Shared {
     }
 
     /// [`Self::fetch_cached`] for bodies wanted in memory.
-    async fn fetch_cached_bytes(&self, url: &Url, what: &str) -> Result<Bytes, ClientError> {
-        let fetched = self.fetch_cached(url, None, what).await?;
+    async fn fetch_cached_bytes(
+        &self,
+        url: &Url,
+        what: &str,
+        kind: Kind,
+    ) -> Result<Bytes, ClientError> {
+        let fetched = self.fetch_cached(url, None, what, kind).await?;
         fetched.body.into_bytes().map_err(|source| ClientError::Io {
             path: self.cache.http_path(&strip_credentials(url)),
             source: source.into(),
@@ -891,7 +1087,9 @@ impl Shared {
         memoised(&self.projects, name.clone(), || async {
             let url = self.index.project_url(name);
             let what = format!("the index page of `{name}`");
-            let fetched = match self.fetch_cached(&url, Some(SIMPLE_JSON_V1), &what).await {
+            let fetched = match self
+                .fetch_cached(&url, Some(SIMPLE_JSON_V1), &what, Kind::Page)
+                .await {
                 Err(ClientError::Status { status: 404, .. }) => {
                     return Err(ClientError::NotFound {
                         package: name.to_string(),
@@ -949,7 +1147,14 @@ impl Shared {
         }
         // Straight to disk: an sdist can be tens of megabytes, of which a few files are read.
         let mut sink = Sink::new(self.cache.create_blob(&path));
-        let head = self.execute_into(url, HeaderMap::new(), &mut sink).await?;
+        let limit_kind = if kind == "metadata" {
+            Kind::Metadata
+        } else {
+            Kind::Artifact
+        };
+        let head = self
+            .execute_into(url, HeaderMap::new(), &mut sink, limit_kind)
+            .await?;
         if !head.status.is_success() {
             return Err(ClientError::Status {
                 url: redact_url(url),
@@ -1021,7 +1226,8 @@ impl Shared {
                     .await
             }
             None => Ok(Blob::Memory(
-                self.fetch_cached_bytes(&url, &file.filename).await?,
+                self.fetch_cached_bytes(&url, &file.filename, Kind::Artifact)
+                    .await?,
             )),
         }
     }
@@ -1074,7 +1280,8 @@ impl Shared {
         }
         // Offsets only mean something in the file as stored, not in a re-encoded body.
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        let response = self.execute(url, headers).await?;
+        // Ranges are parts of an artifact, and a server that ignores the range sends all of it.
+        let response = self.execute(url, headers, Kind::Artifact).await?;
         match response.status {
             StatusCode::PARTIAL_CONTENT => {
                 let content_range = response
@@ -1112,7 +1319,8 @@ impl Shared {
         file: &DistFile,
         bytes: Bytes,
     ) -> Result<CoreMetadata, ClientError> {
-        tokio::task::spawn_blocking(move || read_wheel_metadata(&bytes))
+        let limit = self.max_metadata_bytes;
+        tokio::task::spawn_blocking(move || read_wheel_metadata_limited(&bytes, limit))
             .await
             .expect("wheel reader does not panic")
             .map_err(|source| ClientError::Metadata {
@@ -1158,8 +1366,10 @@ impl Shared {
                 what: file.filename.to_string(),
             });
         }
-        let lazy =
-            remote_wheel_metadata(LAZY_WHEEL_TAIL, |range| self.fetch_range(&url, range)).await;
+        let lazy = remote_wheel_metadata(LAZY_WHEEL_TAIL, self.max_metadata_bytes, |range| {
+            self.fetch_range(&url, range)
+        })
+        .await;
         match lazy {
             Ok(Outcome::Metadata(bytes)) => {
                 let meta = parse(&bytes)?;
@@ -1168,6 +1378,12 @@ impl Shared {
                     .write_entry(&derived, &EntryMeta::default(), &bytes);
                 Ok(meta)
             }
+            Ok(Outcome::TooLarge) => Err(ClientError::Metadata {
+                file: file.filename.to_string(),
+                source: bitpoll_metadata::MetadataError::TooLarge {
+                    limit: self.max_metadata_bytes,
+                },
+            }),
             Ok(Outcome::Whole(bytes)) => {
                 if let Some(expected) = file.sha256.map(|h| h.to_string()) {
                     let actual = sha256_hex(&bytes);
@@ -1204,7 +1420,7 @@ impl Shared {
                         self.fetch_bytes_by_hash(&url, &sha256.to_string(), "metadata", &label)
                             .await
                     }
-                    None => self.fetch_cached_bytes(&url, &label).await,
+                    None => self.fetch_cached_bytes(&url, &label, Kind::Metadata).await,
                 };
                 match fetched {
                     Ok(bytes) => {

@@ -68,6 +68,8 @@ pub fn stale_reasons(lock: &Lock, flake_lock: &Path) -> anyhow::Result<Vec<Strin
             .targets
             .first()
             .and_then(|t| t.markers.get("python_version").cloned()),
+        min_release_age: lock.inputs.min_release_age.clone(),
+        release_cutoff: lock.inputs.release_cutoff.clone(),
     };
     let current = match inputs::load(&paths) {
         Ok(current) => current,

@@ -25,6 +25,14 @@ pub struct DiffArgs {
     /// Path of the lock inside a git revision, and the default NEW.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_LOCK)]
     pub lock: PathBuf,
+    /// Check new and replaced pins against this OSV database export (see `audit`).
+    #[arg(long, value_name = "DIR")]
+    pub osv_db: Option<PathBuf>,
+    /// Check new and replaced pins against the index's JSON API advisories too.
+    #[arg(long)]
+    pub index_advisories: bool,
+    #[command(flatten)]
+    pub index: crate::client::IndexArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -108,6 +116,8 @@ pub struct Report {
     pub targets: Vec<String>,
     pub changes: Vec<Change>,
     pub inputs_changed: Vec<String>,
+    /// Supply-chain signals on new pins (see `security.rs`).
+    pub security: Vec<crate::security::Finding>,
 }
 
 /// One package's entries before and after, on one target.
@@ -206,6 +216,7 @@ pub fn compare(old_label: &str, old: &Lock, new_label: &str, new: &Lock) -> Repo
         targets: targets.into_iter().collect(),
         changes,
         inputs_changed,
+        security: crate::security::review(old, new, bitpoll_client::Timestamp::now()),
     }
 }
 
@@ -456,6 +467,7 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(out, "No changes between {} and {}.", r.old, r.new);
         return out;
     }
+    out.push_str(&crate::security::render_text(&r.security));
     let flagged = r.changes.iter().filter(|c| !c.flags.is_empty()).count();
     let _ = writeln!(
         out,
@@ -495,6 +507,7 @@ pub fn render_markdown(r: &Report) -> String {
         let _ = writeln!(out, "No changes.");
         return out;
     }
+    out.push_str(&crate::security::render_markdown(&r.security));
     let count = |k: Kind| r.changes.iter().filter(|c| c.kind == k).count();
     let _ = writeln!(
         out,
@@ -567,7 +580,19 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.lock.display().to_string());
     let (new_label, new) = crate::lockref::load(&new_spec, &args.lock)?;
-    let report = compare(&old_label, &old, &new_label, &new);
+    let mut report = compare(&old_label, &old, &new_label, &new);
+    if args.osv_db.is_some() || args.index_advisories {
+        let sources = crate::audit::Sources::open(
+            args.osv_db.as_deref(),
+            args.index_advisories,
+            &args.index,
+        )?;
+        let lookup = |pin: &bitpoll_audit::Pin| sources.advisories(pin);
+        report
+            .security
+            .extend(crate::security::advisory_findings(&old, &new, &lookup)?);
+        report.security.sort();
+    }
     let text = match args.format {
         Format::Text => render_text(&report),
         Format::Markdown => render_markdown(&report),

@@ -26,6 +26,10 @@ pub struct InputPaths {
     pub systems: Vec<String>,
     /// `X.Y`; `None` takes the nixpkgs index's Python.
     pub python: Option<String>,
+    /// `--min-release-age`, over the policy's.
+    pub min_release_age: Option<String>,
+    /// The release-age cut-off to use instead of one computed from the clock.
+    pub release_cutoff: Option<String>,
 }
 
 pub struct Loaded {
@@ -37,6 +41,7 @@ pub struct Loaded {
     pub inputs: Inputs,
     pub nixpkgs_info: Option<NixpkgsInfo>,
     pub target_infos: Vec<TargetInfo>,
+    pub release_window: Option<crate::release_age::Window>,
 }
 
 impl Loaded {
@@ -86,6 +91,12 @@ pub fn load(paths: &InputPaths) -> anyhow::Result<Loaded> {
         )));
     }
     let policy = Policy::load(&paths.policy).map_err(bad_input)?;
+    let release_window = crate::release_age::window(
+        paths.min_release_age.as_deref(),
+        &policy,
+        paths.release_cutoff.as_deref(),
+        bitpoll_client::Timestamp::now(),
+    )?;
     let nixpkgs = paths
         .nixpkgs_index
         .as_deref()
@@ -150,6 +161,8 @@ pub fn load(paths: &InputPaths) -> anyhow::Result<Loaded> {
         index: paths.index_name.clone(),
         exclude_newer: paths.exclude_newer.clone(),
         no_nixpkgs: nixpkgs.is_none(),
+        min_release_age: release_window.map(|w| w.age.to_string()),
+        release_cutoff: release_window.map(|w| w.cutoff.to_rfc3339()),
     };
     Ok(Loaded {
         requirements,
@@ -160,6 +173,7 @@ pub fn load(paths: &InputPaths) -> anyhow::Result<Loaded> {
         inputs,
         nixpkgs_info,
         target_infos,
+        release_window,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `bitpoll-lock`: the command line. Parsing arguments, choosing exit codes and printing are
 //! all that happens here; the work is in the library crates.
 
+mod audit;
 mod check;
 mod client;
 mod diff;
@@ -10,6 +11,8 @@ mod index;
 mod inputs;
 mod lockref;
 mod progress;
+mod release_age;
+mod security;
 mod update;
 mod verify;
 mod why;
@@ -51,6 +54,8 @@ enum Command {
     Check(check::CheckArgs),
     /// What changed between two locks (files or git revisions), with what needs a second look.
     Diff(diff::DiffArgs),
+    /// Known advisories for every pinned version; exit 1 at or above --fail-on.
+    Audit(audit::AuditArgs),
     /// Every path from the top-level requirements to a package, per target.
     Why(why::WhyArgs),
     /// Write the lock in another format (pip's requirements with hashes).
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Update(args) => update::run(*args, cli.quiet),
         Command::Check(args) => check::run(args, cli.quiet),
         Command::Diff(args) => diff::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Why(args) => why::run(args),
         Command::Export(args) => export::run(args),
         Command::Verify(args) => verify::run(args, cli.quiet),

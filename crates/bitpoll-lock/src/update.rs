@@ -70,9 +70,32 @@ pub struct UpdateArgs {
     /// Retries of a failed request (connection errors, 429, 5xx), with backoff.
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
-    /// The largest response accepted from the index, in bytes.
+    /// The largest response accepted from the index, in bytes after decoding: the limit for
+    /// artifacts and a ceiling for pages and metadata.
     #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_RESPONSE_BYTES)]
     pub max_response_size: u64,
+    /// The largest project page accepted, in bytes after decoding.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_PAGE_BYTES)]
+    pub max_page_size: u64,
+    /// The largest core metadata accepted (a metadata file, or a wheel's METADATA once
+    /// inflated), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_MAX_METADATA_BYTES)]
+    pub max_metadata_size: u64,
+    /// Abandon a response slower than this many bytes a second over --low-speed-time
+    /// (retried like a timeout); 0 turns the check off.
+    #[arg(long, value_name = "BYTES", default_value_t = bitpoll_client::DEFAULT_LOW_SPEED_LIMIT)]
+    pub low_speed_limit: u64,
+    /// Files uploaded less than this long ago (e.g. `7 days`) are not candidates unless pinned
+    /// with `==`; overrides the policy's `min-release-age`.
+    #[arg(long, value_name = "AGE")]
+    pub min_release_age: Option<String>,
+    /// Use this release-age cut-off (RFC 3339) instead of one computed from the clock: the
+    /// lock's `inputs.release_cutoff`, to reproduce it.
+    #[arg(long, value_name = "TIME")]
+    pub release_cutoff: Option<String>,
+    /// Seconds over which --low-speed-limit is measured.
+    #[arg(long, value_name = "SECS", default_value_t = bitpoll_client::DEFAULT_LOW_SPEED_TIME.as_secs())]
+    pub low_speed_time: u64,
     /// Never run a build backend: an sdist whose dependencies are not static is an error
     /// (declare them in the policy's [metadata] table instead).
     #[arg(long)]
@@ -113,6 +136,8 @@ impl UpdateArgs {
             exclude_newer,
             systems,
             python: self.python.clone(),
+            min_release_age: self.min_release_age.clone(),
+            release_cutoff: self.release_cutoff.clone(),
         })
     }
 }
@@ -193,6 +218,10 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
     options.retries = args.retries;
     options.max_response_bytes = args.max_response_size;
+    options.max_page_bytes = args.max_page_size;
+    options.max_metadata_bytes = args.max_metadata_size;
+    options.low_speed_limit = args.low_speed_limit;
+    options.low_speed_time = std::time::Duration::from_secs(args.low_speed_time.max(1));
     options.reporter = (!quiet && std::io::stderr().is_terminal()).then(crate::progress::spinner);
     options.exclude_newer = paths.exclude_newer.clone();
     let cache_dir = options.cache_dir.clone();
@@ -221,6 +250,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 
     let resolver_options = Options {
         builds: builds.clone(),
+        release_cutoff: loaded.release_window.map(|w| w.cutoff),
         ..Options::default()
     };
     let request = Request {
@@ -252,6 +282,9 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         package_sha256: Default::default(),
     };
     lock.normalise();
+    if args.release_cutoff.is_none() {
+        crate::release_age::keep_previous_cutoff(&mut lock, old_lock.as_ref());
+    }
     lock.seal();
     let text = lock.to_json();
     let unchanged = std::fs::read(&args.lock).is_ok_and(|old| old == text.as_bytes());

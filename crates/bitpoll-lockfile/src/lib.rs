@@ -64,6 +64,13 @@ pub struct Inputs {
     pub index: String,
     pub exclude_newer: Option<String>,
     pub no_nixpkgs: bool,
+    /// The `min-release-age` in force (policy or command line), as `7 days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_release_age: Option<String>,
+    /// The absolute cut-off that age gave for this run (RFC 3339): files uploaded later were
+    /// held back unless pinned with `==`. Recorded so that a re-run can reproduce the lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_cutoff: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +179,14 @@ pub struct Artifact {
     pub hash: String,
     pub size: Option<u64>,
     pub targets: Vec<String>,
+    /// When the index says the file was uploaded (RFC 3339, to the second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_time: Option<String>,
+    /// Who published the file according to its PEP 740 provenance, such as
+    /// `GitHub repository=org/app workflow=release.yml environment=pypi`; absent when the
+    /// index lists no provenance for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
 }
 
 impl Package {
@@ -630,6 +645,8 @@ mod tests {
                 sha256: "ab".repeat(32),
                 hash: sri_from_hex(&"ab".repeat(32)).unwrap(),
                 size: Some(10),
+                upload_time: None,
+                publisher: None,
                 targets: vec!["x86_64-linux".into()],
             }],
             build_system: None,

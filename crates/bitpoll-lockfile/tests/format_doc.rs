@@ -84,6 +84,8 @@ fn everything() -> Lock {
             index: "pypi".into(),
             exclude_newer: Some("2026-01-01T23:59:59Z".into()),
             no_nixpkgs: false,
+            min_release_age: Some("1 week".into()),
+            release_cutoff: Some("2025-12-25T00:00:00Z".into()),
         },
         nixpkgs: Some(NixpkgsInfo {
             identity: "test".into(),
@@ -120,6 +122,8 @@ fn everything() -> Lock {
                 hash: String::new(),
                 size: Some(1),
                 targets: vec![target.clone()],
+                upload_time: Some("2025-01-01T00:00:00Z".into()),
+                publisher: Some("GitHub repository=org/a workflow=release.yml".into()),
             }],
             build_system: Some(BuildSystem {
                 backend: "setuptools.build_meta:__legacy__".into(),
@@ -170,6 +174,8 @@ fn everything() -> Lock {
                     hash: String::new(),
                     size: Some(1),
                     targets: vec![target.clone()],
+                    upload_time: None,
+                    publisher: None,
                 }],
                 build_system: None,
             },

@@ -214,6 +214,7 @@ fn entries<'a>(
                 let ResolvedSource::Index {
                     artifact,
                     sha256,
+                    publisher,
                     metadata,
                     metadata_built_with,
                     requires_python,
@@ -251,6 +252,8 @@ fn entries<'a>(
                         hash,
                         size: artifact.size,
                         targets: vec![target.to_string()],
+                        upload_time: artifact.upload_time.map(|t| t.to_rfc3339()),
+                        publisher: publisher.clone(),
                     },
                 );
             }

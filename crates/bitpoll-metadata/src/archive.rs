@@ -17,7 +17,7 @@ use crate::{parse_core_metadata, CoreMetadata, MetadataError, MetadataSource};
 /// or gzip bomb hits it and is rejected.
 const SDIST_SUFFIXES: [&str; 4] = [".tar.gz", ".tgz", ".tar", ".zip"];
 
-pub const MAX_UNCOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_UNCOMPRESSED_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The most decompressed bytes streamed through (not kept) while looking for those files
 /// in a tar sdist, which has no index to jump to them. Large real sdists expand to a few
@@ -90,15 +90,22 @@ impl<R: Read> Read for Capped<R> {
 }
 
 fn read_capped(reader: impl Read, budget: &mut u64) -> Result<Vec<u8>, MetadataError> {
+    read_capped_reporting(reader, budget, MAX_UNCOMPRESSED_BYTES)
+}
+
+/// [`read_capped`], naming `limit` as the cap that was passed.
+fn read_capped_reporting(
+    reader: impl Read,
+    budget: &mut u64,
+    limit: u64,
+) -> Result<Vec<u8>, MetadataError> {
     let mut out = Vec::new();
     reader
         .take(*budget + 1)
         .read_to_end(&mut out)
         .map_err(|e| MetadataError::Archive(e.to_string()))?;
     if out.len() as u64 > *budget {
-        return Err(MetadataError::TooLarge {
-            limit: MAX_UNCOMPRESSED_BYTES,
-        });
+        return Err(MetadataError::TooLarge { limit });
     }
     *budget -= out.len() as u64;
     Ok(out)
@@ -110,6 +117,16 @@ fn zip_error(e: zip::result::ZipError) -> MetadataError {
 
 /// Reads `<name>.dist-info/METADATA` from a wheel held in memory.
 pub fn read_wheel_metadata(wheel_bytes: &[u8]) -> Result<CoreMetadata, MetadataError> {
+    read_wheel_metadata_limited(wheel_bytes, MAX_UNCOMPRESSED_BYTES)
+}
+
+/// [`read_wheel_metadata`] with another cap on the decompressed `METADATA`. Inflating
+/// stops at the cap, whatever size the zip directory claims, so a bomb costs the work of
+/// `limit` bytes only.
+pub fn read_wheel_metadata_limited(
+    wheel_bytes: &[u8],
+    limit: u64,
+) -> Result<CoreMetadata, MetadataError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(wheel_bytes)).map_err(zip_error)?;
     let mut found: Option<String> = None;
     for name in archive.file_names() {
@@ -124,8 +141,11 @@ pub fn read_wheel_metadata(wheel_bytes: &[u8]) -> Result<CoreMetadata, MetadataE
     }
     let name = found.ok_or(MetadataError::NoWheelMetadata)?;
     let member = archive.by_name(&name).map_err(zip_error)?;
-    let mut budget = MAX_UNCOMPRESSED_BYTES;
-    let bytes = read_capped(member, &mut budget)?;
+    if member.size() > limit {
+        return Err(MetadataError::TooLarge { limit });
+    }
+    let mut budget = limit;
+    let bytes = read_capped_reporting(member, &mut budget, limit)?;
     parse_core_metadata(&bytes, MetadataSource::Wheel)
 }
 

@@ -2,6 +2,10 @@
 //! resolver applies every time.
 //!
 //! ```toml
+//! # Files uploaded less than this long before a run are not candidates unless pinned
+//! # with `==` (a fresh release has had no time to be reviewed, or pulled).
+//! min-release-age = "7 days"
+//!
 //! # A requirement on the left is served by the nixpkgs package on the right (with nixpkgs on).
 //! [replace]
 //! psycopg2-binary = "psycopg2"
@@ -63,6 +67,12 @@ pub enum ForcedSource {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    #[serde(
+        rename = "min-release-age",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    min_release_age: Option<String>,
     #[serde(default)]
     replace: BTreeMap<String, String>,
     #[serde(default)]
@@ -113,6 +123,8 @@ pub struct Policy {
     pub metadata: BTreeMap<(PackageName, Version), MetadataOverride>,
     /// Darwin system -> its macOS deployment target (major, minor).
     pub macos: BTreeMap<String, (u16, u16)>,
+    /// `min-release-age`: how long a file must have been on the index to be a candidate.
+    pub min_release_age: Option<ReleaseAge>,
     /// sha256 of the normalised policy, for the lock's fingerprint.
     pub fingerprint: String,
 }
@@ -152,6 +164,10 @@ impl Policy {
                 .map_err(|e| invalid(format!("[{section}] `{s}` is not a package name: {e}")))
         };
         let mut policy = Policy::default();
+        if let Some(age) = &raw.min_release_age {
+            policy.min_release_age =
+                Some(ReleaseAge::parse(age).map_err(|e| invalid(format!("min-release-age: {e}")))?);
+        }
         for (from, to) in &raw.replace {
             policy
                 .replace
@@ -232,6 +248,60 @@ impl Policy {
     }
 }
 
+/// A span of time such as `7 days`: how long a release must have been public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseAge {
+    pub seconds: u64,
+}
+
+impl ReleaseAge {
+    /// Parses `N UNIT` (or `NUNIT`) with UNIT one of seconds, minutes, hours, days, weeks, in
+    /// full, singular or abbreviated (`s`, `min`, `h`, `d`, `w`).
+    pub fn parse(text: &str) -> Result<ReleaseAge, String> {
+        let text = text.trim();
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, unit) = text.split_at(digits);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` does not start with a number (e.g. `7 days`)"))?;
+        let unit_seconds = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "second" | "seconds" => 1,
+            "min" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            other => {
+                return Err(format!(
+                    "`{other}` in `{text}` is not a unit (seconds, minutes, hours, days, weeks)"
+                ))
+            }
+        };
+        number
+            .checked_mul(unit_seconds)
+            .map(|seconds| ReleaseAge { seconds })
+            .ok_or_else(|| format!("`{text}` is too long"))
+    }
+}
+
+impl std::fmt::Display for ReleaseAge {
+    /// The largest unit that divides the span, so `168 hours` reads `1 week`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let units = [
+            (7 * 86_400, "week"),
+            (86_400, "day"),
+            (3600, "hour"),
+            (60, "minute"),
+            (1, "second"),
+        ];
+        let (size, name) = units
+            .into_iter()
+            .find(|(size, _)| self.seconds.is_multiple_of(*size) && self.seconds >= *size)
+            .unwrap_or((1, "second"));
+        let n = self.seconds / size;
+        write!(f, "{n} {name}{}", if n == 1 { "" } else { "s" })
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -291,6 +361,22 @@ requires-dist = ["django>=3.2"]
             let err = Policy::parse(Path::new("p"), bad).unwrap_err().to_string();
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn release_ages_parse_and_print_in_the_largest_unit() {
+        let age = |t: &str| ReleaseAge::parse(t).map(|a| a.to_string());
+        assert_eq!(age("7 days").as_deref(), Ok("1 week"));
+        assert_eq!(age("36h").as_deref(), Ok("36 hours"));
+        assert_eq!(age("1 Day").as_deref(), Ok("1 day"));
+        assert_eq!(age("90 min").as_deref(), Ok("90 minutes"));
+        assert_eq!(age("0 days").as_deref(), Ok("0 seconds"));
+        assert!(age("a week").is_err());
+        assert!(age("7 fortnights").is_err());
+        let policy = Policy::parse(Path::new("p.toml"), "min-release-age = \"3 days\"\n").unwrap();
+        assert_eq!(policy.min_release_age.unwrap().seconds, 3 * 86_400);
+        let err = Policy::parse(Path::new("p.toml"), "min-release-age = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("min-release-age"), "{err}");
     }
 
     #[test]

@@ -325,6 +325,12 @@ pub fn build(
                     reasons.push("it was yanked".to_string());
                     return false;
                 }
+                if let Some(reason) =
+                    crate::release_age::held_back(f, cx.options.release_cutoff.as_ref(), yanked_ok)
+                {
+                    reasons.push(reason);
+                    return false;
+                }
                 if let Some(rp) = &f.requires_python {
                     // A malformed Requires-Python is ignored, as pip does.
                     let ok = match admits.get(&**rp) {

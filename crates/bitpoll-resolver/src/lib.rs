@@ -12,6 +12,7 @@
 mod build;
 mod candidates;
 mod provider;
+mod release_age;
 mod report;
 pub mod version;
 
@@ -73,6 +74,9 @@ pub struct Options {
     pub no_build: PackageSet,
     /// Whether build backends may run to read metadata that is not static.
     pub builds: Builds,
+    /// Files uploaded after this instant (or without an upload time) are held back unless
+    /// their version is pinned with `==`: the policy's `min-release-age` made absolute.
+    pub release_cutoff: Option<bitpoll_simple::Timestamp>,
 }
 
 /// Everything a resolution depends on besides the indexes.
@@ -97,6 +101,8 @@ pub enum ResolvedSource {
         artifact: Arc<DistFile>,
         /// Its sha256 (hex): as the index declared it, or of its bytes where it declared none.
         sha256: String,
+        /// Its publisher, from the index's PEP 740 provenance, where it lists one.
+        publisher: Option<String>,
         metadata: MetadataSource,
         /// The interpreter that ran the build backend, when `metadata` came from a build.
         metadata_built_with: Option<String>,

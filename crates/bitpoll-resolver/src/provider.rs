@@ -823,6 +823,7 @@ pub fn resolve_target(
                 ResolvedSource::Index {
                     artifact: artifact.clone(),
                     sha256,
+                    publisher: source.publisher(artifact)?,
                     metadata,
                     metadata_built_with: provider
                         .built_with

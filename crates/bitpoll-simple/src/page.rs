@@ -134,12 +134,23 @@ pub struct DistFile {
     /// `Some(None)` when offered without one, `None` when not offered.
     pub core_metadata: Option<Option<Sha256Digest>>,
     pub size: Option<u64>,
+    /// When the file was uploaded, as the index says (PEP 700 `upload-time`).
+    pub upload_time: Option<Timestamp>,
+    /// The file's PEP 740 provenance URL (simple API 1.3 `provenance`), as the page wrote it.
+    pub provenance: Option<Box<str>>,
 }
 
 impl DistFile {
     /// Whether the file is a wheel (as opposed to an sdist).
     pub fn is_wheel(&self) -> bool {
         is_wheel_name(&self.filename)
+    }
+
+    /// Where the file's PEP 740 provenance is, when the index lists one; may carry the index
+    /// credentials, as [`DistFile::url`] does.
+    pub fn provenance_url(&self) -> Option<Url> {
+        let raw = self.provenance.as_deref()?;
+        self.urls.base.join(raw).ok()
     }
 
     fn raw_url(&self) -> String {
@@ -185,6 +196,8 @@ impl std::fmt::Debug for DistFile {
             .field("yanked", &self.yanked)
             .field("core_metadata", &self.core_metadata)
             .field("size", &self.size)
+            .field("upload_time", &self.upload_time)
+            .field("provenance", &self.provenance)
             .finish()
     }
 }
@@ -220,6 +233,8 @@ struct RawFile<'a> {
     size: Option<u64>,
     #[serde(rename = "upload-time", default, borrow)]
     upload_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    provenance: Option<Cow<'a, str>>,
 }
 
 /// Only the hash we check; other algorithms are skipped without allocating a map per file.
@@ -348,8 +363,8 @@ impl FilesBuilder<'_> {
                 Some(hashes.sha256.as_deref().and_then(Sha256Digest::from_hex))
             }
         };
+        let uploaded = file.upload_time.as_deref().and_then(Timestamp::parse);
         if let Some(limit) = self.exclude_newer {
-            let uploaded = file.upload_time.as_deref().and_then(Timestamp::parse);
             match uploaded {
                 Some(t) if t <= *limit => {}
                 _ => return Ok(()),
@@ -441,6 +456,8 @@ impl FilesBuilder<'_> {
             yanked,
             core_metadata,
             size: file.size,
+            upload_time: uploaded,
+            provenance: file.provenance.map(|p| p.into()),
         }));
         Ok(())
     }

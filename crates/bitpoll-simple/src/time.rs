@@ -1,7 +1,7 @@
 //! Just enough RFC 3339 to compare upload times with `--exclude-newer`.
 
 /// An instant as seconds and nanoseconds since the Unix epoch (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
     secs: i64,
     nanos: u32,
@@ -24,7 +24,55 @@ fn number(text: &str, digits: usize) -> Option<u32> {
         .flatten()
 }
 
+/// The inverse of `days_from_civil`: (year, month, day) of a day number.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 impl Timestamp {
+    /// The instant `secs` seconds after the Unix epoch.
+    pub fn from_unix(secs: i64) -> Timestamp {
+        Timestamp { secs, nanos: 0 }
+    }
+
+    /// The current time from the system clock.
+    pub fn now() -> Timestamp {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            secs: since.as_secs() as i64,
+            nanos: since.subsec_nanos(),
+        }
+    }
+
+    /// Seconds since the Unix epoch (fractions dropped).
+    pub fn unix_secs(&self) -> i64 {
+        self.secs
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ`, to the second: one spelling per instant, for the lock.
+    pub fn to_rfc3339(&self) -> String {
+        let days = self.secs.div_euclid(86_400);
+        let rest = self.secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
+    }
+
     /// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time such as
     /// `2024-01-31T12:00:00.123456Z` or `2024-01-31T12:00:00+02:00`; a date-time without
     /// an offset is taken as UTC.
@@ -106,5 +154,23 @@ mod tests {
         assert!(Timestamp::parse("2024-13-01").is_none());
         assert!(Timestamp::parse("yesterday").is_none());
         assert!(Timestamp::parse("2024-01-31T12:00").is_none());
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "2024-12-31T00:00:01Z",
+            "1969-12-31T12:00:00Z",
+        ] {
+            assert_eq!(Timestamp::parse(text).unwrap().to_rfc3339(), text);
+        }
+        assert_eq!(
+            Timestamp::parse("2024-01-31T14:00:00.4+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2024-01-31T12:00:00Z"
+        );
     }
 }

@@ -87,4 +87,11 @@ pub trait PackageSource: Send + Sync {
 
     /// A file's bytes, checked against the sha256 the page declared.
     fn download(&self, file: &DistFile) -> Result<Bytes, SourceError>;
+
+    /// Who published a file, from its PEP 740 provenance: the publisher's kind and identity
+    /// in one line; `None` when the source lists no provenance for it.
+    fn publisher(&self, file: &DistFile) -> Result<Option<String>, SourceError> {
+        let _ = file;
+        Ok(None)
+    }
 }
