@@ -95,17 +95,6 @@ impl Sources {
     }
 }
 
-/// Every (name, version) the lock pins, index and nixpkgs entries alike.
-pub fn pins(lock: &Lock) -> BTreeSet<Pin> {
-    lock.packages
-        .iter()
-        .map(|p| Pin {
-            name: p.name.clone(),
-            version: p.version.clone(),
-        })
-        .collect()
-}
-
 /// Asks every source about every pin, a few pins at a time.
 pub fn audit(sources: &Sources, pins: BTreeSet<Pin>) -> anyhow::Result<Report> {
     let pins: Vec<Pin> = pins.into_iter().collect();
@@ -138,7 +127,7 @@ pub fn audit(sources: &Sources, pins: BTreeSet<Pin>) -> anyhow::Result<Report> {
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let lock = Lock::read(&args.lock).map_err(bad_input)?;
     let sources = Sources::open(args.osv_db.as_deref(), !args.no_index, &args.index)?;
-    let report = audit(&sources, pins(&lock))?;
+    let report = audit(&sources, bitpoll_review::pins(&lock))?;
     let text = match args.format {
         Format::Text => render_text(&report, args.fail_on),
         Format::Markdown => render_markdown(&report, args.fail_on),

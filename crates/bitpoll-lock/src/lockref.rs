@@ -34,26 +34,3 @@ pub fn load(spec: &str, lock_path: &Path) -> anyhow::Result<(String, Lock)> {
     let lock = Lock::from_slice(Path::new(&label), &out.stdout).map_err(bad_input)?;
     Ok((label, lock))
 }
-
-/// A lock's top-level requirements as (the package name they resolve to, the requirement as
-/// written, its file): names go through the policy's replacements when nixpkgs was used, so
-/// `psycopg2-binary` leads to nixpkgs' `psycopg2` as it did during resolution.
-pub fn roots(lock: &Lock) -> Vec<(String, String, String)> {
-    let policy = bitpoll_policy::Policy::load(Path::new(&lock.inputs.policy)).ok();
-    let mut out = Vec::new();
-    for (file, reqs) in &lock.inputs.requirements {
-        for r in reqs {
-            let Ok(req) = bitpoll_pep508::parse(r) else {
-                continue;
-            };
-            let mut name = req.name.clone();
-            if lock.nixpkgs.is_some() {
-                if let Some(to) = policy.as_ref().and_then(|p| p.replace.get(&name)) {
-                    name = to.clone();
-                }
-            }
-            out.push((name.to_string(), r.clone(), file.clone()));
-        }
-    }
-    out
-}

@@ -12,7 +12,6 @@ mod inputs;
 mod lockref;
 mod progress;
 mod release_age;
-mod security;
 mod update;
 mod verify;
 mod why;

@@ -88,16 +88,6 @@ pub fn keep_previous_cutoff(lock: &mut Lock, previous: Option<&Lock>) {
     }
 }
 
-/// The window `diff` measures new pins against: the lock's own, else a week.
-pub fn review_window(recorded_age: Option<&str>) -> ReleaseAge {
-    recorded_age
-        .and_then(|a| ReleaseAge::parse(a).ok())
-        .filter(|a| a.seconds > 0)
-        .unwrap_or(ReleaseAge {
-            seconds: 7 * 86_400,
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

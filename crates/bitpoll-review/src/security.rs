@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use bitpoll_client::Timestamp;
 use bitpoll_lockfile::{Lock, Package, Source};
+use bitpoll_simple::Timestamp;
 use serde::Serialize;
 
 /// One reason for a closer look at a pin.
@@ -48,7 +48,7 @@ pub struct Finding {
 
 /// Every finding for the pins `new` adds or changes relative to `old`, measured at `now`.
 pub fn review(old: &Lock, new: &Lock, now: Timestamp) -> Vec<Finding> {
-    let window = crate::release_age::review_window(new.inputs.min_release_age.as_deref());
+    let window = crate::review_window(new.inputs.min_release_age.as_deref());
     let mut out = BTreeSet::new();
     for n in new.packages.iter().filter(|p| p.source == Source::Index) {
         let previous: Vec<&Package> = old
@@ -120,7 +120,7 @@ pub fn advisory_findings(
     lookup: &(dyn Fn(&bitpoll_audit::Pin) -> anyhow::Result<Option<Vec<bitpoll_audit::Advisory>>>
           + Sync),
 ) -> anyhow::Result<Vec<Finding>> {
-    let pins = |lock: &Lock| -> BTreeSet<bitpoll_audit::Pin> { crate::audit::pins(lock) };
+    let pins = |lock: &Lock| -> BTreeSet<bitpoll_audit::Pin> { crate::pins(lock) };
     let (before, after) = (pins(old), pins(new));
     let mut out = BTreeSet::new();
     let names = |a: &bitpoll_audit::Advisory| {
