@@ -183,12 +183,17 @@ setup(name="netbuild", version="1.0", install_requires=deps)
 #[test]
 fn no_build_refuses_a_non_static_sdist_and_names_the_policy_key() {
     let (p, before) = project_with_a_lock("computed\n", "");
-    let out = p.update(&["--no-nixpkgs", "--no-build"]);
+    p.write("site-policy.toml", "");
+    let out = p.update(&["--no-nixpkgs", "--no-build", "--policy", "site-policy.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("computed 1.0"), "{err}");
     assert!(err.contains("--no-build"), "{err}");
-    assert!(err.contains("[metadata.\"computed\".\"1.0\"]"), "{err}");
+    // The policy file this run reads, where the user has to add the key.
+    assert!(
+        err.contains("[metadata.\"computed\".\"1.0\"] in site-policy.toml"),
+        "{err}"
+    );
     assert_eq!(p.lock_text(), before);
 
     // What the error asks for works without running anything.

@@ -127,6 +127,19 @@ pub struct Policy {
     pub min_release_age: Option<ReleaseAge>,
     /// sha256 of the normalised policy, for the lock's fingerprint.
     pub fingerprint: String,
+    /// Where it was read from, for messages that tell the user what to add to it.
+    pub path: PathBuf,
+}
+
+impl Policy {
+    /// How messages name the policy file.
+    pub fn file_name(&self) -> String {
+        if self.path.as_os_str().is_empty() {
+            "lock/policy.toml".to_string()
+        } else {
+            self.path.display().to_string()
+        }
+    }
 }
 
 impl Policy {
@@ -240,6 +253,7 @@ impl Policy {
         // Normalised: serde_json of the raw form with sorted maps; comments and layout don't count.
         let canonical = serde_json::to_string(&raw).expect("policy serialises");
         policy.fingerprint = hex::encode(Sha256::digest(canonical.as_bytes()));
+        policy.path = path.to_path_buf();
         Ok(policy)
     }
 

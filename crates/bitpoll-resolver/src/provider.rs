@@ -408,7 +408,10 @@ impl<'a> Provider<'a> {
         // egg-info `requires.txt` says what the sdist's author's machine computed, which a
         // `setup.py` may compute differently here).
         let info = self.source.sdist_info(artifact)?;
-        let policy_key = format!("[metadata.\"{name}\".\"{version}\"] in lock/policy.toml");
+        let policy_key = format!(
+            "[metadata.\"{name}\".\"{version}\"] in {}",
+            self.request.policy.file_name()
+        );
         match &self.request.options.builds {
             crate::build::Builds::Refused => Err(ProviderError::Build(format!(
                 "{name} {version}: {} does not declare its dependencies statically, and \
