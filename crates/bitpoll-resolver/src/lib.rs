@@ -14,6 +14,7 @@ mod candidates;
 mod provider;
 mod release_age;
 mod report;
+mod universe;
 pub mod version;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

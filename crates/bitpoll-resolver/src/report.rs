@@ -7,7 +7,7 @@ use pubgrub::{
     VersionSet,
 };
 
-use crate::provider::{Pkg, Provider};
+use crate::universe::{Pkg, Universe};
 use crate::version::Range;
 
 type Ext = External<Pkg, Range, String>;
@@ -142,7 +142,7 @@ impl ReportFormatter<Pkg, Range, String> for Formatter {
     }
 }
 
-pub fn explain(tree: &DerivationTree<Pkg, Range, String>, provider: &Provider<'_>) -> String {
+pub fn explain(tree: &DerivationTree<Pkg, Range, String>, provider: &Universe<'_>) -> String {
     let text = match tree {
         // Collapsing "no versions" leaves a lone requirement when that was the whole story;
         // say why it fails instead of only restating it.
