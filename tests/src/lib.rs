@@ -13,7 +13,8 @@ pub use bitpoll_test_skip::skip;
 pub mod bombs;
 pub mod conformance;
 pub mod memory;
-pub mod server;
+/// The loopback HTTP server, its own crate so that the client's tests can use it too.
+pub use bitpoll_test_server as server;
 pub mod universe;
 
 use std::path::{Path, PathBuf};

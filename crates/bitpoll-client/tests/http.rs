@@ -1,10 +1,10 @@
 //! The client against a real HTTP server on 127.0.0.1 serving a fixture index.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Cursor, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Cursor, Write};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bitpoll_client::{ClientError, ClientOptions, IndexClient, IndexUrl};
@@ -12,63 +12,58 @@ use bitpoll_metadata::MetadataSource;
 use pep508_rs::PackageName;
 use sha2::{Digest, Sha256};
 
+/// A request as these tests read it: the path and lower-case header names.
 #[derive(Debug, Clone)]
 struct Request {
     path: String,
     headers: HashMap<String, String>,
 }
 
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+impl From<&bitpoll_test_server::Request> for Request {
+    fn from(r: &bitpoll_test_server::Request) -> Self {
+        Request {
+            path: r.path.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+        }
+    }
 }
+
+/// An answer, sent exactly as built (the shared server adds nothing to a handler's answer).
+struct Response(bitpoll_test_server::Response);
 
 impl Response {
     fn ok(content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        Response {
-            status: 200,
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body: body.into(),
-        }
+        Response(bitpoll_test_server::Response::new(200, content_type, body))
     }
     fn status(status: u16) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response(bitpoll_test_server::Response::new(status, "", Vec::new()))
     }
-    fn header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.into(), value.into()));
-        self
+    fn header(self, name: &str, value: &str) -> Response {
+        Response(self.0.with_header(name, value))
     }
 }
 
-type Handler = dyn Fn(&Request) -> Response + Send + Sync;
-
-/// A minimal HTTP/1.1 server: one request per connection, answered by `handler`.
+/// The shared loopback server, answering every request with `handler`.
 struct Server {
+    inner: bitpoll_test_server::IndexServer,
     port: u16,
-    log: Arc<Mutex<Vec<Request>>>,
 }
 
 impl Server {
     fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let thread_log = log.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let handler = handler.clone();
-                let log = thread_log.clone();
-                std::thread::spawn(move || serve(stream, &*handler, &log));
-            }
-        });
-        Server { port, log }
+        let inner =
+            bitpoll_test_server::IndexServer::start_with(move |r| Some(handler(&r.into()).0));
+        let port = inner
+            .base_url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the server's port");
+        Server { inner, port }
     }
 
     fn index(&self) -> IndexUrl {
@@ -76,56 +71,12 @@ impl Server {
     }
 
     fn requests(&self) -> Vec<Request> {
-        self.log.lock().unwrap().clone()
+        self.inner.requests().iter().map(Request::from).collect()
     }
 
     fn count(&self, path: &str) -> usize {
         self.requests().iter().filter(|r| r.path == path).count()
     }
-}
-
-fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-            break;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let request = Request { path, headers };
-    log.lock().unwrap().push(request.clone());
-    let response = handler(&request);
-    let mut out = Vec::new();
-    write!(out, "HTTP/1.1 {} X\r\n", response.status).unwrap();
-    for (k, v) in &response.headers {
-        write!(out, "{k}: {v}\r\n").unwrap();
-    }
-    write!(
-        out,
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        response.body.len()
-    )
-    .unwrap();
-    out.extend_from_slice(&response.body);
-    let mut stream = stream;
-    let _ = stream.write_all(&out);
-    let _ = stream.flush();
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -234,14 +185,10 @@ impl Fixture {
                 b.parse::<usize>().unwrap().min(total - 1),
             ),
         };
-        Response {
-            status: 206,
-            headers: vec![(
-                "Content-Range".into(),
-                format!("bytes {start}-{end}/{total}"),
-            )],
-            body: bytes[start..=end].to_vec(),
-        }
+        Response(
+            bitpoll_test_server::Response::new(206, "", bytes[start..=end].to_vec())
+                .with_header("Content-Range", &format!("bytes {start}-{end}/{total}")),
+        )
     }
 
     fn respond(&self, req: &Request) -> Response {
@@ -633,7 +580,7 @@ fn retries_transient_failures() {
     let server = Server::start(move |req| {
         if req.path == "/simple/demo/" && counter.fetch_add(1, Ordering::SeqCst) == 0 {
             let mut busy = Response::status(503).header("Retry-After", "0");
-            busy.body = b"{\"busy\": true}".to_vec();
+            busy.0.body = b"{\"busy\": true}".to_vec();
             return busy;
         }
         fixture.respond(req)

@@ -1,5 +1,10 @@
-//! A small HTTP/1.1 server for tests: fixed routes, a request log, ETag revalidation and
-//! injectable faults. Bound to 127.0.0.1 on a free port; stops when dropped.
+//! A small HTTP/1.1 server for tests: fixed routes or a handler, a request log, ETag
+//! revalidation, byte ranges and injectable faults. Bound to 127.0.0.1 on a free port; stops
+//! when dropped.
+//!
+//! It has no dependency on the project's crates, so that every crate's tests (the index
+//! client's included) can use the same server. It must never listen beyond the loopback
+//! address.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,9 +56,13 @@ pub enum Fault {
     Trickle(Duration),
 }
 
+/// Answers requests itself; `None` falls back to the routes.
+pub type Handler = dyn Fn(&Request) -> Option<Response> + Send + Sync;
+
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Response>,
+    handler: Option<Arc<Handler>>,
     faults: HashMap<String, Fault>,
     /// Paths answered with `206 Partial Content` to a `Range` request.
     ranges: std::collections::HashSet<String>,
@@ -86,12 +95,27 @@ pub struct IndexServer {
 
 impl IndexServer {
     pub fn start(routes: HashMap<String, Response>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let state = Arc::new(Mutex::new(State {
+        Self::start_state(State {
             routes,
             ..State::default()
-        }));
+        })
+    }
+
+    /// A server whose answers come from `handler`, sent as it returns them (no ETag, no
+    /// ranges, no faults): for tests that script the exchange themselves.
+    pub fn start_with(
+        handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_state(State {
+            handler: Some(Arc::new(handler)),
+            ..State::default()
+        })
+    }
+
+    fn start_state(state: State) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(state));
         let stop = Arc::new(AtomicBool::new(false));
         {
             let state = state.clone();
@@ -202,6 +226,18 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             headers,
             at,
         };
+        let handler = state.lock().unwrap().handler.clone();
+        if let Some(answer) = handler.and_then(|h| h(&request)) {
+            state.lock().unwrap().log.push(request.clone());
+            let head = head(&answer, answer.body.len(), None);
+            if stream.write_all(head.as_bytes()).is_err()
+                || (method != "HEAD" && stream.write_all(&answer.body).is_err())
+            {
+                return;
+            }
+            let _ = stream.flush();
+            continue;
+        }
         let (response, fault, ranges) = {
             let mut st = state.lock().unwrap();
             st.log.push(request.clone());
@@ -323,10 +359,11 @@ fn head(response: &Response, len: usize, etag: Option<&str>) -> String {
         503 => "Service Unavailable",
         _ => "Status",
     };
-    let mut h = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {len}\r\n",
-        response.status, response.content_type
-    );
+    let mut h = format!("HTTP/1.1 {} {reason}\r\n", response.status);
+    if !response.content_type.is_empty() {
+        h.push_str(&format!("Content-Type: {}\r\n", response.content_type));
+    }
+    h.push_str(&format!("Content-Length: {len}\r\n"));
     if let Some(etag) = etag {
         h.push_str(&format!("ETag: {etag}\r\n"));
     }
