@@ -23,22 +23,36 @@ def main():
     for attr in filter(None, attrs.split(".")):
         backend = getattr(backend, attr)
 
-    if hook == "get_requires_for_build_wheel":
+    def requires():
         get = getattr(backend, "get_requires_for_build_wheel", None)
-        result = {"requires": list(get({})) if get else []}
-    elif hook == "prepare_metadata_for_build_wheel":
+        return list(get({})) if get else []
+
+    def metadata():
         metadata_dir = os.path.join(out, "metadata")
         os.makedirs(metadata_dir)
         prepare = getattr(backend, "prepare_metadata_for_build_wheel", None)
         if prepare is not None:
             dist_info = prepare(metadata_dir, {})
-            result = {"hook": hook, "metadata": os.path.join(metadata_dir, dist_info, "METADATA")}
-        else:
-            # PEP 517: a backend without the hook is asked for the wheel itself.
-            wheel_dir = os.path.join(out, "wheel")
-            os.makedirs(wheel_dir)
-            name = backend.build_wheel(wheel_dir, {})
-            result = {"hook": "build_wheel", "wheel": os.path.join(wheel_dir, name)}
+            return {
+                "hook": "prepare_metadata_for_build_wheel",
+                "metadata": os.path.join(metadata_dir, dist_info, "METADATA"),
+            }
+        # PEP 517: a backend without the hook is asked for the wheel itself.
+        wheel_dir = os.path.join(out, "wheel")
+        os.makedirs(wheel_dir)
+        name = backend.build_wheel(wheel_dir, {})
+        return {"hook": "build_wheel", "wheel": os.path.join(wheel_dir, name)}
+
+    if hook == "get_requires_for_build_wheel":
+        result = {"requires": requires()}
+    elif hook == "prepare_metadata_for_build_wheel":
+        result = metadata()
+    elif hook == "requires_then_metadata":
+        # One process for the usual case: when the backend needs nothing more, the
+        # metadata is prepared in the same environment right away.
+        result = {"requires": requires()}
+        if not result["requires"]:
+            result.update(metadata())
     else:
         raise SystemExit("unknown hook " + hook)
     with open(os.path.join(out, "result.json"), "w") as f:

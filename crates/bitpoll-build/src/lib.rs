@@ -394,20 +394,7 @@ impl Builder {
             return Ok(hit.requires);
         }
         let (answer, _work) = self.run_hook(sdist, env, HOOK, fetch)?;
-        let requires: Vec<String> = answer
-            .get("requires")
-            .and_then(|r| r.as_array())
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_string))
-                    .collect()
-            })
-            .ok_or_else(|| BuildError::BadAnswer {
-                sdist: sdist.filename.to_string(),
-                hook: HOOK,
-                reason: "no list of requirements".into(),
-            })?;
+        let requires = answer_requires(sdist, HOOK, &answer)?;
         self.store(
             sdist,
             &key,
@@ -432,23 +419,46 @@ impl Builder {
             return Ok(hit);
         }
         let (answer, _work) = self.run_hook(sdist, env, HOOK, fetch)?;
-        let bad = |reason: String| BuildError::BadAnswer {
-            sdist: sdist.filename.to_string(),
-            hook: HOOK,
-            reason,
-        };
-        let hook = answer["hook"].as_str().unwrap_or(HOOK).to_string();
-        let metadata = if let Some(path) = answer["metadata"].as_str() {
-            fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?
-        } else if let Some(path) = answer["wheel"].as_str() {
-            let bytes = fs::read(path).map_err(|e| bad(format!("{path}: {e}")))?;
-            wheel_metadata_text(&bytes).map_err(bad)?
-        } else {
-            return Err(bad("neither a METADATA file nor a wheel".into()));
-        };
-        let built = BuiltMetadata { metadata, hook };
+        let built = answer_metadata(sdist, HOOK, &answer)?;
         self.store(sdist, &key, &built);
         Ok(built)
+    }
+
+    /// Both questions in one process where possible: the backend's extra build requirements,
+    /// and, when it needs none, the metadata prepared in the same environment (which is what
+    /// [`Builder::metadata`] would then be asked with). `None` for the metadata when the
+    /// backend needs more: ask [`Builder::metadata`] in an environment that has it.
+    pub fn requires_and_metadata(
+        &self,
+        sdist: &Sdist<'_>,
+        env: &[Wheel],
+        fetch: &dyn Fn() -> Result<(), String>,
+    ) -> Result<(Vec<String>, Option<BuiltMetadata>), BuildError> {
+        const HOOK: &str = "requires_then_metadata";
+        const NAMED: &str = "get_requires_for_build_wheel, then prepare_metadata_for_build_wheel";
+        let requires_key = self.cache_key(sdist, env, "get_requires_for_build_wheel");
+        let metadata_key = self.cache_key(sdist, env, "prepare_metadata_for_build_wheel");
+        if let Some(hit) = self.cached::<CachedRequires>(sdist, &requires_key) {
+            if !hit.requires.is_empty() {
+                return Ok((hit.requires, None));
+            }
+            return Ok((Vec::new(), Some(self.metadata(sdist, env, fetch)?)));
+        }
+        let (answer, _work) = self.run_hook_named(sdist, env, HOOK, NAMED, fetch)?;
+        let requires = answer_requires(sdist, NAMED, &answer)?;
+        self.store(
+            sdist,
+            &requires_key,
+            &CachedRequires {
+                requires: requires.clone(),
+            },
+        );
+        if !requires.is_empty() {
+            return Ok((requires, None));
+        }
+        let built = answer_metadata(sdist, NAMED, &answer)?;
+        self.store(sdist, &metadata_key, &built);
+        Ok((requires, Some(built)))
     }
 
     /// Identifies an answer: the sdist, the hook, the interpreter and the environment's
@@ -510,6 +520,18 @@ impl Builder {
         sdist: &Sdist<'_>,
         env: &[Wheel],
         hook: &'static str,
+        fetch: &dyn Fn() -> Result<(), String>,
+    ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
+        self.run_hook_named(sdist, env, hook, hook, fetch)
+    }
+
+    /// `hook` is what the script runs, `named` what errors call it.
+    fn run_hook_named(
+        &self,
+        sdist: &Sdist<'_>,
+        env: &[Wheel],
+        hook: &'static str,
+        named: &'static str,
         fetch: &dyn Fn() -> Result<(), String>,
     ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
         fetch().map_err(|reason| BuildError::Fetch {
@@ -593,7 +615,7 @@ impl Builder {
                 let _ = child.wait();
                 return Err(BuildError::Timeout {
                     sdist: sdist.filename.to_string(),
-                    hook,
+                    hook: named,
                     secs: self.timeout.as_secs(),
                     tail: tail(&log_path),
                 });
@@ -604,7 +626,7 @@ impl Builder {
         if !status.success() || !result.exists() {
             return Err(BuildError::HookFailed {
                 sdist: sdist.filename.to_string(),
-                hook,
+                hook: named,
                 status: status.to_string(),
                 tail: tail(&log_path),
             });
@@ -612,11 +634,58 @@ impl Builder {
         let text = fs::read(&result).map_err(io("the hook's answer"))?;
         let answer = serde_json::from_slice(&text).map_err(|e| BuildError::BadAnswer {
             sdist: sdist.filename.to_string(),
-            hook,
+            hook: named,
             reason: e.to_string(),
         })?;
         Ok((answer, work))
     }
+}
+
+/// The `requires` list of a hook's answer.
+fn answer_requires(
+    sdist: &Sdist<'_>,
+    hook: &'static str,
+    answer: &serde_json::Value,
+) -> Result<Vec<String>, BuildError> {
+    answer
+        .get("requires")
+        .and_then(|r| r.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .ok_or_else(|| BuildError::BadAnswer {
+            sdist: sdist.filename.to_string(),
+            hook,
+            reason: "no list of requirements".into(),
+        })
+}
+
+/// The metadata a hook's answer points to: a prepared METADATA file, or a built wheel's.
+fn answer_metadata(
+    sdist: &Sdist<'_>,
+    hook: &'static str,
+    answer: &serde_json::Value,
+) -> Result<BuiltMetadata, BuildError> {
+    let bad = |reason: String| BuildError::BadAnswer {
+        sdist: sdist.filename.to_string(),
+        hook,
+        reason,
+    };
+    let metadata = if let Some(path) = answer["metadata"].as_str() {
+        fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?
+    } else if let Some(path) = answer["wheel"].as_str() {
+        let bytes = fs::read(path).map_err(|e| bad(format!("{path}: {e}")))?;
+        wheel_metadata_text(&bytes).map_err(bad)?
+    } else {
+        return Err(bad("neither a METADATA file nor a wheel".into()));
+    };
+    Ok(BuiltMetadata {
+        metadata,
+        hook: answer["hook"].as_str().unwrap_or(hook).to_string(),
+    })
 }
 
 /// The last lines of a hook's output, indented.

@@ -155,13 +155,25 @@ impl BuildSetup {
         memo(&self.results, &sha256, || {
             let job = Job::new(self, source, file, info, &sha256)?;
             let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
-            let extra = self.extra_requires(source, file, info)?;
-            requires.extend(parse_requirements(&extra, &file.filename)?);
             let env = job.environment(&requires)?;
-            let built = job
+            // Usually one process answers both questions (see
+            // `Builder::requires_and_metadata`); the answer about extra requirements is the
+            // one `extra_requires` gives for the locked build environment too.
+            let (extra, built) = job
                 .builder
-                .metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                .requires_and_metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
                 .map_err(|e| e.to_string())?;
+            memo(&self.extras, &sha256, || Ok(extra.clone()))?;
+            let built = match built {
+                Some(built) => built,
+                None => {
+                    requires.extend(parse_requirements(&extra, &file.filename)?);
+                    let env = job.environment(&requires)?;
+                    job.builder
+                        .metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                        .map_err(|e| e.to_string())?
+                }
+            };
             let metadata =
                 parse_core_metadata(built.metadata.as_bytes(), MetadataSource::SdistBuild)
                     .map_err(|e| {
@@ -376,6 +388,29 @@ pub(crate) fn environments(
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<PackageName, BuildEnvironment>, ResolveError> {
     let mut out = BTreeMap::new();
+    // Each sdist's backend is asked once for the extra requirements of its build; these
+    // runs are independent Python processes, so they run side by side, and the loop below
+    // finds their answers memoised.
+    if let Builds::Allowed(setup) = &request.options.builds {
+        let sdists: Vec<&Arc<DistFile>> = packages
+            .values()
+            .filter_map(|p| match &p.source {
+                ResolvedSource::Index { artifact, .. } if !artifact.is_wheel() => Some(artifact),
+                _ => None,
+            })
+            .collect();
+        if sdists.len() > 1 {
+            std::thread::scope(|scope| {
+                for artifact in sdists {
+                    scope.spawn(move || {
+                        if let Ok(info) = source.sdist_info(artifact) {
+                            let _ = setup.extra_requires(source, artifact, &info);
+                        }
+                    });
+                }
+            });
+        }
+    }
     for (name, package) in packages {
         let ResolvedSource::Index { artifact, .. } = &package.source else {
             continue;
