@@ -848,27 +848,10 @@ pub fn install_wheel(path: &Path, filename: &str, dest: &Path) -> Result<(), Bui
 
 /// The `*.dist-info/METADATA` text of a wheel that a `build_wheel` hook produced.
 fn wheel_metadata_text(bytes: &[u8]) -> Result<String, String> {
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    let name = archive
-        .file_names()
-        .find(|n| {
-            n.matches('/').count() == 1
-                && n.ends_with("/METADATA")
-                && n.split('/')
-                    .next()
-                    .is_some_and(|d| d.ends_with(".dist-info"))
-        })
-        .map(str::to_string)
-        .ok_or("the built wheel has no top-level *.dist-info/METADATA")?;
-    let mut text = String::new();
-    archive
-        .by_name(&name)
-        .map_err(|e| e.to_string())?
-        .take(16 << 20)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    Ok(text)
+    let bytes =
+        bitpoll_metadata::wheel_metadata_bytes(bytes, bitpoll_metadata::MAX_UNCOMPRESSED_BYTES)
+            .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| format!("METADATA is not UTF-8: {e}"))
 }
 
 #[cfg(test)]

@@ -78,15 +78,7 @@ fn dynamic_pyproject_dependencies_come_from_the_backend_even_without_a_metadata_
 
 #[test]
 fn a_built_answer_is_cached_and_needs_no_download_offline() {
-    let p = Project::new("computed\n");
-    assert_ok(&p.update(&["--no-nixpkgs"]));
-    let first = p.lock_text();
-    std::fs::remove_dir_all(p.cache.path().join("artifacts-v1")).unwrap();
-    std::fs::remove_file(p.path("lock/bitpoll.lock.json")).unwrap();
-    p.server.clear_log();
-    assert_ok(&p.update(&["--no-nixpkgs", "--offline"]));
-    assert_eq!(first, p.lock_text());
-    assert!(p.server.requests().is_empty());
+    Project::new("computed\n").assert_relocks_offline_without_archives();
 }
 
 /// A lock to compare against after a failed run.

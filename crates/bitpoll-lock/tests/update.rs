@@ -494,14 +494,6 @@ fn without_any_setting_the_installed_pips_default_is_asked_once_and_remembered()
 
 #[test]
 fn an_sdist_is_read_once_then_its_files_come_from_the_cache() {
-    let p = Project::new("linuxonly\nsdistonly\n");
-    assert_ok(&p.update(&["--no-nixpkgs"]));
-    let first = p.lock_text();
     // Without the downloaded archives, an offline run still knows what the sdists said.
-    std::fs::remove_dir_all(p.cache.path().join("artifacts-v1")).unwrap();
-    std::fs::remove_file(p.path("lock/bitpoll.lock.json")).unwrap();
-    p.server.clear_log();
-    assert_ok(&p.update(&["--no-nixpkgs", "--offline"]));
-    assert_eq!(first, p.lock_text());
-    assert!(p.server.requests().is_empty());
+    Project::new("linuxonly\nsdistonly\n").assert_relocks_offline_without_archives();
 }

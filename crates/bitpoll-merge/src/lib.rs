@@ -103,7 +103,7 @@ fn build_system(package: &Package, resolutions: &[TargetResolution]) -> Option<B
         }
     }
     let first = per_target.values().next()?;
-    let envs: Vec<(&str, BTreeMap<String, String>)> = per_target
+    let envs: Vec<(&str, BTreeSet<(String, String)>)> = per_target
         .iter()
         .map(|(t, env)| {
             let pins = env
@@ -114,22 +114,10 @@ fn build_system(package: &Package, resolutions: &[TargetResolution]) -> Option<B
             (*t, pins)
         })
         .collect();
-    let common: BTreeMap<String, String> = envs[0]
-        .1
-        .iter()
-        .filter(|(k, v)| envs.iter().all(|(_, e)| e.get(*k) == Some(v)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let target_environment = envs
-        .iter()
-        .filter_map(|(t, e)| {
-            let rest: BTreeMap<String, String> = e
-                .iter()
-                .filter(|(k, _)| !common.contains_key(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (!rest.is_empty()).then(|| (t.to_string(), rest))
-        })
+    let (common, rest) = split_common(&envs);
+    let target_environment = rest
+        .into_iter()
+        .map(|(t, pins)| (t, pins.into_iter().collect()))
         .collect();
     let mut requires: Vec<String> = Vec::new();
     for env in per_target.values() {
@@ -142,9 +130,31 @@ fn build_system(package: &Package, resolutions: &[TargetResolution]) -> Option<B
     Some(BuildSystem {
         backend: first.backend.clone(),
         requires,
-        environment: common,
+        environment: common.into_iter().collect(),
         target_environment,
     })
+}
+
+/// What every target has, and per target what it has besides (targets with nothing more are
+/// left out): how entries write dependencies and build environments alike.
+fn split_common<T: Ord + Clone>(
+    per_target: &[(&str, BTreeSet<T>)],
+) -> (BTreeSet<T>, BTreeMap<String, BTreeSet<T>>) {
+    let mut sets = per_target.iter().map(|(_, set)| set);
+    let Some(first) = sets.next() else {
+        return Default::default();
+    };
+    let common: BTreeSet<T> = sets.fold(first.clone(), |acc, s| {
+        acc.intersection(s).cloned().collect()
+    });
+    let rest = per_target
+        .iter()
+        .filter_map(|(target, set)| {
+            let more: BTreeSet<T> = set.difference(&common).cloned().collect();
+            (!more.is_empty()).then(|| (target.to_string(), more))
+        })
+        .collect();
+    (common, rest)
 }
 
 /// Groups per-target packages into entries: one where targets agree.
@@ -171,21 +181,15 @@ fn entries<'a>(
     let mut out = Vec::new();
     for (key, members) in groups {
         let targets: Vec<String> = members.iter().map(|(t, _)| t.to_string()).collect();
-        let dep_sets: Vec<BTreeSet<String>> = members
+        let dep_sets: Vec<(&str, BTreeSet<String>)> = members
             .iter()
-            .map(|(_, p)| p.dependencies.iter().map(|d| d.to_string()).collect())
+            .map(|(t, p)| (*t, p.dependencies.iter().map(|d| d.to_string()).collect()))
             .collect();
-        let common: BTreeSet<String> =
-            dep_sets.iter().skip(1).fold(dep_sets[0].clone(), |acc, s| {
-                acc.intersection(s).cloned().collect()
-            });
-        let mut target_dependencies = BTreeMap::new();
-        for ((target, _), deps) in members.iter().zip(&dep_sets) {
-            let extra: Vec<String> = deps.difference(&common).cloned().collect();
-            if !extra.is_empty() {
-                target_dependencies.insert(target.to_string(), extra);
-            }
-        }
+        let (common, rest) = split_common(&dep_sets);
+        let target_dependencies = rest
+            .into_iter()
+            .map(|(t, deps)| (t, deps.into_iter().collect()))
+            .collect();
         let extras: BTreeSet<String> = members
             .iter()
             .flat_map(|(_, p)| p.extras.iter().map(|e| e.to_string()))

@@ -34,10 +34,6 @@ pub struct SdistInfo {
     /// `requires-python` are all absent from `project.dynamic` (source
     /// [`MetadataSource::SdistPyproject`]); otherwise `None` and only a build can tell.
     pub static_metadata: Option<CoreMetadata>,
-    /// The top-level `PKG-INFO` read as it is, whatever its version or `Dynamic` fields say
-    /// (source [`MetadataSource::SdistPkgInfoLegacy`]). Not guaranteed to match a build: the
-    /// last resort before a policy override, and the lock says when it was used.
-    pub legacy_metadata: Option<CoreMetadata>,
     /// `[build-system].requires`, or the PEP 517 fallback `setuptools>=40.8.0` when there is
     /// no `pyproject.toml` or it has no such table.
     pub build_requires: Vec<String>,
@@ -127,6 +123,15 @@ pub fn read_wheel_metadata_limited(
     wheel_bytes: &[u8],
     limit: u64,
 ) -> Result<CoreMetadata, MetadataError> {
+    parse_core_metadata(
+        &wheel_metadata_bytes(wheel_bytes, limit)?,
+        MetadataSource::Wheel,
+    )
+}
+
+/// The bytes of a wheel's top-level `<name>.dist-info/METADATA`, inflated at most to
+/// `limit` bytes.
+pub fn wheel_metadata_bytes(wheel_bytes: &[u8], limit: u64) -> Result<Vec<u8>, MetadataError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(wheel_bytes)).map_err(zip_error)?;
     let mut found: Option<String> = None;
     for name in archive.file_names() {
@@ -145,8 +150,7 @@ pub fn read_wheel_metadata_limited(
         return Err(MetadataError::TooLarge { limit });
     }
     let mut budget = limit;
-    let bytes = read_capped_reporting(member, &mut budget, limit)?;
-    parse_core_metadata(&bytes, MetadataSource::Wheel)
+    read_capped_reporting(member, &mut budget, limit)
 }
 
 /// The files we read, per top-level directory.
@@ -154,27 +158,18 @@ pub fn read_wheel_metadata_limited(
 struct TopLevel {
     pkg_info: Option<Vec<u8>>,
     pyproject: Option<Vec<u8>>,
-    /// setuptools' `*.egg-info/requires.txt`: `install_requires` as written in setup.py,
-    /// which a pre-2.2 PKG-INFO leaves out.
-    egg_requires: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Copy)]
 enum Member {
     PkgInfo,
     Pyproject,
-    EggRequires,
 }
 
 fn wanted(parts: &[String]) -> Option<Member> {
     match parts {
         [_, file] if file == "PKG-INFO" => Some(Member::PkgInfo),
         [_, file] if file == "pyproject.toml" => Some(Member::Pyproject),
-        [_, egg, file] | [_, _, egg, file]
-            if egg.ends_with(".egg-info") && file == "requires.txt" =>
-        {
-            Some(Member::EggRequires)
-        }
         _ => None,
     }
 }
@@ -184,7 +179,6 @@ fn store(tops: &mut BTreeMap<String, TopLevel>, parts: &[String], member: Member
     let slot = match member {
         Member::PkgInfo => &mut top.pkg_info,
         Member::Pyproject => &mut top.pyproject,
-        Member::EggRequires => &mut top.egg_requires,
     };
     if slot.is_none() {
         *slot = Some(bytes);
@@ -220,9 +214,10 @@ fn scan_tar(
                 store(&mut tops, &parts, member, bytes);
                 // An sdist has one top-level directory; once it has given every file,
                 // the rest of a possibly huge archive need not be decompressed.
-                if tops.values().any(|t| {
-                    t.pkg_info.is_some() && t.pyproject.is_some() && t.egg_requires.is_some()
-                }) {
+                if tops
+                    .values()
+                    .any(|t| t.pkg_info.is_some() && t.pyproject.is_some())
+                {
                     break;
                 }
             }
@@ -260,7 +255,6 @@ fn scan_zip(reader: impl Read + Seek) -> Result<BTreeMap<String, TopLevel>, Meta
 pub struct SdistMembers {
     pub pkg_info: Option<String>,
     pub pyproject: Option<String>,
-    pub egg_requires: Option<String>,
 }
 
 /// Reads an sdist held in memory: its static metadata, if any, and its build system.
@@ -309,7 +303,6 @@ pub fn sdist_members(
         Some(top) => SdistMembers {
             pkg_info: text(&top.pkg_info),
             pyproject: text(&top.pyproject),
-            egg_requires: text(&top.egg_requires),
         },
         None => SdistMembers::default(),
     })
@@ -327,7 +320,6 @@ pub fn interpret_sdist(filename: &str, members: &SdistMembers) -> Result<SdistIn
         })
         .unwrap_or(filename);
     let pkg_info = members.pkg_info.as_deref().map(str::as_bytes);
-    let egg_requires = members.egg_requires.as_deref().map(str::as_bytes);
     let pyproject = members.pyproject.as_deref().map(str::as_bytes);
 
     let pyproject: Option<toml::Table> = match pyproject {
@@ -370,52 +362,12 @@ pub fn interpret_sdist(filename: &str, members: &SdistMembers) -> Result<SdistIn
         },
     };
 
-    let legacy_metadata = legacy_metadata(pkg_info, egg_requires);
-
     Ok(SdistInfo {
         static_metadata,
-        legacy_metadata,
         build_requires,
         build_backend,
         backend_path,
     })
-}
-
-/// The PKG-INFO as it is; when it lists no dependencies but setuptools wrote an egg-info
-/// `requires.txt`, that file's requirements (with its `[extra:marker]` sections as markers).
-fn legacy_metadata(pkg_info: Option<&[u8]>, egg_requires: Option<&[u8]>) -> Option<CoreMetadata> {
-    let mut meta = parse_core_metadata(pkg_info?, MetadataSource::SdistPkgInfoLegacy).ok()?;
-    if let (true, Some(requires)) = (meta.requires_dist.is_empty(), egg_requires) {
-        let mut section: (Option<String>, Option<String>) = (None, None);
-        for line in String::from_utf8_lossy(requires).lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                let (extra, marker) = inner.split_once(':').unwrap_or((inner, ""));
-                section = (
-                    Some(extra.trim())
-                        .filter(|e| !e.is_empty())
-                        .map(str::to_string),
-                    Some(marker.trim())
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_string),
-                );
-                continue;
-            }
-            let marker = match &section {
-                (None, None) => String::new(),
-                (Some(e), None) => format!(" ; extra == \"{e}\""),
-                (None, Some(m)) => format!(" ; {m}"),
-                (Some(e), Some(m)) => format!(" ; ({m}) and extra == \"{e}\""),
-            };
-            let req = bitpoll_pep508::parse(&format!("{line}{marker}")).ok()?;
-            meta.requires_dist.push(req);
-        }
-        meta.source = MetadataSource::SdistEggInfo;
-    }
-    Some(meta)
 }
 
 fn pkg_info_static(pkg_info: Option<&[u8]>) -> Result<Option<CoreMetadata>, MetadataError> {

@@ -22,8 +22,8 @@ mod core;
 
 pub use crate::archive::{
     check_member_path, interpret_sdist, read_sdist, read_wheel_metadata,
-    read_wheel_metadata_limited, sdist_members, SdistInfo, SdistMembers, MAX_SCANNED_BYTES,
-    MAX_UNCOMPRESSED_BYTES,
+    read_wheel_metadata_limited, sdist_members, wheel_metadata_bytes, SdistInfo, SdistMembers,
+    MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
 };
 pub use crate::core::parse_core_metadata;
 
@@ -39,12 +39,6 @@ pub enum MetadataSource {
     Wheel,
     /// A static (2.2+) `PKG-INFO` at the top of an sdist.
     SdistPkgInfo,
-    /// An sdist's `PKG-INFO` that does not promise to be static (before metadata 2.2, or
-    /// with dynamic dependencies): used only when nothing better exists.
-    SdistPkgInfoLegacy,
-    /// Like `SdistPkgInfoLegacy`, with the dependencies from setuptools' egg-info
-    /// `requires.txt` because the PKG-INFO lists none.
-    SdistEggInfo,
     /// The `[project]` table of an sdist's `pyproject.toml`.
     SdistPyproject,
     /// The sdist's build backend, run in an isolated environment of locked wheels
@@ -63,8 +57,6 @@ impl MetadataSource {
             MetadataSource::CoreMetadata => "core-metadata",
             MetadataSource::Wheel => "wheel",
             MetadataSource::SdistPkgInfo => "sdist-pkg-info",
-            MetadataSource::SdistPkgInfoLegacy => "sdist-pkg-info-legacy",
-            MetadataSource::SdistEggInfo => "sdist-egg-info",
             MetadataSource::SdistPyproject => "sdist-pyproject",
             MetadataSource::SdistBuild => "sdist-build",
             MetadataSource::Policy => "policy",

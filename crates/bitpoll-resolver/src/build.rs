@@ -411,6 +411,12 @@ pub(crate) fn environments(
             });
         }
     }
+    let options = Options {
+        no_build: PackageSet::All,
+        ..Options::default()
+    };
+    let preferences = HashMap::new();
+    let mut resolved: HashMap<Vec<String>, BTreeMap<PackageName, ResolvedPackage>> = HashMap::new();
     for (name, package) in packages {
         let ResolvedSource::Index { artifact, .. } = &package.source else {
             continue;
@@ -441,29 +447,34 @@ pub(crate) fn environments(
                 }
             }
         }
-        let parsed =
-            parse_requirements(&requires, &artifact.filename).map_err(ResolveError::Build)?;
-        let options = Options {
-            no_build: PackageSet::All,
-            ..Options::default()
+        // Most sdists of a target ask for the same thing (setuptools): resolve it once.
+        let packages = match resolved.get(&requires) {
+            Some(packages) => packages.clone(),
+            None => {
+                let parsed = parse_requirements(&requires, &artifact.filename)
+                    .map_err(ResolveError::Build)?;
+                let env_request = Request {
+                    requirements: &parsed,
+                    constraints: &[],
+                    nixpkgs: request.nixpkgs,
+                    policy: request.policy,
+                    options: &options,
+                    preferences: &preferences,
+                };
+                let resolution =
+                    crate::resolve_target(source, target, &env_request).map_err(|e| match e {
+                        ResolveError::NoSolution { explanation, .. } => {
+                            ResolveError::Build(format!(
+                                "{name} {}: no build environment for {} on {}:\n{explanation}",
+                                package.version, artifact.filename, target.name
+                            ))
+                        }
+                        other => other,
+                    })?;
+                resolved.insert(requires.clone(), resolution.packages.clone());
+                resolution.packages
+            }
         };
-        let preferences = HashMap::new();
-        let env_request = Request {
-            requirements: &parsed,
-            constraints: &[],
-            nixpkgs: request.nixpkgs,
-            policy: request.policy,
-            options: &options,
-            preferences: &preferences,
-        };
-        let resolution =
-            crate::resolve_target(source, target, &env_request).map_err(|e| match e {
-                ResolveError::NoSolution { explanation, .. } => ResolveError::Build(format!(
-                    "{name} {}: no build environment for {} on {}:\n{explanation}",
-                    package.version, artifact.filename, target.name
-                )),
-                other => other,
-            })?;
         out.insert(
             name.clone(),
             BuildEnvironment {
@@ -472,7 +483,7 @@ pub(crate) fn environments(
                     .clone()
                     .unwrap_or_else(|| bitpoll_build::FALLBACK_BACKEND.to_string()),
                 requires,
-                packages: resolution.packages,
+                packages,
             },
         );
     }

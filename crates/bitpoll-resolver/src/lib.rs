@@ -108,8 +108,6 @@ pub enum ResolvedSource {
         /// The interpreter that ran the build backend, when `metadata` came from a build.
         metadata_built_with: Option<String>,
         requires_python: Option<String>,
-        /// `build-system.requires` when the artifact is an sdist.
-        build_requires: Option<Vec<String>>,
     },
 }
 

@@ -429,11 +429,6 @@ pub fn resolve_target(
                         target.python_full_version
                     ));
                 }
-                let build_requires = if artifact.is_wheel() {
-                    None
-                } else {
-                    Some(source.sdist_info(artifact)?.build_requires.clone())
-                };
                 // The lock pins every file by hash; when the index declares none, the bytes
                 // themselves are hashed here, so building the lock needs no source.
                 let sha256 = match &artifact.sha256 {
@@ -452,7 +447,6 @@ pub fn resolve_target(
                         .get(&(name.clone(), version.version.clone()))
                         .cloned(),
                     requires_python,
-                    build_requires,
                 }
             }
         };

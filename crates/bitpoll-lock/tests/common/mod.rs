@@ -103,6 +103,19 @@ impl Project {
         self.update_command(extra, cache.path()).output().unwrap()
     }
 
+    /// Locks with `--no-nixpkgs`, removes the downloaded archives and the lock, and locks
+    /// again offline: the same lock must come out of what the cache kept, without a request.
+    pub fn assert_relocks_offline_without_archives(&self) {
+        assert_ok(&self.update(&["--no-nixpkgs"]));
+        let first = self.lock_text();
+        std::fs::remove_dir_all(self.cache.path().join("artifacts-v1")).unwrap();
+        std::fs::remove_file(self.path("lock/bitpoll.lock.json")).unwrap();
+        self.server.clear_log();
+        assert_ok(&self.update(&["--no-nixpkgs", "--offline"]));
+        assert_eq!(first, self.lock_text());
+        assert!(self.server.requests().is_empty());
+    }
+
     pub fn lock_text(&self) -> String {
         std::fs::read_to_string(self.path("lock/bitpoll.lock.json")).unwrap()
     }
