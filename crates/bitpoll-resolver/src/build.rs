@@ -209,6 +209,49 @@ impl BuildSetup {
     }
 }
 
+/// Hands sdists to a thread that asks their build backends, ahead of need, what their
+/// wheel builds require.
+///
+/// Each target locks the build environment of every sdist it installs, and asking a backend
+/// means resolving, fetching and unpacking its build requirements and running Python: seconds
+/// that, after the solve, would add to every cold run. Started when the solver first reads an
+/// sdist's static metadata, the question is usually answered by the time the solve is over.
+/// An sdist the solver later drops was asked for nothing (the answers are memoised per sdist,
+/// and which sdists the solver reads does not depend on timing).
+#[derive(Clone)]
+pub(crate) struct EarlyBuilds(std::sync::mpsc::Sender<Arc<DistFile>>);
+
+impl EarlyBuilds {
+    /// A thread in `scope` that starts one backend question per sdist sent, each in a thread
+    /// of its own; it ends when every sender is gone, and the scope waits for the questions.
+    pub(crate) fn spawn<'scope, 'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        setup: &'env Arc<BuildSetup>,
+        source: &'env dyn PackageSource,
+    ) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel::<Arc<DistFile>>();
+        scope.spawn(move || {
+            let mut started = std::collections::HashSet::new();
+            for file in receiver {
+                if !started.insert(file.filename.clone()) {
+                    continue;
+                }
+                scope.spawn(move || {
+                    if let Ok(info) = source.sdist_info(&file) {
+                        let _ = setup.extra_requires(source, &file, &info);
+                    }
+                });
+            }
+        });
+        Self(sender)
+    }
+
+    pub(crate) fn start(&self, sdist: &Arc<DistFile>) {
+        // The receiver outlives every sender; a send cannot fail while resolving.
+        let _ = self.0.send(sdist.clone());
+    }
+}
+
 fn sha256_of(file: &DistFile) -> Result<String, String> {
     file.sha256.as_ref().map(|s| s.to_string()).ok_or_else(|| {
         format!(
@@ -399,17 +442,11 @@ pub(crate) fn environments(
                 _ => None,
             })
             .collect();
-        if sdists.len() > 1 {
-            std::thread::scope(|scope| {
-                for artifact in sdists {
-                    scope.spawn(move || {
-                        if let Ok(info) = source.sdist_info(artifact) {
-                            let _ = setup.extra_requires(source, artifact, &info);
-                        }
-                    });
-                }
-            });
-        }
+        crate::parallel::map(&sdists, |artifact| {
+            if let Ok(info) = source.sdist_info(artifact) {
+                let _ = setup.extra_requires(source, artifact, &info);
+            }
+        });
     }
     let options = Options {
         no_build: PackageSet::All,

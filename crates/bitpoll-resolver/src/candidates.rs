@@ -235,6 +235,67 @@ pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
 /// existed rather than because the code breaks on it, and honouring them sends a resolver back
 /// to years-old releases that do not work either. uv reads Requires-Python the same way; the
 /// resolution warns when a chosen release's upper bound excludes the target.
+/// The file a target will most likely ask the metadata of, guessed from the page alone
+/// before the solver asks: the newest final release in `range` with a file the target can
+/// use, its best-ranked wheel or else its sdist. A cheap shadow of [`build`] (no policy, no
+/// release-age cutoff, no yanked pins): a wrong guess costs one request, never a wrong lock.
+pub(crate) fn likely_artifact(
+    name: &PackageName,
+    page: &ProjectPage,
+    tags: &TagPriority,
+    python: &Version,
+    range: &crate::version::Range,
+) -> Option<Arc<DistFile>> {
+    let mut best: Option<(Version, Option<usize>, &Arc<DistFile>)> = None;
+    for file in &page.files {
+        if file.yanked.is_some() {
+            continue;
+        }
+        let (version, rank) = match DistFilename::parse(&file.filename, name) {
+            Ok(DistFilename::Wheel(w)) => match w.rank(tags) {
+                Some(rank) => (w.version, Some(rank)),
+                None => continue,
+            },
+            Ok(DistFilename::Sdist(s)) => (s.version, None),
+            Err(_) => continue,
+        };
+        if version.any_prerelease()
+            || !pubgrub::VersionSet::contains(
+                range,
+                &SolverVersion::new(version.clone(), Source::Index),
+            )
+        {
+            continue;
+        }
+        let admitted = file
+            .requires_python
+            .as_deref()
+            .and_then(|rp| VersionSpecifiers::from_str(rp).ok())
+            .is_none_or(|rp| python_admits(&rp, python));
+        if !admitted {
+            continue;
+        }
+        // Newer versions first; within one, a wheel before the sdist and the better-ranked
+        // wheel first, ties by name, as `build` orders them.
+        let better = match &best {
+            None => true,
+            Some((v, r, f)) => match version.cmp(v) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Equal => match (rank, r) {
+                    (Some(a), Some(b)) => (a, &file.filename) < (*b, &f.filename),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                },
+            },
+        };
+        if better {
+            best = Some((version, rank, file));
+        }
+    }
+    best.map(|(_, _, file)| file.clone())
+}
+
 pub(crate) fn python_admits(spec: &VersionSpecifiers, python: &Version) -> bool {
     let range: Ranges<Version> = Ranges::from(spec.clone());
     match range.bounding_range() {

@@ -11,6 +11,7 @@
 
 mod build;
 mod candidates;
+mod parallel;
 mod provider;
 mod release_age;
 mod report;
@@ -180,12 +181,20 @@ pub fn resolve(
 ) -> Result<Vec<TargetResolution>, ResolveError> {
     let indexes = &candidates::PageIndexes::default();
     let results: Vec<Result<TargetResolution, ResolveError>> = std::thread::scope(|scope| {
+        let early = match &request.options.builds {
+            Builds::Allowed(setup) => Some(build::EarlyBuilds::spawn(scope, setup, source)),
+            Builds::Refused => None,
+        };
         let handles: Vec<_> = targets
             .iter()
             .map(|target| {
-                scope.spawn(move || provider::resolve_target(source, indexes, target, request))
+                let early = early.clone();
+                scope.spawn(move || {
+                    provider::resolve_target(source, indexes, target, request, early)
+                })
             })
             .collect();
+        drop(early);
         handles
             .into_iter()
             .map(|h| h.join().expect("resolver thread panicked"))
@@ -201,5 +210,5 @@ pub fn resolve_target(
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
     let indexes = candidates::PageIndexes::default();
-    provider::resolve_target(source, &indexes, target, request)
+    provider::resolve_target(source, &indexes, target, request, None)
 }

@@ -38,6 +38,9 @@ pub struct Provider<'a> {
     /// them conflict again and again (see [`Provider::prioritize`]).
     boosted: RefCell<HashSet<Pkg>>,
     restart: std::cell::Cell<bool>,
+    /// The version last chosen of each package: a package given an older version than last
+    /// time is being walked down its versions (see [`Universe::prefetch_older`]).
+    chosen: RefCell<HashMap<PackageName, SolverVersion>>,
 }
 
 impl<'a> Provider<'a> {
@@ -62,6 +65,7 @@ impl<'a> Provider<'a> {
             discovered: RefCell::default(),
             boosted: RefCell::default(),
             restart: std::cell::Cell::new(false),
+            chosen: RefCell::default(),
         }
     }
 }
@@ -141,12 +145,13 @@ impl DependencyProvider for Provider<'_> {
         }
         let cands = self.universe.candidates(name)?;
         let allow_pre = self.universe.prerelease_allowed(name, &cands);
-        let in_range = cands
+        let in_range: Vec<&candidates::Candidate> = cands
             .list
             .iter()
-            .filter(|c| pubgrub::VersionSet::contains(range, &c.version));
+            .filter(|c| pubgrub::VersionSet::contains(range, &c.version))
+            .collect();
         let mut first_pre = None;
-        for c in in_range {
+        for (i, c) in in_range.iter().copied().enumerate() {
             let is_pre = c.version.source == Source::Index && c.version.version.any_prerelease();
             if !is_pre
                 || allow_pre
@@ -156,6 +161,14 @@ impl DependencyProvider for Provider<'_> {
                     .get(name)
                     .is_some_and(|p| candidates::is_pinned(p, &c.version.version))
             {
+                let previous = self
+                    .chosen
+                    .borrow_mut()
+                    .insert(name.clone(), c.version.clone());
+                if previous.is_some_and(|p| c.version < p) {
+                    self.universe
+                        .prefetch_older(name, in_range[i + 1..].iter().copied());
+                }
                 return Ok(Some(c.version.clone()));
             }
             first_pre.get_or_insert(c);
@@ -324,8 +337,10 @@ pub fn resolve_target(
     indexes: &PageIndexes,
     target: &Target,
     request: &Request<'_>,
+    early_builds: Option<crate::build::EarlyBuilds>,
 ) -> Result<TargetResolution, ResolveError> {
-    let provider = Provider::new(source, indexes, target, request);
+    let mut provider = Provider::new(source, indexes, target, request);
+    provider.universe.early_builds = early_builds;
     let outcome = loop {
         match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
@@ -394,6 +409,7 @@ pub fn resolve_target(
             }
         }
     }
+    let publishers = publishers(source, &provider, &solution)?;
     for (pkg, version) in solution.iter() {
         let Pkg::Python(name) = pkg else { continue };
         let nixpkgs_only = (version.source == Source::Nixpkgs)
@@ -438,7 +454,7 @@ pub fn resolve_target(
                 ResolvedSource::Index {
                     artifact: artifact.clone(),
                     sha256,
-                    publisher: source.publisher(artifact)?,
+                    publisher: publishers.get(&artifact.filename).cloned().flatten(),
                     metadata,
                     metadata_built_with: provider
                         .universe
@@ -472,4 +488,37 @@ pub fn resolve_target(
         build_environments,
         warnings,
     })
+}
+
+/// The publisher of every index file in `solution`, asked side by side: one request each,
+/// which in a row would add a round trip per package to the end of every resolution.
+fn publishers(
+    source: &dyn PackageSource,
+    provider: &Provider<'_>,
+    solution: &pubgrub::SelectedDependencies<Pkg, SolverVersion>,
+) -> Result<HashMap<Box<str>, Option<String>>, ResolveError> {
+    let mut files = Vec::new();
+    for (pkg, version) in solution.iter() {
+        let Pkg::Python(name) = pkg else { continue };
+        if version.source != Source::Index {
+            continue;
+        }
+        let candidates = provider.universe.candidates.borrow();
+        let Some(cands) = candidates.get(name) else {
+            continue;
+        };
+        if let Some(CandidateKind::Index { artifact, .. }) = cands
+            .list
+            .iter()
+            .find(|c| &c.version == version)
+            .map(|c| &c.kind)
+        {
+            files.push(artifact.clone());
+        }
+    }
+    crate::parallel::map(&files, |file| source.publisher(file))
+        .into_iter()
+        .zip(&files)
+        .map(|(publisher, file)| Ok((file.filename.clone(), publisher?)))
+        .collect()
 }

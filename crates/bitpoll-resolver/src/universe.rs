@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use bitpoll_metadata::{CoreMetadata, MetadataSource};
 use bitpoll_platform::Target;
-use bitpoll_platform::WheelFilename;
 use bitpoll_source::{PackageSource, SourceError};
-use pep440_rs::{Operator, Version, VersionSpecifiers};
+use pep440_rs::{Operator, Version};
 use pep508_rs::{ExtraName, PackageName, Requirement, VersionOrUrl};
 
 use crate::candidates::{self, CandidateContext, CandidateKind, Candidates, PageIndexes};
@@ -55,6 +54,9 @@ pub enum ProviderError {
 /// A release of a package.
 type Release = (PackageName, Version);
 
+/// How many older candidates [`Universe::prefetch_older`] fetches ahead.
+const PREFETCH_OLDER: usize = 4;
+
 pub struct Universe<'a> {
     pub(crate) source: &'a dyn PackageSource,
     pub(crate) indexes: &'a PageIndexes,
@@ -79,6 +81,9 @@ pub struct Universe<'a> {
     pub(crate) built_with: RefCell<HashMap<Release, String>>,
     pub(crate) prefetched: RefCell<HashSet<PackageName>>,
     pub(crate) warnings: RefCell<Vec<String>>,
+    /// Where sdists with static metadata go once the solver reads it, so that their build
+    /// backends are asked about their build environments while resolution goes on.
+    pub(crate) early_builds: Option<crate::build::EarlyBuilds>,
 }
 
 fn requirement_range(req: &Requirement) -> Range {
@@ -166,6 +171,7 @@ impl<'a> Universe<'a> {
             built_with: RefCell::default(),
             prefetched: RefCell::default(),
             warnings: RefCell::default(),
+            early_builds: None,
         }
     }
 
@@ -306,31 +312,43 @@ impl<'a> Universe<'a> {
             }
         }
         let range = range.clone();
-        let target_python = self.target.python_full_version.clone();
+        let python = self.target.python_full_version.clone();
+        let tags = self.target.tags().clone();
+        let project = name.clone();
         self.source.prefetch(
             name,
             Box::new(move |page: &bitpoll_simple::ProjectPage| {
-                page.files
-                    .iter()
-                    .filter(|f| f.is_wheel() && f.core_metadata.is_some() && f.yanked.is_none())
-                    .filter(|f| {
-                        f.requires_python
-                            .as_deref()
-                            .and_then(|rp| rp.parse::<VersionSpecifiers>().ok())
-                            .is_none_or(|rp| candidates::python_admits(&rp, &target_python))
-                    })
-                    .filter_map(|f| Some((WheelFilename::parse(&f.filename).ok()?.version, f)))
-                    .filter(|(v, _)| {
-                        !v.any_prerelease()
-                            && pubgrub::VersionSet::contains(
-                                &range,
-                                &SolverVersion::new(v.clone(), Source::Index),
-                            )
-                    })
-                    .max_by(|a, b| a.0.cmp(&b.0))
-                    .map(|(_, file)| file.clone())
+                candidates::likely_artifact(&project, page, &tags, &python, &range)
             }),
         );
+    }
+
+    /// Starts fetching the metadata of the next few candidates of a package the solver has
+    /// come back to: a package whose newest versions conflict is usually walked down version
+    /// by version, and each step would otherwise wait a round trip for the metadata of the
+    /// next one.
+    pub(crate) fn prefetch_older<'c>(
+        &self,
+        name: &PackageName,
+        after: impl Iterator<Item = &'c candidates::Candidate>,
+    ) {
+        for cand in after.take(PREFETCH_OLDER) {
+            let CandidateKind::Index {
+                artifact,
+                metadata_from,
+            } = &cand.kind
+            else {
+                continue;
+            };
+            // The file `metadata` reads first: the artifact, or for an sdist a wheel of the
+            // same release when there is one.
+            let file = if artifact.is_wheel() {
+                artifact.clone()
+            } else {
+                metadata_from.first().unwrap_or(artifact).clone()
+            };
+            self.source.prefetch(name, Box::new(move |_| Some(file)));
+        }
     }
 
     pub(crate) fn metadata(
@@ -369,7 +387,12 @@ impl<'a> Universe<'a> {
         let mut last_err = None;
         for file in order {
             match self.source.core_metadata(file) {
-                Ok(m) => return Ok(Ok(m)),
+                Ok(m) => {
+                    if let (false, Some(early)) = (artifact.is_wheel(), &self.early_builds) {
+                        early.start(artifact);
+                    }
+                    return Ok(Ok(m));
+                }
                 Err(e @ (SourceError::NoStaticMetadata { .. } | SourceError::Metadata { .. })) => {
                     last_err = Some(e)
                 }
