@@ -1,0 +1,213 @@
+//! What the resolver asks for ahead of need: a cold resolution is a chain of round trips
+//! (page, metadata, the next page), and every fetch started before the solver waits for it
+//! takes one link out of that chain. These tests watch the hints the resolver gives its
+//! package source, in memory, where the order of events is the resolver's alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bitpoll_platform::Target;
+use bitpoll_policy::Policy;
+use bitpoll_resolver::{Options, Request};
+use bitpoll_source::{Bytes, DistFile, PackageSource, Pick, ProjectPage, SourceError};
+use bitpoll_tests::memory::MemorySource;
+use bitpoll_tests::universe::{Project, Release, Universe};
+use pep508_rs::PackageName;
+
+/// What happened, in order: `hint NAME FILE` when a prefetch hint picked a file (or
+/// `hint NAME -` when it picked none), `read FILE` when the solver read a file's metadata.
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+
+struct Recording {
+    inner: MemorySource,
+    log: Log,
+}
+
+impl Recording {
+    fn events(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// The position of the first event equal to `event`.
+    fn first(&self, event: &str) -> Option<usize> {
+        self.events().iter().position(|e| e == event)
+    }
+}
+
+impl PackageSource for Recording {
+    fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, SourceError> {
+        self.inner.project(name)
+    }
+
+    // Answered at once, as if the network were infinitely fast: the pick sees the page the
+    // solver will see.
+    fn prefetch(&self, name: &PackageName, pick: Pick) {
+        let picked = self
+            .inner
+            .project(name)
+            .ok()
+            .and_then(|page| pick(&page))
+            .map(|f| f.filename.to_string())
+            .unwrap_or_else(|| "-".into());
+        self.log.0.lock().unwrap().push(format!("hint {name} {picked}"));
+    }
+
+    fn core_metadata(
+        &self,
+        file: &DistFile,
+    ) -> Result<Arc<bitpoll_metadata::CoreMetadata>, SourceError> {
+        self.log.0.lock().unwrap().push(format!("read {}", file.filename));
+        self.inner.core_metadata(file)
+    }
+
+    fn sdist_info(&self, file: &DistFile) -> Result<Arc<bitpoll_metadata::SdistInfo>, SourceError> {
+        self.inner.sdist_info(file)
+    }
+
+    fn download(&self, file: &DistFile) -> Result<Bytes, SourceError> {
+        self.inner.download(file)
+    }
+}
+
+fn release(requires: &[&str]) -> Release {
+    Release {
+        requires: requires.iter().map(|r| r.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn project(versions: &[(&str, Release)]) -> Project {
+    Project {
+        versions: versions
+            .iter()
+            .map(|(v, r)| (v.to_string(), r.clone()))
+            .collect(),
+    }
+}
+
+fn resolve(packages: Vec<(&str, Project)>, requirements: &[&str], system: &str) -> Recording {
+    let universe = Universe {
+        packages: packages
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect(),
+    };
+    let source = Recording {
+        inner: MemorySource::new(&universe, None),
+        log: Log::default(),
+    };
+    let requirements: Vec<_> = requirements
+        .iter()
+        .map(|r| r.parse::<pep508_rs::Requirement>().unwrap())
+        .collect();
+    let target = Target::new(system, "3.13").unwrap();
+    let (policy, options, preferences) = (Policy::default(), Options::default(), HashMap::new());
+    let request = Request {
+        requirements: &requirements,
+        constraints: &[],
+        nixpkgs: None,
+        policy: &policy,
+        options: &options,
+        preferences: &preferences,
+    };
+    bitpoll_resolver::resolve_target(&source, &target, &request).expect("a solution");
+    source
+}
+
+#[test]
+fn every_metadata_read_of_a_plain_resolution_was_hinted_first() {
+    let native = |tags: &[&str]| Release {
+        wheel_tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        requires: vec!["leaf".into()],
+        ..Default::default()
+    };
+    let source = resolve(
+        vec![
+            (
+                "app",
+                project(&[
+                    ("1.0", release(&["lib>=1", "native"])),
+                    ("2.0", release(&["lib>=1", "native"])),
+                ]),
+            ),
+            // The newest release outside the range must not be the guess.
+            (
+                "lib",
+                project(&[("1.5", release(&[])), ("3.0", release(&[]))]),
+            ),
+            // The guess is the wheel this target installs, not another platform's.
+            (
+                "native",
+                project(&[(
+                    "1.0",
+                    native(&[
+                        "cp313-cp313-macosx_11_0_arm64",
+                        "cp313-cp313-manylinux_2_17_x86_64",
+                        "py3-none-any",
+                    ]),
+                )]),
+            ),
+            ("leaf", project(&[("1.0", release(&[]))])),
+        ],
+        &["app", "lib<3"],
+        "x86_64-linux",
+    );
+    let events = source.events();
+    let reads: Vec<&String> = events.iter().filter(|e| e.starts_with("read ")).collect();
+    assert_eq!(reads.len(), 4, "{events:#?}");
+    for read in reads {
+        let file = read.strip_prefix("read ").unwrap();
+        let name = file.split('-').next().unwrap();
+        let hint = format!("hint {name} {file}");
+        let (Some(h), Some(r)) = (source.first(&hint), source.first(read)) else {
+            panic!("no `{hint}` before `{read}`: {events:#?}");
+        };
+        assert!(h < r, "`{hint}` came after `{read}`: {events:#?}");
+    }
+    assert!(
+        source
+            .first("hint native native-1.0-cp313-cp313-manylinux_2_17_x86_64.whl")
+            .is_some(),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn walking_a_package_down_fetches_the_older_releases_ahead() {
+    // `c==1` is decided first (a single version), so `a` 5, 4 and 3 fail one after the
+    // other on their `c>=2`: after the first step down, the rest are hinted before read.
+    let source = resolve(
+        vec![
+            (
+                "a",
+                project(&[
+                    ("1", release(&["c==1"])),
+                    ("2", release(&["c==1"])),
+                    ("3", release(&["c>=2"])),
+                    ("4", release(&["c>=2"])),
+                    ("5", release(&["c>=2"])),
+                ]),
+            ),
+            (
+                "c",
+                project(&[("1", release(&[])), ("2", release(&[]))]),
+            ),
+        ],
+        &["a", "c==1"],
+        "x86_64-linux",
+    );
+    let events = source.events();
+    for version in ["3", "2"] {
+        let file = format!("a-{version}-py3-none-any.whl");
+        let hint = source.first(&format!("hint a {file}"));
+        let read = source.first(&format!("read {file}"));
+        assert!(
+            matches!((hint, read), (Some(h), Some(r)) if h < r),
+            "a {version} was not fetched ahead: {events:#?}"
+        );
+    }
+    // Nothing older than what the solver could still need is fetched: `a 1` is at most
+    // hinted, never read.
+    assert!(source.first("read a-1-py3-none-any.whl").is_none(), "{events:#?}");
+}
