@@ -50,14 +50,22 @@ impl PackageSource for Recording {
             .and_then(|page| pick(&page))
             .map(|f| f.filename.to_string())
             .unwrap_or_else(|| "-".into());
-        self.log.0.lock().unwrap().push(format!("hint {name} {picked}"));
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .push(format!("hint {name} {picked}"));
     }
 
     fn core_metadata(
         &self,
         file: &DistFile,
     ) -> Result<Arc<bitpoll_metadata::CoreMetadata>, SourceError> {
-        self.log.0.lock().unwrap().push(format!("read {}", file.filename));
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .push(format!("read {}", file.filename));
         self.inner.core_metadata(file)
     }
 
@@ -189,10 +197,7 @@ fn walking_a_package_down_fetches_the_older_releases_ahead() {
                     ("5", release(&["c>=2"])),
                 ]),
             ),
-            (
-                "c",
-                project(&[("1", release(&[])), ("2", release(&[]))]),
-            ),
+            ("c", project(&[("1", release(&[])), ("2", release(&[]))])),
         ],
         &["a", "c==1"],
         "x86_64-linux",
@@ -209,5 +214,8 @@ fn walking_a_package_down_fetches_the_older_releases_ahead() {
     }
     // Nothing older than what the solver could still need is fetched: `a 1` is at most
     // hinted, never read.
-    assert!(source.first("read a-1-py3-none-any.whl").is_none(), "{events:#?}");
+    assert!(
+        source.first("read a-1-py3-none-any.whl").is_none(),
+        "{events:#?}"
+    );
 }

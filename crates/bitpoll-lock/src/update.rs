@@ -210,21 +210,11 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let (mut options, origin) = args.index.options()?;
-    if !quiet {
-        eprintln!("index: {} ({origin})", options.index_url.redacted());
-    }
-    options.concurrency = args.concurrency.max(1);
-    options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    options.retries = args.retries;
-    options.max_response_bytes = args.max_response_size;
-    options.max_page_bytes = args.max_page_size;
-    options.max_metadata_bytes = args.max_metadata_size;
-    options.low_speed_limit = args.low_speed_limit;
-    options.low_speed_time = std::time::Duration::from_secs(args.low_speed_time.max(1));
-    options.reporter = (!quiet && std::io::stderr().is_terminal()).then(crate::progress::spinner);
-    options.exclude_newer = paths.exclude_newer.clone();
-    let cache_dir = options.cache_dir.clone();
+    let cache_dir = args
+        .index
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::client::default_cache_dir);
     let builds = if args.no_build {
         Builds::Refused
     } else {
@@ -240,11 +230,33 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(args.build_timeout.max(1)),
         )))
     };
+    // Looking for an interpreter for builds and asking pip for its index each start a
+    // Python; both come before the first request, so they run side by side.
+    let (host, options) = std::thread::scope(|scope| {
+        let host = scope.spawn(|| match &builds {
+            Builds::Allowed(setup) => setup.host_target(),
+            Builds::Refused => None,
+        });
+        let options = args.index.options();
+        (host.join().expect("interpreter probe panicked"), options)
+    });
+    let (mut options, origin) = options?;
+    if !quiet {
+        eprintln!("index: {} ({origin})", options.index_url.redacted());
+    }
+    options.concurrency = args.concurrency.max(1);
+    options.timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    options.retries = args.retries;
+    options.max_response_bytes = args.max_response_size;
+    options.max_page_bytes = args.max_page_size;
+    options.max_metadata_bytes = args.max_metadata_size;
+    options.low_speed_limit = args.low_speed_limit;
+    options.low_speed_time = std::time::Duration::from_secs(args.low_speed_time.max(1));
+    options.reporter = (!quiet && std::io::stderr().is_terminal()).then(crate::progress::spinner);
+    options.exclude_newer = paths.exclude_newer.clone();
     // Build environments run on this machine: its wheels must survive the filter too.
     let mut filter_targets = loaded.targets.clone();
-    if let Builds::Allowed(setup) = &builds {
-        filter_targets.extend(setup.host_target());
-    }
+    filter_targets.extend(host);
     options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&filter_targets));
     let client = IndexClient::new(options)?;
 
