@@ -430,90 +430,98 @@ pub(crate) fn environments(
     packages: &BTreeMap<PackageName, ResolvedPackage>,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<PackageName, BuildEnvironment>, ResolveError> {
-    let mut out = BTreeMap::new();
-    // Each sdist's backend is asked once for the extra requirements of its build; these
-    // runs are independent Python processes, so they run side by side, and the loop below
-    // finds their answers memoised.
-    if let Builds::Allowed(setup) = &request.options.builds {
-        let sdists: Vec<&Arc<DistFile>> = packages
-            .values()
-            .filter_map(|p| match &p.source {
-                ResolvedSource::Index { artifact, .. } if !artifact.is_wheel() => Some(artifact),
-                _ => None,
-            })
-            .collect();
-        crate::parallel::map(&sdists, |artifact| {
-            if let Ok(info) = source.sdist_info(artifact) {
-                let _ = setup.extra_requires(source, artifact, &info);
+    let sdists: Vec<(&PackageName, &ResolvedPackage, &Arc<DistFile>)> = packages
+        .iter()
+        .filter_map(|(name, p)| match &p.source {
+            ResolvedSource::Index { artifact, .. } if !artifact.is_wheel() => {
+                Some((name, p, artifact))
             }
-        });
+            _ => None,
+        })
+        .collect();
+    // What each sdist's build requires. Asking a backend runs a Python process and may need
+    // its own build environment fetched first, so the sdists are asked side by side (most
+    // answers are memoised already: the questions started while the solve went on).
+    let asked = crate::parallel::map(&sdists, |(name, package, artifact)| {
+        let info = source.sdist_info(artifact)?;
+        let mut requires = info.build_requires.clone();
+        let mut warning = None;
+        if let Builds::Allowed(setup) = &request.options.builds {
+            // This hook runs package code on this machine, which may lack what the package's
+            // own build needs (a C library's config tool, say); the target's Nix build has
+            // it. Its answer refines the environment, so a failure is reported, not fatal.
+            match setup.extra_requires(source, artifact, &info) {
+                Ok(extra) => {
+                    for r in extra {
+                        if !requires.contains(&r) {
+                            requires.push(r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    warning = Some(format!(
+                        "{name} {}: its build environment is locked from [build-system].requires \
+                         alone, since asking its backend for more failed: {e}",
+                        package.version
+                    ))
+                }
+            }
+        }
+        Ok::<_, ResolveError>((info, requires, warning))
+    });
+    let mut asked: Vec<(Arc<SdistInfo>, Vec<String>)> = asked
+        .into_iter()
+        .map(|answer| {
+            let (info, requires, warning) = answer?;
+            warnings.extend(warning);
+            Ok((info, requires))
+        })
+        .collect::<Result<_, ResolveError>>()?;
+    // Most sdists of a target ask for the same thing (setuptools): each distinct set is
+    // resolved once, and the distinct sets side by side.
+    let mut distinct: Vec<(&Vec<String>, &Arc<DistFile>, usize)> = Vec::new();
+    for (i, (_, requires)) in asked.iter().enumerate() {
+        if !distinct.iter().any(|(r, _, _)| *r == requires) {
+            distinct.push((requires, sdists[i].2, i));
+        }
     }
     let options = Options {
         no_build: PackageSet::All,
         ..Options::default()
     };
     let preferences = HashMap::new();
-    let mut resolved: HashMap<Vec<String>, BTreeMap<PackageName, ResolvedPackage>> = HashMap::new();
-    for (name, package) in packages {
-        let ResolvedSource::Index { artifact, .. } = &package.source else {
-            continue;
+    let resolved = crate::parallel::map(&distinct, |(requires, artifact, i)| {
+        let (name, package, _) = sdists[*i];
+        let parsed =
+            parse_requirements(requires, &artifact.filename).map_err(ResolveError::Build)?;
+        let env_request = Request {
+            requirements: &parsed,
+            constraints: &[],
+            nixpkgs: request.nixpkgs,
+            policy: request.policy,
+            options: &options,
+            preferences: &preferences,
         };
-        if artifact.is_wheel() {
-            continue;
-        }
-        let info = source.sdist_info(artifact)?;
-        let mut requires = info.build_requires.clone();
-        if let Builds::Allowed(setup) = &request.options.builds {
-            // This hook runs package code on this machine, which may lack what the package's
-            // own build needs (a C library's config tool, say); the target's Nix build has
-            // it. Its answer refines the environment, so a failure is reported, not fatal.
-            let extra = match setup.extra_requires(source, artifact, &info) {
-                Ok(extra) => extra,
-                Err(e) => {
-                    warnings.push(format!(
-                        "{name} {}: its build environment is locked from [build-system].requires \
-                         alone, since asking its backend for more failed: {e}",
-                        package.version
-                    ));
-                    Vec::new()
-                }
-            };
-            for r in extra {
-                if !requires.contains(&r) {
-                    requires.push(r);
-                }
-            }
-        }
-        // Most sdists of a target ask for the same thing (setuptools): resolve it once.
-        let packages = match resolved.get(&requires) {
-            Some(packages) => packages.clone(),
-            None => {
-                let parsed = parse_requirements(&requires, &artifact.filename)
-                    .map_err(ResolveError::Build)?;
-                let env_request = Request {
-                    requirements: &parsed,
-                    constraints: &[],
-                    nixpkgs: request.nixpkgs,
-                    policy: request.policy,
-                    options: &options,
-                    preferences: &preferences,
-                };
-                let resolution =
-                    crate::resolve_target(source, target, &env_request).map_err(|e| match e {
-                        ResolveError::NoSolution { explanation, .. } => {
-                            ResolveError::Build(format!(
-                                "{name} {}: no build environment for {} on {}:\n{explanation}",
-                                package.version, artifact.filename, target.name
-                            ))
-                        }
-                        other => other,
-                    })?;
-                resolved.insert(requires.clone(), resolution.packages.clone());
-                resolution.packages
-            }
-        };
+        crate::resolve_target(source, target, &env_request)
+            .map(|resolution| resolution.packages)
+            .map_err(|e| match e {
+                ResolveError::NoSolution { explanation, .. } => ResolveError::Build(format!(
+                    "{name} {}: no build environment for {} on {}:\n{explanation}",
+                    package.version, artifact.filename, target.name
+                )),
+                other => other,
+            })
+    });
+    let mut by_requires: HashMap<Vec<String>, BTreeMap<PackageName, ResolvedPackage>> =
+        HashMap::new();
+    for ((requires, _, _), packages) in distinct.iter().zip(resolved) {
+        by_requires.insert((*requires).clone(), packages?);
+    }
+    let mut out = BTreeMap::new();
+    for ((name, _, _), (info, requires)) in sdists.iter().zip(asked.drain(..)) {
+        let packages = by_requires[&requires].clone();
         out.insert(
-            name.clone(),
+            (*name).clone(),
             BuildEnvironment {
                 backend: info
                     .build_backend
