@@ -653,6 +653,9 @@ impl std::io::Write for WriterAdapter<'_> {
     }
 }
 
+/// Cached pages larger than this are parsed as a stream rather than read whole first.
+const STREAMED_PAGE_BYTES: u64 = 4 << 20;
+
 /// A response body: a stream from the cache, or bytes in memory.
 enum Body {
     Entry(EntryReader),
@@ -1114,6 +1117,15 @@ impl Shared {
                 filter: self.wheel_filter.as_ref(),
             };
             let page = match fetched.body {
+                // A stream is parsed a byte at a time, several times slower than bytes in
+                // memory: only pages too large to hold whole are streamed.
+                Body::Entry(entry) if entry.body_len() <= STREAMED_PAGE_BYTES => {
+                    let bytes = entry.into_bytes().map_err(|source| ClientError::Io {
+                        path: self.cache.http_path(&strip_credentials(&url)),
+                        source: source.into(),
+                    })?;
+                    parser.parse_slice(&bytes)
+                }
                 Body::Entry(entry) => parser.parse_reader(entry.into_body()),
                 Body::Memory(bytes) => parser.parse_slice(&bytes),
             };
