@@ -362,13 +362,19 @@ struct Measured {
 #[allow(unsafe_code)]
 fn measure(
     cmd: &mut Command,
-    stdout: &Path,
+    stdout: Option<&Path>,
     log: &Path,
     limit: Duration,
 ) -> Result<Measured, RunError> {
     let open =
         |p: &Path| File::create(p).map_err(|e| RunError::Setup(format!("{}: {e}", p.display())));
-    let (out, err) = (open(stdout)?, open(log)?);
+    let err = open(log)?;
+    let out = match stdout {
+        Some(path) => open(path)?,
+        None => err
+            .try_clone()
+            .map_err(|e| RunError::Setup(format!("{}: {e}", log.display())))?,
+    };
     let start = Instant::now();
     let child = cmd
         .stdin(Stdio::null())
@@ -688,15 +694,13 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                     Mode::Cold => remove(&setup.abs(&paths.cache)),
                     _ => Ok(()),
                 });
-                // uv writes its result to stdout; ours writes the lock and prints nothing.
-                let stdout = match tool {
-                    Tool::Uv => setup.abs(&paths.output),
-                    _ => setup.abs(&format!("{log}.stdout")),
-                };
+                // uv writes its result to stdout; ours writes the lock, and anything it prints
+                // belongs in the log.
+                let stdout = (tool == Tool::Uv).then(|| setup.abs(&paths.output));
                 let result = fresh.map_err(RunError::Setup).and_then(|()| {
                     measure(
                         &mut inv.command(&setup.root),
-                        &stdout,
+                        stdout.as_deref(),
                         &setup.abs(&log),
                         setup.run_timeout,
                     )
@@ -746,8 +750,7 @@ fn bench_check(setup: &Setup, lock: &str, runs: usize) -> Row {
         let mut cmd = Command::new(&setup.ours);
         cmd.args(["--quiet", "check", "--lock", lock])
             .current_dir(&setup.root);
-        let stdout = setup.abs(&format!("{log}.stdout"));
-        match measure(&mut cmd, &stdout, &setup.abs(&log), setup.run_timeout) {
+        match measure(&mut cmd, None, &setup.abs(&log), setup.run_timeout) {
             Ok(m) if run > 0 => row.samples.push(Sample {
                 run,
                 seconds: m.seconds,
@@ -1193,18 +1196,23 @@ celery[redis]==5.4.0
         std::fs::create_dir_all(&dir).unwrap();
         let (out, log) = (dir.join("out"), dir.join("log"));
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo first >&2; echo 'error: no index' >&2; exit 3"]);
-        match measure(&mut cmd, &out, &log, Duration::from_secs(60)) {
+        cmd.args(["-c", "echo working; echo 'error: no index' >&2; exit 3"]);
+        match measure(&mut cmd, None, &log, Duration::from_secs(60)) {
             Err(RunError::Failed(m)) => assert_eq!(m, "exit status 3: error: no index"),
             _ => panic!("a failing command must be reported as failed"),
         }
+        // Without a file for stdout, both streams go to the log.
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "working\nerror: no index\n"
+        );
         let mut cmd = Command::new("sh");
         // The shell holds 30 MB in a variable, so its peak RSS must show it.
         cmd.args([
             "-c",
             "x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo result",
         ]);
-        let m = measure(&mut cmd, &out, &log, Duration::from_secs(60))
+        let m = measure(&mut cmd, Some(&out), &log, Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("a succeeding command is measured"));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "result\n");
         assert!(m.seconds > 0.0);
@@ -1212,7 +1220,7 @@ celery[redis]==5.4.0
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
         let started = Instant::now();
-        match measure(&mut cmd, &out, &log, Duration::from_millis(200)) {
+        match measure(&mut cmd, None, &log, Duration::from_millis(200)) {
             Err(RunError::Failed(m)) => assert!(m.contains("killed"), "{m}"),
             _ => panic!("a run past the limit must be killed and failed"),
         }
