@@ -343,12 +343,8 @@ pub struct Failure {
     pub message: String,
 }
 
-/// How a run ended, when it did not end well.
-enum RunError {
-    /// The tool could not be started or measured: the bench's own problem.
-    Setup(String),
-    Failed(String),
-}
+/// Why a run counts as failed: the tool's exit, or the bench's own trouble starting it.
+struct RunError(String);
 
 struct Measured {
     seconds: f64,
@@ -366,14 +362,13 @@ fn measure(
     log: &Path,
     limit: Duration,
 ) -> Result<Measured, RunError> {
-    let open =
-        |p: &Path| File::create(p).map_err(|e| RunError::Setup(format!("{}: {e}", p.display())));
+    let open = |p: &Path| File::create(p).map_err(|e| RunError(format!("{}: {e}", p.display())));
     let err = open(log)?;
     let out = match stdout {
         Some(path) => open(path)?,
         None => err
             .try_clone()
-            .map_err(|e| RunError::Setup(format!("{}: {e}", log.display())))?,
+            .map_err(|e| RunError(format!("{}: {e}", log.display())))?,
     };
     let start = Instant::now();
     let child = cmd
@@ -381,7 +376,7 @@ fn measure(
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|e| RunError::Setup(format!("cannot run {:?}: {e}", cmd.get_program())))?;
+        .map_err(|e| RunError(format!("cannot run {:?}: {e}", cmd.get_program())))?;
     let pid = child.id() as libc::pid_t;
 
     let exited = Arc::new((Mutex::new(false), Condvar::new()));
@@ -436,13 +431,13 @@ fn measure(
     // The child was reaped by wait4; dropping the handle does not wait again.
     drop(child);
     if rc != pid {
-        return Err(RunError::Setup(format!(
+        return Err(RunError(format!(
             "wait4 failed: {}",
             std::io::Error::last_os_error()
         )));
     }
     if timed_out {
-        return Err(RunError::Failed(format!(
+        return Err(RunError(format!(
             "killed after {} s (--run-timeout)",
             limit.as_secs()
         )));
@@ -459,7 +454,7 @@ fn measure(
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
-        return Err(RunError::Failed(format!("{how}: {}", last.trim())));
+        return Err(RunError(format!("{how}: {}", last.trim())));
     }
     Ok(Measured {
         seconds,
@@ -687,7 +682,8 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                 // The offline warm-up goes online so that the offline runs have a full cache.
                 let offline = mode == Mode::Offline && run > 0;
                 let inv = setup.invocation(set, tool, offline, &paths);
-                if run == 1 {
+                // The first measured run's, or the warm-up's when nothing else ran.
+                if run <= 1 {
                     row.command = inv.shown();
                 }
                 let fresh = remove(&setup.abs(&paths.output)).and_then(|()| match mode {
@@ -697,7 +693,7 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                 // uv writes its result to stdout; ours writes the lock, and anything it prints
                 // belongs in the log.
                 let stdout = (tool == Tool::Uv).then(|| setup.abs(&paths.output));
-                let result = fresh.map_err(RunError::Setup).and_then(|()| {
+                let result = fresh.map_err(RunError).and_then(|()| {
                     measure(
                         &mut inv.command(&setup.root),
                         stdout.as_deref(),
@@ -724,7 +720,7 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                             });
                         }
                     }
-                    Err(RunError::Setup(message) | RunError::Failed(message)) => {
+                    Err(RunError(message)) => {
                         eprintln!("    {label}: FAILED, {message} (log: {log})");
                         row.failure = Some(Failure { run, log, message });
                     }
@@ -759,7 +755,7 @@ fn bench_check(setup: &Setup, lock: &str, runs: usize) -> Row {
                 timings: None,
             }),
             Ok(_) => {}
-            Err(RunError::Setup(message) | RunError::Failed(message)) => {
+            Err(RunError(message)) => {
                 row.failure = Some(Failure { run, log, message });
                 break;
             }
@@ -1198,7 +1194,7 @@ celery[redis]==5.4.0
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo working; echo 'error: no index' >&2; exit 3"]);
         match measure(&mut cmd, None, &log, Duration::from_secs(60)) {
-            Err(RunError::Failed(m)) => assert_eq!(m, "exit status 3: error: no index"),
+            Err(RunError(m)) => assert_eq!(m, "exit status 3: error: no index"),
             _ => panic!("a failing command must be reported as failed"),
         }
         // Without a file for stdout, both streams go to the log.
@@ -1221,7 +1217,7 @@ celery[redis]==5.4.0
         cmd.arg("30");
         let started = Instant::now();
         match measure(&mut cmd, None, &log, Duration::from_millis(200)) {
-            Err(RunError::Failed(m)) => assert!(m.contains("killed"), "{m}"),
+            Err(RunError(m)) => assert!(m.contains("killed"), "{m}"),
             _ => panic!("a run past the limit must be killed and failed"),
         }
         assert!(started.elapsed() < Duration::from_secs(10));
