@@ -1,22 +1,55 @@
 //! `cargo xtask bench`: bitpoll-lock against `uv pip compile --universal`, side by side.
 //!
-//! The two tools run alternately, run by run, so that a noisy neighbour or a slow minute of
-//! the index hurts both alike. Every row gets a discarded warm-up run first (which also fills
-//! the caches of the warm and offline rows). Wall time and peak RSS come from `wait4` on the
-//! child, so they include anything the tool itself starts (uv's interpreter probe, our pip
-//! query). Our lock always goes to a scratch path: the committed lock is never touched.
+//! Two kinds of rows. Bitpoll's own inputs, with uv, `--no-nixpkgs` and the hybrid default.
+//! And the scale suite: real applications' requirement files (`tests/fixtures/apps/`), where
+//! `--no-nixpkgs` does the same work as uv: our four default targets against `--universal`,
+//! both for the same Python, both building sdists with the same interpreter.
 //!
-//! Results are printed as a table and written to `target/bench/results.json`. Nothing here
-//! asserts on time: machines differ, and the numbers are for reading, not for failing CI.
+//! Every requirement set runs in each mode (cold: empty caches for both; warm: caches filled,
+//! network allowed; offline: caches filled and `--offline` for both). Within a mode the tools
+//! alternate run by run, the order swapping each run, so that a noisy neighbour or a slow
+//! minute of the index hurts both alike. Each mode starts with a discarded warm-up round, which
+//! also fills the caches of the warm and offline modes. Wall time and peak RSS come from
+//! `wait4` on the child, so they include what the tool itself starts (uv's interpreter probe,
+//! our build backends, as far as they are waited for).
+//!
+//! A failed run marks its row failed, with the run's log, and the suite goes on with the next
+//! row. Nothing here asserts on time: machines differ, and the numbers are for reading.
+
+mod report;
+mod stats;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--scale-runs N] [--no-scale] [--scale-only] [--skip-build] [--uv PATH]";
+const USAGE: &str =
+    "usage: cargo xtask bench [--runs N] [--modes cold,warm,offline] [--set NAME]... \
+[--no-bitpoll] [--no-apps] [--json PATH] [--uv PATH] [--build-python PATH] [--run-timeout SECS] \
+[--no-timings] [--skip-build]
+
+  --runs N            measured runs per row, after a discarded warm-up (default 5)
+  --modes LIST        any of cold, warm, offline, comma-separated (default: all three)
+  --set NAME          only this set (repeatable, or comma-separated): `bitpoll` or a directory
+                      of tests/fixtures/apps/ (default: bitpoll and the scale suite)
+  --no-bitpoll        leave out Bitpoll's rows (also: --scale-only)
+  --no-apps           leave out the scale suite (also: --no-scale)
+  --json PATH         where the results go (default: target/bench/results.json)
+  --uv PATH           the uv to compare with (default: `uv` on PATH, else installed with pip
+                      into target/bench/uv-venv)
+  --build-python PATH the interpreter both tools build sdists with (default: python3.13 on
+                      PATH, else python3)
+  --run-timeout SECS  a run that takes longer is killed and counted as failed (default 900)
+  --no-timings        do not ask bitpoll-lock for a `--timings` file on cold runs
+  --skip-build        use target/release/bitpoll-lock as it is";
+
+/// The Python version both tools resolve for. Bitpoll's nixpkgs index describes the same one;
+/// the hybrid rows would refuse to run otherwise.
+const PYTHON: &str = "3.13";
 
 /// Bitpoll's inputs, as `update` reads them by default.
 const BITPOLL_INPUTS: [&str; 2] = [
@@ -24,134 +57,19 @@ const BITPOLL_INPUTS: [&str; 2] = [
     "inputs/requirements-production.in",
 ];
 
-/// Popular packages, pure Python and native, for the scale run. Unpinned so that both tools
-/// pick the newest compatible releases; the order mixes kinds so that a prefix is a
-/// reasonable smaller set too.
-const POPULAR: &[&str] = &[
-    "requests",
-    "numpy",
-    "django",
-    "cryptography",
-    "pyyaml",
-    "flask",
-    "pandas",
-    "lxml",
-    "sqlalchemy",
-    "pillow",
-    "fastapi",
-    "psycopg2-binary",
-    "click",
-    "scipy",
-    "jinja2",
-    "pydantic",
-    "httpx",
-    "aiohttp",
-    "rich",
-    "matplotlib",
-    "attrs",
-    "orjson",
-    "boto3",
-    "pytest",
-    "redis",
-    "celery",
-    "psutil",
-    "uvicorn",
-    "gunicorn",
-    "typer",
-    "msgpack",
-    "protobuf",
-    "grpcio",
-    "beautifulsoup4",
-    "markdown",
-    "pygments",
-    "babel",
-    "python-dateutil",
-    "pytz",
-    "tzdata",
-    "six",
-    "certifi",
-    "idna",
-    "urllib3",
-    "charset-normalizer",
-    "packaging",
-    "setuptools",
-    "wheel",
-    "tomli",
-    "tomlkit",
-    "regex",
-    "tqdm",
-    "joblib",
-    "scikit-learn",
-    "networkx",
-    "sympy",
-    "pymongo",
-    "ujson",
-    "cffi",
-    "pycparser",
-    "greenlet",
-    "websockets",
-    "pyzmq",
-    "tornado",
-    "ipython",
-    "soupsieve",
-    "html5lib",
-    "mistune",
-    "openpyxl",
-    "xlrd",
-    "reportlab",
-    "pyjwt",
-    "bcrypt",
-    "paramiko",
-    "pynacl",
-    "argon2-cffi",
-    "itsdangerous",
-    "werkzeug",
-    "starlette",
-    "anyio",
-    "sniffio",
-    "h11",
-    "httpcore",
-    "multidict",
-    "yarl",
-    "frozenlist",
-    "aiosignal",
-    "wrapt",
-    "decorator",
-    "more-itertools",
-    "platformdirs",
-    "filelock",
-    "virtualenv",
-    "tabulate",
-    "colorama",
-    "python-dotenv",
-    "jsonschema",
-    "referencing",
-    "rpds-py",
-    "fsspec",
-    "pyarrow",
-    "shapely",
-    "sqlparse",
-    "asgiref",
-    "marshmallow",
-    "alembic",
-    "mako",
-    "zope-interface",
-    "pyopenssl",
-    "simplejson",
-    "lz4",
-    "zstandard",
-    "brotli",
-    "xxhash",
-    "black",
-    "mypy",
-    "ruff",
-    "isort",
-    "docutils",
-    "sphinx",
-];
+/// Bitpoll's policy, which its rows resolve with, as `update` does by default.
+const BITPOLL_POLICY: &str = "lock/policy.toml";
+
+/// Where the real applications' requirement files are, one directory per set.
+const APPS_DIR: &str = "tests/fixtures/apps";
+
+/// The scale suite run by default: every set there that resolves to more than 100 pins, with
+/// several sdists whose metadata must be built among them (see the fixtures' PROVENANCE.md).
+/// `netbox` (about 94 pins, no sdist) can still be chosen with `--set`.
+const DEFAULT_APPS: [&str; 5] = ["inventree", "readthedocs", "treeherder", "zulip", "sentry"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tool {
+pub enum Tool {
     Uv,
     /// `--no-nixpkgs`: the same work as uv.
     OursIndex,
@@ -160,57 +78,78 @@ enum Tool {
 }
 
 impl Tool {
-    fn label(self) -> &'static str {
-        match self {
-            Tool::Uv => "uv",
-            Tool::OursIndex => "bitpoll-lock --no-nixpkgs",
-            Tool::OursHybrid => "bitpoll-lock (hybrid)",
-        }
-    }
-
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             Tool::Uv => "uv",
             Tool::OursIndex => "no-nixpkgs",
             Tool::OursHybrid => "hybrid",
         }
     }
+
+    /// How the table names our side of a comparison.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tool::Uv => "uv",
+            Tool::OursIndex => "`--no-nixpkgs`",
+            Tool::OursHybrid => "hybrid",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     Cold,
     Warm,
     Offline,
 }
 
 impl Mode {
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             Mode::Cold => "cold",
             Mode::Warm => "warm",
             Mode::Offline => "offline",
         }
     }
+
+    fn parse(text: &str) -> Result<Mode, String> {
+        match text {
+            "cold" => Ok(Mode::Cold),
+            "warm" => Ok(Mode::Warm),
+            "offline" => Ok(Mode::Offline),
+            other => Err(format!("unknown mode `{other}` (cold, warm or offline)")),
+        }
+    }
 }
 
+#[derive(Debug)]
 struct Options {
     runs: usize,
-    scale_runs: usize,
-    scale: bool,
-    main: bool,
+    modes: Vec<Mode>,
+    sets: Vec<String>,
+    bitpoll: bool,
+    apps: bool,
+    json: Option<PathBuf>,
     build: bool,
+    timings: bool,
     uv: Option<PathBuf>,
+    build_python: Option<PathBuf>,
+    run_timeout: Duration,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         runs: 5,
-        scale_runs: 3,
-        scale: true,
-        main: true,
+        modes: Vec::new(),
+        sets: Vec::new(),
+        bitpoll: true,
+        apps: true,
+        json: None,
         build: true,
+        timings: true,
         uv: None,
+        build_python: None,
+        run_timeout: Duration::from_secs(900),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -225,22 +164,74 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--runs: {e}"))?
             }
-            "--scale-runs" => {
-                o.scale_runs = value("--scale-runs")?
-                    .parse()
-                    .map_err(|e| format!("--scale-runs: {e}"))?
+            "--modes" => {
+                for m in value("--modes")?.split(',').filter(|m| !m.is_empty()) {
+                    let mode = Mode::parse(m.trim())?;
+                    if !o.modes.contains(&mode) {
+                        o.modes.push(mode);
+                    }
+                }
             }
-            "--no-scale" => o.scale = false,
-            "--scale-only" => o.main = false,
+            "--set" => {
+                for s in value("--set")?.split(',').filter(|s| !s.is_empty()) {
+                    let s = s.trim().to_string();
+                    if !o.sets.contains(&s) {
+                        o.sets.push(s);
+                    }
+                }
+            }
+            "--no-bitpoll" | "--scale-only" => o.bitpoll = false,
+            "--no-apps" | "--no-scale" => o.apps = false,
+            "--json" => o.json = Some(PathBuf::from(value("--json")?)),
             "--skip-build" => o.build = false,
+            "--no-timings" => o.timings = false,
             "--uv" => o.uv = Some(PathBuf::from(value("--uv")?)),
+            "--build-python" => o.build_python = Some(PathBuf::from(value("--build-python")?)),
+            "--run-timeout" => {
+                let secs: u64 = value("--run-timeout")?
+                    .parse()
+                    .map_err(|e| format!("--run-timeout: {e}"))?;
+                o.run_timeout = Duration::from_secs(secs);
+            }
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
-    if o.runs == 0 || o.scale_runs == 0 {
-        return Err("--runs and --scale-runs must be at least 1".into());
+    if o.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    if o.modes.is_empty() {
+        o.modes = vec![Mode::Cold, Mode::Warm, Mode::Offline];
     }
     Ok(o)
+}
+
+/// The sets to run, in order: named ones as named, else Bitpoll then the default scale suite.
+fn chosen_sets(o: &Options, available_apps: &[String]) -> Result<Vec<String>, String> {
+    let mut sets = Vec::new();
+    if o.sets.is_empty() {
+        if o.bitpoll {
+            sets.push("bitpoll".to_string());
+        }
+        if o.apps {
+            sets.extend(DEFAULT_APPS.iter().map(|s| s.to_string()));
+        }
+    } else {
+        for s in &o.sets {
+            if s != "bitpoll" && !available_apps.contains(s) {
+                return Err(format!(
+                    "no set `{s}`: bitpoll or one of {}",
+                    available_apps.join(", ")
+                ));
+            }
+            if (s == "bitpoll" && o.bitpoll) || (s != "bitpoll" && o.apps) {
+                sets.push(s.clone());
+            }
+        }
+    }
+    if sets.is_empty() {
+        return Err("nothing to run: every set was left out".into());
+    }
+    Ok(sets)
 }
 
 fn root() -> PathBuf {
@@ -250,8 +241,20 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn version_of(program: &Path) -> Option<String> {
-    let out = Command::new(program).arg("--version").output().ok()?;
+fn available_apps(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join(APPS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("requirements.in").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+fn first_line_of(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -261,15 +264,16 @@ fn version_of(program: &Path) -> Option<String> {
 /// `target/bench` that nothing else uses.
 fn find_uv(explicit: Option<&Path>, bench_dir: &Path) -> Result<(PathBuf, String), String> {
     if let Some(path) = explicit {
-        let v = version_of(path).ok_or_else(|| format!("{} --version failed", path.display()))?;
+        let v = first_line_of(path, &["--version"])
+            .ok_or_else(|| format!("{} --version failed", path.display()))?;
         return Ok((path.to_path_buf(), v));
     }
-    if let Some(v) = version_of(Path::new("uv")) {
+    if let Some(v) = first_line_of(Path::new("uv"), &["--version"]) {
         return Ok((PathBuf::from("uv"), v));
     }
     let venv = bench_dir.join("uv-venv");
     let uv = venv.join("bin").join("uv");
-    if version_of(&uv).is_none() {
+    if first_line_of(&uv, &["--version"]).is_none() {
         eprintln!("==> installing uv with pip into {}", venv.display());
         let ok = Command::new("python3")
             .args(["-m", "venv"])
@@ -284,228 +288,441 @@ fn find_uv(explicit: Option<&Path>, bench_dir: &Path) -> Result<(PathBuf, String
             return Err("could not install uv with pip into a virtualenv".into());
         }
     }
-    let v = version_of(&uv).ok_or("the installed uv does not run")?;
+    let v = first_line_of(&uv, &["--version"]).ok_or("the installed uv does not run")?;
     Ok((uv, v))
 }
 
-struct Sample {
+/// The interpreter both tools run build backends with, as an absolute path, and its version.
+/// Left to themselves, the two look for an interpreter differently, and a legacy `setup.py`
+/// can compute other dependencies on another Python.
+fn find_build_python(explicit: Option<&Path>) -> Result<(PathBuf, String), String> {
+    const PROBE: [&str; 2] = [
+        "-c",
+        "import sys, platform; print(sys.executable); print(platform.python_version())",
+    ];
+    let probe = |p: &Path| -> Option<(PathBuf, String)> {
+        let out = Command::new(p).args(PROBE).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        match (out.status.success(), lines.next(), lines.next()) {
+            (true, Some(exe), Some(version)) if !exe.is_empty() => {
+                Some((PathBuf::from(exe), version.to_string()))
+            }
+            _ => None,
+        }
+    };
+    if let Some(p) = explicit {
+        return probe(p).ok_or_else(|| format!("{} does not run as a Python", p.display()));
+    }
+    [format!("python{PYTHON}"), "python3".to_string()]
+        .iter()
+        .find_map(|name| probe(Path::new(name)))
+        .ok_or_else(|| format!("neither python{PYTHON} nor python3 runs; pass --build-python"))
+}
+
+/// Whether this bitpoll-lock can write a timeline of its run.
+fn supports_timings(ours: &Path) -> bool {
+    Command::new(ours)
+        .args(["update", "--help"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--timings"))
+}
+
+pub struct Sample {
+    pub run: usize,
+    pub seconds: f64,
+    pub rss_kib: u64,
+    pub log: String,
+    /// The run's timeline, when bitpoll-lock was asked for one.
+    pub timings: Option<String>,
+}
+
+pub struct Failure {
+    pub run: usize,
+    pub log: String,
+    pub message: String,
+}
+
+/// Why a run counts as failed: the tool's exit, or the bench's own trouble starting it.
+struct RunError(String);
+
+struct Measured {
     seconds: f64,
     rss_kib: u64,
 }
 
-/// Runs `cmd` to the end; its wall time and the peak RSS of it and its waited-for children.
-// Peak memory of a child needs wait4(2), which std does not wrap.
+/// Runs `cmd` to the end: its wall time and the peak RSS of it and its waited-for children.
+/// A run past `limit` is killed.
+// Peak memory of a child needs wait4(2), which std does not wrap; telling its exit apart from
+// its reaping (so that a late kill can never hit a recycled pid) needs waitid(2).
 #[allow(unsafe_code)]
-fn measure(cmd: &mut Command, log: &Path) -> Result<Sample, String> {
-    let err = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+fn measure(
+    cmd: &mut Command,
+    stdout: Option<&Path>,
+    log: &Path,
+    limit: Duration,
+) -> Result<Measured, RunError> {
+    let open = |p: &Path| File::create(p).map_err(|e| RunError(format!("{}: {e}", p.display())));
+    let err = open(log)?;
+    let out = match stdout {
+        Some(path) => open(path)?,
+        None => err
+            .try_clone()
+            .map_err(|e| RunError(format!("{}: {e}", log.display())))?,
+    };
     let start = Instant::now();
     let child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+        .map_err(|e| RunError(format!("cannot run {:?}: {e}", cmd.get_program())))?;
     let pid = child.id() as libc::pid_t;
+
+    let exited = Arc::new((Mutex::new(false), Condvar::new()));
+    let watchdog = {
+        let exited = Arc::clone(&exited);
+        std::thread::spawn(move || {
+            let (lock, cv) = &*exited;
+            let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let (guard, _) = cv
+                .wait_timeout_while(guard, limit, |done| !*done)
+                .unwrap_or_else(|p| p.into_inner());
+            if *guard {
+                return false;
+            }
+            // SAFETY: plain syscall. `pid` is not reaped yet (the flag under this lock is set
+            // only after waitid saw the exit, and reaping comes after that), so it still names
+            // our child, running or a zombie.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            true
+        })
+    };
+    // SAFETY: an all-zero `siginfo_t` is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our child and `info` outlives the call. WNOWAIT leaves it unreaped.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    {
+        let (lock, cv) = &*exited;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+    let timed_out = watchdog.join().unwrap_or(false);
+
     let mut status = 0;
     // SAFETY: an all-zero `rusage` is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `pid` is a child of this process that nobody else waits for; `status` and
     // `usage` outlive the call.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let seconds = start.elapsed().as_secs_f64();
     // The child was reaped by wait4; dropping the handle does not wait again.
     drop(child);
     if rc != pid {
-        return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
+        return Err(RunError(format!(
+            "wait4 failed: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if timed_out {
+        return Err(RunError(format!(
+            "killed after {} s (--run-timeout)",
+            limit.as_secs()
+        )));
     }
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let how = if libc::WIFEXITED(status) {
+            format!("exit status {}", libc::WEXITSTATUS(status))
+        } else {
+            format!("signal {}", libc::WTERMSIG(status))
+        };
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(8).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!(
-            "{:?} failed (wait status {status}):\n{}",
-            cmd.get_program(),
-            tail.join("\n")
-        ));
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(RunError(format!("{how}: {}", last.trim())));
     }
-    Ok(Sample {
+    Ok(Measured {
         seconds,
         // Linux reports ru_maxrss in KiB.
         rss_kib: usage.ru_maxrss.max(0) as u64,
     })
 }
 
-struct Setup {
-    root: PathBuf,
-    work: PathBuf,
-    ours: PathBuf,
-    uv: PathBuf,
+/// One requirement set and how our side reads it.
+struct SetSpec {
+    name: String,
+    /// Relative to the workspace root.
+    files: Vec<String>,
+    /// Bitpoll's own policy for Bitpoll; none for the applications, whose requirements are
+    /// taken as the projects wrote them (as uv takes them).
+    policy: String,
+    tools: Vec<Tool>,
 }
 
-impl Setup {
-    fn command(
-        &self,
-        tool: Tool,
-        reqs: &[PathBuf],
-        cache: &Path,
-        offline: bool,
-        lock: &Path,
-    ) -> Command {
-        let mut cmd = match tool {
-            Tool::Uv => {
-                let mut c = Command::new(&self.uv);
-                c.args(["pip", "compile", "--universal", "--python-version", "3.13"])
-                    .args(["--generate-hashes", "--quiet", "--cache-dir"])
-                    .arg(cache)
-                    .args(reqs);
-                c.env("UV_PYTHON_DOWNLOADS", "never");
-                c
-            }
-            Tool::OursIndex | Tool::OursHybrid => {
-                let mut c = Command::new(&self.ours);
-                c.args(["--quiet", "update", "--upgrade", "--cache-dir"])
-                    .arg(cache)
-                    .arg("--lock")
-                    .arg(lock);
-                if tool == Tool::OursIndex {
-                    c.arg("--no-nixpkgs");
-                }
-                for r in reqs {
-                    c.arg("-r").arg(r);
-                }
-                c
-            }
-        };
-        if offline {
-            cmd.arg("--offline");
-        }
-        // The caches are the ones named on the command line, nothing inherited.
+/// One process to run: what it is and the exact arguments, paths relative to the workspace
+/// root (where it runs), so that the recorded command is the one that ran.
+struct Invocation {
+    program: PathBuf,
+    name: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl Invocation {
+    fn command(&self, root: &Path) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).current_dir(root);
+        // The caches and the network are the ones named on the command line, nothing inherited.
         for var in [
             "BITPOLL_LOCK_CACHE_DIR",
             "UV_CACHE_DIR",
             "UV_OFFLINE",
             "UV_NO_CACHE",
+            "UV_PYTHON",
         ] {
             cmd.env_remove(var);
         }
-        cmd.current_dir(&self.root);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         cmd
+    }
+
+    fn shown(&self) -> String {
+        let mut words: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        words.push(self.name.to_string());
+        words.extend(self.args.iter().cloned());
+        words.join(" ")
     }
 }
 
-struct Row {
-    set: String,
-    requirements: usize,
-    mode: Mode,
-    tool: Tool,
-    samples: Vec<Sample>,
-    error: Option<String>,
+/// Everything a run's command line depends on.
+struct RunPaths {
+    cache: String,
+    output: String,
+    timings: Option<String>,
+}
+
+struct Setup {
+    root: PathBuf,
+    /// `target/bench/work`, relative to the root.
+    work: String,
+    ours: PathBuf,
+    uv: PathBuf,
+    build_python: PathBuf,
+    run_timeout: Duration,
+    timings: bool,
+}
+
+impl Setup {
+    fn invocation(&self, set: &SetSpec, tool: Tool, offline: bool, p: &RunPaths) -> Invocation {
+        let python = self.build_python.display().to_string();
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |words: &[&str]| args.extend(words.iter().map(|w| w.to_string()));
+        match tool {
+            Tool::Uv => {
+                push(&["pip", "compile", "--universal", "--python-version", PYTHON]);
+                push(&["--python", &python, "--generate-hashes", "--quiet"]);
+                push(&["--cache-dir", &p.cache]);
+                if offline {
+                    push(&["--offline"]);
+                }
+                for f in &set.files {
+                    push(&[f]);
+                }
+                Invocation {
+                    program: self.uv.clone(),
+                    name: "uv",
+                    args,
+                    env: vec![("UV_PYTHON_DOWNLOADS", "never")],
+                }
+            }
+            Tool::OursIndex | Tool::OursHybrid => {
+                push(&["--quiet", "update", "--upgrade", "--python", PYTHON]);
+                push(&["--build-python", &python]);
+                if tool == Tool::OursIndex {
+                    push(&["--no-nixpkgs"]);
+                }
+                push(&["--policy", &set.policy, "--cache-dir", &p.cache]);
+                push(&["--lock", &p.output]);
+                if offline {
+                    push(&["--offline"]);
+                }
+                if let Some(t) = &p.timings {
+                    push(&["--timings", t]);
+                }
+                for f in &set.files {
+                    push(&["-r", f]);
+                }
+                Invocation {
+                    program: self.ours.clone(),
+                    name: "bitpoll-lock",
+                    args,
+                    env: Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn abs(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
+
+pub struct Row {
+    pub set: String,
+    pub mode: Mode,
+    pub tool: Tool,
+    /// The command of the first measured run, exactly (other runs differ only in run-numbered
+    /// file names).
+    pub command: String,
+    pub samples: Vec<Sample>,
+    pub failure: Option<Failure>,
 }
 
 impl Row {
-    fn median(&self) -> Option<f64> {
-        let mut t: Vec<f64> = self.samples.iter().map(|s| s.seconds).collect();
-        if t.is_empty() {
-            return None;
+    pub fn seconds(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.seconds).collect()
+    }
+
+    pub fn rss_mib(&self) -> Vec<f64> {
+        self.samples
+            .iter()
+            .map(|s| s.rss_kib as f64 / 1024.0)
+            .collect()
+    }
+}
+
+/// What a set resolved to, read from the last lock and uv output that were written.
+#[derive(Default)]
+pub struct SetFacts {
+    pub name: String,
+    pub files: Vec<String>,
+    pub requirements: usize,
+    pub pins_ours: Option<usize>,
+    pub pins_uv: Option<usize>,
+    /// Packages some target installs from an sdist (so their build environment is locked).
+    pub sdists: Vec<String>,
+    /// Packages whose dependencies were read by running the sdist's build backend.
+    pub built_metadata: Vec<String>,
+}
+
+fn remove(path: &Path) -> Result<(), String> {
+    let result = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("cannot remove {}: {e}", path.display()))
         }
-        t.sort_by(f64::total_cmp);
-        let n = t.len();
-        Some(if n % 2 == 1 {
-            t[n / 2]
-        } else {
-            (t[n / 2 - 1] + t[n / 2]) / 2.0
-        })
-    }
-
-    fn min(&self) -> Option<f64> {
-        self.samples
-            .iter()
-            .map(|s| s.seconds)
-            .min_by(f64::total_cmp)
-    }
-
-    fn max(&self) -> Option<f64> {
-        self.samples
-            .iter()
-            .map(|s| s.seconds)
-            .max_by(f64::total_cmp)
-    }
-
-    fn peak_rss_mib(&self) -> Option<f64> {
-        self.samples
-            .iter()
-            .map(|s| s.rss_kib)
-            .max()
-            .map(|k| k as f64 / 1024.0)
+        _ => Ok(()),
     }
 }
 
 /// Runs one requirement set in every mode for every tool, alternating tools run by run.
-fn bench_set(
-    setup: &Setup,
-    set: &str,
-    reqs: &[PathBuf],
-    requirements: usize,
-    tools: &[Tool],
-    modes: &[Mode],
-    runs: usize,
-) -> Vec<Row> {
+fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<Row> {
+    let tools = &set.tools;
     let mut rows = Vec::new();
     for &mode in modes {
         let mut mode_rows: Vec<Row> = tools
             .iter()
             .map(|&tool| Row {
-                set: set.to_string(),
-                requirements,
+                set: set.name.clone(),
                 mode,
                 tool,
+                command: String::new(),
                 samples: Vec::new(),
-                error: None,
+                failure: None,
             })
             .collect();
-        // Run 0 is the warm-up: discarded, and it fills the caches that the warm and offline
-        // modes start from.
+        // Round 0 is the warm-up: discarded, and it fills the caches that the warm and
+        // offline modes start from.
         for run in 0..=runs {
             for i in 0..tools.len() {
                 let k = (i + run) % tools.len();
                 let tool = tools[k];
                 let row = &mut mode_rows[k];
-                if row.error.is_some() {
+                if row.failure.is_some() {
                     continue;
                 }
-                let shared_cache = setup.work.join(format!("cache-{set}-{}", tool.key()));
-                let cache = match mode {
-                    Mode::Cold => {
-                        let dir = setup.work.join(format!("cache-cold-{}", tool.key()));
-                        let _ = std::fs::remove_dir_all(&dir);
-                        dir
-                    }
-                    Mode::Warm | Mode::Offline => shared_cache,
+                let w = &setup.work;
+                let name = &set.name;
+                let key = tool.key();
+                let paths = RunPaths {
+                    cache: match mode {
+                        Mode::Cold => format!("{w}/cache/cold-{key}"),
+                        Mode::Warm | Mode::Offline => format!("{w}/cache/{name}-{key}"),
+                    },
+                    output: match tool {
+                        Tool::Uv => format!("{w}/out/{name}-uv.txt"),
+                        _ => format!("{w}/out/{name}-{key}.lock.json"),
+                    },
+                    // The hook for the per-run timeline: cold runs are the ones to explain.
+                    timings: (setup.timings && mode == Mode::Cold && tool != Tool::Uv)
+                        .then(|| format!("{w}/timings/{name}-{key}-run{run}.json")),
                 };
-                let lock = setup.work.join(format!("{set}-{}.lock.json", tool.key()));
-                let log = setup
-                    .work
-                    .join(format!("{set}-{}-{}.log", tool.key(), mode.key()));
+                let log = format!("{w}/logs/{name}-{}-{key}-run{run}.log", mode.key());
                 // The offline warm-up goes online so that the offline runs have a full cache.
                 let offline = mode == Mode::Offline && run > 0;
-                let mut cmd = setup.command(tool, reqs, &cache, offline, &lock);
-                match measure(&mut cmd, &log) {
-                    Ok(sample) => {
+                let inv = setup.invocation(set, tool, offline, &paths);
+                // The first measured run's, or the warm-up's when nothing else ran.
+                if run <= 1 {
+                    row.command = inv.shown();
+                }
+                let fresh = remove(&setup.abs(&paths.output)).and_then(|()| match mode {
+                    Mode::Cold => remove(&setup.abs(&paths.cache)),
+                    _ => Ok(()),
+                });
+                // uv writes its result to stdout; ours writes the lock, and anything it prints
+                // belongs in the log.
+                let stdout = (tool == Tool::Uv).then(|| setup.abs(&paths.output));
+                let result = fresh.map_err(RunError).and_then(|()| {
+                    measure(
+                        &mut inv.command(&setup.root),
+                        stdout.as_deref(),
+                        &setup.abs(&log),
+                        setup.run_timeout,
+                    )
+                });
+                let label = format!("{name} {:<7} {:<10} run {run}", mode.key(), key);
+                match result {
+                    Ok(m) => {
                         eprintln!(
-                            "    {set} {:<7} {:<26} run {run}: {:.2} s, {:.0} MiB{}",
-                            mode.key(),
-                            tool.label(),
-                            sample.seconds,
-                            sample.rss_kib as f64 / 1024.0,
+                            "    {label}: {:.2} s, {:.0} MiB{}",
+                            m.seconds,
+                            m.rss_kib as f64 / 1024.0,
                             if run == 0 { " (warm-up)" } else { "" }
                         );
                         if run > 0 {
-                            row.samples.push(sample);
+                            row.samples.push(Sample {
+                                run,
+                                seconds: m.seconds,
+                                rss_kib: m.rss_kib,
+                                log: log.clone(),
+                                timings: paths.timings.clone(),
+                            });
                         }
                     }
-                    Err(e) => {
-                        eprintln!("    {set} {} {}: {e}", mode.key(), tool.label());
-                        row.error = Some(e);
+                    Err(RunError(message)) => {
+                        eprintln!("    {label}: FAILED, {message} (log: {log})");
+                        row.failure = Some(Failure { run, log, message });
                     }
                 }
             }
@@ -515,25 +732,31 @@ fn bench_set(
     rows
 }
 
-fn bench_check(setup: &Setup, lock: &Path, runs: usize) -> Row {
+fn bench_check(setup: &Setup, lock: &str, runs: usize) -> Row {
     let mut row = Row {
         set: "bitpoll".into(),
-        requirements: 0,
         mode: Mode::Offline,
         tool: Tool::OursHybrid,
+        command: format!("bitpoll-lock --quiet check --lock {lock}"),
         samples: Vec::new(),
-        error: None,
+        failure: None,
     };
     for run in 0..=runs {
+        let log = format!("{}/logs/check-run{run}.log", setup.work);
         let mut cmd = Command::new(&setup.ours);
-        cmd.args(["--quiet", "check", "--lock"])
-            .arg(lock)
+        cmd.args(["--quiet", "check", "--lock", lock])
             .current_dir(&setup.root);
-        match measure(&mut cmd, &setup.work.join("check.log")) {
-            Ok(s) if run > 0 => row.samples.push(s),
+        match measure(&mut cmd, None, &setup.abs(&log), setup.run_timeout) {
+            Ok(m) if run > 0 => row.samples.push(Sample {
+                run,
+                seconds: m.seconds,
+                rss_kib: m.rss_kib,
+                log,
+                timings: None,
+            }),
             Ok(_) => {}
-            Err(e) => {
-                row.error = Some(e);
+            Err(RunError(message)) => {
+                row.failure = Some(Failure { run, log, message });
                 break;
             }
         }
@@ -541,98 +764,124 @@ fn bench_check(setup: &Setup, lock: &Path, runs: usize) -> Row {
     row
 }
 
-fn fmt_opt(v: Option<f64>, digits: usize) -> String {
-    v.map(|v| format!("{v:.digits$}"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn uv_row<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
-    rows.iter()
-        .find(|r| r.tool == Tool::Uv && r.set == row.set && r.mode == row.mode)
-}
-
-fn ratio(ours: Option<f64>, uv: Option<f64>) -> Option<f64> {
-    match (ours, uv) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
-}
-
-fn print_table(title: &str, rows: &[Row], check: Option<&Row>) {
-    println!("\n{title}\n");
-    println!("| set | mode | tool | median s | min s | max s | peak RSS MiB | time ours/uv | RSS ours/uv |");
-    println!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for row in rows {
-        let uv = uv_row(rows, row).filter(|_| row.tool != Tool::Uv);
-        let (t_ratio, m_ratio) = match uv {
-            Some(uv) => (
-                fmt_opt(ratio(row.median(), uv.median()), 2),
-                fmt_opt(ratio(row.peak_rss_mib(), uv.peak_rss_mib()), 2),
-            ),
-            None => ("".into(), "".into()),
-        };
-        let failed = if row.error.is_some() { " (failed)" } else { "" };
-        println!(
-            "| {} ({}) | {} | {}{failed} | {} | {} | {} | {} | {t_ratio} | {m_ratio} |",
-            row.set,
-            row.requirements,
-            row.mode.key(),
-            row.tool.label(),
-            fmt_opt(row.median(), 2),
-            fmt_opt(row.min(), 2),
-            fmt_opt(row.max(), 2),
-            fmt_opt(row.peak_rss_mib(), 0),
-        );
-    }
-    if let Some(c) = check {
-        println!(
-            "\n`bitpoll-lock check` on an up-to-date lock: median {} ms (min {}, max {}), peak RSS {} MiB",
-            fmt_opt(c.median().map(|s| s * 1000.0), 1),
-            fmt_opt(c.min().map(|s| s * 1000.0), 1),
-            fmt_opt(c.max().map(|s| s * 1000.0), 1),
-            fmt_opt(c.peak_rss_mib(), 1)
-        );
-    }
-}
-
-fn row_json(rows: &[Row], row: &Row) -> Value {
-    let uv = uv_row(rows, row).filter(|_| row.tool != Tool::Uv);
-    json!({
-        "set": row.set,
-        "requirements": row.requirements,
-        "mode": row.mode.key(),
-        "tool": row.tool.key(),
-        "runs": row.samples.len(),
-        "median_s": row.median(),
-        "min_s": row.min(),
-        "max_s": row.max(),
-        "seconds": row.samples.iter().map(|s| s.seconds).collect::<Vec<_>>(),
-        "peak_rss_mib": row.peak_rss_mib(),
-        "time_ratio_vs_uv": uv.and_then(|uv| ratio(row.median(), uv.median())),
-        "rss_ratio_vs_uv": uv.and_then(|uv| ratio(row.peak_rss_mib(), uv.peak_rss_mib())),
-        "error": row.error,
-    })
-}
-
-fn count_requirements(reqs: &[PathBuf]) -> usize {
-    reqs.iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|t| {
-            t.lines()
-                .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
-                .filter(|l| !l.is_empty() && !l.starts_with('-'))
-                .collect::<Vec<_>>()
-        })
+/// Top-level requirement lines (comments, blank lines and options left out).
+fn count_requirements(texts: &[String]) -> usize {
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('-'))
         .count()
 }
 
-fn today() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
+/// Distinct package names in `uv pip compile` output (a universal resolution can pin one
+/// package twice, under different markers).
+fn uv_pins(text: &str) -> usize {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        .filter_map(|l| l.split_once("=="))
+        .map(|(name, _)| {
+            name.split('[')
+                .next()
+                .unwrap_or(name)
+                .trim()
+                .to_ascii_lowercase()
+                .replace(['_', '.'], "-")
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names.len()
+}
+
+/// (pins, packages with an sdist artifact, packages with built metadata) of one of our locks.
+fn lock_facts(lock: &Value) -> Option<(usize, Vec<String>, Vec<String>)> {
+    let packages = lock.get("packages")?.as_array()?;
+    let name = |p: &Value| p.get("name").and_then(Value::as_str).map(str::to_string);
+    let mut names: Vec<String> = packages.iter().filter_map(name).collect();
+    names.sort();
+    names.dedup();
+    let mut sdists: Vec<String> = packages
+        .iter()
+        .filter(|p| {
+            p.get("artifacts")
+                .and_then(Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|a| a.get("kind") == Some(&Value::from("sdist")))
+                })
+        })
+        .filter_map(name)
+        .collect();
+    sdists.sort();
+    sdists.dedup();
+    let mut built: Vec<String> = packages
+        .iter()
+        .filter(|p| p.get("metadata") == Some(&Value::from("sdist-build")))
+        .filter_map(name)
+        .collect();
+    built.sort();
+    built.dedup();
+    Some((names.len(), sdists, built))
+}
+
+fn set_facts(setup: &Setup, set: &SetSpec) -> SetFacts {
+    let texts: Vec<String> = set
+        .files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(setup.abs(f)).ok())
+        .collect();
+    let mut facts = SetFacts {
+        name: set.name.clone(),
+        files: set.files.clone(),
+        requirements: count_requirements(&texts),
+        ..SetFacts::default()
+    };
+    let out = |tool: Tool| setup.abs(&format!("{}/out/{}-{}", setup.work, set.name, tool.key()));
+    facts.pins_uv = std::fs::read_to_string(out(Tool::Uv).with_extension("txt"))
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
+        .map(|t| uv_pins(&t))
+        .filter(|&n| n > 0);
+    // `--no-nixpkgs` does uv's work, so its lock is the one to describe the set by.
+    let lock = std::fs::read(out(Tool::OursIndex).with_extension("lock.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    if let Some((pins, sdists, built)) = lock.as_ref().and_then(lock_facts) {
+        facts.pins_ours = Some(pins);
+        facts.sdists = sdists;
+        facts.built_metadata = built;
+    }
+    facts
+}
+
+fn capture(program: &str, args: &[&str], root: &Path) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 pub fn run(args: &[String]) -> i32 {
@@ -644,11 +893,29 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     let root = root();
+    let sets = match chosen_sets(&options, &available_apps(&root)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cargo xtask bench: {e}\n{USAGE}");
+            return 2;
+        }
+    };
     let bench_dir = root.join("target").join("bench");
-    let work = bench_dir.join("work");
-    let _ = std::fs::remove_dir_all(&work);
-    if let Err(e) = std::fs::create_dir_all(&work) {
-        eprintln!("cannot create {}: {e}", work.display());
+    let work = "target/bench/work".to_string();
+    let _ = std::fs::remove_dir_all(root.join(&work));
+    for sub in ["cache", "out", "logs", "timings"] {
+        let dir = root.join(&work).join(sub);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("cannot create {}: {e}", dir.display());
+            return 2;
+        }
+    }
+    let empty_policy = format!("{work}/empty-policy.toml");
+    if let Err(e) = std::fs::write(
+        root.join(&empty_policy),
+        "# The applications' requirements as their projects wrote them.\n",
+    ) {
+        eprintln!("cannot write {empty_policy}: {e}");
         return 2;
     }
     let (uv, uv_version) = match find_uv(options.uv.as_deref(), &bench_dir) {
@@ -658,6 +925,14 @@ pub fn run(args: &[String]) -> i32 {
             return 3;
         }
     };
+    let (build_python, build_python_version) =
+        match find_build_python(options.build_python.as_deref()) {
+            Ok(found) => found,
+            Err(e) => {
+                eprintln!("cargo xtask bench: {e}");
+                return 3;
+            }
+        };
     if options.build {
         eprintln!("==> cargo build --release -p bitpoll-lock");
         let built = Command::new("cargo")
@@ -670,106 +945,282 @@ pub fn run(args: &[String]) -> i32 {
             return 1;
         }
     }
+    let ours = root.join("target/release/bitpoll-lock");
+    let timings = options.timings && supports_timings(&ours);
     let setup = Setup {
-        ours: root.join("target/release/bitpoll-lock"),
         root: root.clone(),
         work: work.clone(),
+        ours,
         uv,
+        build_python,
+        run_timeout: options.run_timeout,
+        timings,
     };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let started = capture("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"], &root).unwrap_or_default();
+    let load_start = load_average();
+    let clock = Instant::now();
     eprintln!(
-        "==> {uv_version}; {cores} cores; {} runs per row after a warm-up",
-        options.runs
+        "==> {uv_version}; builds with Python {build_python_version}; {cores} cores; {} runs per row after a warm-up; modes {}; timelines {}",
+        options.runs,
+        options.modes.iter().map(|m| m.key()).collect::<Vec<_>>().join(","),
+        if timings { "on" } else { "off (no --timings)" },
     );
 
-    let bitpoll: Vec<PathBuf> = BITPOLL_INPUTS.iter().map(|p| root.join(p)).collect();
-    let mut main_rows = Vec::new();
+    let mut rows = Vec::new();
+    let mut facts = Vec::new();
     let mut check = None;
-    if options.main {
-        eprintln!("==> Bitpoll's requirements");
-        main_rows = bench_set(
-            &setup,
-            "bitpoll",
-            &bitpoll,
-            count_requirements(&bitpoll),
-            &[Tool::Uv, Tool::OursIndex, Tool::OursHybrid],
-            &[Mode::Cold, Mode::Warm, Mode::Offline],
-            options.runs,
-        );
-        check = Some(bench_check(
-            &setup,
-            &work.join("bitpoll-hybrid.lock.json"),
-            options.runs,
-        ));
-    }
-
-    let mut scale_rows = Vec::new();
-    if options.scale {
-        let mut sets = vec![("bitpoll".to_string(), bitpoll.clone())];
-        for n in [POPULAR.len() / 2, POPULAR.len()] {
-            let path = work.join(format!("popular-{n}.in"));
-            let text: String = POPULAR[..n].iter().map(|p| format!("{p}\n")).collect();
-            if let Err(e) = std::fs::write(&path, text) {
-                eprintln!("cannot write {}: {e}", path.display());
-                return 2;
+    for name in &sets {
+        let spec = if name == "bitpoll" {
+            SetSpec {
+                name: name.clone(),
+                files: BITPOLL_INPUTS.iter().map(|s| s.to_string()).collect(),
+                policy: BITPOLL_POLICY.to_string(),
+                tools: vec![Tool::Uv, Tool::OursIndex, Tool::OursHybrid],
             }
-            sets.push((format!("popular-{n}"), vec![path]));
-        }
-        for (name, reqs) in &sets {
-            eprintln!("==> scale: {name}");
-            scale_rows.extend(bench_set(
+        } else {
+            SetSpec {
+                name: name.clone(),
+                files: vec![format!("{APPS_DIR}/{name}/requirements.in")],
+                policy: empty_policy.clone(),
+                tools: vec![Tool::Uv, Tool::OursIndex],
+            }
+        };
+        eprintln!("==> {name}");
+        rows.extend(bench_set(&setup, &spec, &options.modes, options.runs));
+        facts.push(set_facts(&setup, &spec));
+        if name == "bitpoll" {
+            check = Some(bench_check(
                 &setup,
-                &format!("scale-{name}"),
-                reqs,
-                count_requirements(reqs),
-                &[Tool::Uv, Tool::OursIndex],
-                &[Mode::Cold, Mode::Offline],
-                options.scale_runs,
+                &format!("{work}/out/bitpoll-hybrid.lock.json"),
+                options.runs,
             ));
         }
     }
+    let elapsed = clock.elapsed().as_secs_f64();
 
-    let date = today();
-    println!("\n{date}, {cores} cores, {uv_version}");
-    if options.main {
-        print_table(
-            "Bitpoll (requirements.in + requirements-production.in)",
-            &main_rows,
-            check.as_ref(),
-        );
-    }
-    if options.scale {
-        print_table("Scale (`--no-nixpkgs` against uv)", &scale_rows, None);
+    let machine = report::Machine {
+        date: started,
+        cores,
+        cpu: cpu_model(),
+        kernel: capture("uname", &["-sr"], &root),
+        load_average_start: load_start,
+        load_average_end: load_average(),
+        uv: uv_version,
+        build_python: format!("{} ({build_python_version})", setup.build_python.display()),
+        commit: capture("git", &["rev-parse", "--short", "HEAD"], &root),
+        dirty: capture("git", &["status", "--porcelain"], &root).map(|s| !s.is_empty()),
+        timings,
+        runs: options.runs,
+        elapsed_s: elapsed,
+    };
+    println!("\n{}", report::heading(&machine));
+    println!("\n{}", report::markdown(&facts, &rows));
+    if let Some(c) = &check {
+        println!("{}", report::check_line(c));
     }
 
-    let results = json!({
-        "date": date,
-        "cores": cores,
-        "uv": uv_version,
-        "runs": options.runs,
-        "scale_runs": options.scale_runs,
-        "commands": {
-            "uv": "UV_PYTHON_DOWNLOADS=never uv pip compile --universal --python-version 3.13 --generate-hashes --quiet --cache-dir DIR [--offline] FILES",
-            "ours": "bitpoll-lock --quiet update --upgrade [--no-nixpkgs] --cache-dir DIR --lock SCRATCH [--offline] -r FILE...",
-        },
-        "rows": main_rows.iter().map(|r| row_json(&main_rows, r)).collect::<Vec<_>>(),
-        "check": check.as_ref().map(|c| json!({
-            "median_s": c.median(), "min_s": c.min(), "max_s": c.max(),
-            "peak_rss_mib": c.peak_rss_mib(), "error": c.error,
-        })),
-        "scale": scale_rows.iter().map(|r| row_json(&scale_rows, r)).collect::<Vec<_>>(),
-    });
-    let out = bench_dir.join("results.json");
+    let results = report::json(&machine, &facts, &rows, check.as_ref());
+    let out = options
+        .json
+        .clone()
+        .unwrap_or_else(|| bench_dir.join("results.json"));
     let text = serde_json::to_string_pretty(&results).expect("JSON values serialise") + "\n";
     if let Err(e) = std::fs::write(&out, text) {
         eprintln!("cannot write {}: {e}", out.display());
         return 2;
     }
-    eprintln!("==> wrote {}", out.display());
-    let failed = main_rows
-        .iter()
-        .chain(&scale_rows)
-        .any(|r| r.error.is_some())
-        || check.is_some_and(|c| c.error.is_some());
+    eprintln!("==> wrote {} ({elapsed:.0} s in all)", out.display());
+    let failed =
+        rows.iter().any(|r| r.failure.is_some()) || check.is_some_and(|c| c.failure.is_some());
     i32::from(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_are_five_runs_in_every_mode_on_bitpoll_and_the_default_suite() {
+        let o = parse_args(&[]).unwrap();
+        assert_eq!(o.runs, 5);
+        assert_eq!(o.modes, vec![Mode::Cold, Mode::Warm, Mode::Offline]);
+        let apps: Vec<String> = DEFAULT_APPS.iter().map(|s| s.to_string()).collect();
+        let sets = chosen_sets(&o, &apps).unwrap();
+        assert_eq!(sets[0], "bitpoll");
+        assert_eq!(&sets[1..], &apps[..]);
+    }
+
+    #[test]
+    fn sets_and_modes_can_be_chosen_repeated_or_comma_separated() {
+        let o = parse_args(&args(&[
+            "--set",
+            "zulip,sentry",
+            "--set",
+            "zulip",
+            "--modes",
+            "warm,cold",
+            "--runs",
+            "1",
+        ]))
+        .unwrap();
+        assert_eq!(o.modes, vec![Mode::Warm, Mode::Cold]);
+        let apps = args(&["netbox", "sentry", "zulip"]);
+        assert_eq!(chosen_sets(&o, &apps).unwrap(), args(&["zulip", "sentry"]));
+    }
+
+    #[test]
+    fn unknown_sets_modes_and_zero_runs_are_refused() {
+        let apps = args(&["zulip"]);
+        let o = parse_args(&args(&["--set", "nosuch"])).unwrap();
+        assert!(chosen_sets(&o, &apps).unwrap_err().contains("nosuch"));
+        assert!(parse_args(&args(&["--modes", "lukewarm"])).is_err());
+        assert!(parse_args(&args(&["--runs", "0"])).is_err());
+        assert!(parse_args(&args(&["--runs"])).is_err());
+    }
+
+    #[test]
+    fn bitpoll_rows_can_be_left_out() {
+        let apps = args(&["inventree", "readthedocs", "treeherder", "zulip", "sentry"]);
+        let o = parse_args(&args(&["--no-bitpoll"])).unwrap();
+        assert!(!chosen_sets(&o, &apps).unwrap().contains(&"bitpoll".into()));
+        let o = parse_args(&args(&["--no-apps"])).unwrap();
+        assert_eq!(chosen_sets(&o, &apps).unwrap(), args(&["bitpoll"]));
+        let o = parse_args(&args(&["--no-apps", "--no-bitpoll"])).unwrap();
+        assert!(chosen_sets(&o, &apps).is_err());
+    }
+
+    #[test]
+    fn the_default_suite_is_in_the_fixtures() {
+        let there = available_apps(&root());
+        for name in DEFAULT_APPS {
+            assert!(there.iter().any(|t| t == name), "{name} not in {APPS_DIR}");
+        }
+    }
+
+    #[test]
+    fn uv_pins_counts_each_package_once_across_markers_and_spellings() {
+        let out = "\
+# This file was autogenerated by uv
+django==5.2.1 \\
+    --hash=sha256:00
+    # via -r in
+numpy==2.2.0 ; python_full_version < '3.14' \\
+    --hash=sha256:11
+numpy==2.3.0 ; python_full_version >= '3.14' \\
+    --hash=sha256:22
+Zope.Interface==7.0 \\
+    --hash=sha256:33
+celery[redis]==5.4.0
+";
+        assert_eq!(uv_pins(out), 4);
+    }
+
+    #[test]
+    fn lock_facts_name_sdists_and_built_metadata() {
+        let lock = serde_json::json!({"packages": [
+            {"name": "a", "metadata": "wheel", "artifacts": [{"kind": "wheel"}]},
+            {"name": "b", "metadata": "sdist-build", "artifacts": [{"kind": "wheel"}, {"kind": "sdist"}]},
+            {"name": "b", "metadata": "sdist-build", "artifacts": [{"kind": "sdist"}]},
+            {"name": "c", "metadata": "sdist-pkg-info", "artifacts": [{"kind": "sdist"}]},
+        ]});
+        let (pins, sdists, built) = lock_facts(&lock).unwrap();
+        assert_eq!(pins, 3);
+        assert_eq!(sdists, args(&["b", "c"]));
+        assert_eq!(built, args(&["b"]));
+    }
+
+    #[test]
+    fn requirement_count_skips_comments_blanks_and_options() {
+        let text = "# top\n\ndjango>=4  # web\n-c constraints.txt\n--index-url x\nrequests\n";
+        assert_eq!(count_requirements(&[text.to_string()]), 2);
+    }
+
+    #[test]
+    fn both_tools_get_the_same_python_caches_and_inputs() {
+        let setup = Setup {
+            root: PathBuf::from("/r"),
+            work: "target/bench/work".into(),
+            ours: PathBuf::from("/r/target/release/bitpoll-lock"),
+            uv: PathBuf::from("/u/uv"),
+            build_python: PathBuf::from("/py/python3.13"),
+            run_timeout: Duration::from_secs(1),
+            timings: true,
+        };
+        let set = SetSpec {
+            name: "zulip".into(),
+            files: vec!["tests/fixtures/apps/zulip/requirements.in".into()],
+            policy: "target/bench/work/empty-policy.toml".into(),
+            tools: vec![Tool::Uv, Tool::OursIndex],
+        };
+        let paths = |cache: &str, out: &str| RunPaths {
+            cache: cache.into(),
+            output: out.into(),
+            timings: None,
+        };
+        let uv = setup.invocation(&set, Tool::Uv, true, &paths("C1", "o.txt"));
+        assert_eq!(
+            uv.shown(),
+            "UV_PYTHON_DOWNLOADS=never uv pip compile --universal --python-version 3.13 \
+             --python /py/python3.13 --generate-hashes --quiet --cache-dir C1 --offline \
+             tests/fixtures/apps/zulip/requirements.in"
+        );
+        let mut p = paths("C2", "o.lock.json");
+        p.timings = Some("t.json".into());
+        let ours = setup.invocation(&set, Tool::OursIndex, true, &p);
+        assert_eq!(
+            ours.shown(),
+            "bitpoll-lock --quiet update --upgrade --python 3.13 --build-python /py/python3.13 \
+             --no-nixpkgs --policy target/bench/work/empty-policy.toml --cache-dir C2 \
+             --lock o.lock.json --offline --timings t.json \
+             -r tests/fixtures/apps/zulip/requirements.in"
+        );
+        let hybrid = setup.invocation(&set, Tool::OursHybrid, false, &paths("C3", "h.json"));
+        assert!(!hybrid
+            .args
+            .iter()
+            .any(|a| a == "--no-nixpkgs" || a == "--offline"));
+    }
+
+    #[test]
+    fn a_failing_run_is_reported_with_its_exit_status_and_last_log_line() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (out, log) = (dir.join("out"), dir.join("log"));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo working; echo 'error: no index' >&2; exit 3"]);
+        match measure(&mut cmd, None, &log, Duration::from_secs(60)) {
+            Err(RunError(m)) => assert_eq!(m, "exit status 3: error: no index"),
+            _ => panic!("a failing command must be reported as failed"),
+        }
+        // Without a file for stdout, both streams go to the log.
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "working\nerror: no index\n"
+        );
+        let mut cmd = Command::new("sh");
+        // The shell holds 30 MB in a variable, so its peak RSS must show it.
+        cmd.args([
+            "-c",
+            "x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo result",
+        ]);
+        let m = measure(&mut cmd, Some(&out), &log, Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("a succeeding command is measured"));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "result\n");
+        assert!(m.seconds > 0.0);
+        assert!(m.rss_kib > 20_000, "peak RSS {} KiB", m.rss_kib);
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let started = Instant::now();
+        match measure(&mut cmd, None, &log, Duration::from_millis(200)) {
+            Err(RunError(m)) => assert!(m.contains("killed"), "{m}"),
+            _ => panic!("a run past the limit must be killed and failed"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
