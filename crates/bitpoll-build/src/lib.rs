@@ -339,6 +339,21 @@ pub struct BuiltMetadata {
     pub hook: String,
 }
 
+/// Records a hook's run when dropped, however the run ends (an answer, a failure, a
+/// timeout).
+struct HookSpan<'a, F: Fn() -> String> {
+    timings: &'a bitpoll_timings::Timings,
+    mark: bitpoll_timings::Mark,
+    label: F,
+}
+
+impl<F: Fn() -> String> Drop for HookSpan<'_, F> {
+    fn drop(&mut self) {
+        self.timings
+            .span(self.mark, bitpoll_timings::Category::BuildHook, &self.label);
+    }
+}
+
 /// Runs hooks; see the crate documentation.
 #[derive(Debug)]
 pub struct Builder {
@@ -346,6 +361,7 @@ pub struct Builder {
     cache: Option<PathBuf>,
     timeout: Duration,
     isolation: Isolation,
+    timings: bitpoll_timings::Timings,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -366,7 +382,14 @@ impl Builder {
             cache: cache.map(|c| c.join("builds-v1")),
             timeout,
             isolation,
+            timings: bitpoll_timings::Timings::off(),
         }
+    }
+
+    /// Records hook runs, unpacking and cached answers.
+    pub fn with_timings(mut self, timings: bitpoll_timings::Timings) -> Self {
+        self.timings = timings;
+        self
     }
 
     pub fn interpreter(&self) -> &Interpreter {
@@ -493,8 +516,14 @@ impl Builder {
     }
 
     fn cached<T: serde::de::DeserializeOwned>(&self, sdist: &Sdist<'_>, key: &str) -> Option<T> {
+        let mark = self.timings.mark();
         let text = fs::read(self.cache_file(sdist, key)?).ok()?;
-        serde_json::from_slice(&text).ok()
+        let answer = serde_json::from_slice(&text).ok()?;
+        self.timings
+            .span(mark, bitpoll_timings::Category::BuildCached, || {
+                sdist.filename.to_string()
+            });
+        Some(answer)
     }
 
     /// A failed write only costs a rebuild next time.
@@ -552,10 +581,21 @@ impl Builder {
         for dir in [&env_dir, &src_dir, &out_dir, &home] {
             fs::create_dir_all(dir).map_err(io(format!("{}", dir.display())))?;
         }
+        let unpacking = self.timings.mark();
         for wheel in env {
             install_wheel(&wheel.path, &wheel.filename, &env_dir)?;
         }
         unpack_sdist(sdist.path, sdist.filename, &src_dir)?;
+        self.timings
+            .span(unpacking, bitpoll_timings::Category::BuildUnpack, || {
+                format!("{} and {} wheels", sdist.filename, env.len())
+            });
+        let running = self.timings.mark();
+        let _hook_span = HookSpan {
+            timings: &self.timings,
+            mark: running,
+            label: || format!("{}: {named}", sdist.filename),
+        };
         let project = project_dir(&src_dir);
         let script = root.join("hook.py");
         fs::write(&script, HOOK_SCRIPT).map_err(io("cannot write the hook script"))?;

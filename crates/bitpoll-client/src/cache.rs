@@ -155,6 +155,11 @@ impl EntryReader {
         self.body
     }
 
+    /// The body's length in bytes.
+    pub fn body_len(&self) -> u64 {
+        self.body.get_ref().limit()
+    }
+
     /// The whole body in memory, for the small responses that are wanted that way.
     pub fn into_bytes(mut self) -> std::io::Result<Bytes> {
         let mut body = Vec::with_capacity(self.body.get_ref().limit() as usize);

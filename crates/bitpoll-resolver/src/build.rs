@@ -51,6 +51,7 @@ pub struct BuildSetup {
     results: Memo<Built>,
     extras: Memo<Vec<String>>,
     notes: Mutex<Vec<String>>,
+    timings: bitpoll_timings::Timings,
 }
 
 /// One answer per sdist, computed once however many targets ask.
@@ -83,7 +84,14 @@ impl BuildSetup {
             results: Mutex::default(),
             extras: Mutex::default(),
             notes: Mutex::default(),
+            timings: bitpoll_timings::Timings::off(),
         }
+    }
+
+    /// Records hook runs, unpacking and the build environments' resolutions there.
+    pub fn with_timings(mut self, timings: bitpoll_timings::Timings) -> Self {
+        self.timings = timings;
+        self
     }
 
     /// What a user should know about how builds ran (another Python version than the
@@ -134,12 +142,10 @@ impl BuildSetup {
                         "build backends run with network access: {why}"
                     ));
                 }
-                Ok(Arc::new(Builder::new(
-                    interpreter,
-                    self.cache.clone(),
-                    self.timeout,
-                    isolation,
-                )))
+                Ok(Arc::new(
+                    Builder::new(interpreter, self.cache.clone(), self.timeout, isolation)
+                        .with_timings(self.timings.clone()),
+                ))
             })
             .clone()
     }
@@ -248,6 +254,7 @@ struct Job<'a> {
     sha256: &'a str,
     work: tempfile::TempDir,
     sdist_path: PathBuf,
+    setup_timings: bitpoll_timings::Timings,
 }
 
 impl<'a> Job<'a> {
@@ -271,6 +278,7 @@ impl<'a> Job<'a> {
             sha256,
             work,
             sdist_path,
+            setup_timings: setup.timings.clone(),
         })
     }
 
@@ -285,7 +293,8 @@ impl<'a> Job<'a> {
     }
 
     fn environment(&self, requires: &[Requirement]) -> Result<EnvFiles, String> {
-        environment(self.source, &self.host, requires, self.work.path()).map_err(|e| {
+        let timings = &self.setup_timings;
+        environment(self.source, &self.host, requires, self.work.path(), timings).map_err(|e| {
             format!(
                 "{}: cannot make its build environment for {} ({}): {e}",
                 self.file.filename,
@@ -342,9 +351,11 @@ fn environment(
     host: &Target,
     requires: &[Requirement],
     dir: &std::path::Path,
+    timings: &bitpoll_timings::Timings,
 ) -> Result<EnvFiles, String> {
     let options = Options {
         no_build: PackageSet::All,
+        timings: timings.clone(),
         ..Options::default()
     };
     let policy = Policy::default();
@@ -400,19 +411,32 @@ pub(crate) fn environments(
             })
             .collect();
         if sdists.len() > 1 {
+            let _wait = request
+                .options
+                .timings
+                .guard(bitpoll_timings::Category::Wait, || {
+                    format!(
+                        "build backends of {} sdists asked for their build requirements",
+                        sdists.len()
+                    )
+                });
             std::thread::scope(|scope| {
                 for artifact in sdists {
-                    scope.spawn(move || {
-                        if let Ok(info) = source.sdist_info(artifact) {
-                            let _ = setup.extra_requires(source, artifact, &info);
-                        }
-                    });
+                    std::thread::Builder::new()
+                        .name(format!("build {}", artifact.filename))
+                        .spawn_scoped(scope, move || {
+                            if let Ok(info) = source.sdist_info(artifact) {
+                                let _ = setup.extra_requires(source, artifact, &info);
+                            }
+                        })
+                        .expect("a build thread starts");
                 }
             });
         }
     }
     let options = Options {
         no_build: PackageSet::All,
+        timings: request.options.timings.clone(),
         ..Options::default()
     };
     let preferences = HashMap::new();
@@ -424,13 +448,23 @@ pub(crate) fn environments(
         if artifact.is_wheel() {
             continue;
         }
+        let timings = &request.options.timings;
+        let wait = timings.guard(bitpoll_timings::Category::Wait, || {
+            format!("sdist {}", artifact.filename)
+        });
         let info = source.sdist_info(artifact)?;
+        drop(wait);
         let mut requires = info.build_requires.clone();
         if let Builds::Allowed(setup) = &request.options.builds {
             // This hook runs package code on this machine, which may lack what the package's
             // own build needs (a C library's config tool, say); the target's Nix build has
             // it. Its answer refines the environment, so a failure is reported, not fatal.
-            let extra = match setup.extra_requires(source, artifact, &info) {
+            let wait = timings.guard(bitpoll_timings::Category::Wait, || {
+                format!("build requirements of {}", artifact.filename)
+            });
+            let answer = setup.extra_requires(source, artifact, &info);
+            drop(wait);
+            let extra = match answer {
                 Ok(extra) => extra,
                 Err(e) => {
                     warnings.push(format!(

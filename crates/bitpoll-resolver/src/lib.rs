@@ -32,6 +32,8 @@ pub use build::{BuildSetup, Builds};
 pub use candidates::wheel_filter;
 pub use version::Source;
 
+use bitpoll_timings::Category;
+
 /// When pre-releases may be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrereleaseMode {
@@ -78,6 +80,8 @@ pub struct Options {
     /// Files uploaded after this instant (or without an upload time) are held back unless
     /// their version is pinned with `==`: the policy's `min-release-age` made absolute.
     pub release_cutoff: Option<bitpoll_simple::Timestamp>,
+    /// Where the time a solver thread spends blocked on a package fact is recorded.
+    pub timings: bitpoll_timings::Timings,
 }
 
 /// Everything a resolution depends on besides the indexes.
@@ -183,7 +187,17 @@ pub fn resolve(
         let handles: Vec<_> = targets
             .iter()
             .map(|target| {
-                scope.spawn(move || provider::resolve_target(source, indexes, target, request))
+                // Named, so a timeline can tell the targets' threads apart.
+                std::thread::Builder::new()
+                    .name(format!("resolve {}", target.name))
+                    .spawn_scoped(scope, move || {
+                        let timings = &request.options.timings;
+                        let mark = timings.mark();
+                        let result = provider::resolve_target(source, indexes, target, request);
+                        timings.span(mark, Category::Target, || target.name.clone());
+                        result
+                    })
+                    .expect("a resolver thread starts")
             })
             .collect();
         handles

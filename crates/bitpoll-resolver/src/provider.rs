@@ -325,7 +325,17 @@ pub fn resolve_target(
     target: &Target,
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
+    let timings = &request.options.timings;
     let provider = Provider::new(source, indexes, target, request);
+    let solving = timings.guard(bitpoll_timings::Category::Solve, || {
+        let first = request.requirements.first().map(|r| r.name.to_string());
+        format!(
+            "{} ({} requirements from {})",
+            target.name,
+            request.requirements.len(),
+            first.unwrap_or_default()
+        )
+    });
     let outcome = loop {
         match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
@@ -335,6 +345,7 @@ pub fn resolve_target(
             outcome => break outcome,
         }
     };
+    drop(solving);
     let solution = match outcome {
         Ok(solution) => solution,
         Err(PubGrubError::NoSolution(mut tree)) => {
@@ -433,12 +444,31 @@ pub fn resolve_target(
                 // themselves are hashed here, so building the lock needs no source.
                 let sha256 = match &artifact.sha256 {
                     Some(declared) => declared.to_string(),
-                    None => hex::encode(Sha256::digest(source.download(artifact)?)),
+                    None => {
+                        let bytes = {
+                            let _wait = provider
+                                .universe
+                                .wait(|| format!("download {}", artifact.filename));
+                            source.download(artifact)?
+                        };
+                        let mark = timings.mark();
+                        let hex = hex::encode(Sha256::digest(bytes));
+                        timings.span(mark, bitpoll_timings::Category::Hash, || {
+                            artifact.filename.to_string()
+                        });
+                        hex
+                    }
+                };
+                let publisher = {
+                    let _wait = provider
+                        .universe
+                        .wait(|| format!("provenance {}", artifact.filename));
+                    source.publisher(artifact)?
                 };
                 ResolvedSource::Index {
                     artifact: artifact.clone(),
                     sha256,
-                    publisher: source.publisher(artifact)?,
+                    publisher,
                     metadata,
                     metadata_built_with: provider
                         .universe

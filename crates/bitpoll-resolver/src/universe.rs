@@ -169,6 +169,14 @@ impl<'a> Universe<'a> {
         }
     }
 
+    /// Records, until dropped, that this thread is blocked on a package fact.
+    pub(crate) fn wait(&self, label: impl FnOnce() -> String) -> bitpoll_timings::Guard {
+        self.request
+            .options
+            .timings
+            .guard(bitpoll_timings::Category::Wait, label)
+    }
+
     pub(crate) fn replaced(&self, name: &PackageName) -> PackageName {
         if self.request.nixpkgs.is_some() {
             if let Some(to) = self.request.policy.replace.get(name) {
@@ -189,6 +197,7 @@ impl<'a> Universe<'a> {
                 package: name.to_string(),
             })
         } else {
+            let _wait = self.wait(|| format!("page {name}"));
             self.source.project(name)
         };
         let empty = HashSet::new();
@@ -327,7 +336,10 @@ impl<'a> Universe<'a> {
                                 &SolverVersion::new(v.clone(), Source::Index),
                             )
                     })
-                    .max_by(|a, b| a.0.cmp(&b.0))
+                    // The newest version, and of its wheels the first by name: the copy of
+                    // the metadata that targets read when the release's wheels share it
+                    // (see `CandidateKind::Index::reads`), so the prefetch is the one used.
+                    .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.filename.cmp(&a.1.filename)))
                     .map(|(_, file)| file.clone())
             }),
         );
@@ -358,17 +370,22 @@ impl<'a> Universe<'a> {
         }
         let CandidateKind::Index {
             artifact,
+            reads,
             metadata_from,
         } = kind
         else {
             unreachable!("index candidates only")
         };
-        // The installed artifact's metadata first; for an sdist, a wheel's core metadata
-        // saves downloading it, since all files of a release share their dependencies.
-        let order = std::iter::once(artifact).chain(metadata_from);
+        // The installed artifact's metadata first (read from the copy every target reads);
+        // for an sdist, a wheel's core metadata saves downloading it, since all files of a
+        // release share their dependencies.
+        let order = std::iter::once(reads).chain(metadata_from);
         let mut last_err = None;
         for file in order {
-            match self.source.core_metadata(file) {
+            let wait = self.wait(|| format!("metadata {}", file.filename));
+            let answer = self.source.core_metadata(file);
+            drop(wait);
+            match answer {
                 Ok(m) => return Ok(Ok(m)),
                 Err(e @ (SourceError::NoStaticMetadata { .. } | SourceError::Metadata { .. })) => {
                     last_err = Some(e)
@@ -383,7 +400,10 @@ impl<'a> Universe<'a> {
         // Not static: only the build backend can tell (a PKG-INFO older than 2.2 or an
         // egg-info `requires.txt` says what the sdist's author's machine computed, which a
         // `setup.py` may compute differently here).
-        let info = self.source.sdist_info(artifact)?;
+        let info = {
+            let _wait = self.wait(|| format!("sdist {}", artifact.filename));
+            self.source.sdist_info(artifact)?
+        };
         let policy_key = format!(
             "[metadata.\"{name}\".\"{version}\"] in {}",
             self.request.policy.file_name()
@@ -395,7 +415,10 @@ impl<'a> Universe<'a> {
                 artifact.filename
             ))),
             crate::build::Builds::Allowed(setup) => {
-                match setup.metadata(self.source, artifact, &info) {
+                let wait = self.wait(|| format!("build metadata {}", artifact.filename));
+                let built = setup.metadata(self.source, artifact, &info);
+                drop(wait);
+                match built {
                     Ok(built) => {
                         if built.metadata.version != *version {
                             return Err(ProviderError::Build(format!(

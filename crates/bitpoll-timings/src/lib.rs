@@ -365,7 +365,7 @@ impl Summary {
             t.count += 1;
             t.ms += e.ms();
             let Some(info) = &e.request else { continue };
-            let mut add = |t: &mut RequestTotals| {
+            let add = |t: &mut RequestTotals| {
                 t.count += 1;
                 t.bytes += info.bytes;
                 t.ms += e.ms();
