@@ -230,6 +230,8 @@ struct Shared {
     metadata: Memo<String, Arc<CoreMetadata>>,
     sdists: Memo<String, Arc<SdistInfo>>,
     publishers: Memo<String, Option<String>>,
+    /// Artifacts (by sha256) this run downloaded, see [`Shared::wheel_metadata`].
+    downloaded: Mutex<std::collections::HashSet<String>>,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Counters,
     reporter: Option<Reporter>,
@@ -337,6 +339,7 @@ impl IndexClient {
             metadata: Mutex::default(),
             sdists: Mutex::default(),
             publishers: Mutex::default(),
+            downloaded: Mutex::default(),
             downloads: Mutex::default(),
             counters: Counters::default(),
             reporter: options.reporter,
@@ -1323,6 +1326,12 @@ impl Shared {
                 status: head.status.as_u16(),
             });
         }
+        if limit_kind == Kind::Artifact {
+            self.downloaded
+                .lock()
+                .expect("downloaded lock")
+                .insert(sha256.to_string());
+        }
         let mismatch = |actual: String| ClientError::HashMismatch {
             file: label.to_string(),
             expected: sha256.to_string(),
@@ -1522,7 +1531,17 @@ impl Shared {
             self.cache_hit();
             return parse(&entry);
         }
-        if let Some(sha256) = file.sha256.map(|h| h.to_string()) {
+        // A wheel this run downloaded (for a build environment, say) is not read here: whether
+        // its download had finished by now depends on timing, and with it whether its
+        // metadata costs range requests; one downloaded by an earlier run is.
+        let sha256 = file.sha256.map(|h| h.to_string()).filter(|sha256| {
+            !self
+                .downloaded
+                .lock()
+                .expect("downloaded lock")
+                .contains(sha256)
+        });
+        if let Some(sha256) = sha256 {
             let path = self.cache.blob_path("artifacts", &sha256);
             if let Some(bytes) = self.cache.read_blob(&path, &sha256) {
                 self.cache_hit();
