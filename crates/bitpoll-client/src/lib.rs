@@ -246,9 +246,14 @@ tokio::task_local! {
     static FACT: String;
 }
 
-/// `fut`, its requests attributed to `fact` (see [`FACT`]).
-async fn serving<T>(fact: &Url, fut: impl Future<Output = T>) -> T {
-    FACT.scope(fact.path().to_string(), fut).await
+/// `fut`, its requests attributed to `fact` (see [`FACT`]) when a timeline is recorded.
+async fn serving<T>(timings: &Timings, fact: &Url, fut: impl Future<Output = T>) -> T {
+    let fact = if timings.is_on() {
+        fact.path().to_string()
+    } else {
+        String::new()
+    };
+    FACT.scope(fact, fut).await
 }
 
 struct Inner {
@@ -519,7 +524,12 @@ impl IndexClient {
                     reason,
                 })
             };
-            serving(&url, memoised(&shared.publishers, key, fetch)).await
+            serving(
+                &shared.timings,
+                &url,
+                memoised(&shared.publishers, key, fetch),
+            )
+            .await
         })
     }
 
@@ -1241,7 +1251,7 @@ impl Shared {
 
     async fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
         let fact = self.index.project_url(name);
-        serving(&fact, memoised(&self.projects, name.clone(), || async {
+        serving(&self.timings, &fact, memoised(&self.projects, name.clone(), || async {
             let url = self.index.project_url(name);
             let what = format!("the index page of `{name}`");
             let fetched = match self
@@ -1406,6 +1416,7 @@ impl Shared {
     async fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
         let key = strip_credentials(&file.url()).to_string();
         serving(
+            &self.timings,
             &file.url(),
             memoised(&self.sdists, key, || async {
                 let metadata_error = |source| ClientError::Metadata {
@@ -1599,6 +1610,7 @@ impl Shared {
     async fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
         let key = strip_credentials(&file.url()).to_string();
         serving(
+            &self.timings,
             &file.url(),
             memoised(&self.metadata, key, || async {
                 let label = format!("{}.metadata", file.filename);
