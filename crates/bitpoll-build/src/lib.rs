@@ -339,6 +339,25 @@ pub struct BuiltMetadata {
     pub hook: String,
 }
 
+/// A hook's working directory (the unpacked environment and sources), removed when dropped;
+/// the removal is in the timeline, since a large tree takes as long to remove as to unpack.
+struct WorkDir<'a> {
+    dir: Option<tempfile::TempDir>,
+    timings: &'a bitpoll_timings::Timings,
+    label: String,
+}
+
+impl Drop for WorkDir<'_> {
+    fn drop(&mut self) {
+        let mark = self.timings.mark();
+        drop(self.dir.take());
+        self.timings
+            .span(mark, bitpoll_timings::Category::BuildCleanup, || {
+                std::mem::take(&mut self.label)
+            });
+    }
+}
+
 /// Records a hook's run when dropped, however the run ends (an answer, a failure, a
 /// timeout).
 struct HookSpan<'a, F: Fn() -> String> {
@@ -550,7 +569,7 @@ impl Builder {
         env: &[Wheel],
         hook: &'static str,
         fetch: &dyn Fn() -> Result<(), String>,
-    ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
+    ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
         self.run_hook_named(sdist, env, hook, hook, fetch)
     }
 
@@ -562,7 +581,7 @@ impl Builder {
         hook: &'static str,
         named: &'static str,
         fetch: &dyn Fn() -> Result<(), String>,
-    ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
+    ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
         fetch().map_err(|reason| BuildError::Fetch {
             sdist: sdist.filename.to_string(),
             reason,
@@ -677,7 +696,14 @@ impl Builder {
             hook: named,
             reason: e.to_string(),
         })?;
-        Ok((answer, work))
+        Ok((
+            answer,
+            WorkDir {
+                dir: Some(work),
+                timings: &self.timings,
+                label: sdist.filename.to_string(),
+            },
+        ))
     }
 }
 

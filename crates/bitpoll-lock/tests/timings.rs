@@ -163,6 +163,9 @@ fn the_timeline_holds_every_request_the_index_saw_and_each_targets_critical_path
     assert!(events
         .iter()
         .any(|e| e["category"] == "wait" && e["label"] == "build metadata computed-1.0.tar.gz"));
+    assert!(events
+        .iter()
+        .any(|e| e["category"] == "build-cleanup" && e["label"] == "computed-1.0.tar.gz"));
 
     // One critical path per target, each within the wall time and adding up.
     let wall = t["wall_ms"].as_f64().unwrap();

@@ -42,6 +42,8 @@ pub enum Category {
     BuildHook,
     /// A build-backend answer found in the build cache.
     BuildCached,
+    /// Removing a hook's working directory after it ran.
+    BuildCleanup,
     /// Computing digests (artifacts without a declared hash, the lock's seals).
     Hash,
     /// Merging per-target resolutions into lock entries.
