@@ -339,6 +339,40 @@ pub struct BuiltMetadata {
     pub hook: String,
 }
 
+/// A hook's working directory (the unpacked environment and sources), removed when dropped;
+/// the removal is in the timeline, since a large tree takes as long to remove as to unpack.
+struct WorkDir<'a> {
+    dir: Option<tempfile::TempDir>,
+    timings: &'a bitpoll_timings::Timings,
+    label: String,
+}
+
+impl Drop for WorkDir<'_> {
+    fn drop(&mut self) {
+        let mark = self.timings.mark();
+        drop(self.dir.take());
+        self.timings
+            .span(mark, bitpoll_timings::Category::BuildCleanup, || {
+                std::mem::take(&mut self.label)
+            });
+    }
+}
+
+/// Records a hook's run when dropped, however the run ends (an answer, a failure, a
+/// timeout).
+struct HookSpan<'a, F: Fn() -> String> {
+    timings: &'a bitpoll_timings::Timings,
+    mark: bitpoll_timings::Mark,
+    label: F,
+}
+
+impl<F: Fn() -> String> Drop for HookSpan<'_, F> {
+    fn drop(&mut self) {
+        self.timings
+            .span(self.mark, bitpoll_timings::Category::BuildHook, &self.label);
+    }
+}
+
 /// Runs hooks; see the crate documentation.
 #[derive(Debug)]
 pub struct Builder {
@@ -346,6 +380,7 @@ pub struct Builder {
     cache: Option<PathBuf>,
     timeout: Duration,
     isolation: Isolation,
+    timings: bitpoll_timings::Timings,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -366,7 +401,14 @@ impl Builder {
             cache: cache.map(|c| c.join("builds-v1")),
             timeout,
             isolation,
+            timings: bitpoll_timings::Timings::off(),
         }
+    }
+
+    /// Records hook runs, unpacking and cached answers.
+    pub fn with_timings(mut self, timings: bitpoll_timings::Timings) -> Self {
+        self.timings = timings;
+        self
     }
 
     pub fn interpreter(&self) -> &Interpreter {
@@ -493,8 +535,14 @@ impl Builder {
     }
 
     fn cached<T: serde::de::DeserializeOwned>(&self, sdist: &Sdist<'_>, key: &str) -> Option<T> {
+        let mark = self.timings.mark();
         let text = fs::read(self.cache_file(sdist, key)?).ok()?;
-        serde_json::from_slice(&text).ok()
+        let answer = serde_json::from_slice(&text).ok()?;
+        self.timings
+            .span(mark, bitpoll_timings::Category::BuildCached, || {
+                sdist.filename.to_string()
+            });
+        Some(answer)
     }
 
     /// A failed write only costs a rebuild next time.
@@ -521,7 +569,7 @@ impl Builder {
         env: &[Wheel],
         hook: &'static str,
         fetch: &dyn Fn() -> Result<(), String>,
-    ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
+    ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
         self.run_hook_named(sdist, env, hook, hook, fetch)
     }
 
@@ -533,7 +581,7 @@ impl Builder {
         hook: &'static str,
         named: &'static str,
         fetch: &dyn Fn() -> Result<(), String>,
-    ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
+    ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
         fetch().map_err(|reason| BuildError::Fetch {
             sdist: sdist.filename.to_string(),
             reason,
@@ -552,10 +600,21 @@ impl Builder {
         for dir in [&env_dir, &src_dir, &out_dir, &home] {
             fs::create_dir_all(dir).map_err(io(format!("{}", dir.display())))?;
         }
+        let unpacking = self.timings.mark();
         for wheel in env {
             install_wheel(&wheel.path, &wheel.filename, &env_dir)?;
         }
         unpack_sdist(sdist.path, sdist.filename, &src_dir)?;
+        self.timings
+            .span(unpacking, bitpoll_timings::Category::BuildUnpack, || {
+                format!("{} and {} wheels", sdist.filename, env.len())
+            });
+        let running = self.timings.mark();
+        let _hook_span = HookSpan {
+            timings: &self.timings,
+            mark: running,
+            label: || format!("{}: {named}", sdist.filename),
+        };
         let project = project_dir(&src_dir);
         let script = root.join("hook.py");
         fs::write(&script, HOOK_SCRIPT).map_err(io("cannot write the hook script"))?;
@@ -637,7 +696,14 @@ impl Builder {
             hook: named,
             reason: e.to_string(),
         })?;
-        Ok((answer, work))
+        Ok((
+            answer,
+            WorkDir {
+                dir: Some(work),
+                timings: &self.timings,
+                label: sdist.filename.to_string(),
+            },
+        ))
     }
 }
 

@@ -48,6 +48,8 @@ use reqwest::StatusCode;
 use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
+use bitpoll_timings::{Mark, Origin, RequestInfo, RequestKind, Timings};
+
 use crate::cache::{
     now_secs, sha256_hex, CacheControl, DiskCache, EntryMeta, EntryReader, EntryWriter, Staging,
 };
@@ -97,6 +99,8 @@ pub struct ClientOptions {
     pub low_speed_time: Duration,
     /// Which wheels of each project page to keep; all when `None`.
     pub wheel_filter: Option<WheelFilter>,
+    /// Where every request (and every answer the cache gives instead) is recorded.
+    pub timings: Timings,
 }
 
 impl ClientOptions {
@@ -117,6 +121,7 @@ impl ClientOptions {
             low_speed_limit: DEFAULT_LOW_SPEED_LIMIT,
             low_speed_time: DEFAULT_LOW_SPEED_TIME,
             wheel_filter: None,
+            timings: Timings::off(),
         }
     }
 }
@@ -224,14 +229,38 @@ struct Shared {
     projects: Memo<PackageName, Arc<ProjectPage>>,
     metadata: Memo<String, Arc<CoreMetadata>>,
     sdists: Memo<String, Arc<SdistInfo>>,
+    publishers: Memo<String, Option<String>>,
+    /// Artifacts (by sha256) this run downloaded, see [`Shared::wheel_metadata`].
+    downloaded: Mutex<std::collections::HashSet<String>>,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Counters,
     reporter: Option<Reporter>,
+    timings: Timings,
+}
+
+tokio::task_local! {
+    /// Set for the futures a prefetch starts: what they request nobody has asked for yet.
+    static SPECULATIVE: bool;
+    /// The fact (the path of a page, or of the file whose metadata is read) the requests of
+    /// a future serve, so a timeline can tell whether a speculative one was used.
+    static FACT: String;
+}
+
+/// `fut`, its requests attributed to `fact` (see [`FACT`]) when a timeline is recorded.
+async fn serving<T>(timings: &Timings, fact: &Url, fut: impl Future<Output = T>) -> T {
+    let fact = if timings.is_on() {
+        fact.path().to_string()
+    } else {
+        String::new()
+    };
+    FACT.scope(fact, fut).await
 }
 
 struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
+    /// Prefetches started and not yet waited for (see [`IndexClient::settle`]).
+    prefetches: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -314,14 +343,18 @@ impl IndexClient {
             projects: Mutex::default(),
             metadata: Mutex::default(),
             sdists: Mutex::default(),
+            publishers: Mutex::default(),
+            downloaded: Mutex::default(),
             downloads: Mutex::default(),
             counters: Counters::default(),
             reporter: options.reporter,
+            timings: options.timings,
         });
         Ok(IndexClient {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
                 shared,
+                prefetches: Mutex::default(),
             }),
         })
     }
@@ -366,6 +399,10 @@ impl IndexClient {
     /// With `exclude_newer`, files uploaded later are left out, and so are files whose
     /// upload time the index does not give: they cannot be shown to be old enough.
     pub fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
+        let shared = &self.inner.shared;
+        shared
+            .timings
+            .demand(|| shared.index.project_url(name).path().to_string());
         let name = name.clone();
         self.run(|shared| async move { shared.project(&name).await })
     }
@@ -374,9 +411,45 @@ impl IndexClient {
     pub fn prefetch_project(&self, name: &PackageName) {
         let shared = self.inner.shared.clone();
         let name = name.clone();
-        self.runtime().spawn(async move {
+        self.speculate(async move {
             let _ = shared.project(&name).await;
         });
+    }
+
+    /// Runs a prefetch on the client's runtime, its requests marked speculative.
+    fn speculate(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.runtime().spawn(SPECULATIVE.scope(true, fut));
+        let mut pending = self.inner.prefetches.lock().expect("prefetches lock");
+        pending.retain(|h| !h.is_finished());
+        pending.push(handle);
+    }
+
+    /// Waits until every prefetch started so far has finished.
+    ///
+    /// A run that ended with prefetches still queued or in flight would have sent some of
+    /// them and not others, depending on timing; waiting makes the requests a run sends a
+    /// function of its inputs and the index alone. What this wait costs is in the timeline
+    /// (`drain`).
+    pub fn settle(&self) {
+        let mark = self.inner.shared.timings.mark();
+        loop {
+            let pending =
+                std::mem::take(&mut *self.inner.prefetches.lock().expect("prefetches lock"));
+            if pending.is_empty() {
+                break;
+            }
+            self.run(|_| async move {
+                for handle in pending {
+                    let _ = handle.await;
+                }
+            });
+        }
+        self.inner
+            .shared
+            .timings
+            .span(mark, bitpoll_timings::Category::Drain, || {
+                "waiting for prefetches still in flight".into()
+            });
     }
 
     /// Starts fetching a project page in the background and then the core metadata of the
@@ -389,7 +462,7 @@ impl IndexClient {
     {
         let shared = self.inner.shared.clone();
         let name = name.clone();
-        self.runtime().spawn(async move {
+        self.speculate(async move {
             let Ok(page) = shared.project(&name).await else {
                 return;
             };
@@ -403,6 +476,7 @@ impl IndexClient {
     /// otherwise the wheel's `METADATA`, otherwise the sdist's static metadata
     /// ([`ClientError::NoStaticMetadata`] when it has none).
     pub fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
+        self.demand(file);
         let file = file.clone();
         self.run(|shared| async move { shared.core_metadata(&file).await })
     }
@@ -411,13 +485,14 @@ impl IndexClient {
     pub fn prefetch_metadata(&self, file: &DistFile) {
         let shared = self.inner.shared.clone();
         let file = file.clone();
-        self.runtime().spawn(async move {
+        self.speculate(async move {
             let _ = shared.core_metadata(&file).await;
         });
     }
 
     /// Downloads an sdist and reads what it says without a build.
     pub fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
+        self.demand(file);
         let file = file.clone();
         self.run(|shared| async move { shared.sdist_info(&file).await })
     }
@@ -429,19 +504,32 @@ impl IndexClient {
             return Ok(None);
         };
         let label = format!("the provenance of {}", file.filename);
+        self.inner.shared.timings.demand(|| url.path().to_string());
+        // Once per file: every target that chose it asks, often at the same moment, and
+        // without the memo the second ask would be a cache hit or a second request
+        // depending on whether the first answer had arrived.
+        let key = strip_credentials(&url).to_string();
         self.run(|shared| async move {
-            let body = match shared
-                .fetch_cached_bytes(&url, &label, Kind::Metadata)
-                .await
-            {
-                Ok(body) => body,
-                Err(ClientError::Status { status: 404, .. }) => return Ok(None),
-                Err(e) => return Err(e),
+            let fetch = || async {
+                let body = match shared
+                    .fetch_cached_bytes(&url, &label, Kind::Metadata)
+                    .await
+                {
+                    Ok(body) => body,
+                    Err(ClientError::Status { status: 404, .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                provenance::publisher_identity(&body).map_err(|reason| ClientError::BadResponse {
+                    url: redact_url(&url),
+                    reason,
+                })
             };
-            provenance::publisher_identity(&body).map_err(|reason| ClientError::BadResponse {
-                url: redact_url(&url),
-                reason,
-            })
+            serving(
+                &shared.timings,
+                &url,
+                memoised(&shared.publishers, key, fetch),
+            )
+            .await
         })
     }
 
@@ -472,8 +560,17 @@ impl IndexClient {
 
     /// The bytes of a file, checked against its declared sha256.
     pub fn download(&self, file: &DistFile) -> Result<Bytes, ClientError> {
+        self.demand(file);
         let file = file.clone();
         self.run(|shared| async move { shared.download(&file).await })
+    }
+
+    /// Marks a file's facts as asked for, for the timeline's speculation accounting.
+    fn demand(&self, file: &DistFile) {
+        self.inner
+            .shared
+            .timings
+            .demand(|| file.url().path().to_string());
     }
 
     pub fn stats(&self) -> ClientStats {
@@ -764,7 +861,56 @@ where
     cell.get_or_init(init).await.clone()
 }
 
+/// What the timeline calls a request of `kind`.
+fn request_kind(kind: Kind, ranged: bool) -> RequestKind {
+    match kind {
+        Kind::Page => RequestKind::Page,
+        Kind::Metadata => RequestKind::Metadata,
+        Kind::Artifact if ranged => RequestKind::Range,
+        Kind::Artifact => RequestKind::Download,
+    }
+}
+
 impl Shared {
+    /// A request's entry in the timeline: its path (never the host), and whether it was
+    /// speculative and for which fact, from the task it runs in.
+    fn request_info(
+        &self,
+        url: &Url,
+        kind: RequestKind,
+        origin: Origin,
+        status: Option<u16>,
+        bytes: u64,
+    ) -> (String, RequestInfo) {
+        let path = url.path().to_string();
+        let info = RequestInfo {
+            kind,
+            fact: FACT
+                .try_with(|f| f.clone())
+                .unwrap_or_else(|_| path.clone()),
+            bytes,
+            origin,
+            status,
+            speculative: SPECULATIVE.try_with(|s| *s).unwrap_or(false),
+            used: None,
+            sdist: kind == RequestKind::Download && !path.ends_with(".whl"),
+            path,
+        };
+        let label = match status {
+            Some(status) => format!("{status} {}", info.path),
+            None => format!("failed {}", info.path),
+        };
+        (label, info)
+    }
+
+    /// An answer the cache gave instead of a request to `url`.
+    fn cached(&self, mark: Mark, url: &Url, kind: RequestKind, bytes: u64) {
+        self.timings.request_with(mark, || {
+            let (_, info) = self.request_info(url, kind, Origin::Cache, None, bytes);
+            (format!("cache {}", info.path), info)
+        });
+    }
+
     fn update_progress(&self) {
         if let Some(reporter) = &self.reporter {
             reporter.0.progress(self.counters.snapshot());
@@ -901,8 +1047,22 @@ impl Shared {
                 .await
                 .expect("semaphore is never closed");
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let mark = self.timings.mark();
             let result = self.attempt(url, &headers, sink, limit).await;
             drop(permit);
+            self.timings.request_with(mark, || {
+                let (status, bytes) = match &result {
+                    Ok(Ok((head, received))) => (Some(head.status.as_u16()), *received),
+                    _ => (None, 0),
+                };
+                let origin = if status == Some(304) {
+                    Origin::Revalidated
+                } else {
+                    Origin::Network
+                };
+                let kind = request_kind(kind, headers.contains_key(RANGE));
+                self.request_info(url, kind, origin, status, bytes)
+            });
             let result = match result {
                 Ok(Err(Stop::TooLarge)) => {
                     return Err(ClientError::BadResponse {
@@ -962,7 +1122,11 @@ impl Shared {
     ) -> Result<Fetched, ClientError> {
         let key = strip_credentials(url);
         let path = self.cache.http_path(&key);
+        let mark = self.timings.mark();
         let cached = self.cache.open_entry(&path);
+        let from_cache = |entry: &EntryReader| {
+            self.cached(mark, url, request_kind(kind, false), entry.body_len());
+        };
         let to_fetched = |meta: &EntryMeta, body: Body| {
             let base = meta
                 .final_url
@@ -980,6 +1144,7 @@ impl Shared {
         if self.offline {
             return match cached {
                 Some(entry) => {
+                    from_cache(&entry);
                     self.cache_hit();
                     Ok(to_fetched(&entry.meta.clone(), Body::Entry(entry)))
                 }
@@ -990,6 +1155,7 @@ impl Shared {
         }
         let cached = match cached {
             Some(entry) if entry.meta.is_fresh(now_secs()) => {
+                from_cache(&entry);
                 self.cache_hit();
                 return Ok(to_fetched(&entry.meta.clone(), Body::Entry(entry)));
             }
@@ -1087,7 +1253,8 @@ impl Shared {
     }
 
     async fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
-        memoised(&self.projects, name.clone(), || async {
+        let fact = self.index.project_url(name);
+        serving(&self.timings, &fact, memoised(&self.projects, name.clone(), || async {
             let url = self.index.project_url(name);
             let what = format!("the index page of `{name}`");
             let fetched = match self
@@ -1135,7 +1302,7 @@ impl Shared {
                     reason,
                 })?;
             Ok(Arc::new(page))
-        })
+        }))
         .await
     }
 
@@ -1148,7 +1315,15 @@ impl Shared {
         label: &str,
     ) -> Result<Blob, ClientError> {
         let path = self.cache.blob_path(kind, sha256);
+        let mark = self.timings.mark();
         if let Some(file) = self.cache.open_blob(&path, sha256) {
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let timeline_kind = if kind == "metadata" {
+                RequestKind::Metadata
+            } else {
+                RequestKind::Download
+            };
+            self.cached(mark, url, timeline_kind, len);
             self.cache_hit();
             return Ok(Blob::File(file, path));
         }
@@ -1172,6 +1347,12 @@ impl Shared {
                 url: redact_url(url),
                 status: head.status.as_u16(),
             });
+        }
+        if limit_kind == Kind::Artifact {
+            self.downloaded
+                .lock()
+                .expect("downloaded lock")
+                .insert(sha256.to_string());
         }
         let mismatch = |actual: String| ClientError::HashMismatch {
             file: label.to_string(),
@@ -1246,41 +1427,46 @@ impl Shared {
 
     async fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
         let key = strip_credentials(&file.url()).to_string();
-        memoised(&self.sdists, key, || async {
-            let metadata_error = |source| ClientError::Metadata {
-                file: file.filename.to_string(),
-                source,
-            };
-            // What the sdist's few interesting files said is kept beside the artifact, by
-            // its hash: decompressing a large sdist on every run would dominate offline runs.
-            let derived = file
-                .sha256
-                .as_ref()
-                .map(|sha256| self.cache.blob_path("sdist-members", &sha256.to_string()));
-            if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
-                if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry) {
-                    self.cache_hit();
-                    let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
-                    return Ok(Arc::new(info));
+        serving(
+            &self.timings,
+            &file.url(),
+            memoised(&self.sdists, key, || async {
+                let metadata_error = |source| ClientError::Metadata {
+                    file: file.filename.to_string(),
+                    source,
+                };
+                // What the sdist's few interesting files said is kept beside the artifact, by
+                // its hash: decompressing a large sdist on every run would dominate offline runs.
+                let derived = file
+                    .sha256
+                    .as_ref()
+                    .map(|sha256| self.cache.blob_path("sdist-members", &sha256.to_string()));
+                if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
+                    if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry) {
+                        self.cache_hit();
+                        let info =
+                            interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
+                        return Ok(Arc::new(info));
+                    }
                 }
-            }
-            let blob = self.download_blob(file).await?;
-            let filename = file.filename.clone();
-            let members = tokio::task::spawn_blocking(move || match blob {
-                Blob::File(f, _) => sdist_members(&filename, std::io::BufReader::new(f)),
-                Blob::Memory(bytes) => sdist_members(&filename, std::io::Cursor::new(bytes)),
-            })
-            .await
-            .expect("sdist reader does not panic")
-            .map_err(metadata_error)?;
-            if let Some(path) = &derived {
-                if let Ok(body) = serde_json::to_vec(&members) {
-                    let _ = self.cache.write_entry(path, &EntryMeta::default(), &body);
+                let blob = self.download_blob(file).await?;
+                let filename = file.filename.clone();
+                let members = tokio::task::spawn_blocking(move || match blob {
+                    Blob::File(f, _) => sdist_members(&filename, std::io::BufReader::new(f)),
+                    Blob::Memory(bytes) => sdist_members(&filename, std::io::Cursor::new(bytes)),
+                })
+                .await
+                .expect("sdist reader does not panic")
+                .map_err(metadata_error)?;
+                if let Some(path) = &derived {
+                    if let Ok(body) = serde_json::to_vec(&members) {
+                        let _ = self.cache.write_entry(path, &EntryMeta::default(), &body);
+                    }
                 }
-            }
-            let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
-            Ok(Arc::new(info))
-        })
+                let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
+                Ok(Arc::new(info))
+            }),
+        )
         .await
     }
 
@@ -1362,11 +1548,23 @@ impl Shared {
             None => sha256_hex(strip_credentials(&url).as_str().as_bytes()),
         };
         let derived = self.cache.blob_path("wheel-metadata", &key);
+        let mark = self.timings.mark();
         if let Some(entry) = self.cache.read_entry(&derived) {
+            self.cached(mark, &url, RequestKind::Range, entry.len() as u64);
             self.cache_hit();
             return parse(&entry);
         }
-        if let Some(sha256) = file.sha256.map(|h| h.to_string()) {
+        // A wheel this run downloaded (for a build environment, say) is not read here: whether
+        // its download had finished by now depends on timing, and with it whether its
+        // metadata costs range requests; one downloaded by an earlier run is.
+        let sha256 = file.sha256.map(|h| h.to_string()).filter(|sha256| {
+            !self
+                .downloaded
+                .lock()
+                .expect("downloaded lock")
+                .contains(sha256)
+        });
+        if let Some(sha256) = sha256 {
             let path = self.cache.blob_path("artifacts", &sha256);
             if let Some(bytes) = self.cache.read_blob(&path, &sha256) {
                 self.cache_hit();
@@ -1423,47 +1621,53 @@ impl Shared {
 
     async fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
         let key = strip_credentials(&file.url()).to_string();
-        memoised(&self.metadata, key, || async {
-            let label = format!("{}.metadata", file.filename);
-            if let Some(declared) = &file.core_metadata {
-                let url = file.metadata_url();
-                let fetched = match declared {
-                    Some(sha256) => {
-                        self.fetch_bytes_by_hash(&url, &sha256.to_string(), "metadata", &label)
-                            .await
+        serving(
+            &self.timings,
+            &file.url(),
+            memoised(&self.metadata, key, || async {
+                let label = format!("{}.metadata", file.filename);
+                if let Some(declared) = &file.core_metadata {
+                    let url = file.metadata_url();
+                    let fetched = match declared {
+                        Some(sha256) => {
+                            self.fetch_bytes_by_hash(&url, &sha256.to_string(), "metadata", &label)
+                                .await
+                        }
+                        None => self.fetch_cached_bytes(&url, &label, Kind::Metadata).await,
+                    };
+                    match fetched {
+                        Ok(bytes) => {
+                            let meta = bitpoll_metadata::parse_core_metadata(
+                                &bytes,
+                                MetadataSource::CoreMetadata,
+                            )
+                            .map_err(|source| {
+                                ClientError::Metadata {
+                                    file: label,
+                                    source,
+                                }
+                            })?;
+                            return Ok(Arc::new(meta));
+                        }
+                        // Some indexes advertise metadata files they cannot serve; the
+                        // artifact itself still has the answer.
+                        Err(ClientError::Status { status: 404, .. }) => {}
+                        Err(err) => return Err(err),
                     }
-                    None => self.fetch_cached_bytes(&url, &label, Kind::Metadata).await,
-                };
-                match fetched {
-                    Ok(bytes) => {
-                        let meta = bitpoll_metadata::parse_core_metadata(
-                            &bytes,
-                            MetadataSource::CoreMetadata,
-                        )
-                        .map_err(|source| ClientError::Metadata {
-                            file: label,
-                            source,
-                        })?;
-                        return Ok(Arc::new(meta));
+                }
+                if file.is_wheel() {
+                    self.wheel_metadata(file).await.map(Arc::new)
+                } else {
+                    let info = self.sdist_info(file).await?;
+                    match &info.static_metadata {
+                        Some(meta) => Ok(Arc::new(meta.clone())),
+                        None => Err(ClientError::NoStaticMetadata {
+                            file: file.filename.to_string(),
+                        }),
                     }
-                    // Some indexes advertise metadata files they cannot serve; the
-                    // artifact itself still has the answer.
-                    Err(ClientError::Status { status: 404, .. }) => {}
-                    Err(err) => return Err(err),
                 }
-            }
-            if file.is_wheel() {
-                self.wheel_metadata(file).await.map(Arc::new)
-            } else {
-                let info = self.sdist_info(file).await?;
-                match &info.static_metadata {
-                    Some(meta) => Ok(Arc::new(meta.clone())),
-                    None => Err(ClientError::NoStaticMetadata {
-                        file: file.filename.to_string(),
-                    }),
-                }
-            }
-        })
+            }),
+        )
         .await
     }
 }

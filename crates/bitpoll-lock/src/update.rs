@@ -11,6 +11,7 @@ use anyhow::Context;
 use bitpoll_client::IndexClient;
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
 use bitpoll_resolver::{BuildSetup, Builds, Options, Request};
+use bitpoll_timings::{Category, Timings};
 use clap::Args;
 use pep508_rs::PackageName;
 
@@ -106,6 +107,10 @@ pub struct UpdateArgs {
     /// Time limit of one build-backend hook.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub build_timeout: u64,
+    /// Write a timeline of the run to FILE (JSON, see docs/timings.md): every request,
+    /// where the resolver waited, builds, with summaries; prints a short summary too.
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
 }
 
 impl UpdateArgs {
@@ -157,8 +162,16 @@ fn normalise_date(s: &str) -> anyhow::Result<String> {
 
 pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let timings = match &args.timings {
+        Some(_) => Timings::on(),
+        None => Timings::off(),
+    };
+    let mark = timings.mark();
     let paths = args.input_paths()?;
     let loaded = inputs::load(&paths)?;
+    timings.span(mark, Category::Inputs, || {
+        "requirements, policy, nixpkgs index".into()
+    });
     if let (Some(nixpkgs), false) = (&loaded.nixpkgs, quiet) {
         if let Some(warning) =
             crate::index::flake_drift(&nixpkgs.index, std::path::Path::new("flake.lock"))
@@ -223,12 +236,15 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             .first()
             .map(|t| t.python_full_version.to_string())
             .unwrap_or_else(|| "3".into());
-        Builds::Allowed(Arc::new(BuildSetup::new(
-            &python,
-            args.build_python.clone(),
-            Some(cache_dir),
-            std::time::Duration::from_secs(args.build_timeout.max(1)),
-        )))
+        Builds::Allowed(Arc::new(
+            BuildSetup::new(
+                &python,
+                args.build_python.clone(),
+                Some(cache_dir),
+                std::time::Duration::from_secs(args.build_timeout.max(1)),
+            )
+            .with_timings(timings.clone()),
+        ))
     };
     // Looking for an interpreter for builds and asking pip for its index each start a
     // Python; both come before the first request, so they run side by side.
@@ -254,6 +270,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.low_speed_time = std::time::Duration::from_secs(args.low_speed_time.max(1));
     options.reporter = (!quiet && std::io::stderr().is_terminal()).then(crate::progress::spinner);
     options.exclude_newer = paths.exclude_newer.clone();
+    options.timings = timings.clone();
     // Build environments run on this machine: its wheels must survive the filter too.
     let mut filter_targets = loaded.targets.clone();
     filter_targets.extend(host);
@@ -263,6 +280,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let resolver_options = Options {
         builds: builds.clone(),
         release_cutoff: loaded.release_window.map(|w| w.cutoff),
+        timings: timings.clone(),
         ..Options::default()
     };
     let request = Request {
@@ -274,13 +292,18 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         preferences: &preferences,
     };
     let resolved = bitpoll_resolver::resolve(&client, &loaded.targets, &request);
+    client.settle();
     if let (Builds::Allowed(setup), false) = (&builds, quiet) {
         for note in setup.notes() {
             eprintln!("note: {note}");
         }
     }
     let resolutions = resolved?;
+    let mark = timings.mark();
     let merged = bitpoll_merge::merge(&paths.index_name, &resolutions)?;
+    timings.span(mark, Category::Merge, || {
+        "per-target resolutions into entries".into()
+    });
 
     let mut lock = Lock {
         schema: SCHEMA,
@@ -297,7 +320,10 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if args.release_cutoff.is_none() {
         crate::release_age::keep_previous_cutoff(&mut lock, old_lock.as_ref());
     }
+    let mark = timings.mark();
     lock.seal();
+    timings.span(mark, Category::Hash, || "the lock's digests".into());
+    let mark = timings.mark();
     let text = lock.to_json();
     let unchanged = std::fs::read(&args.lock).is_ok_and(|old| old == text.as_bytes());
     if unchanged {
@@ -316,6 +342,19 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     } else {
         bitpoll_lockfile::write_atomic(&args.lock, text.as_bytes())
             .with_context(|| format!("writing {}", args.lock.display()))?;
+    }
+    timings.span(mark, Category::LockWrite, || {
+        if unchanged { "unchanged" } else { "written" }.into()
+    });
+    if let (Some(path), Some(timeline)) = (&args.timings, timings.timeline()) {
+        std::fs::write(path, timeline.to_json())
+            .with_context(|| format!("writing the timeline to {}", path.display()))?;
+        if !quiet {
+            for line in timeline.brief() {
+                eprintln!("timings: {line}");
+            }
+            eprintln!("timings: written to {}", path.display());
+        }
     }
     if !quiet {
         let mut warnings: Vec<&String> = resolutions.iter().flat_map(|r| &r.warnings).collect();

@@ -51,6 +51,7 @@ pub struct BuildSetup {
     results: Memo<Built>,
     extras: Memo<Vec<String>>,
     notes: Mutex<Vec<String>>,
+    timings: bitpoll_timings::Timings,
 }
 
 /// One answer per sdist, computed once however many targets ask.
@@ -83,7 +84,14 @@ impl BuildSetup {
             results: Mutex::default(),
             extras: Mutex::default(),
             notes: Mutex::default(),
+            timings: bitpoll_timings::Timings::off(),
         }
+    }
+
+    /// Records hook runs, unpacking and the build environments' resolutions there.
+    pub fn with_timings(mut self, timings: bitpoll_timings::Timings) -> Self {
+        self.timings = timings;
+        self
     }
 
     /// What a user should know about how builds ran (another Python version than the
@@ -134,12 +142,10 @@ impl BuildSetup {
                         "build backends run with network access: {why}"
                     ));
                 }
-                Ok(Arc::new(Builder::new(
-                    interpreter,
-                    self.cache.clone(),
-                    self.timeout,
-                    isolation,
-                )))
+                Ok(Arc::new(
+                    Builder::new(interpreter, self.cache.clone(), self.timeout, isolation)
+                        .with_timings(self.timings.clone()),
+                ))
             })
             .clone()
     }
@@ -291,6 +297,7 @@ struct Job<'a> {
     sha256: &'a str,
     work: tempfile::TempDir,
     sdist_path: PathBuf,
+    setup_timings: bitpoll_timings::Timings,
 }
 
 impl<'a> Job<'a> {
@@ -314,6 +321,7 @@ impl<'a> Job<'a> {
             sha256,
             work,
             sdist_path,
+            setup_timings: setup.timings.clone(),
         })
     }
 
@@ -328,7 +336,8 @@ impl<'a> Job<'a> {
     }
 
     fn environment(&self, requires: &[Requirement]) -> Result<EnvFiles, String> {
-        environment(self.source, &self.host, requires, self.work.path()).map_err(|e| {
+        let timings = &self.setup_timings;
+        environment(self.source, &self.host, requires, self.work.path(), timings).map_err(|e| {
             format!(
                 "{}: cannot make its build environment for {} ({}): {e}",
                 self.file.filename,
@@ -385,9 +394,11 @@ fn environment(
     host: &Target,
     requires: &[Requirement],
     dir: &std::path::Path,
+    timings: &bitpoll_timings::Timings,
 ) -> Result<EnvFiles, String> {
     let options = Options {
         no_build: PackageSet::All,
+        timings: timings.clone(),
         ..Options::default()
     };
     let policy = Policy::default();
@@ -442,6 +453,15 @@ pub(crate) fn environments(
     // What each sdist's build requires. Asking a backend runs a Python process and may need
     // its own build environment fetched first, so the sdists are asked side by side (most
     // answers are memoised already: the questions started while the solve went on).
+    let timings = &request.options.timings;
+    let wait = (!sdists.is_empty()).then(|| {
+        timings.guard(bitpoll_timings::Category::Wait, || {
+            format!(
+                "build backends of {} sdists asked for their build requirements",
+                sdists.len()
+            )
+        })
+    });
     let asked = crate::parallel::map(&sdists, |(name, package, artifact)| {
         let info = source.sdist_info(artifact)?;
         let mut requires = info.build_requires.clone();
@@ -469,6 +489,7 @@ pub(crate) fn environments(
         }
         Ok::<_, ResolveError>((info, requires, warning))
     });
+    drop(wait);
     let mut asked: Vec<(Arc<SdistInfo>, Vec<String>)> = asked
         .into_iter()
         .map(|answer| {
@@ -487,6 +508,7 @@ pub(crate) fn environments(
     }
     let options = Options {
         no_build: PackageSet::All,
+        timings: request.options.timings.clone(),
         ..Options::default()
     };
     let preferences = HashMap::new();

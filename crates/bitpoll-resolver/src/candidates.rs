@@ -26,6 +26,14 @@ pub enum CandidateKind {
     Index {
         /// The file this target installs: its best wheel, else the sdist.
         artifact: Arc<DistFile>,
+        /// The file whose core metadata is read for the artifact: the artifact, or, when
+        /// other wheels of the release declare a core-metadata file with the same sha256 (the
+        /// same bytes, as usual for one release's platform wheels), the first of them by name.
+        /// Every target then asks for the same file, once, instead of each for its own wheel's
+        /// copy; which copy the client fetched no longer depends on which target asked
+        /// first (an identical copy fetched for one target is a cache hit for another only
+        /// if it had arrived by then).
+        reads: Arc<DistFile>,
         /// When the artifact is an sdist: this version's usable wheels that have a
         /// core-metadata file, whose metadata describes the sdist as well and costs one small
         /// request instead of a download. Empty otherwise, which is most candidates.
@@ -293,7 +301,31 @@ pub(crate) fn likely_artifact(
             best = Some((version, rank, file));
         }
     }
-    best.map(|(_, _, file)| file.clone())
+    // The copy of its metadata every target reads (see `CandidateKind::Index::reads`), so
+    // that the prefetch is the one used.
+    best.map(|(_, _, file)| {
+        let wheels: Vec<Arc<DistFile>> = page
+            .files
+            .iter()
+            .filter(|f| f.is_wheel())
+            .cloned()
+            .collect();
+        same_metadata_first(file, &wheels)
+    })
+}
+
+/// Of `wheels` (one release's), the first by name whose core-metadata file has the same
+/// declared sha256 as `artifact`'s; `artifact` itself when it declares none.
+fn same_metadata_first(artifact: &Arc<DistFile>, wheels: &[Arc<DistFile>]) -> Arc<DistFile> {
+    let Some(Some(hash)) = &artifact.core_metadata else {
+        return artifact.clone();
+    };
+    wheels
+        .iter()
+        .filter(|w| matches!(&w.core_metadata, Some(Some(h)) if h == hash))
+        .min_by(|a, b| a.filename.cmp(&b.filename))
+        .cloned()
+        .unwrap_or_else(|| artifact.clone())
 }
 
 pub(crate) fn python_admits(spec: &VersionSpecifiers, python: &Version) -> bool {
@@ -377,6 +409,11 @@ pub fn build(
     let mut admits: HashMap<Arc<str>, Option<bool>> = HashMap::new();
     let mut index = Vec::new();
     for (version, files, dropped_wheels) in by_version {
+        let all_wheels: Vec<Arc<DistFile>> = files
+            .iter()
+            .filter(|(f, _)| f.is_wheel())
+            .map(|(f, _)| f.clone())
+            .collect();
         let yanked_ok = is_pinned(cx.pinned, &version);
         let mut reasons = Vec::new();
         let usable: Vec<(Arc<DistFile>, Option<usize>)> = files
@@ -424,6 +461,7 @@ pub fn build(
             Some(artifact) => index.push(Candidate {
                 version: SolverVersion::new(version, Source::Index),
                 kind: CandidateKind::Index {
+                    reads: same_metadata_first(&artifact, &all_wheels),
                     metadata_from: if artifact.is_wheel() {
                         Vec::new()
                     } else {

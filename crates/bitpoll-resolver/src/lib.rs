@@ -33,6 +33,8 @@ pub use build::{BuildSetup, Builds};
 pub use candidates::wheel_filter;
 pub use version::Source;
 
+use bitpoll_timings::Category;
+
 /// When pre-releases may be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrereleaseMode {
@@ -79,6 +81,8 @@ pub struct Options {
     /// Files uploaded after this instant (or without an upload time) are held back unless
     /// their version is pinned with `==`: the policy's `min-release-age` made absolute.
     pub release_cutoff: Option<bitpoll_simple::Timestamp>,
+    /// Where the time a solver thread spends blocked on a package fact is recorded.
+    pub timings: bitpoll_timings::Timings,
 }
 
 /// Everything a resolution depends on besides the indexes.
@@ -189,9 +193,18 @@ pub fn resolve(
             .iter()
             .map(|target| {
                 let early = early.clone();
-                scope.spawn(move || {
-                    provider::resolve_target(source, indexes, target, request, early)
-                })
+                // Named, so a timeline can tell the targets' threads apart.
+                std::thread::Builder::new()
+                    .name(format!("resolve {}", target.name))
+                    .spawn_scoped(scope, move || {
+                        let timings = &request.options.timings;
+                        let mark = timings.mark();
+                        let result =
+                            provider::resolve_target(source, indexes, target, request, early);
+                        timings.span(mark, Category::Target, || target.name.clone());
+                        result
+                    })
+                    .expect("a resolver thread starts")
             })
             .collect();
         drop(early);

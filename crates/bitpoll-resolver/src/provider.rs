@@ -339,8 +339,18 @@ pub fn resolve_target(
     request: &Request<'_>,
     early_builds: Option<crate::build::EarlyBuilds>,
 ) -> Result<TargetResolution, ResolveError> {
+    let timings = &request.options.timings;
     let mut provider = Provider::new(source, indexes, target, request);
     provider.universe.early_builds = early_builds;
+    let solving = timings.guard(bitpoll_timings::Category::Solve, || {
+        let first = request.requirements.first().map(|r| r.name.to_string());
+        format!(
+            "{} ({} requirements from {})",
+            target.name,
+            request.requirements.len(),
+            first.unwrap_or_default()
+        )
+    });
     let outcome = loop {
         match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
@@ -350,6 +360,7 @@ pub fn resolve_target(
             outcome => break outcome,
         }
     };
+    drop(solving);
     let solution = match outcome {
         Ok(solution) => solution,
         Err(PubGrubError::NoSolution(mut tree)) => {
@@ -409,7 +420,12 @@ pub fn resolve_target(
             }
         }
     }
-    let publishers = publishers(source, &provider, &solution)?;
+    let publishers = {
+        let _wait = provider
+            .universe
+            .wait(|| "provenance of the chosen releases".to_string());
+        publishers(source, &provider, &solution)?
+    };
     for (pkg, version) in solution.iter() {
         let Pkg::Python(name) = pkg else { continue };
         let nixpkgs_only = (version.source == Source::Nixpkgs)
@@ -449,7 +465,20 @@ pub fn resolve_target(
                 // themselves are hashed here, so building the lock needs no source.
                 let sha256 = match &artifact.sha256 {
                     Some(declared) => declared.to_string(),
-                    None => hex::encode(Sha256::digest(source.download(artifact)?)),
+                    None => {
+                        let bytes = {
+                            let _wait = provider
+                                .universe
+                                .wait(|| format!("download {}", artifact.filename));
+                            source.download(artifact)?
+                        };
+                        let mark = timings.mark();
+                        let hex = hex::encode(Sha256::digest(bytes));
+                        timings.span(mark, bitpoll_timings::Category::Hash, || {
+                            artifact.filename.to_string()
+                        });
+                        hex
+                    }
                 };
                 ResolvedSource::Index {
                     artifact: artifact.clone(),

@@ -175,6 +175,14 @@ impl<'a> Universe<'a> {
         }
     }
 
+    /// Records, until dropped, that this thread is blocked on a package fact.
+    pub(crate) fn wait(&self, label: impl FnOnce() -> String) -> bitpoll_timings::Guard {
+        self.request
+            .options
+            .timings
+            .guard(bitpoll_timings::Category::Wait, label)
+    }
+
     pub(crate) fn replaced(&self, name: &PackageName) -> PackageName {
         if self.request.nixpkgs.is_some() {
             if let Some(to) = self.request.policy.replace.get(name) {
@@ -195,6 +203,7 @@ impl<'a> Universe<'a> {
                 package: name.to_string(),
             })
         } else {
+            let _wait = self.wait(|| format!("page {name}"));
             self.source.project(name)
         };
         let empty = HashSet::new();
@@ -333,20 +342,11 @@ impl<'a> Universe<'a> {
         after: impl Iterator<Item = &'c candidates::Candidate>,
     ) {
         for cand in after.take(PREFETCH_OLDER) {
-            let CandidateKind::Index {
-                artifact,
-                metadata_from,
-            } = &cand.kind
-            else {
+            // The file `metadata` reads first.
+            let CandidateKind::Index { reads, .. } = &cand.kind else {
                 continue;
             };
-            // The file `metadata` reads first: the artifact, or for an sdist a wheel of the
-            // same release when there is one.
-            let file = if artifact.is_wheel() {
-                artifact.clone()
-            } else {
-                metadata_from.first().unwrap_or(artifact).clone()
-            };
+            let file = reads.clone();
             self.source.prefetch(name, Box::new(move |_| Some(file)));
         }
     }
@@ -376,17 +376,22 @@ impl<'a> Universe<'a> {
         }
         let CandidateKind::Index {
             artifact,
+            reads,
             metadata_from,
         } = kind
         else {
             unreachable!("index candidates only")
         };
-        // The installed artifact's metadata first; for an sdist, a wheel's core metadata
-        // saves downloading it, since all files of a release share their dependencies.
-        let order = std::iter::once(artifact).chain(metadata_from);
+        // The installed artifact's metadata first (read from the copy every target reads);
+        // for an sdist, a wheel's core metadata saves downloading it, since all files of a
+        // release share their dependencies.
+        let order = std::iter::once(reads).chain(metadata_from);
         let mut last_err = None;
         for file in order {
-            match self.source.core_metadata(file) {
+            let wait = self.wait(|| format!("metadata {}", file.filename));
+            let answer = self.source.core_metadata(file);
+            drop(wait);
+            match answer {
                 Ok(m) => {
                     if let (false, Some(early)) = (artifact.is_wheel(), &self.early_builds) {
                         early.start(artifact);
@@ -406,7 +411,10 @@ impl<'a> Universe<'a> {
         // Not static: only the build backend can tell (a PKG-INFO older than 2.2 or an
         // egg-info `requires.txt` says what the sdist's author's machine computed, which a
         // `setup.py` may compute differently here).
-        let info = self.source.sdist_info(artifact)?;
+        let info = {
+            let _wait = self.wait(|| format!("sdist {}", artifact.filename));
+            self.source.sdist_info(artifact)?
+        };
         let policy_key = format!(
             "[metadata.\"{name}\".\"{version}\"] in {}",
             self.request.policy.file_name()
@@ -418,7 +426,10 @@ impl<'a> Universe<'a> {
                 artifact.filename
             ))),
             crate::build::Builds::Allowed(setup) => {
-                match setup.metadata(self.source, artifact, &info) {
+                let wait = self.wait(|| format!("build metadata {}", artifact.filename));
+                let built = setup.metadata(self.source, artifact, &info);
+                drop(wait);
+                match built {
                     Ok(built) => {
                         if built.metadata.version != *version {
                             return Err(ProviderError::Build(format!(

@@ -67,6 +67,10 @@ struct State {
     /// Paths answered with `206 Partial Content` to a `Range` request.
     ranges: std::collections::HashSet<String>,
     log: Vec<Request>,
+    /// Every answer waits a pseudo-random time up to this long, from this seed.
+    jitter: Option<(Duration, u64)>,
+    /// `Cache-Control: max-age` for every successful answer that names none.
+    max_age: Option<u64>,
 }
 
 /// One request as the server saw it.
@@ -168,6 +172,18 @@ impl IndexServer {
         self.state.lock().unwrap().ranges.insert(path.into());
     }
 
+    /// Delays every answer by a pseudo-random time of up to `max`, a different sequence for
+    /// each `seed`: answers then arrive in an order that no test can rely on.
+    pub fn jitter(&self, max: Duration, seed: u64) {
+        self.state.lock().unwrap().jitter = Some((max, seed));
+    }
+
+    /// Lets clients reuse every successful answer for `secs` seconds without asking again,
+    /// as real indexes do for most responses.
+    pub fn max_age(&self, secs: u64) {
+        self.state.lock().unwrap().max_age = Some(secs);
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().log.clone()
     }
@@ -238,9 +254,16 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             let _ = stream.flush();
             continue;
         }
-        let (response, fault, ranges) = {
+        let (response, fault, ranges, delay, max_age) = {
             let mut st = state.lock().unwrap();
             st.log.push(request.clone());
+            let n = st.log.len() as u64;
+            let delay = st.jitter.map(|(max, seed)| {
+                let nanos = max.as_nanos().max(1) as u64;
+                Duration::from_nanos(
+                    splitmix64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % nanos,
+                )
+            });
             let mut fault = st.faults.get(&path).cloned();
             if let Some(Fault::Replace { times, .. }) = st.faults.get_mut(&path) {
                 if *times <= 1 {
@@ -256,10 +279,22 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 st.routes.get(&path).cloned(),
                 fault,
                 st.ranges.contains(&path),
+                delay,
+                st.max_age,
             )
         };
+        if let Some(delay) = delay {
+            thread::sleep(delay);
+        }
         let mut response =
             response.unwrap_or_else(|| Response::new(404, "text/plain", "not found"));
+        let names_cache_control = response
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
+        if let (Some(secs), 200, false) = (max_age, response.status, names_cache_control) {
+            response = response.with_header("Cache-Control", &format!("max-age={secs}"));
+        }
         match fault {
             Some(Fault::Replace { response: r, .. }) => response = r,
             Some(Fault::Reset) => {
@@ -336,6 +371,15 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         }
         let _ = stream.flush();
     }
+}
+
+/// A well-mixed 64-bit function of `x` (SplitMix64's finaliser), for jitter without a
+/// random-number crate.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// `bytes=-N`, `bytes=A-B` or `bytes=A-` as a half-open span of a body of `len` bytes.
