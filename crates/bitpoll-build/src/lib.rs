@@ -340,21 +340,31 @@ pub struct BuiltMetadata {
 }
 
 /// A hook's working directory (the unpacked environment and sources), removed when dropped;
-/// the removal is in the timeline, since a large tree takes as long to remove as to unpack.
+/// the removal is in the timeline. A large tree takes as long to remove as to unpack, so it
+/// is removed in the background: nothing waits for it but the end of the run (see the
+/// `Drop` of [`Builder`]), and no directory is left behind.
 struct WorkDir<'a> {
     dir: Option<tempfile::TempDir>,
-    timings: &'a bitpoll_timings::Timings,
+    builder: &'a Builder,
     label: String,
 }
 
 impl Drop for WorkDir<'_> {
     fn drop(&mut self) {
-        let mark = self.timings.mark();
-        drop(self.dir.take());
-        self.timings
-            .span(mark, bitpoll_timings::Category::BuildCleanup, || {
-                std::mem::take(&mut self.label)
-            });
+        let (Some(dir), timings) = (self.dir.take(), self.builder.timings.clone()) else {
+            return;
+        };
+        let label = std::mem::take(&mut self.label);
+        let removal = std::thread::spawn(move || {
+            let mark = timings.mark();
+            drop(dir);
+            timings.span(mark, bitpoll_timings::Category::BuildCleanup, || label);
+        });
+        self.builder
+            .removals
+            .lock()
+            .expect("removals lock")
+            .push(removal);
     }
 }
 
@@ -381,6 +391,17 @@ pub struct Builder {
     timeout: Duration,
     isolation: Isolation,
     timings: bitpoll_timings::Timings,
+    /// Working directories being removed (see [`WorkDir`]).
+    removals: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        let removals = std::mem::take(self.removals.get_mut().expect("removals lock"));
+        for removal in removals {
+            let _ = removal.join();
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -402,6 +423,7 @@ impl Builder {
             timeout,
             isolation,
             timings: bitpoll_timings::Timings::off(),
+            removals: std::sync::Mutex::default(),
         }
     }
 
@@ -700,7 +722,7 @@ impl Builder {
             answer,
             WorkDir {
                 dir: Some(work),
-                timings: &self.timings,
+                builder: self,
                 label: sdist.filename.to_string(),
             },
         ))
