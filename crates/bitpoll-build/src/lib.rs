@@ -854,6 +854,14 @@ fn wheel_metadata_text(bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| format!("METADATA is not UTF-8: {e}"))
 }
 
+/// A build that cannot run or fails stops at the sdist the input asked for; the message
+/// names what to change (an interpreter, a policy entry).
+impl bitpoll_error_class::Classify for BuildError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use pep508_rs::PackageName;
 use pubgrub::Ranges;
 use rustc_hash::FxHashMap;
 
-use crate::version::{SolverVersion, Source};
+use crate::version::{Origin, SolverVersion};
 use crate::Options;
 
 #[derive(Debug, Clone)]
@@ -261,7 +261,7 @@ pub fn build(
     if let (Some(nixpkgs), false) = (cx.nixpkgs, cx.forced == Some(ForcedSource::Index)) {
         for c in nixpkgs.candidates(name) {
             out.list.push(Candidate {
-                version: SolverVersion::new(c.version, Source::Nixpkgs),
+                version: SolverVersion::new(c.version, Origin::NIXPKGS),
                 kind: CandidateKind::Nixpkgs {
                     attr: c.attr.to_string(),
                 },
@@ -361,7 +361,7 @@ pub fn build(
         let sdist = usable.iter().find(|f| !f.is_wheel() && !no_build).cloned();
         match best_wheel.or(sdist) {
             Some(artifact) => index.push(Candidate {
-                version: SolverVersion::new(version, Source::Index),
+                version: SolverVersion::new(version, Origin::INDEX),
                 kind: CandidateKind::Index {
                     metadata_from: if artifact.is_wheel() {
                         Vec::new()

@@ -17,7 +17,7 @@ use pep440_rs::{Operator, Version, VersionSpecifiers};
 use pep508_rs::{ExtraName, PackageName, Requirement, VersionOrUrl};
 
 use crate::candidates::{self, CandidateContext, CandidateKind, Candidates, PageIndexes};
-use crate::version::{Range, SolverVersion, Source};
+use crate::version::{Origin, Range, SolverVersion};
 use crate::{PrereleaseMode, Request};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,7 +147,12 @@ impl<'a> Universe<'a> {
         let preferred = request
             .preferences
             .iter()
-            .map(|(name, (v, src))| (name.clone(), SolverVersion::new(v.clone(), *src)))
+            .map(|(name, (v, src))| {
+                (
+                    name.clone(),
+                    SolverVersion::new(v.clone(), Origin::Package(*src)),
+                )
+            })
             .collect();
         Self {
             source,
@@ -218,7 +223,7 @@ impl<'a> Universe<'a> {
             || self
                 .preferred
                 .get(name)
-                .is_some_and(|p| p.source != Source::Nixpkgs)
+                .is_some_and(|p| p.source != Origin::NIXPKGS)
         {
             return None;
         }
@@ -298,7 +303,7 @@ impl<'a> Universe<'a> {
             let fits = nixpkgs.candidates(name).iter().any(|c| {
                 pubgrub::VersionSet::contains(
                     range,
-                    &SolverVersion::new(c.version.clone(), Source::Nixpkgs),
+                    &SolverVersion::new(c.version.clone(), Origin::NIXPKGS),
                 )
             });
             if fits {
@@ -324,7 +329,7 @@ impl<'a> Universe<'a> {
                         !v.any_prerelease()
                             && pubgrub::VersionSet::contains(
                                 &range,
-                                &SolverVersion::new(v.clone(), Source::Index),
+                                &SolverVersion::new(v.clone(), Origin::INDEX),
                             )
                     })
                     .max_by(|a, b| a.0.cmp(&b.0))
@@ -486,7 +491,7 @@ impl Universe<'_> {
         }
         if c.list
             .iter()
-            .any(|c| c.version.source == Source::Index && c.version.version.any_prerelease())
+            .any(|c| c.version.source == Origin::INDEX && c.version.version.any_prerelease())
         {
             notes.push(format!(
                 "{name} has pre-releases, which are only used when a requirement names one (e.g. `{name}>=X.YrcN`)"
