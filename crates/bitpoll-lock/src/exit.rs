@@ -86,3 +86,42 @@ impl<T, E: Into<Failure>> Context<T> for std::result::Result<T, E> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitpoll_client::ClientError;
+
+    fn through_question_mark<E: Into<Failure>>(e: E) -> Result<()> {
+        Err(e.into())
+    }
+
+    #[test]
+    fn the_class_of_the_error_decides_the_code_through_wrappers_and_context() {
+        let unavailable = ClientError::Status {
+            url: "http://127.0.0.1:1/simple/x/".into(),
+            status: 503,
+        };
+        // The resolver's error asks the source's; a message in front changes nothing.
+        let err = through_question_mark(bitpoll_resolver::ResolveError::Source(unavailable.into()))
+            .with_context(|| "resolving x86_64-linux")
+            .unwrap_err();
+        assert_eq!(err.code(), 3);
+        assert!(
+            err.render().starts_with("resolving x86_64-linux: "),
+            "{}",
+            err.render()
+        );
+
+        let none = bitpoll_resolver::ResolveError::NoSolution {
+            target: "x86_64-linux".into(),
+            explanation: "a needs b>=2, which does not exist".into(),
+        };
+        assert_eq!(through_question_mark(none).unwrap_err().code(), 2);
+        let missing = ClientError::NotFound {
+            package: "nope".into(),
+        };
+        assert_eq!(through_question_mark(missing).unwrap_err().code(), 2);
+        assert_eq!(bad_input(anyhow::anyhow!("--python 3")).code(), 2);
+    }
+}
