@@ -37,6 +37,9 @@ const MAX_UNPACKED_BYTES: u64 = 2 << 30;
 /// Lines of a failed hook's output shown in the error.
 const TAIL_LINES: usize = 25;
 
+/// Why the caller could not put the sdist and the wheels in place (a download, a write).
+pub type FetchError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(
@@ -65,8 +68,12 @@ pub enum BuildError {
         secs: u64,
         tail: String,
     },
-    #[error("{sdist}: cannot fetch what its build needs: {reason}")]
-    Fetch { sdist: String, reason: String },
+    #[error("{sdist}: cannot fetch what its build needs: {source}")]
+    Fetch {
+        sdist: String,
+        #[source]
+        source: FetchError,
+    },
     #[error("{sdist}: the `{hook}` hook's answer cannot be read: {reason}")]
     BadAnswer {
         sdist: String,
@@ -386,7 +393,7 @@ impl Builder {
         &self,
         sdist: &Sdist<'_>,
         env: &[Wheel],
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<Vec<String>, BuildError> {
         const HOOK: &str = "get_requires_for_build_wheel";
         let key = self.cache_key(sdist, env, HOOK);
@@ -411,7 +418,7 @@ impl Builder {
         &self,
         sdist: &Sdist<'_>,
         env: &[Wheel],
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<BuiltMetadata, BuildError> {
         const HOOK: &str = "prepare_metadata_for_build_wheel";
         let key = self.cache_key(sdist, env, HOOK);
@@ -432,7 +439,7 @@ impl Builder {
         &self,
         sdist: &Sdist<'_>,
         env: &[Wheel],
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<(Vec<String>, Option<BuiltMetadata>), BuildError> {
         const HOOK: &str = "requires_then_metadata";
         const NAMED: &str = "get_requires_for_build_wheel, then prepare_metadata_for_build_wheel";
@@ -520,7 +527,7 @@ impl Builder {
         sdist: &Sdist<'_>,
         env: &[Wheel],
         hook: &'static str,
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
         self.run_hook_named(sdist, env, hook, hook, fetch)
     }
@@ -532,11 +539,11 @@ impl Builder {
         env: &[Wheel],
         hook: &'static str,
         named: &'static str,
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<(serde_json::Value, tempfile::TempDir), BuildError> {
-        fetch().map_err(|reason| BuildError::Fetch {
+        fetch().map_err(|source| BuildError::Fetch {
             sdist: sdist.filename.to_string(),
-            reason,
+            source,
         })?;
         let work = tempfile::Builder::new()
             .prefix("bitpoll-build-")
