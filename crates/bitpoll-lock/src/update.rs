@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bitpoll_client::IndexClient;
+use bitpoll_inputs::{self as inputs, InputPaths};
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
 use bitpoll_resolver::{BuildSetup, Builds, Options, Request};
 use clap::Args;
@@ -15,7 +16,6 @@ use pep508_rs::PackageName;
 
 use crate::exit::{bad_input, Context};
 use crate::{DEFAULT_LOCK, DEFAULT_NIXPKGS_INDEX, DEFAULT_POLICY, DEFAULT_REQUIREMENTS};
-use bitpoll_inputs::{self as inputs, InputPaths};
 
 #[derive(Args, Debug, Clone)]
 pub struct UpdateArgs {
