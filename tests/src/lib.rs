@@ -7,6 +7,9 @@
 //! `yanked`, `sdist`, `wheel`), so one generator serves both. [`universe::Universe::build`]
 //! turns that into a PEP 691 simple index with PEP 658 core-metadata files, real wheels and
 //! sdists; [`server::IndexServer`] serves it.
+//!
+//! Test support only: nothing here may be used by the tool itself, and no fixture may name a
+//! registry's host.
 
 pub use bitpoll_test_skip::skip;
 

@@ -4,15 +4,20 @@
 //! advisories affect them, from two sources: the per-release documents of an index's JSON
 //! API (its `vulnerabilities` list) and a local export of the OSV database (OSV JSON files,
 //! PyPI ecosystem). Each pin ends up with the advisories found and the sources that were
-//! actually consulted for it.
+//! actually consulted for it. [`Sources`] asks them about every pin; [`render`] writes the
+//! report as text, Markdown or JSON.
 //!
-//! What it must not do: fetch anything (the caller hands in the documents, so this crate
-//! never decides which hosts are contacted), and report a pin as clean when no source gave
+//! What it must not do: fetch anything (the caller hands in a function that fetches a
+//! release's document, so this crate never decides which hosts are contacted), and report a pin as clean when no source gave
 //! an answer for it: such a pin is [`Status::NotChecked`], never an empty list of advisories
 //! that reads as "no known vulnerabilities". It does not decide exit codes either; it only
 //! ranks severities so that the caller can.
 
+mod gather;
 mod osv;
+pub mod render;
+
+pub use gather::{LookupError, ReleaseJson, Sources};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -320,6 +325,13 @@ impl Report {
                 Status::NotChecked { .. } => 0,
             })
             .sum()
+    }
+}
+
+/// The index served a document it should not have.
+impl bitpoll_error_class::Classify for JsonApiError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::Unavailable
     }
 }
 

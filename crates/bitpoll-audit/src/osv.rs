@@ -272,6 +272,13 @@ fn affects(affected: &Affected, version: &str, parsed: Option<&Version>) -> bool
         })
 }
 
+/// The OSV export is a directory named on the command line.
+impl bitpoll_error_class::Classify for OsvError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

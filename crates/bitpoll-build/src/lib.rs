@@ -37,6 +37,9 @@ const MAX_UNPACKED_BYTES: u64 = 2 << 30;
 /// Lines of a failed hook's output shown in the error.
 const TAIL_LINES: usize = 25;
 
+/// Why the caller could not put the sdist and the wheels in place (a download, a write).
+pub type FetchError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(
@@ -65,8 +68,12 @@ pub enum BuildError {
         secs: u64,
         tail: String,
     },
-    #[error("{sdist}: cannot fetch what its build needs: {reason}")]
-    Fetch { sdist: String, reason: String },
+    #[error("{sdist}: cannot fetch what its build needs: {source}")]
+    Fetch {
+        sdist: String,
+        #[source]
+        source: FetchError,
+    },
     #[error("{sdist}: the `{hook}` hook's answer cannot be read: {reason}")]
     BadAnswer {
         sdist: String,
@@ -450,7 +457,7 @@ impl Builder {
         &self,
         sdist: &Sdist<'_>,
         env: &[Wheel],
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<Vec<String>, BuildError> {
         const HOOK: &str = "get_requires_for_build_wheel";
         let key = self.cache_key(sdist, env, HOOK);
@@ -475,7 +482,7 @@ impl Builder {
         &self,
         sdist: &Sdist<'_>,
         env: &[Wheel],
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<BuiltMetadata, BuildError> {
         const HOOK: &str = "prepare_metadata_for_build_wheel";
         let key = self.cache_key(sdist, env, HOOK);
@@ -496,7 +503,7 @@ impl Builder {
         &self,
         sdist: &Sdist<'_>,
         env: &[Wheel],
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<(Vec<String>, Option<BuiltMetadata>), BuildError> {
         const HOOK: &str = "requires_then_metadata";
         const NAMED: &str = "get_requires_for_build_wheel, then prepare_metadata_for_build_wheel";
@@ -590,7 +597,7 @@ impl Builder {
         sdist: &Sdist<'_>,
         env: &[Wheel],
         hook: &'static str,
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
         self.run_hook_named(sdist, env, hook, hook, fetch)
     }
@@ -602,11 +609,11 @@ impl Builder {
         env: &[Wheel],
         hook: &'static str,
         named: &'static str,
-        fetch: &dyn Fn() -> Result<(), String>,
+        fetch: &dyn Fn() -> Result<(), FetchError>,
     ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
-        fetch().map_err(|reason| BuildError::Fetch {
+        fetch().map_err(|source| BuildError::Fetch {
             sdist: sdist.filename.to_string(),
-            reason,
+            source,
         })?;
         let work = tempfile::Builder::new()
             .prefix("bitpoll-build-")
@@ -940,6 +947,14 @@ fn wheel_metadata_text(bytes: &[u8]) -> Result<String, String> {
         bitpoll_metadata::wheel_metadata_bytes(bytes, bitpoll_metadata::MAX_UNCOMPRESSED_BYTES)
             .map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|e| format!("METADATA is not UTF-8: {e}"))
+}
+
+/// A build that cannot run or fails stops at the sdist the input asked for; the message
+/// names what to change (an interpreter, a policy entry).
+impl bitpoll_error_class::Classify for BuildError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,13 @@ pub enum ClientError {
     #[error("unexpected response from {url}: {reason}")]
     BadResponse { url: String, reason: String },
 
+    #[error("unexpected response from {url}: {source}")]
+    Page {
+        url: String,
+        #[source]
+        source: bitpoll_simple::PageError,
+    },
+
     #[error("sha256 of {file} does not match the index: expected {expected}, got {actual}")]
     HashMismatch {
         file: String,
@@ -69,6 +76,7 @@ impl ClientError {
             ClientError::Network { .. }
                 | ClientError::Status { .. }
                 | ClientError::BadResponse { .. }
+                | ClientError::Page { .. }
                 | ClientError::HashMismatch { .. }
                 | ClientError::Offline { .. }
                 | ClientError::IndexDiscovery(_)
@@ -99,19 +107,25 @@ impl ClientError {
     }
 }
 
+impl bitpoll_source::Classify for ClientError {
+    fn class(&self) -> bitpoll_source::ErrorClass {
+        if self.is_network() {
+            bitpoll_source::ErrorClass::Unavailable
+        } else {
+            bitpoll_source::ErrorClass::BadInput
+        }
+    }
+}
+
 impl From<ClientError> for bitpoll_source::SourceError {
     fn from(e: ClientError) -> Self {
-        use bitpoll_source::{ErrorClass, SourceError};
+        use bitpoll_source::{Classify, SourceError};
         match e {
             ClientError::NotFound { package } => SourceError::NotFound { package },
             ClientError::NoStaticMetadata { file } => SourceError::NoStaticMetadata { file },
             ClientError::Metadata { file, source } => SourceError::Metadata { file, source },
             other => SourceError::Failed {
-                class: if other.is_network() {
-                    ErrorClass::Unavailable
-                } else {
-                    ErrorClass::BadInput
-                },
+                class: other.class(),
                 source: Arc::new(other),
             },
         }

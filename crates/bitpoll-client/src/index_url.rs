@@ -170,7 +170,13 @@ const PIP_DEFAULT_SCRIPT: &str =
 
 type VarFn<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 type ReadFn<'a> = Box<dyn Fn(&Path) -> Option<String> + 'a>;
-type AskPipFn<'a> = Box<dyn Fn() -> Result<(String, String), String> + 'a>;
+type AskPipFn<'a> = Box<dyn Fn() -> Result<(String, String), NoPipDefault> + 'a>;
+
+/// Why the installed pip could not say its default index: every interpreter tried, and
+/// what went wrong with each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoPipDefault(pub String);
 
 /// What index discovery looks at, replaceable so tests need no real environment.
 pub struct DiscoveryEnv<'a> {
@@ -196,7 +202,7 @@ impl DiscoveryEnv<'static> {
     }
 }
 
-fn ask_installed_pip() -> Result<(String, String), String> {
+fn ask_installed_pip() -> Result<(String, String), NoPipDefault> {
     let mut failures = Vec::new();
     for interpreter in ["python3", "python"] {
         let output = Command::new(interpreter)
@@ -219,7 +225,7 @@ fn ask_installed_pip() -> Result<(String, String), String> {
             Err(e) => failures.push(format!("{interpreter}: {e}")),
         }
     }
-    Err(failures.join("; "))
+    Err(NoPipDefault(failures.join("; ")))
 }
 
 /// Finds the index URL: `explicit` (the `--index-url` value), then the environment
@@ -606,7 +612,7 @@ mod tests {
     #[test]
     fn pip_failure_is_a_clear_error() {
         let mut e = env(&[], &[]);
-        e.ask_pip = Box::new(|| Err("python3: not found; python: not found".into()));
+        e.ask_pip = Box::new(|| Err(NoPipDefault("python3: not found; python: not found".into())));
         let err = discover_index_url_with(None, &e).unwrap_err();
         assert!(err.is_network());
         let text = err.to_string();

@@ -19,6 +19,10 @@
 //! `Last-Modified`; content named by its hash is cached forever. In offline mode only the
 //! cache is used. Credentials in the index URL are sent with requests but redacted from
 //! every error, `Debug` output and log line.
+//!
+//! It must not decide anything about resolution (which version, which file: it answers
+//! questions, as a [`bitpoll_source::PackageSource`]), nor draw progress itself: counters go
+//! to the caller's [`Report`].
 
 mod cache;
 mod error;
@@ -56,7 +60,7 @@ use crate::cache::{
 pub use crate::error::ClientError;
 pub use crate::index_url::{
     discover_index_url, discover_index_url_with, pip_config_files, redact_url, strip_credentials,
-    DiscoveryEnv, IndexOrigin, IndexUrl, INDEX_URL_VARIABLES,
+    DiscoveryEnv, IndexOrigin, IndexUrl, NoPipDefault, INDEX_URL_VARIABLES,
 };
 use crate::lazy_wheel::{
     parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,
@@ -1296,11 +1300,10 @@ impl Shared {
                 Body::Entry(entry) => parser.parse_reader(entry.into_body()),
                 Body::Memory(bytes) => parser.parse_slice(&bytes),
             };
-            let page = page
-                .map_err(|reason| ClientError::BadResponse {
-                    url: redact_url(&url),
-                    reason,
-                })?;
+            let page = page.map_err(|source| ClientError::Page {
+                url: redact_url(&url),
+                source,
+            })?;
             Ok(Arc::new(page))
         }))
         .await

@@ -19,7 +19,22 @@ pub enum ExportError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot write pylock.toml: {0}")]
-    Toml(String),
+    Toml(#[source] toml::ser::Error),
+}
+
+/// A lock that names files the index no longer answers for means the index moved, whatever
+/// the source said: asking again later, or updating the lock, is what helps.
+impl bitpoll_source::Classify for ExportError {
+    fn class(&self) -> bitpoll_source::ErrorClass {
+        match self {
+            ExportError::Source(_) | ExportError::Gone(_) => {
+                bitpoll_source::ErrorClass::Unavailable
+            }
+            ExportError::NoTarget(_) | ExportError::BadName(_) | ExportError::Toml(_) => {
+                bitpoll_source::ErrorClass::BadInput
+            }
+        }
+    }
 }
 
 /// A URL without user name and password.
@@ -186,6 +201,6 @@ pub fn pylock(
             out.push('\n');
         }
     }
-    out.push_str(&toml::to_string(&doc).map_err(|e| ExportError::Toml(e.to_string()))?);
+    out.push_str(&toml::to_string(&doc).map_err(ExportError::Toml)?);
     Ok(out)
 }

@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bitpoll_client::{ClientOptions, DiscoveryEnv, IndexClient, IndexOrigin, IndexUrl};
+use bitpoll_client::{
+    ClientOptions, DiscoveryEnv, IndexClient, IndexOrigin, IndexUrl, NoPipDefault,
+};
+
+use crate::exit::Result;
 
 /// Where the Python index is and where its answers are cached: the options every command
 /// that talks to the index shares.
@@ -23,13 +27,13 @@ pub struct IndexArgs {
 
 impl IndexArgs {
     /// Default client options for this index, and where its URL came from.
-    pub fn options(&self) -> anyhow::Result<(ClientOptions, IndexOrigin)> {
+    pub fn options(&self) -> Result<(ClientOptions, IndexOrigin)> {
         let (mut options, origin) = options(self.index_url.as_deref(), self.cache_dir.clone())?;
         options.offline = self.offline;
         Ok((options, origin))
     }
 
-    pub fn open(&self) -> anyhow::Result<IndexClient> {
+    pub fn open(&self) -> Result<IndexClient> {
         Ok(IndexClient::new(self.options()?.0)?)
     }
 }
@@ -38,7 +42,7 @@ impl IndexArgs {
 fn options(
     index_url: Option<&str>,
     cache_dir: Option<PathBuf>,
-) -> anyhow::Result<(ClientOptions, IndexOrigin)> {
+) -> Result<(ClientOptions, IndexOrigin)> {
     let cache = cache_dir.unwrap_or_else(default_cache_dir);
     let mut env = DiscoveryEnv::system();
     let remembered = cache.join("pip-default-index.json");
@@ -66,7 +70,7 @@ const PIP_ANSWER_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// Asks the installed pip for its default index unless the cache holds a fresh answer from
 /// the same interpreter file (path and modification time).
-fn ask_pip_remembered(file: &Path) -> Result<(String, String), String> {
+fn ask_pip_remembered(file: &Path) -> std::result::Result<(String, String), NoPipDefault> {
     let interpreter = which("python3").or_else(|| which("python"));
     let stamp = interpreter.as_ref().and_then(|p| {
         let modified = std::fs::metadata(p).ok()?.modified().ok()?;

@@ -36,7 +36,7 @@ pub enum Format {
     Json,
 }
 
-pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: DiffArgs) -> crate::exit::Result<ExitCode> {
     let (old_label, old) = crate::lockref::load(&args.old, &args.lock)?;
     let new_spec = args
         .new
@@ -45,23 +45,26 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let (new_label, new) = crate::lockref::load(&new_spec, &args.lock)?;
     let mut report = bitpoll_review::diff::compare(&old_label, &old, &new_label, &new);
     if args.osv_db.is_some() || args.index_advisories {
-        let sources = crate::audit::Sources::open(
+        let findings = crate::audit::with_sources(
             args.osv_db.as_deref(),
             args.index_advisories,
             &args.index,
+            |sources| {
+                let lookup = |pin: &bitpoll_audit::Pin| sources.advisories(pin);
+                Ok(bitpoll_review::security::advisory_findings(
+                    &old, &new, &lookup,
+                )?)
+            },
         )?;
-        let lookup = |pin: &bitpoll_audit::Pin| sources.advisories(pin);
-        report
-            .security
-            .extend(bitpoll_review::security::advisory_findings(
-                &old, &new, &lookup,
-            )?);
+        report.security.extend(findings);
         report.security.sort();
     }
     let text = match args.format {
         Format::Text => bitpoll_review::diff::render_text(&report),
         Format::Markdown => bitpoll_review::diff::render_markdown(&report),
-        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&report).map_err(crate::exit::unavailable)? + "\n"
+        }
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)

@@ -31,8 +31,8 @@ pub enum ExportFormat {
     Pylock,
 }
 
-pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let lock = Lock::read(&args.lock).map_err(bad_input)?;
+pub fn run(args: ExportArgs) -> crate::exit::Result<ExitCode> {
+    let lock = Lock::read(&args.lock)?;
     if !lock.targets.iter().any(|t| t.name == args.system) {
         let known: Vec<&str> = lock.targets.iter().map(|t| t.name.as_str()).collect();
         return Err(bad_input(anyhow::anyhow!(

@@ -4,16 +4,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::Context;
 use bitpoll_lockfile::Lock;
 
 use crate::exit::bad_input;
 
 /// `spec` is a path to a lock file, or a git revision whose `lock_path` is read.
-pub fn load(spec: &str, lock_path: &Path) -> anyhow::Result<(String, Lock)> {
+pub fn load(spec: &str, lock_path: &Path) -> crate::exit::Result<(String, Lock)> {
     let as_path = Path::new(spec);
     if as_path.is_file() {
-        let lock = Lock::read(as_path).map_err(bad_input)?;
+        let lock = Lock::read(as_path)?;
         return Ok((spec.to_string(), lock));
     }
     // `git show REV:./path` resolves the path relative to the working directory.
@@ -21,8 +20,9 @@ pub fn load(spec: &str, lock_path: &Path) -> anyhow::Result<(String, Lock)> {
     let out = Command::new("git")
         .args(["show", &object])
         .output()
-        .context("running git to read a lock from a revision")
-        .map_err(bad_input)?;
+        .map_err(|e| {
+            bad_input(anyhow::Error::new(e).context("running git to read a lock from a revision"))
+        })?;
     if !out.status.success() {
         return Err(bad_input(anyhow::anyhow!(
             "`{spec}` is neither a lock file nor a git revision with {}: {}",
@@ -31,6 +31,6 @@ pub fn load(spec: &str, lock_path: &Path) -> anyhow::Result<(String, Lock)> {
         )));
     }
     let label = format!("{spec}:{}", lock_path.display());
-    let lock = Lock::from_slice(Path::new(&label), &out.stdout).map_err(bad_input)?;
+    let lock = Lock::from_slice(Path::new(&label), &out.stdout)?;
     Ok((label, lock))
 }

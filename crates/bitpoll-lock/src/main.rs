@@ -8,10 +8,8 @@ mod diff;
 mod exit;
 mod export;
 mod index;
-mod inputs;
 mod lockref;
 mod progress;
-mod release_age;
 mod update;
 mod verify;
 mod why;
@@ -99,8 +97,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", exit::render(&err));
-            ExitCode::from(exit::code(&err))
+            eprintln!("error: {}", err.render());
+            ExitCode::from(err.code())
         }
     }
 }
@@ -110,13 +108,13 @@ fn import_subset(
     output: &std::path::Path,
     attr: &str,
     version: &str,
-) -> anyhow::Result<ExitCode> {
-    use anyhow::Context;
-    let text = std::fs::read_to_string(input)
-        .with_context(|| format!("{}: cannot read", input.display()))
-        .map_err(exit::bad_input)?;
+) -> exit::Result<ExitCode> {
+    use exit::Context;
+    let text = std::fs::read_to_string(input).map_err(|e| {
+        exit::bad_input(anyhow::Error::new(e).context(format!("{}: cannot read", input.display())))
+    })?;
     let index = bitpoll_nixpkgs::import_subset(&text, attr, version)
-        .map_err(|e| exit::bad_input(anyhow::anyhow!("{}: {e}", input.display())))?;
+        .with_context(|| input.display().to_string())?;
     bitpoll_lockfile::write_atomic(output, index.to_json().as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,16 +7,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use bitpoll_client::IndexClient;
+use bitpoll_inputs::{self as inputs, InputPaths};
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
 use bitpoll_resolver::{BuildSetup, Builds, Options, Request};
 use bitpoll_timings::{Category, Timings};
 use clap::Args;
 use pep508_rs::PackageName;
 
-use crate::exit::bad_input;
-use crate::inputs::{self, InputPaths};
+use crate::exit::{bad_input, Context};
 use crate::{DEFAULT_LOCK, DEFAULT_NIXPKGS_INDEX, DEFAULT_POLICY, DEFAULT_REQUIREMENTS};
 
 #[derive(Args, Debug, Clone)]
@@ -114,7 +113,7 @@ pub struct UpdateArgs {
 }
 
 impl UpdateArgs {
-    pub fn input_paths(&self) -> anyhow::Result<InputPaths> {
+    pub fn input_paths(&self) -> crate::exit::Result<InputPaths> {
         let requirements = if self.requirements.is_empty() {
             DEFAULT_REQUIREMENTS.iter().map(PathBuf::from).collect()
         } else {
@@ -148,7 +147,7 @@ impl UpdateArgs {
 }
 
 /// Accepts `YYYY-MM-DD` (meaning the end of that day, UTC) or a full RFC 3339 time.
-fn normalise_date(s: &str) -> anyhow::Result<String> {
+fn normalise_date(s: &str) -> crate::exit::Result<String> {
     // Valid is what the client can compare upload times with: one parser for both.
     if bitpoll_client::Timestamp::parse(s).is_none() {
         return Err(bad_input(anyhow::anyhow!("--exclude-newer `{s}`: expected YYYY-MM-DD or an RFC 3339 time such as 2026-01-31T12:00:00Z")));
@@ -160,7 +159,7 @@ fn normalise_date(s: &str) -> anyhow::Result<String> {
     })
 }
 
-pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
     let started = Instant::now();
     let timings = match &args.timings {
         Some(_) => Timings::on(),
@@ -168,13 +167,13 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let mark = timings.mark();
     let paths = args.input_paths()?;
-    let loaded = inputs::load(&paths)?;
+    let loaded = inputs::load(&paths, bitpoll_client::Timestamp::now())?;
     timings.span(mark, Category::Inputs, || {
         "requirements, policy, nixpkgs index".into()
     });
     if let (Some(nixpkgs), false) = (&loaded.nixpkgs, quiet) {
         if let Some(warning) =
-            crate::index::flake_drift(&nixpkgs.index, std::path::Path::new("flake.lock"))
+            bitpoll_nixpkgs::flake::flake_drift(&nixpkgs.index, std::path::Path::new("flake.lock"))
         {
             eprintln!("warning: {warning}");
         }
@@ -202,7 +201,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             n.parse::<PackageName>()
                 .map_err(|e| bad_input(anyhow::anyhow!("--upgrade-package `{n}`: {e}")))
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<crate::exit::Result<_>>()?;
     let mut preferences = HashMap::new();
     if let (Some(lock), false) = (&old_lock, args.upgrade) {
         for p in &lock.packages {
@@ -215,11 +214,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             if upgrade.contains(&name) {
                 continue;
             }
-            let source = match p.source {
-                Source::Nixpkgs => bitpoll_resolver::Source::Nixpkgs,
-                Source::Index => bitpoll_resolver::Source::Index,
-            };
-            preferences.entry(name).or_insert((version, source));
+            preferences.entry(name).or_insert((version, p.source));
         }
     }
 
@@ -318,7 +313,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     lock.normalise();
     if args.release_cutoff.is_none() {
-        crate::release_age::keep_previous_cutoff(&mut lock, old_lock.as_ref());
+        inputs::keep_previous_cutoff(&mut lock, old_lock.as_ref());
     }
     let mark = timings.mark();
     lock.seal();

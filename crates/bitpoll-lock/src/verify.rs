@@ -8,7 +8,6 @@ use bitpoll_lockfile::{Lock, Source};
 use clap::Args;
 use sha2::{Digest, Sha256};
 
-use crate::exit::bad_input;
 use crate::DEFAULT_LOCK;
 
 #[derive(Args, Debug)]
@@ -19,8 +18,8 @@ pub struct VerifyArgs {
     pub index: crate::client::IndexArgs,
 }
 
-pub fn run(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let lock = Lock::read(&args.lock).map_err(bad_input)?;
+pub fn run(args: VerifyArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
+    let lock = Lock::read(&args.lock)?;
     let client = args.index.open()?;
     // Build packages too: what builds an sdist is as much a pin as what runs.
     let artifacts: Vec<(&str, &bitpoll_lockfile::Artifact)> = lock

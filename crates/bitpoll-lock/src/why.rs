@@ -22,8 +22,8 @@ pub struct WhyArgs {
     pub system: Option<String>,
 }
 
-pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
-    let lock = Lock::read(&args.lock).map_err(bad_input)?;
+pub fn run(args: WhyArgs) -> crate::exit::Result<ExitCode> {
+    let lock = Lock::read(&args.lock)?;
     let name = args
         .name
         .parse::<pep508_rs::PackageName>()

@@ -5,6 +5,9 @@
 //! serialised form has one definition: fields in a fixed order, packages sorted, pretty JSON
 //! with a trailing newline. Writing goes to a temporary file in the same directory that is
 //! renamed over the old lock, so a failed or killed run leaves the previous lock whole.
+//!
+//! It must not resolve, fetch or guess anything: it holds what it is given, and a lock it
+//! cannot read whole is an error, never partly used.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -103,6 +106,44 @@ pub enum Source {
     Index,
 }
 
+pub use bitpoll_metadata::MetadataSource;
+
+/// A lock entry's `metadata`: where its dependencies came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PackageMetadata {
+    Found(MetadataSource),
+    /// A schema-1 lock's dependencies guessed from an sdist: read so that such a lock can
+    /// still be compared with a new one, never written.
+    Guessed(GuessedMetadata),
+}
+
+/// What schema 1 called dependencies guessed from an older PKG-INFO or an egg-info.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuessedMetadata {
+    SdistPkgInfoLegacy,
+    SdistEggInfo,
+}
+
+impl std::fmt::Display for PackageMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PackageMetadata::Found(source) => source.as_str(),
+            PackageMetadata::Guessed(GuessedMetadata::SdistPkgInfoLegacy) => {
+                "sdist-pkg-info-legacy"
+            }
+            PackageMetadata::Guessed(GuessedMetadata::SdistEggInfo) => "sdist-egg-info",
+        })
+    }
+}
+
+impl From<MetadataSource> for PackageMetadata {
+    fn from(source: MetadataSource) -> Self {
+        PackageMetadata::Found(source)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
@@ -121,7 +162,7 @@ pub struct Package {
     pub dependencies: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub target_dependencies: BTreeMap<String, Vec<String>>,
-    pub metadata: String,
+    pub metadata: PackageMetadata,
     /// For `metadata: sdist-build`, the interpreter that ran the build backend
     /// (`cpython-3.13.1`): a `setup.py` can compute other dependencies on another Python.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -552,6 +593,13 @@ pub fn sri_from_hex(hex_digest: &str) -> Option<String> {
     })
 }
 
+/// The lock named on the command line cannot be used, read or written there.
+impl bitpoll_error_class::Classify for LockError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,7 +685,7 @@ mod tests {
             dependencies: vec![],
             target_dependencies: BTreeMap::new(),
             metadata_built_with: None,
-            metadata: "core-metadata".into(),
+            metadata: MetadataSource::CoreMetadata.into(),
             yanked: None,
             artifacts: vec![Artifact {
                 kind: ArtifactKind::Wheel,

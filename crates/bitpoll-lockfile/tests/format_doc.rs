@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bitpoll_lockfile::{
-    Artifact, ArtifactKind, BuildSystem, Inputs, Lock, NixpkgsInfo, Package, Source, TargetInfo,
-    SCHEMA,
+    Artifact, ArtifactKind, BuildSystem, Inputs, Lock, MetadataSource, NixpkgsInfo, Package,
+    Source, TargetInfo, SCHEMA,
 };
 
 fn root() -> PathBuf {
@@ -112,7 +112,7 @@ fn everything() -> Lock {
             requires_python: Some(">=3.8".into()),
             dependencies: vec!["b".into()],
             target_dependencies: BTreeMap::from([(target.clone(), vec!["c".into()])]),
-            metadata: "sdist-build".into(),
+            metadata: MetadataSource::SdistBuild.into(),
             metadata_built_with: Some("cpython-3.13.0".into()),
             yanked: Some(String::new()),
             artifacts: vec![Artifact {
@@ -147,7 +147,7 @@ fn everything() -> Lock {
                 requires_python: None,
                 dependencies: Vec::new(),
                 target_dependencies: BTreeMap::new(),
-                metadata: "nixpkgs".into(),
+                metadata: MetadataSource::Nixpkgs.into(),
                 metadata_built_with: None,
                 yanked: None,
                 artifacts: Vec::new(),
@@ -164,7 +164,7 @@ fn everything() -> Lock {
                 requires_python: Some(">=3.8".into()),
                 dependencies: Vec::new(),
                 target_dependencies: BTreeMap::new(),
-                metadata: "core-metadata".into(),
+                metadata: MetadataSource::CoreMetadata.into(),
                 metadata_built_with: None,
                 yanked: None,
                 artifacts: vec![Artifact {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bitpoll_lockfile::{Artifact, ArtifactKind, BuildSystem, Package, Source};
+use bitpoll_lockfile::{Artifact, ArtifactKind, BuildSystem, MetadataSource, Package, Source};
 use bitpoll_resolver::{BuildEnvironment, ResolvedPackage, ResolvedSource, TargetResolution};
 
 /// Resolutions that cannot be written as a lock.
@@ -25,6 +25,17 @@ pub enum MergeError {
         version: String,
         target: String,
     },
+}
+
+/// A bad hash is the index's; a build package both sources serve on one target asks for a
+/// choice only the policy can make.
+impl bitpoll_error_class::Classify for MergeError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        match self {
+            MergeError::BadHash { .. } => bitpoll_error_class::ErrorClass::Unavailable,
+            MergeError::AmbiguousBuildPackage { .. } => bitpoll_error_class::ErrorClass::NoSolution,
+        }
+    }
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -205,7 +216,7 @@ fn entries<'a>(
             requires_python: None,
             dependencies: common.into_iter().collect(),
             target_dependencies,
-            metadata: "nixpkgs".into(),
+            metadata: MetadataSource::Nixpkgs.into(),
             metadata_built_with: None,
             yanked: None,
             artifacts: Vec::new(),
@@ -227,7 +238,7 @@ fn entries<'a>(
                 else {
                     unreachable!("grouped by source")
                 };
-                package.metadata = metadata.as_str().to_string();
+                package.metadata = (*metadata).into();
                 package.metadata_built_with = metadata_built_with.clone();
                 if let Some(reason) = &artifact.yanked {
                     package.yanked = Some(reason.to_string());

@@ -84,10 +84,10 @@ pub(crate) fn parse_requirement(line: &str, origin: &str) -> Result<Requirement,
     let joined = line.replace('\n', " ");
     // pep508_rs has no lenient mode, so legacy spellings it rejects are reported rather
     // than guessed at.
-    bitpoll_pep508::parse(joined.trim()).map_err(|reason| MetadataError::InvalidRequirement {
+    bitpoll_pep508::parse(joined.trim()).map_err(|source| MetadataError::InvalidRequirement {
         origin: origin.to_string(),
         line: joined.trim().to_string(),
-        reason,
+        source,
     })
 }
 

@@ -16,6 +16,10 @@
 //!
 //! [`MetadataSource`] records which of these places the metadata came from, because the
 //! lock states how every package's dependencies were found.
+//!
+//! It must not run a build backend or any other Python code (that is `bitpoll-build`'s job),
+//! nor fetch anything, nor guess dependencies from an older PKG-INFO or an egg-info: what is
+//! not static is reported as missing.
 
 mod archive;
 mod core;
@@ -30,8 +34,12 @@ pub use crate::core::parse_core_metadata;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{ExtraName, PackageName, Requirement};
 
-/// Where a package's metadata was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Where a package's metadata was found; the lock records it (`metadata`) with the spellings
+/// of [`MetadataSource::as_str`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum MetadataSource {
     /// A core-metadata file served by the index next to the artifact (PEP 658/714).
     CoreMetadata,
@@ -102,12 +110,13 @@ pub enum MetadataError {
         value: String,
         reason: String,
     },
-    #[error("invalid requirement {line:?} in {origin}: {reason}")]
+    #[error("invalid requirement {line:?} in {origin}: {source}")]
     InvalidRequirement {
         /// `Requires-Dist`, `dependencies` or `optional-dependencies.<extra>`.
         origin: String,
         line: String,
-        reason: String,
+        #[source]
+        source: bitpoll_pep508::Pep508Error,
     },
     #[error("wheel contains no top-level `*.dist-info/METADATA`")]
     NoWheelMetadata,
@@ -121,4 +130,12 @@ pub enum MetadataError {
     Archive(String),
     #[error("invalid pyproject.toml: {0}")]
     Pyproject(String),
+}
+
+/// Metadata that cannot be read belongs to a package the input asked for; running again
+/// reads the same bytes.
+impl bitpoll_error_class::Classify for MetadataError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
 }

@@ -5,6 +5,10 @@
 //! dependencies (as attributes) and optional-dependency groups. The format is documented in
 //! ARCHITECTURE.md; `bitpoll-lock index` writes it from a real nixpkgs, and [`import_subset`]
 //! converts a hand-collected snapshot of nixpkgs' Python set (`nixpkgs-python-subset.json`).
+//! It also reads which nixpkgs a flake.lock pins ([`flake`]), to say when the two drift apart.
+//!
+//! It must not run the Nix evaluator (`bitpoll-nixpkgs-eval` does, to write an index) nor
+//! decide which package a resolution takes from nixpkgs: it answers lookups.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,8 +18,9 @@ use pep508_rs::PackageName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod flake;
 mod subset;
-pub use subset::import_subset;
+pub use subset::{import_subset, SubsetError};
 
 pub const SCHEMA: u32 = 1;
 
@@ -228,6 +233,13 @@ impl NixpkgsIndex {
         let mut s = serde_json::to_string_pretty(self).expect("index serialises");
         s.push('\n');
         s
+    }
+}
+
+/// The nixpkgs index is an input, named on the command line or recorded in a lock.
+impl bitpoll_error_class::Classify for IndexError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
     }
 }
 

@@ -48,17 +48,32 @@ impl SubsetPackage {
 /// records versioned attributes only; other packages depend on the unversioned name.
 const ALIASES: [(&str, &str); 1] = [("django", "django_5")];
 
+/// Why a subset description cannot be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubsetError {
+    #[error("invalid subset JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("bad python version: {0}")]
+    Python(#[source] pep440_rs::VersionParseError),
+    #[error("{0}")]
+    Inherit(String),
+}
+
+/// The subset file is named on the command line.
+impl bitpoll_error_class::Classify for SubsetError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 /// Builds an index for CPython `python_version` (full `X.Y.Z`) from the subset's JSON text.
 pub fn import_subset(
     json: &str,
     python_attr: &str,
     python_version: &str,
-) -> Result<NixpkgsIndex, String> {
-    let subset: Subset =
-        serde_json::from_str(json).map_err(|e| format!("invalid subset JSON: {e}"))?;
-    let py: pep440_rs::Version = python_version
-        .parse()
-        .map_err(|e| format!("bad python version: {e}"))?;
+) -> Result<NixpkgsIndex, SubsetError> {
+    let subset: Subset = serde_json::from_str(json).map_err(SubsetError::Json)?;
+    let py: pep440_rs::Version = python_version.parse().map_err(SubsetError::Python)?;
     let mut packages = BTreeMap::new();
     // Some versions are written as "(inherits psycopg2 version)": take the named package's.
     let plain: BTreeMap<String, String> = subset
@@ -68,15 +83,12 @@ pub fn import_subset(
         .collect();
     for p in subset.packages.iter().filter(|p| p.in_python_set()) {
         let version = if p.version.starts_with("(inherits") {
-            let from = p
-                .version
-                .split_whitespace()
-                .nth(1)
-                .ok_or("unreadable inherited version")?;
-            plain
-                .get(from)
-                .cloned()
-                .ok_or_else(|| format!("{}: inherits from unknown `{from}`", p.attr))?
+            let from = p.version.split_whitespace().nth(1).ok_or_else(|| {
+                SubsetError::Inherit(format!("{}: unreadable inherited version", p.attr))
+            })?;
+            plain.get(from).cloned().ok_or_else(|| {
+                SubsetError::Inherit(format!("{}: inherits from unknown `{from}`", p.attr))
+            })?
         } else {
             first_token(&p.version).to_string()
         };

@@ -8,6 +8,9 @@
 //! with an ordinary error, and turns any panic left in the parser into an error too. Marker
 //! expressions are parsed recursively, so parentheses nested deeper than [`MAX_NESTING`]
 //! are refused before they can overflow the stack (also found by fuzzing).
+//!
+//! It must not accept more than pep508_rs does, nor judge what a requirement asks for (URLs,
+//! editables): its callers decide what they allow.
 
 use std::str::FromStr;
 
@@ -43,8 +46,31 @@ fn ends_in_separator(name: &str) -> bool {
     name.ends_with(['.', '-', '_'])
 }
 
+/// Why a requirement string was refused: one line, naming the offending part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pep508Error(String);
+
+impl std::fmt::Display for Pep508Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Pep508Error {}
+
+/// A requirement that cannot be parsed is always the fault of whoever wrote it.
+impl bitpoll_error_class::Classify for Pep508Error {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 /// Parses one PEP 508 requirement; the error is one line.
-pub fn parse(input: &str) -> Result<Requirement, String> {
+pub fn parse(input: &str) -> Result<Requirement, Pep508Error> {
+    parse_inner(input).map_err(Pep508Error)
+}
+
+fn parse_inner(input: &str) -> Result<Requirement, String> {
     if let Some(c) = input.chars().find(|c| !c.is_ascii()) {
         return Err(format!("non-ASCII character {c:?} in a requirement"));
     }
@@ -92,7 +118,7 @@ mod tests {
     #[test]
     fn names_ending_in_a_separator_are_errors_not_panics() {
         for input in ["9B.*", "foo-[x]", "foo_ ; python_version > '3'", "a. >=1"] {
-            let err = parse(input).unwrap_err();
+            let err = parse(input).unwrap_err().to_string();
             assert!(err.contains("must end with"), "{input}: {err}");
         }
         assert!(parse("foo.").is_err());
@@ -101,14 +127,14 @@ mod tests {
     #[test]
     fn extras_ending_in_a_separator_are_errors_not_panics() {
         for input in ["p[0-];", "p[a, b_]", "p [x.] >= 1", "p[ok,-]"] {
-            let err = parse(input).unwrap_err();
+            let err = parse(input).unwrap_err().to_string();
             assert!(err.contains("extra name"), "{input}: {err}");
         }
     }
 
     #[test]
     fn non_ascii_is_an_error_not_a_panic() {
-        let err = parse("D;''>'' z0[0dg\u{e69a6}").unwrap_err();
+        let err = parse("D;''>'' z0[0dg\u{e69a6}").unwrap_err().to_string();
         assert!(err.contains("non-ASCII"), "{err}");
     }
 
@@ -119,7 +145,10 @@ mod tests {
             "(".repeat(10_000),
             ")".repeat(10_000)
         );
-        assert!(parse(&deep).unwrap_err().contains("nested deeper"));
+        assert!(parse(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
         let fine = "a ; (python_version > '3' and (sys_platform == 'linux' or os_name == ')'))";
         assert!(parse(fine).is_ok());
     }

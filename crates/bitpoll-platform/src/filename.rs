@@ -123,6 +123,12 @@ impl DistFilename {
     }
 }
 
+impl bitpoll_error_class::Classify for FilenameError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

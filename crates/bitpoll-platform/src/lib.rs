@@ -5,6 +5,9 @@
 //! against, and into the ordered list of wheel tags that an interpreter on that system would
 //! accept, so the resolver and the artifact selection agree on one definition of "installable".
 //! It also parses distribution file names, which is where wheel tags and versions come from.
+//!
+//! It must not look at the machine it runs on: a target is described, never detected, so a
+//! lock for aarch64-darwin made on x86_64-linux is the same lock.
 
 mod filename;
 mod tags;

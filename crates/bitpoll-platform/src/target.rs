@@ -281,6 +281,13 @@ fn macos_platforms(machine: &str, floor: (u16, u16)) -> Vec<String> {
     out
 }
 
+/// Targets come from the command line and the policy.
+impl bitpoll_error_class::Classify for TargetError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,12 @@
 //! requires-dist = ["django>=3.2"]
 //! requires-python = ">=3.8"
 //! ```
+//!
+//! It reads and checks that file and turns `min-release-age` into a run's cut-off
+//! ([`release_window`]); it must not resolve anything or fetch anything: what the rules
+//! mean for a given package is the resolver's to work out.
+
+pub mod release_window;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -262,6 +268,24 @@ impl Policy {
     }
 }
 
+/// Why a release age (`7 days`) was refused: one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseAgeError(String);
+
+impl std::fmt::Display for ReleaseAgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReleaseAgeError {}
+
+impl bitpoll_error_class::Classify for ReleaseAgeError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
+}
+
 /// A span of time such as `7 days`: how long a release must have been public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReleaseAge {
@@ -271,7 +295,11 @@ pub struct ReleaseAge {
 impl ReleaseAge {
     /// Parses `N UNIT` (or `NUNIT`) with UNIT one of seconds, minutes, hours, days, weeks, in
     /// full, singular or abbreviated (`s`, `min`, `h`, `d`, `w`).
-    pub fn parse(text: &str) -> Result<ReleaseAge, String> {
+    pub fn parse(text: &str) -> Result<ReleaseAge, ReleaseAgeError> {
+        Self::parse_inner(text).map_err(ReleaseAgeError)
+    }
+
+    fn parse_inner(text: &str) -> Result<ReleaseAge, String> {
         let text = text.trim();
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         let (number, unit) = text.split_at(digits);
@@ -324,6 +352,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map(|i| before.len() - i)
         .unwrap_or(before.len() + 1);
     (line, column)
+}
+
+/// The policy is an input: whatever is wrong with it is the input's.
+impl bitpoll_error_class::Classify for PolicyError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
 }
 
 #[cfg(test)]

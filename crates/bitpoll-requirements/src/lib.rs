@@ -6,6 +6,9 @@
 //! would make a lock depend on something other than an index name, a file name and a hash
 //! (editable installs, direct URLs, local paths, per-file index options) is rejected with an
 //! error that names the file and line, so the lock never silently means something else.
+//!
+//! It reads files only: it must not resolve, fetch or decide which requirements apply to a
+//! target (markers are kept for the resolver).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -327,6 +330,13 @@ fn split_hashes(line: &str) -> Result<(&str, Vec<String>), String> {
         hashes.push(format!("sha256:{}", digest.to_ascii_lowercase()));
     }
     Ok((spec.trim_end(), hashes))
+}
+
+/// A requirement file that cannot be read or says something unsupported is the input's.
+impl bitpoll_error_class::Classify for RequirementsError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
 }
 
 #[cfg(test)]

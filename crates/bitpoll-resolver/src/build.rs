@@ -15,7 +15,7 @@ use bitpoll_build::{Builder, Interpreter, Isolation, Sdist, Wheel};
 use bitpoll_metadata::{parse_core_metadata, CoreMetadata, MetadataSource, SdistInfo};
 use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
-use bitpoll_source::{DistFile, PackageSource, SourceError};
+use bitpoll_source::{DistFile, PackageSource};
 use pep508_rs::Requirement;
 
 use std::collections::BTreeMap;
@@ -348,24 +348,31 @@ impl<'a> Job<'a> {
     }
 
     /// Downloads (each checked against its sha256) only when a hook has to run.
-    fn fetch(&self, env: &EnvFiles) -> Result<(), String> {
+    fn fetch(&self, env: &EnvFiles) -> Result<(), bitpoll_build::FetchError> {
+        let write = |path: &std::path::Path, bytes: &[u8]| {
+            std::fs::write(path, bytes).map_err(|source| WriteError {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
         if !self.sdist_path.exists() {
-            let bytes = self.source.download(self.file).map_err(|e| e.to_string())?;
-            std::fs::write(&self.sdist_path, &bytes)
-                .map_err(|e| format!("{}: {e}", self.sdist_path.display()))?;
+            write(&self.sdist_path, &self.source.download(self.file)?)?;
         }
         for (artifact, wheel) in env {
             if !wheel.path.exists() {
-                let bytes = self
-                    .source
-                    .download(artifact)
-                    .map_err(|e: SourceError| e.to_string())?;
-                std::fs::write(&wheel.path, &bytes)
-                    .map_err(|e| format!("{}: {e}", wheel.path.display()))?;
+                write(&wheel.path, &self.source.download(artifact)?)?;
             }
         }
         Ok(())
     }
+}
+
+/// A downloaded file that could not be put where its build expects it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+struct WriteError {
+    path: std::path::PathBuf,
+    source: std::io::Error,
 }
 
 fn parse_requirements(lines: &[String], origin: &str) -> Result<Vec<Requirement>, String> {

@@ -15,7 +15,7 @@ use pep508_rs::PackageName;
 use pubgrub::Ranges;
 use rustc_hash::FxHashMap;
 
-use crate::version::{SolverVersion, Source};
+use crate::version::{Origin, SolverVersion};
 use crate::Options;
 
 #[derive(Debug, Clone)]
@@ -270,7 +270,7 @@ pub(crate) fn likely_artifact(
         if version.any_prerelease()
             || !pubgrub::VersionSet::contains(
                 range,
-                &SolverVersion::new(version.clone(), Source::Index),
+                &SolverVersion::new(version.clone(), Origin::INDEX),
             )
         {
             continue;
@@ -354,7 +354,7 @@ pub fn build(
     if let (Some(nixpkgs), false) = (cx.nixpkgs, cx.forced == Some(ForcedSource::Index)) {
         for c in nixpkgs.candidates(name) {
             out.list.push(Candidate {
-                version: SolverVersion::new(c.version, Source::Nixpkgs),
+                version: SolverVersion::new(c.version, Origin::NIXPKGS),
                 kind: CandidateKind::Nixpkgs {
                     attr: c.attr.to_string(),
                 },
@@ -459,7 +459,7 @@ pub fn build(
         let sdist = usable.iter().find(|f| !f.is_wheel() && !no_build).cloned();
         match best_wheel.or(sdist) {
             Some(artifact) => index.push(Candidate {
-                version: SolverVersion::new(version, Source::Index),
+                version: SolverVersion::new(version, Origin::INDEX),
                 kind: CandidateKind::Index {
                     reads: same_metadata_first(&artifact, &all_wheels),
                     metadata_from: if artifact.is_wheel() {

@@ -8,6 +8,10 @@
 //! Requires-Python (as a floor, like uv), yanked releases (PEP 592), pre-release rules, PEP 440
 //! local versions and wheel compatibility applied per target. When no solution exists the error
 //! carries PubGrub's derivation, in words.
+//!
+//! It must not speak HTTP or hold an index client: every fact about a package comes through a
+//! [`PackageSource`], so the same solver runs against the index and an in-memory universe. Nor
+//! does it write the lock: [`TargetResolution`]s go to `bitpoll-merge`.
 
 mod build;
 mod candidates;
@@ -25,7 +29,7 @@ use bitpoll_metadata::MetadataSource;
 use bitpoll_nixpkgs::Nixpkgs;
 use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
-use bitpoll_source::{DistFile, PackageSource, SourceError};
+use bitpoll_source::{Classify, DistFile, ErrorClass, PackageSource, SourceError};
 use pep440_rs::Version;
 use pep508_rs::{ExtraName, PackageName, Requirement};
 
@@ -160,19 +164,16 @@ pub enum ResolveError {
     /// An sdist's metadata could not be built, or building was refused.
     #[error("{0}")]
     Build(String),
-    #[error("{0}")]
-    Other(String),
 }
 
-impl ResolveError {
-    /// Whose fault it is: no solution, a refused or failed build and bad input are the
-    /// input's; a source that could not answer says which it was.
-    pub fn class(&self) -> bitpoll_source::ErrorClass {
+/// A refused or failed build is the input's to fix (a policy entry, an interpreter); a
+/// source that could not answer says which it was.
+impl Classify for ResolveError {
+    fn class(&self) -> ErrorClass {
         match self {
             ResolveError::Source(e) => e.class(),
-            ResolveError::NoSolution { .. } | ResolveError::Build(_) | ResolveError::Other(_) => {
-                bitpoll_source::ErrorClass::BadInput
-            }
+            ResolveError::NoSolution { .. } => ErrorClass::NoSolution,
+            ResolveError::Build(_) => ErrorClass::BadInput,
         }
     }
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::candidates::{self, CandidateKind, PageIndexes};
 use crate::universe::{Deps, Pkg, ProviderError, Universe};
-use crate::version::{Range, SolverVersion, Source};
+use crate::version::{Origin, Range, SolverVersion};
 use crate::{Request, ResolveError, ResolvedPackage, ResolvedSource, TargetResolution};
 
 /// How often a package may be in a conflict before it is decided ahead of the others.
@@ -152,7 +152,7 @@ impl DependencyProvider for Provider<'_> {
             .collect();
         let mut first_pre = None;
         for (i, c) in in_range.iter().copied().enumerate() {
-            let is_pre = c.version.source == Source::Index && c.version.version.any_prerelease();
+            let is_pre = c.version.source == Origin::INDEX && c.version.version.any_prerelease();
             if !is_pre
                 || allow_pre
                 || self
@@ -208,7 +208,7 @@ impl DependencyProvider for Provider<'_> {
                     deps.add(Pkg::Python(name.clone()), Range::exact(version.clone()));
                 }
                 let cands = match self.universe.nixpkgs_candidates(name) {
-                    Some(nix) if version.source == Source::Nixpkgs => nix,
+                    Some(nix) if version.source == Origin::NIXPKGS => nix,
                     _ => self.universe.candidates(name)?,
                 };
                 let Some(cand) = cands.list.iter().find(|c| &c.version == version) else {
@@ -251,7 +251,7 @@ impl DependencyProvider for Provider<'_> {
                                 continue;
                             }
                             let pin =
-                                Range::exact(SolverVersion::new(dep_version, Source::Nixpkgs));
+                                Range::exact(SolverVersion::new(dep_version, Origin::NIXPKGS));
                             let mut range = pin;
                             if let Some(c) = self.universe.constraints.get(&dep_name) {
                                 range = pubgrub::VersionSet::intersection(&range, c);
@@ -371,23 +371,16 @@ pub fn resolve_target(
                 explanation,
             });
         }
-        Err(PubGrubError::ErrorRetrievingDependencies {
-            source: ProviderError::Source(e),
-            ..
-        })
-        | Err(PubGrubError::ErrorChoosingVersion {
-            source: ProviderError::Source(e),
-            ..
-        }) => return Err(ResolveError::Source(e)),
-        Err(PubGrubError::ErrorRetrievingDependencies {
-            source: ProviderError::Build(e),
-            ..
-        })
-        | Err(PubGrubError::ErrorChoosingVersion {
-            source: ProviderError::Build(e),
-            ..
-        }) => return Err(ResolveError::Build(e)),
-        Err(e) => return Err(ResolveError::Other(e.to_string())),
+        Err(PubGrubError::ErrorRetrievingDependencies { source, .. })
+        | Err(PubGrubError::ErrorChoosingVersion { source, .. })
+        | Err(PubGrubError::ErrorInShouldCancel(source)) => {
+            return Err(match source {
+                ProviderError::Source(e) => ResolveError::Source(e),
+                ProviderError::Build(e) => ResolveError::Build(e),
+                // Only `should_cancel` asks for one, and the loop above starts over on it.
+                ProviderError::Restart => unreachable!("a restart outside should_cancel"),
+            });
+        }
     };
 
     let deps = provider.universe.deps.borrow();
@@ -428,7 +421,7 @@ pub fn resolve_target(
     };
     for (pkg, version) in solution.iter() {
         let Pkg::Python(name) = pkg else { continue };
-        let nixpkgs_only = (version.source == Source::Nixpkgs)
+        let nixpkgs_only = (version.source == Origin::NIXPKGS)
             .then(|| provider.universe.nixpkgs_only.borrow().get(name).cloned())
             .flatten();
         let cands = nixpkgs_only
@@ -529,7 +522,7 @@ fn publishers(
     let mut files = Vec::new();
     for (pkg, version) in solution.iter() {
         let Pkg::Python(name) = pkg else { continue };
-        if version.source != Source::Index {
+        if version.source != Origin::INDEX {
             continue;
         }
         let candidates = provider.universe.candidates.borrow();

@@ -16,7 +16,7 @@ use pep440_rs::{Operator, Version};
 use pep508_rs::{ExtraName, PackageName, Requirement, VersionOrUrl};
 
 use crate::candidates::{self, CandidateContext, CandidateKind, Candidates, PageIndexes};
-use crate::version::{Range, SolverVersion, Source};
+use crate::version::{Origin, Range, SolverVersion};
 use crate::{PrereleaseMode, Request};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,7 +152,12 @@ impl<'a> Universe<'a> {
         let preferred = request
             .preferences
             .iter()
-            .map(|(name, (v, src))| (name.clone(), SolverVersion::new(v.clone(), *src)))
+            .map(|(name, (v, src))| {
+                (
+                    name.clone(),
+                    SolverVersion::new(v.clone(), Origin::Package(*src)),
+                )
+            })
             .collect();
         Self {
             source,
@@ -233,7 +238,7 @@ impl<'a> Universe<'a> {
             || self
                 .preferred
                 .get(name)
-                .is_some_and(|p| p.source != Source::Nixpkgs)
+                .is_some_and(|p| p.source != Origin::NIXPKGS)
         {
             return None;
         }
@@ -313,7 +318,7 @@ impl<'a> Universe<'a> {
             let fits = nixpkgs.candidates(name).iter().any(|c| {
                 pubgrub::VersionSet::contains(
                     range,
-                    &SolverVersion::new(c.version.clone(), Source::Nixpkgs),
+                    &SolverVersion::new(c.version.clone(), Origin::NIXPKGS),
                 )
             });
             if fits {
@@ -520,7 +525,7 @@ impl Universe<'_> {
         }
         if c.list
             .iter()
-            .any(|c| c.version.source == Source::Index && c.version.version.any_prerelease())
+            .any(|c| c.version.source == Origin::INDEX && c.version.version.any_prerelease())
         {
             notes.push(format!(
                 "{name} has pre-releases, which are only used when a requirement names one (e.g. `{name}>=X.YrcN`)"

@@ -19,25 +19,54 @@ use std::ops::Bound;
 use pep440_rs::{Operator, Version, VersionSpecifier, VersionSpecifiers};
 use pubgrub::{Ranges, VersionSet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Source {
+pub use bitpoll_lockfile::Source;
+
+/// Where a solver version comes from: one of the lock's sources, or the root the solve
+/// starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
     /// The virtual root; sorts first so it never falls inside a real range.
     Root,
-    Index,
-    Nixpkgs,
+    Package(Source),
+}
+
+impl Origin {
+    pub const INDEX: Origin = Origin::Package(Source::Index);
+    pub const NIXPKGS: Origin = Origin::Package(Source::Nixpkgs);
+
+    /// `(v, Index) < (v, Nixpkgs)`, whatever order the lock writes sources in.
+    fn rank(self) -> u8 {
+        match self {
+            Origin::Root => 0,
+            Origin::Package(Source::Index) => 1,
+            Origin::Package(Source::Nixpkgs) => 2,
+        }
+    }
+}
+
+impl Ord for Origin {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl PartialOrd for Origin {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SolverVersion {
     pub version: Version,
-    pub source: Source,
+    pub source: Origin,
     /// A range bound, never a candidate: just above every build of every local version of
     /// `version` (which has no local label itself).
     after_locals: bool,
 }
 
 impl SolverVersion {
-    pub fn new(version: Version, source: Source) -> Self {
+    pub fn new(version: Version, source: Origin) -> Self {
         Self {
             version,
             source,
@@ -46,14 +75,14 @@ impl SolverVersion {
     }
 
     pub fn root() -> Self {
-        Self::new(Version::new([0]), Source::Root)
+        Self::new(Version::new([0]), Origin::Root)
     }
 
     /// The bound just above `version` and all its local versions, from either source.
     fn after_locals(version: Version) -> Self {
         Self {
             version: version.without_local(),
-            source: Source::Nixpkgs,
+            source: Origin::NIXPKGS,
             after_locals: true,
         }
     }
@@ -87,9 +116,9 @@ impl PartialOrd for SolverVersion {
 impl fmt::Display for SolverVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.source {
-            Source::Root => Ok(()),
-            Source::Index => write!(f, "{}", self.version),
-            Source::Nixpkgs => write!(f, "{} (nixpkgs)", self.version),
+            Origin::Root => Ok(()),
+            Origin::Package(Source::Index) => write!(f, "{}", self.version),
+            Origin::Package(Source::Nixpkgs) => write!(f, "{} (nixpkgs)", self.version),
         }
     }
 }
@@ -104,17 +133,17 @@ impl Range {
         let mut out = Ranges::empty();
         for (lo, hi) in ranges.iter() {
             let lo = match lo {
-                Bound::Included(v) => Bound::Included(SolverVersion::new(v.clone(), Source::Index)),
+                Bound::Included(v) => Bound::Included(SolverVersion::new(v.clone(), Origin::INDEX)),
                 Bound::Excluded(v) => {
-                    Bound::Excluded(SolverVersion::new(v.clone(), Source::Nixpkgs))
+                    Bound::Excluded(SolverVersion::new(v.clone(), Origin::NIXPKGS))
                 }
                 Bound::Unbounded => Bound::Excluded(SolverVersion::root()),
             };
             let hi = match hi {
                 Bound::Included(v) => {
-                    Bound::Included(SolverVersion::new(v.clone(), Source::Nixpkgs))
+                    Bound::Included(SolverVersion::new(v.clone(), Origin::NIXPKGS))
                 }
-                Bound::Excluded(v) => Bound::Excluded(SolverVersion::new(v.clone(), Source::Index)),
+                Bound::Excluded(v) => Bound::Excluded(SolverVersion::new(v.clone(), Origin::INDEX)),
                 Bound::Unbounded => Bound::Unbounded,
             };
             out = out.union(&Ranges::from_range_bounds((lo, hi)));
@@ -134,7 +163,7 @@ impl Range {
     fn from_specifier(spec: &VersionSpecifier) -> Self {
         let v = spec.version();
         let public = v.local().is_empty();
-        let from = || Bound::Included(SolverVersion::new(v.clone(), Source::Index));
+        let from = || Bound::Included(SolverVersion::new(v.clone(), Origin::INDEX));
         let through_locals = || Bound::Included(SolverVersion::after_locals(v.clone()));
         let bounded = |lo, hi| Range(Ranges::from_range_bounds((lo, hi)));
         match spec.operator() {
@@ -203,7 +232,7 @@ impl fmt::Display for Range {
         // "Anything but this one build" reads better than two half-open ranges.
         let complement = Range(self.0.complement()).0.intersection(&Range::any().0);
         if let Some(v) = complement.as_singleton() {
-            let from = if v.source == Source::Nixpkgs {
+            let from = if v.source == Origin::NIXPKGS {
                 "nixpkgs"
             } else {
                 "the index"
@@ -228,9 +257,9 @@ fn segment(lo: &Bound<SolverVersion>, hi: &Bound<SolverVersion>) -> String {
     if let (Included(a), Included(b)) = (lo, hi) {
         if a == b {
             return match a.source {
-                Source::Root => String::new(),
-                Source::Index => format!("=={} (index)", a.version),
-                Source::Nixpkgs => format!("=={} (nixpkgs)", a.version),
+                Origin::Root => String::new(),
+                Origin::Package(Source::Index) => format!("=={} (index)", a.version),
+                Origin::Package(Source::Nixpkgs) => format!("=={} (nixpkgs)", a.version),
             };
         }
         if a.version == b.version {
@@ -239,18 +268,18 @@ fn segment(lo: &Bound<SolverVersion>, hi: &Bound<SolverVersion>) -> String {
     }
     let low = match lo {
         Unbounded => None,
-        Excluded(v) if v.source == Source::Root => None,
-        Included(v) if v.source == Source::Root => None,
-        Included(v) if v.source == Source::Index => Some(format!(">={}", v.version)),
-        Excluded(v) if v.source == Source::Nixpkgs => Some(format!(">{}", v.version)),
+        Excluded(v) if v.source == Origin::Root => None,
+        Included(v) if v.source == Origin::Root => None,
+        Included(v) if v.source == Origin::INDEX => Some(format!(">={}", v.version)),
+        Excluded(v) if v.source == Origin::NIXPKGS => Some(format!(">{}", v.version)),
         // Half of a version's two points: the other source's build of that version.
         Included(v) => Some(format!(">={} (nixpkgs build of {0} only)", v.version)),
         Excluded(v) => Some(format!(">={} (not the index build of {0})", v.version)),
     };
     let high = match hi {
         Unbounded => None,
-        Excluded(v) if v.source == Source::Index => Some(format!("<{}", v.version)),
-        Included(v) if v.source == Source::Nixpkgs => Some(format!("<={}", v.version)),
+        Excluded(v) if v.source == Origin::INDEX => Some(format!("<{}", v.version)),
+        Included(v) if v.source == Origin::NIXPKGS => Some(format!("<={}", v.version)),
         Included(v) => Some(format!("<={} (index build of {0} only)", v.version)),
         Excluded(v) => Some(format!("<={} (not the nixpkgs build of {0})", v.version)),
     };
@@ -271,21 +300,21 @@ mod tests {
         Range::from_specifiers(&VersionSpecifiers::from_str(spec).unwrap())
     }
 
-    fn v(s: &str, source: Source) -> SolverVersion {
+    fn v(s: &str, source: Origin) -> SolverVersion {
         SolverVersion::new(Version::from_str(s).unwrap(), source)
     }
 
     #[test]
     fn a_specifier_covers_both_builds_of_a_version() {
         let r = range(">=1.0, <2.0");
-        for src in [Source::Index, Source::Nixpkgs] {
+        for src in [Origin::INDEX, Origin::NIXPKGS] {
             assert!(r.contains(&v("1.0", src)));
             assert!(r.contains(&v("1.5", src)));
             assert!(!r.contains(&v("2.0", src)));
             assert!(!r.contains(&v("0.9", src)));
         }
         let r = range(">1.0, <=2.0");
-        for src in [Source::Index, Source::Nixpkgs] {
+        for src in [Origin::INDEX, Origin::NIXPKGS] {
             assert!(!r.contains(&v("1.0", src)));
             assert!(r.contains(&v("2.0", src)));
         }
@@ -294,10 +323,10 @@ mod tests {
 
     #[test]
     fn a_nixpkgs_pin_excludes_the_index_build() {
-        let pin = Range::exact(v("3.3.0", Source::Nixpkgs));
+        let pin = Range::exact(v("3.3.0", Origin::NIXPKGS));
         let wanted = range(">=3").intersection(&pin);
-        assert!(wanted.contains(&v("3.3.0", Source::Nixpkgs)));
-        assert!(!wanted.contains(&v("3.3.0", Source::Index)));
+        assert!(wanted.contains(&v("3.3.0", Origin::NIXPKGS)));
+        assert!(!wanted.contains(&v("3.3.0", Origin::INDEX)));
         assert_eq!(pin.to_string(), "==3.3.0 (nixpkgs)");
         assert_eq!(range(">=1.0, <2.0").to_string(), ">=1.0, <2.0");
         assert_eq!(Range::any().to_string(), "*");
@@ -305,7 +334,7 @@ mod tests {
 
     #[test]
     fn public_specifiers_match_local_versions() {
-        let local = v("1.2.3+foo", Source::Index);
+        let local = v("1.2.3+foo", Origin::INDEX);
         assert!(range("==1.2.3").contains(&local));
         assert!(range("<=1.2.3").contains(&local));
         assert!(range(">=1.2.3").contains(&local));
@@ -314,11 +343,11 @@ mod tests {
         assert!(!range(">1.2.3").contains(&local));
         assert!(range("==1.2.3+foo").contains(&local));
         assert!(!range("==1.2.3+bar").contains(&local));
-        let next = v("1.2.3.post1", Source::Index);
+        let next = v("1.2.3.post1", Origin::INDEX);
         assert!(!range("==1.2.3").contains(&next));
         assert!(!range("<=1.2.3").contains(&next));
         assert!(range("!=1.2.3").contains(&next));
-        assert!(range("!=1.2.3").contains(&v("1.2.2+foo", Source::Nixpkgs)));
+        assert!(range("!=1.2.3").contains(&v("1.2.2+foo", Origin::NIXPKGS)));
         assert!(!range("!=1.2.3").contains(&SolverVersion::root()));
         assert_eq!(range("==1.2.3").to_string(), "==1.2.3");
         assert_eq!(range("<=1.2.3").to_string(), "<=1.2.3");

@@ -111,15 +111,18 @@ pub fn review(old: &Lock, new: &Lock, now: Timestamp) -> Vec<Finding> {
     out.into_iter().collect()
 }
 
+/// The advisories affecting a pin, `None` when no source could say.
+pub type AdvisoryLookup<'a, E> =
+    dyn Fn(&bitpoll_audit::Pin) -> Result<Option<Vec<bitpoll_audit::Advisory>>, E> + Sync + 'a;
+
 /// Advisory findings for the pins `new` adds or changes: advisories of the new versions,
 /// and advisories of the old versions that the new ones no longer have. `lookup` answers
 /// for one pin, `None` when no source could (then nothing is claimed either way).
-pub fn advisory_findings(
+pub fn advisory_findings<E>(
     old: &Lock,
     new: &Lock,
-    lookup: &(dyn Fn(&bitpoll_audit::Pin) -> anyhow::Result<Option<Vec<bitpoll_audit::Advisory>>>
-          + Sync),
-) -> anyhow::Result<Vec<Finding>> {
+    lookup: &AdvisoryLookup<'_, E>,
+) -> Result<Vec<Finding>, E> {
     let pins = |lock: &Lock| -> BTreeSet<bitpoll_audit::Pin> { crate::pins(lock) };
     let (before, after) = (pins(old), pins(new));
     let mut out = BTreeSet::new();

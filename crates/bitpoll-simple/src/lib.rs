@@ -11,7 +11,7 @@ mod page;
 mod time;
 
 pub use crate::page::{
-    is_simple_json, parse_project_page, DistFile, PageParser, ProjectPage, Sha256Digest,
+    is_simple_json, parse_project_page, DistFile, PageError, PageParser, ProjectPage, Sha256Digest,
     WheelFilter, WheelVerdict, SIMPLE_JSON_V1,
 };
 pub use crate::time::Timestamp;

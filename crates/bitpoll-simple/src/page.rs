@@ -541,13 +541,32 @@ impl<'de> Visitor<'de> for PageVisitor<'_, '_> {
     }
 }
 
+/// Why a project page was refused: one line, for the error that names the page's URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageError(String);
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PageError {}
+
+/// A page the index served that cannot be read is the index's failure, not the input's.
+impl bitpoll_error_class::Classify for PageError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::Unavailable
+    }
+}
+
 /// Parses a JSON project page fetched from `page_url`; see [`PageParser`].
 pub fn parse_project_page(
     body: &[u8],
     page_url: &Url,
     requested: &PackageName,
     exclude_newer: Option<&Timestamp>,
-) -> Result<ProjectPage, String> {
+) -> Result<ProjectPage, PageError> {
     PageParser {
         page_url,
         project: requested,
@@ -571,14 +590,16 @@ pub struct PageParser<'a> {
 }
 
 impl PageParser<'_> {
-    pub fn parse_slice(&self, body: &[u8]) -> Result<ProjectPage, String> {
+    pub fn parse_slice(&self, body: &[u8]) -> Result<ProjectPage, PageError> {
         self.parse(serde_json::Deserializer::from_slice(body))
+            .map_err(PageError)
     }
 
     /// Parses as the bytes are read, so that a page (one of Bitpoll's is 7 MB) is never held
     /// whole. Strings are copied rather than borrowed, which costs little next to that.
-    pub fn parse_reader<R: std::io::Read>(&self, reader: R) -> Result<ProjectPage, String> {
+    pub fn parse_reader<R: std::io::Read>(&self, reader: R) -> Result<ProjectPage, PageError> {
         self.parse(serde_json::Deserializer::from_reader(reader))
+            .map_err(PageError)
     }
 
     fn parse<'de, R: serde_json::de::Read<'de>>(
@@ -725,7 +746,7 @@ mod tests {
         let err = parser
             .parse_reader(Trickle(&PAGE.as_bytes()[..100]))
             .unwrap_err();
-        assert!(err.contains("invalid project JSON"), "{err}");
+        assert!(err.to_string().contains("invalid project JSON"), "{err}");
     }
 
     fn file(filename: &str, core_metadata: bool) -> String {
@@ -737,7 +758,7 @@ mod tests {
         format!(r#"{{"filename": "{filename}", "url": "{filename}", "hashes": {{}}{core}}}"#)
     }
 
-    fn filtered(files: &[String]) -> Result<ProjectPage, String> {
+    fn filtered(files: &[String]) -> Result<ProjectPage, PageError> {
         let base = Url::parse("http://127.0.0.1:8/simple/demo-pkg/").unwrap();
         // Drops Windows wheels, keeps the rest.
         let filter = WheelFilter::new(|_, filename| {
@@ -806,7 +827,7 @@ mod tests {
             file("demo_pkg-1.0.tar.gz", false),
         ])
         .unwrap_err();
-        assert!(err.contains("two files are named"), "{err}");
+        assert!(err.to_string().contains("two files are named"), "{err}");
     }
 
     #[test]
@@ -817,7 +838,7 @@ mod tests {
                 r#"{{"name": "demo-pkg", "files": [{{"filename": {bad:?}, "url": "x", "hashes": {{}}}}]}}"#
             );
             let err = parse_project_page(page.as_bytes(), &base, &name(), None).unwrap_err();
-            assert!(err.contains("unsafe"), "{err}");
+            assert!(err.to_string().contains("unsafe"), "{err}");
         }
     }
 

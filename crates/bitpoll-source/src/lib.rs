@@ -6,7 +6,7 @@
 //! universe (the conformance suite runs that way, without a server).
 //!
 //! A source must not decide anything about resolution (which version, which file): it
-//! answers questions. Its failures say which class they belong to ([`SourceError::class`]),
+//! answers questions. Its failures say which class they belong to ([`Classify`]),
 //! so the command line maps them to exit codes without knowing the source.
 
 use std::sync::Arc;
@@ -16,14 +16,7 @@ pub use bitpoll_simple::{DistFile, ProjectPage};
 pub use bytes::Bytes;
 use pep508_rs::PackageName;
 
-/// Whose fault a failure is, which is what a caller acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The input asks for something that does not exist or cannot work.
-    BadInput,
-    /// The network or the index failed; trying again later may work.
-    Unavailable,
-}
+pub use bitpoll_error_class::{Classify, ErrorClass};
 
 /// Why a source could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,8 +43,8 @@ pub enum SourceError {
     },
 }
 
-impl SourceError {
-    pub fn class(&self) -> ErrorClass {
+impl Classify for SourceError {
+    fn class(&self) -> ErrorClass {
         match self {
             SourceError::NotFound { .. }
             | SourceError::NoStaticMetadata { .. }

@@ -1,17 +1,30 @@
 //! The release-age window of a run: `--min-release-age` or the policy's `min-release-age`,
 //! turned into the absolute cut-off the resolver applies and the lock records.
 
-use bitpoll_client::Timestamp;
-use bitpoll_lockfile::Lock;
-use bitpoll_policy::{Policy, ReleaseAge};
+use bitpoll_simple::Timestamp;
 
-use crate::exit::bad_input;
+use crate::{Policy, ReleaseAge, ReleaseAgeError};
 
 /// The age in force and the cut-off it gave.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub age: ReleaseAge,
     pub cutoff: Timestamp,
+}
+
+/// Why no window could be made of what the command line gave.
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error("--min-release-age: {0}")]
+    Age(#[source] ReleaseAgeError),
+    #[error("release cut-off `{0}` is not an RFC 3339 time")]
+    Cutoff(String),
+}
+
+impl bitpoll_error_class::Classify for WindowError {
+    fn class(&self) -> bitpoll_error_class::ErrorClass {
+        bitpoll_error_class::ErrorClass::BadInput
+    }
 }
 
 /// The window for a run: the command line's age over the policy's; the cut-off is
@@ -23,69 +36,24 @@ pub fn window(
     policy: &Policy,
     recorded: Option<&str>,
     now: Timestamp,
-) -> anyhow::Result<Option<Window>> {
+) -> Result<Option<Window>, WindowError> {
     let age = match cli_age {
-        Some(text) => Some(
-            ReleaseAge::parse(text)
-                .map_err(|e| bad_input(anyhow::anyhow!("--min-release-age: {e}")))?,
-        ),
+        Some(text) => Some(ReleaseAge::parse(text).map_err(WindowError::Age)?),
         None => policy.min_release_age,
     };
     let Some(age) = age.filter(|a| a.seconds > 0) else {
         return Ok(None);
     };
     let cutoff = match recorded {
-        Some(text) => Timestamp::parse(text).ok_or_else(|| {
-            bad_input(anyhow::anyhow!(
-                "release cut-off `{text}` is not an RFC 3339 time"
-            ))
-        })?,
+        Some(text) => {
+            Timestamp::parse(text).ok_or_else(|| WindowError::Cutoff(text.to_string()))?
+        }
         None => {
             let at = now.unix_secs() - age.seconds as i64;
             Timestamp::from_unix(at - at.rem_euclid(86_400))
         }
     };
     Ok(Some(Window { age, cutoff }))
-}
-
-/// Keeps the previous lock's cut-off when the clock moved it but nothing else changed: the
-/// lock records no field that changes when nothing changed, and the older cut-off reproduces
-/// these very pins (it produced them). `lock` must be normalised; its fingerprint is redone.
-pub fn keep_previous_cutoff(lock: &mut Lock, previous: Option<&Lock>) {
-    let Some(previous) = previous else {
-        return;
-    };
-    let same_window = previous.inputs.min_release_age.is_some()
-        && previous.inputs.min_release_age == lock.inputs.min_release_age;
-    let earlier = match (
-        previous
-            .inputs
-            .release_cutoff
-            .as_deref()
-            .and_then(Timestamp::parse),
-        lock.inputs
-            .release_cutoff
-            .as_deref()
-            .and_then(Timestamp::parse),
-    ) {
-        (Some(old), Some(new)) => old < new,
-        _ => false,
-    };
-    if !same_window || !earlier {
-        return;
-    }
-    let mut inputs = lock.inputs.clone();
-    inputs.release_cutoff = previous.inputs.release_cutoff.clone();
-    let unchanged = previous.inputs == inputs
-        && previous.nixpkgs == lock.nixpkgs
-        && previous.targets == lock.targets
-        && previous.packages == lock.packages
-        && previous.build_packages == lock.build_packages;
-    if unchanged {
-        lock.inputs = inputs;
-        lock.fingerprint =
-            bitpoll_lockfile::fingerprint(&lock.inputs, lock.nixpkgs.as_ref(), &lock.targets);
-    }
 }
 
 #[cfg(test)]
