@@ -62,6 +62,8 @@
                 ./crates
                 ./xtask
                 ./tests
+                # `bitpoll-lock index` evaluates this expression; the binary embeds it.
+                ./nix/nixpkgs-index.nix
                 (lib.fileset.maybeMissing ./.cargo)
               ];
             };
