@@ -214,6 +214,12 @@ fn walking_a_package_down_fetches_the_older_releases_ahead() {
             "a {version} was not fetched ahead: {events:#?}"
         );
     }
+    // A package walked down is chosen again and again; each older file is hinted once.
+    for version in ["3", "2", "1"] {
+        let hint = format!("hint a a-{version}-py3-none-any.whl");
+        let times = events.iter().filter(|e| **e == hint).count();
+        assert!(times <= 1, "`{hint}` {times} times: {events:#?}");
+    }
     // Nothing older than what the solver could still need is fetched: `a 1` is at most
     // hinted, never read.
     assert!(

@@ -80,6 +80,8 @@ pub struct Universe<'a> {
     /// The interpreter that ran the build backend, for metadata that came from a build.
     pub(crate) built_with: RefCell<HashMap<Release, String>>,
     pub(crate) prefetched: RefCell<HashSet<PackageName>>,
+    /// Files whose metadata [`Universe::prefetch_older`] has asked for.
+    pub(crate) prefetched_files: RefCell<HashSet<Box<str>>>,
     pub(crate) warnings: RefCell<Vec<String>>,
     /// Where sdists with static metadata go once the solver reads it, so that their build
     /// backends are asked about their build environments while resolution goes on.
@@ -175,6 +177,7 @@ impl<'a> Universe<'a> {
             metadata_source: RefCell::default(),
             built_with: RefCell::default(),
             prefetched: RefCell::default(),
+            prefetched_files: RefCell::default(),
             warnings: RefCell::default(),
             early_builds: None,
         }
@@ -351,6 +354,15 @@ impl<'a> Universe<'a> {
             let CandidateKind::Index { reads, .. } = &cand.kind else {
                 continue;
             };
+            // Each file once: a package walked down is chosen again and again, and every
+            // hint is a task in the client until it runs.
+            if !self
+                .prefetched_files
+                .borrow_mut()
+                .insert(reads.filename.clone())
+            {
+                continue;
+            }
             let file = reads.clone();
             self.source.prefetch(name, Box::new(move |_| Some(file)));
         }
