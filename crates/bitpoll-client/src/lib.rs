@@ -755,9 +755,8 @@ impl std::io::Write for WriterAdapter<'_> {
 }
 
 /// Cached pages larger than this are parsed as a stream rather than read whole first. Most
-/// pages are far smaller (a median of tens of KiB); a few reach several MiB, and offline,
-/// when every page is read at once, holding those whole doubled the peak memory of a large
-/// set (sentry's: 105 MiB at 4 MiB, 49 MiB at 1 MiB).
+/// pages are far smaller (a median of tens of KiB) and gain the speed; the few of several
+/// MiB are never held whole.
 const STREAMED_PAGE_BYTES: u64 = 1 << 20;
 
 /// A response body: a stream from the cache, or bytes in memory.
