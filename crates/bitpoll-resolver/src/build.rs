@@ -222,8 +222,9 @@ impl BuildSetup {
 /// means resolving, fetching and unpacking its build requirements and running Python: seconds
 /// that, after the solve, would add to every cold run. Started when the solver first reads an
 /// sdist's static metadata, the question is usually answered by the time the solve is over.
-/// An sdist the solver later drops was asked for nothing (the answers are memoised per sdist,
-/// and which sdists the solver reads does not depend on timing).
+/// Answers are memoised per sdist. An sdist the solver reads and later drops costs a backend
+/// run no lock uses, which the end of the run waits for (up to the build time limit); which
+/// sdists the solver reads does not depend on timing, so that work is the same on every run.
 #[derive(Clone)]
 pub(crate) struct EarlyBuilds(std::sync::mpsc::Sender<Arc<DistFile>>);
 
