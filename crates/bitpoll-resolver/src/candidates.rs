@@ -238,11 +238,6 @@ pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
     })
 }
 
-/// Whether a release's Requires-Python admits the target's interpreter. Only the lower bound
-/// counts: upper bounds (`<4`, `<3.13`) are nearly always written before the excluded Python
-/// existed rather than because the code breaks on it, and honouring them sends a resolver back
-/// to years-old releases that do not work either. uv reads Requires-Python the same way; the
-/// resolution warns when a chosen release's upper bound excludes the target.
 /// The file a target will most likely ask the metadata of, guessed from the page alone
 /// before the solver asks: the newest final release in `range` with a file the target can
 /// use, its best-ranked wheel or else its sdist. A cheap shadow of [`build`] (no policy, no
@@ -328,6 +323,11 @@ fn same_metadata_first(artifact: &Arc<DistFile>, wheels: &[Arc<DistFile>]) -> Ar
         .unwrap_or_else(|| artifact.clone())
 }
 
+/// Whether a release's Requires-Python admits the target's interpreter. Only the lower bound
+/// counts: upper bounds (`<4`, `<3.13`) are nearly always written before the excluded Python
+/// existed rather than because the code breaks on it, and honouring them sends a resolver back
+/// to years-old releases that do not work either. uv reads Requires-Python the same way; the
+/// resolution warns when a chosen release's upper bound excludes the target.
 pub(crate) fn python_admits(spec: &VersionSpecifiers, python: &Version) -> bool {
     let range: Ranges<Version> = Ranges::from(spec.clone());
     match range.bounding_range() {
