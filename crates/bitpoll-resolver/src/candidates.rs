@@ -298,25 +298,20 @@ pub(crate) fn likely_artifact(
     }
     // The copy of its metadata every target reads (see `CandidateKind::Index::reads`), so
     // that the prefetch is the one used.
-    best.map(|(_, _, file)| {
-        let wheels: Vec<Arc<DistFile>> = page
-            .files
-            .iter()
-            .filter(|f| f.is_wheel())
-            .cloned()
-            .collect();
-        same_metadata_first(file, &wheels)
-    })
+    best.map(|(_, _, file)| same_metadata_first(file, page.files.iter().filter(|f| f.is_wheel())))
 }
 
 /// Of `wheels` (one release's), the first by name whose core-metadata file has the same
 /// declared sha256 as `artifact`'s; `artifact` itself when it declares none.
-fn same_metadata_first(artifact: &Arc<DistFile>, wheels: &[Arc<DistFile>]) -> Arc<DistFile> {
+fn same_metadata_first<'a>(
+    artifact: &Arc<DistFile>,
+    wheels: impl IntoIterator<Item = &'a Arc<DistFile>>,
+) -> Arc<DistFile> {
     let Some(Some(hash)) = &artifact.core_metadata else {
         return artifact.clone();
     };
     wheels
-        .iter()
+        .into_iter()
         .filter(|w| matches!(&w.core_metadata, Some(Some(h)) if h == hash))
         .min_by(|a, b| a.filename.cmp(&b.filename))
         .cloned()
