@@ -2,9 +2,14 @@
 //!
 //! Two kinds of entry live under the cache directory:
 //!
-//! - `http-v2/`: responses keyed by the sha256 of their URL (credentials removed), kept
+//! - `http-v3/`: responses keyed by the sha256 of their URL (credentials removed), kept
 //!   with the validators and freshness the server sent, so that a fresh entry is used
-//!   without asking and a stale one is revalidated with a conditional request.
+//!   without asking and a stale one is revalidated with a conditional request. The header
+//!   holds the body's sha256 and the metadata's apart, so that the metadata (and what the
+//!   body is) can be checked without reading a body of megabytes.
+//! - `pages-v1/`: project pages as the parser left them (filtered, in the compact form of
+//!   `bitpoll_simple`), keyed by the page's URL and how it was parsed, and valid for one
+//!   body: each names the sha256 of the `http-v3/` body it was parsed from.
 //! - `metadata-v1/` and `artifacts-v1/`: files whose sha256 the index declared, keyed by
 //!   that hash. Content named by its hash never changes, so these never expire; the hash
 //!   doubles as the integrity check.
@@ -25,8 +30,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-const MAGIC: &[u8; 8] = b"BPCACHE2";
-const HEADER_LEN: usize = 8 + 8 + 8 + 32;
+const MAGIC: &[u8; 8] = b"BPCACHE3";
+/// Magic, metadata length, body length, the body's sha256, the metadata's sha256.
+const HEADER_LEN: usize = 8 + 8 + 8 + 32 + 32;
+const PAGE_MAGIC: &[u8; 8] = b"BPPAGE01";
+/// Magic, the sha256 of the body parsed, the sha256 of what follows.
+const PAGE_HEADER_LEN: usize = 8 + 32 + 32;
 
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
@@ -137,6 +146,17 @@ impl EntryMeta {
 pub(crate) struct EntryReader {
     pub meta: EntryMeta,
     body: EntryBody,
+    body_sha256: [u8; 32],
+    /// Whether the entry is in the cache (it is not when the response said `no-store`).
+    kept: bool,
+}
+
+/// What an entry says about itself, read without its body: enough to decide whether the
+/// body is wanted, and to name it.
+pub(crate) struct EntryHead {
+    pub meta: EntryMeta,
+    pub body_len: u64,
+    pub body_sha256: [u8; 32],
 }
 
 /// The buffer outside the limit, not inside: a JSON parser reads byte by byte, and the
@@ -144,11 +164,27 @@ pub(crate) struct EntryReader {
 pub(crate) type EntryBody = BufReader<std::io::Take<File>>;
 
 impl EntryReader {
-    fn new(meta: EntryMeta, file: File, body_len: u64) -> EntryReader {
+    fn new(
+        meta: EntryMeta,
+        file: File,
+        body_len: u64,
+        body_sha256: [u8; 32],
+        kept: bool,
+    ) -> EntryReader {
         EntryReader {
             meta,
             body: BufReader::with_capacity(64 * 1024, file.take(body_len)),
+            body_sha256,
+            kept,
         }
+    }
+
+    pub fn body_sha256(&self) -> [u8; 32] {
+        self.body_sha256
+    }
+
+    pub fn is_kept(&self) -> bool {
+        self.kept
     }
 
     pub fn into_body(self) -> EntryBody {
@@ -288,18 +324,19 @@ impl EntryWriter {
     fn finish(
         &self,
         mut file: BufWriter<File>,
-        mut hasher: Sha256,
+        hasher: Sha256,
         meta: &EntryMeta,
         store: bool,
     ) -> std::io::Result<EntryReader> {
         let meta_json = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
         file.write_all(&meta_json)?;
-        hasher.update(&meta_json);
+        let body_sha256: [u8; 32] = hasher.finalize().into();
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header(
             meta_json.len() as u64,
             self.0.len,
-            &hasher.finalize(),
+            &body_sha256,
+            &Sha256::digest(&meta_json),
         ))?;
         let mut file = file.into_inner().map_err(|e| e.into_error())?;
         if store {
@@ -309,7 +346,13 @@ impl EntryWriter {
             std::fs::remove_file(&self.0.temp)?;
         }
         file.seek(SeekFrom::Start(HEADER_LEN as u64))?;
-        Ok(EntryReader::new(meta.clone(), file, self.0.len))
+        Ok(EntryReader::new(
+            meta.clone(),
+            file,
+            self.0.len,
+            body_sha256,
+            store,
+        ))
     }
 }
 
@@ -347,12 +390,13 @@ impl BlobWriter {
     }
 }
 
-fn header(meta_len: u64, body_len: u64, checksum: &[u8]) -> Vec<u8> {
+fn header(meta_len: u64, body_len: u64, body_sha256: &[u8], meta_sha256: &[u8]) -> Vec<u8> {
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&meta_len.to_le_bytes());
     header.extend_from_slice(&body_len.to_le_bytes());
-    header.extend_from_slice(checksum);
+    header.extend_from_slice(body_sha256);
+    header.extend_from_slice(meta_sha256);
     header
 }
 
@@ -374,7 +418,7 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Layouts earlier versions wrote and nothing reads any more.
-const RETIRED: &[&str] = &["http-v1"];
+const RETIRED: &[&str] = &["http-v1", "http-v2"];
 
 impl DiskCache {
     pub fn new(root: PathBuf) -> DiskCache {
@@ -395,7 +439,67 @@ impl DiskCache {
 
     /// Where the response for `url` (already stripped of credentials) is kept.
     pub fn http_path(&self, url: &Url) -> PathBuf {
-        self.sharded("http-v2", &sha256_hex(url.as_str().as_bytes()))
+        self.sharded("http-v3", &sha256_hex(url.as_str().as_bytes()))
+    }
+
+    /// Where a parsed page is kept; `key` says which page and how it was parsed.
+    pub fn page_path(&self, key: &str) -> PathBuf {
+        self.sharded("pages-v1", &sha256_hex(key.as_bytes()))
+    }
+
+    /// The parsed page at `path`, if it is intact and was parsed from the body with
+    /// `source_sha256`. Anything else reads as missing: the page is parsed again.
+    pub fn read_page(&self, path: &Path, source_sha256: &[u8; 32]) -> Option<Vec<u8>> {
+        let data = std::fs::read(path).ok()?;
+        if data.len() < PAGE_HEADER_LEN
+            || &data[..8] != PAGE_MAGIC
+            || data[8..40] != source_sha256[..]
+        {
+            return None;
+        }
+        let payload = &data[PAGE_HEADER_LEN..];
+        if Sha256::digest(payload).as_slice() != &data[40..72] {
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        Some(payload.to_vec())
+    }
+
+    /// Stores a parsed page of the body with `source_sha256`; best effort, since a missing
+    /// one only costs a parse.
+    pub fn write_page(&self, path: &Path, source_sha256: &[u8; 32], payload: &[u8]) {
+        let Ok(mut staged) = Staged::create(path, 0) else {
+            return;
+        };
+        let written = [PAGE_MAGIC.as_slice(), source_sha256, &Sha256::digest(payload), payload]
+            .iter()
+            .try_for_each(|part| staged.write(part));
+        let (file, _) = staged.take();
+        let finished = written
+            .and_then(|()| file.into_inner().map_err(|e| e.into_error()))
+            .and_then(|_| std::fs::rename(&staged.temp, &staged.dest));
+        if finished.is_err() {
+            staged.discard();
+        }
+    }
+
+    /// An entry's metadata and the identity of its body, checked without reading the body.
+    /// `None` when absent or damaged; the body itself is only checked by [`Self::open_entry`].
+    pub fn peek_entry(&self, path: &Path) -> Option<EntryHead> {
+        let mut file = File::open(path).ok()?;
+        let (meta_len, body_len, head) = read_header(&mut file)?;
+        file.seek(SeekFrom::Start(HEADER_LEN as u64 + body_len)).ok()?;
+        let mut meta_json = Vec::with_capacity(meta_len as usize);
+        file.take(meta_len).read_to_end(&mut meta_json).ok()?;
+        if meta_json.len() as u64 != meta_len || Sha256::digest(&meta_json).as_slice() != &head[56..88]
+        {
+            return None;
+        }
+        Some(EntryHead {
+            meta: serde_json::from_slice(&meta_json).ok()?,
+            body_len,
+            body_sha256: head[24..56].try_into().ok()?,
+        })
     }
 
     /// Where content with this sha256 is kept; `kind` is `metadata` or `artifacts`.
@@ -471,6 +575,39 @@ impl DiskCache {
 /// then read a second time, from the page cache, by whoever wants it).
 fn check_entry(path: &Path) -> Option<EntryReader> {
     let mut file = File::open(path).ok()?;
+    let (meta_len, body_len, head) = read_header(&mut file)?;
+    let mut hasher = Sha256::new();
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let copied = std::io::copy(
+        &mut (&mut reader).take(body_len),
+        &mut HashWriter(&mut hasher),
+    )
+    .ok()?;
+    let mut meta_json = Vec::with_capacity(meta_len as usize);
+    reader.read_to_end(&mut meta_json).ok()?;
+    if copied != body_len || meta_json.len() as u64 != meta_len {
+        return None;
+    }
+    if hasher.finalize().as_slice() != &head[24..56]
+        || Sha256::digest(&meta_json).as_slice() != &head[56..88]
+    {
+        return None;
+    }
+    let meta: EntryMeta = serde_json::from_slice(&meta_json).ok()?;
+    let mut file = reader.into_inner();
+    file.seek(SeekFrom::Start(HEADER_LEN as u64)).ok()?;
+    Some(EntryReader::new(
+        meta,
+        file,
+        body_len,
+        head[24..56].try_into().ok()?,
+        true,
+    ))
+}
+
+/// An entry's header, once its magic and the file's length agree with it: the metadata's
+/// length, the body's, and the header itself.
+fn read_header(file: &mut File) -> Option<(u64, u64, [u8; HEADER_LEN])> {
     let mut head = [0u8; HEADER_LEN];
     file.read_exact(&mut head).ok()?;
     if &head[..8] != MAGIC {
@@ -484,26 +621,7 @@ fn check_entry(path: &Path) -> Option<EntryReader> {
     if file.metadata().ok()?.len() != expected || meta_len > MAX_META_LEN {
         return None;
     }
-    let mut hasher = Sha256::new();
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let copied = std::io::copy(
-        &mut (&mut reader).take(body_len),
-        &mut HashWriter(&mut hasher),
-    )
-    .ok()?;
-    let mut meta_json = Vec::with_capacity(meta_len as usize);
-    reader.read_to_end(&mut meta_json).ok()?;
-    if copied != body_len || meta_json.len() as u64 != meta_len {
-        return None;
-    }
-    hasher.update(&meta_json);
-    if hasher.finalize().as_slice() != &head[24..56] {
-        return None;
-    }
-    let meta: EntryMeta = serde_json::from_slice(&meta_json).ok()?;
-    let mut file = reader.into_inner();
-    file.seek(SeekFrom::Start(HEADER_LEN as u64)).ok()?;
-    Some(EntryReader::new(meta, file, body_len))
+    Some((meta_len, body_len, head))
 }
 
 /// Metadata is a few hundred bytes; a larger length field means damage.

@@ -160,6 +160,8 @@ pub struct ClientStats {
     pub cache_hits: u64,
     /// Response body bytes received.
     pub bytes_downloaded: u64,
+    /// Project pages taken as an earlier run parsed them, their JSON not read again.
+    pub parsed_pages: u64,
 }
 
 #[derive(Default)]
@@ -168,6 +170,7 @@ struct Counters {
     not_modified: AtomicU64,
     cache_hits: AtomicU64,
     bytes: AtomicU64,
+    parsed_pages: AtomicU64,
 }
 
 impl Counters {
@@ -177,6 +180,7 @@ impl Counters {
             not_modified: self.not_modified.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
             bytes_downloaded: self.bytes.load(Ordering::Relaxed),
+            parsed_pages: self.parsed_pages.load(Ordering::Relaxed),
         }
     }
 }
@@ -462,7 +466,7 @@ impl IndexClient {
     /// arenas) while they wait on the network.
     pub fn prefetch_project_then<F>(&self, name: &PackageName, pick: F)
     where
-        F: FnOnce(&ProjectPage) -> Option<Arc<DistFile>> + Send + 'static,
+        F: FnOnce(&Arc<ProjectPage>) -> Option<Arc<DistFile>> + Send + 'static,
     {
         let shared = self.inner.shared.clone();
         let name = name.clone();
@@ -795,6 +799,16 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 /// Only redirects within one origin (scheme, host and port) are followed: a redirect elsewhere,
 /// or from https to plain http on the same host, could hand the index's answers, or its
 /// credentials, to another party.
+/// What relative links of a cached response resolve against: where it was served from in the
+/// end, with the credentials of the URL asked for.
+fn base_of(meta: &EntryMeta, url: &Url) -> Url {
+    meta.final_url
+        .as_deref()
+        .and_then(|u| Url::parse(u).ok())
+        .map(|u| with_credentials_of(&u, url))
+        .unwrap_or_else(|| url.clone())
+}
+
 fn redirect_refusal(previous: &[Url], to: &Url) -> Option<&'static str> {
     if previous.len() > 5 {
         Some("too many redirects")
@@ -1133,18 +1147,10 @@ impl Shared {
         let from_cache = |entry: &EntryReader| {
             self.cached(mark, url, request_kind(kind, false), entry.body_len());
         };
-        let to_fetched = |meta: &EntryMeta, body: Body| {
-            let base = meta
-                .final_url
-                .as_deref()
-                .and_then(|u| Url::parse(u).ok())
-                .map(|u| with_credentials_of(&u, url))
-                .unwrap_or_else(|| url.clone());
-            Fetched {
-                body,
-                content_type: meta.content_type.clone(),
-                base,
-            }
+        let to_fetched = |meta: &EntryMeta, body: Body| Fetched {
+            body,
+            content_type: meta.content_type.clone(),
+            base: base_of(meta, url),
         };
 
         if self.offline {
@@ -1258,10 +1264,66 @@ impl Shared {
         })
     }
 
+    /// What a parsed page is kept under: the page, where it was served from in the end, and
+    /// everything that decides what parsing keeps of it.
+    fn parsed_page_key(&self, url: &Url, final_url: Option<&str>) -> String {
+        [
+            bitpoll_simple::COMPACT_FORMAT,
+            strip_credentials(url).as_str(),
+            final_url.unwrap_or(""),
+            self.wheel_filter.as_ref().map_or("all wheels", |f| f.key()),
+            &self
+                .exclude_newer
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+        ]
+        .join("\n")
+    }
+
+    /// The page as an earlier run parsed it, when the cached body it came from is what this
+    /// run would use without asking the index (offline, or still fresh): parsing the JSON
+    /// again is most of what a run without the network costs.
+    fn parsed_page_unasked(&self, url: &Url, name: &PackageName) -> Option<ProjectPage> {
+        let mark = self.timings.mark();
+        let head = self.cache.peek_entry(&self.cache.http_path(&strip_credentials(url)))?;
+        if !(self.offline || head.meta.is_fresh(now_secs()))
+            || !is_simple_json(head.meta.content_type.as_deref().unwrap_or(""))
+        {
+            return None;
+        }
+        let page = self.stored_page(url, name, &head.meta, &head.body_sha256)?;
+        self.cached(mark, url, request_kind(Kind::Page, false), head.body_len);
+        self.cache_hit();
+        Some(page)
+    }
+
+    /// The page an earlier run parsed from the body with `body_sha256`, if it kept it.
+    fn stored_page(
+        &self,
+        url: &Url,
+        name: &PackageName,
+        meta: &EntryMeta,
+        body_sha256: &[u8; 32],
+    ) -> Option<ProjectPage> {
+        let key = self.parsed_page_key(url, meta.final_url.as_deref());
+        let stored = self
+            .cache
+            .read_page(&self.cache.page_path(&key), body_sha256)?;
+        let page = ProjectPage::decode_compact(&stored, &base_of(meta, url)).ok()?;
+        if &page.name != name {
+            return None;
+        }
+        self.counters.parsed_pages.fetch_add(1, Ordering::Relaxed);
+        Some(page)
+    }
+
     async fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {
         let fact = self.index.project_url(name);
         serving(&self.timings, &fact, memoised(&self.projects, name.clone(), || async {
             let url = self.index.project_url(name);
+            if let Some(page) = self.parsed_page_unasked(&url, name) {
+                return Ok(Arc::new(page));
+            }
             let what = format!("the index page of `{name}`");
             let fetched = match self
                 .fetch_cached(&url, Some(SIMPLE_JSON_V1), &what, Kind::Page)
@@ -1289,6 +1351,21 @@ impl Shared {
                 exclude_newer: self.exclude_newer.as_ref(),
                 filter: self.wheel_filter.as_ref(),
             };
+            // Only a body kept on disk can be named by its hash; one the server said not to
+            // store, or one kept in memory (the cache could not be written), leaves nothing
+            // for a parsed page to be checked against, and nothing to keep.
+            let source = match &fetched.body {
+                Body::Entry(entry) if entry.is_kept() => {
+                    // A revalidated page (`304`) is the body parsed before.
+                    if let Some(page) =
+                        self.stored_page(&url, name, &entry.meta, &entry.body_sha256())
+                    {
+                        return Ok(Arc::new(page));
+                    }
+                    Some((entry.body_sha256(), entry.meta.final_url.clone()))
+                }
+                _ => None,
+            };
             let page = match fetched.body {
                 // A stream is parsed a byte at a time, several times slower than bytes in
                 // memory: only pages too large to hold whole are streamed.
@@ -1306,6 +1383,14 @@ impl Shared {
                 url: redact_url(&url),
                 source,
             })?;
+            if let Some((body_sha256, final_url)) = source {
+                let key = self.parsed_page_key(&url, final_url.as_deref());
+                self.cache.write_page(
+                    &self.cache.page_path(&key),
+                    &body_sha256,
+                    &page.encode_compact(),
+                );
+            }
             Ok(Arc::new(page))
         }))
         .await

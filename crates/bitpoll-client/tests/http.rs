@@ -476,7 +476,7 @@ fn corrupt_cache_entry_is_refetched() {
     first.project(&name("demo")).unwrap();
     drop(first);
     // Truncate every cached response.
-    let http_dir = cache.path().join("http-v2");
+    let http_dir = cache.path().join("http-v3");
     for shard in std::fs::read_dir(&http_dir).unwrap() {
         for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let path = entry.unwrap().path();
@@ -716,4 +716,134 @@ fn usable_from_inside_an_async_runtime() {
     assert_eq!(files, 4);
     // Dropping the client in async code must not panic either.
     runtime.block_on(async move { drop(client) });
+}
+
+/// A server for `demo` whose page can be replaced between requests; its ETag follows the
+/// body, and it is always stale (`max-age=0`), so online clients revalidate.
+fn changing_page_server(page: Arc<std::sync::Mutex<String>>) -> Server {
+    Server::start(move |req| {
+        if req.path != "/simple/demo/" {
+            return Response::status(404);
+        }
+        let body = page.lock().unwrap().clone();
+        let etag = format!("\"{}\"", &sha256(body.as_bytes())[..16]);
+        if req.headers.get("if-none-match") == Some(&etag) {
+            return Response::status(304)
+                .header("ETag", &etag)
+                .header("Cache-Control", "max-age=0");
+        }
+        Response::ok(JSON, body)
+            .header("ETag", &etag)
+            .header("Cache-Control", "max-age=0")
+    })
+}
+
+fn files_of(page: &bitpoll_client::ProjectPage) -> Vec<(String, String, Option<String>)> {
+    page.files
+        .iter()
+        .map(|f| {
+            (
+                f.filename.to_string(),
+                f.url().to_string(),
+                f.requires_python.as_deref().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_page_is_parsed_once_per_body() {
+    let page = Arc::new(std::sync::Mutex::new(Fixture::new().page()));
+    let server = changing_page_server(page.clone());
+    let cache = tempfile::tempdir().unwrap();
+
+    let first = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let parsed = first.project(&name("demo")).unwrap();
+    assert_eq!(first.stats().parsed_pages, 0);
+
+    // Offline, the page comes as the first run left it, not from its JSON.
+    let offline = offline_client(server.index(), cache.path());
+    let reused = offline.project(&name("demo")).unwrap();
+    assert_eq!(offline.stats().parsed_pages, 1);
+    assert_eq!(files_of(&reused), files_of(&parsed));
+    assert_eq!(*reused, *parsed);
+
+    // A stale page that revalidates (`304`) has the same body: still no parse.
+    let revalidated = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    assert_eq!(*revalidated.project(&name("demo")).unwrap(), *parsed);
+    assert_eq!(revalidated.stats().not_modified, 1);
+    assert_eq!(revalidated.stats().parsed_pages, 1);
+
+    // A new body is parsed, and what is kept from then on is the new page.
+    let mut changed: serde_json::Value = serde_json::from_str(&Fixture::new().page()).unwrap();
+    changed["files"].as_array_mut().unwrap().push(serde_json::json!(
+        {"filename": "demo-2.0.tar.gz", "url": "../../files/demo-2.0.tar.gz", "hashes": {}}
+    ));
+    *page.lock().unwrap() = changed.to_string();
+    let online = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    let new_page = online.project(&name("demo")).unwrap();
+    assert_eq!(online.stats().parsed_pages, 0);
+    assert_eq!(new_page.files.len(), parsed.files.len() + 1);
+    let offline = offline_client(server.index(), cache.path());
+    let reused = offline.project(&name("demo")).unwrap();
+    assert_eq!(offline.stats().parsed_pages, 1);
+    assert_eq!(files_of(&reused), files_of(&new_page));
+}
+
+#[test]
+fn a_parsed_page_serves_only_the_filter_it_was_parsed_with() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let wheels_dropped = |index: IndexUrl, offline: bool| {
+        let mut opts = options(index, cache.path());
+        opts.offline = offline;
+        opts.wheel_filter = Some(bitpoll_client::WheelFilter::new("no wheels", |_, name| {
+            let version = name.split('-').nth(1).unwrap().parse().unwrap();
+            bitpoll_client::WheelVerdict::Drop(version)
+        }));
+        IndexClient::new(opts).unwrap()
+    };
+    let all = IndexClient::new(options(server.index(), cache.path())).unwrap();
+    assert_eq!(all.project(&name("demo")).unwrap().files.len(), 4);
+
+    // Another filter: the page is parsed again, with that filter. (Each release keeps one
+    // dropped wheel as its metadata donor; the 0.9 one is yanked, so only 1.0's stays.)
+    let filtered = wheels_dropped(server.index(), true);
+    let page = filtered.project(&name("demo")).unwrap();
+    assert_eq!(filtered.stats().parsed_pages, 0);
+    assert_eq!(page.files.len(), 3);
+    assert_eq!(page.dropped_wheel_versions.len(), 2);
+
+    // Both are kept side by side.
+    let again = wheels_dropped(server.index(), true);
+    assert_eq!(*again.project(&name("demo")).unwrap(), *page);
+    assert_eq!(again.stats().parsed_pages, 1);
+    let unfiltered = offline_client(server.index(), cache.path());
+    assert_eq!(unfiltered.project(&name("demo")).unwrap().files.len(), 4);
+    assert_eq!(unfiltered.stats().parsed_pages, 1);
+}
+
+#[test]
+fn a_damaged_parsed_page_is_parsed_again() {
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let parsed = IndexClient::new(options(server.index(), cache.path()))
+        .unwrap()
+        .project(&name("demo"))
+        .unwrap();
+    let kept = cache_files(&cache.path().join("pages-v1"));
+    assert_eq!(kept.len(), 1);
+    let data = std::fs::read(&kept[0]).unwrap();
+    let mut flipped = data.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    std::fs::write(&kept[0], &flipped).unwrap();
+
+    let offline = offline_client(server.index(), cache.path());
+    assert_eq!(*offline.project(&name("demo")).unwrap(), *parsed);
+    assert_eq!(offline.stats().parsed_pages, 0);
+    // ... and kept anew.
+    let again = offline_client(server.index(), cache.path());
+    assert_eq!(*again.project(&name("demo")).unwrap(), *parsed);
+    assert_eq!(again.stats().parsed_pages, 1);
 }

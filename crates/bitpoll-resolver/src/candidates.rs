@@ -158,14 +158,15 @@ impl PageIndex {
     }
 }
 
-/// The [`PageIndex`]es of one resolution, shared by its targets.
-#[derive(Default)]
+/// The [`PageIndex`]es of one resolution, shared by its targets (and, cloned, by the
+/// prefetch hints they leave with the client).
+#[derive(Default, Clone)]
 pub struct PageIndexes {
-    map: Mutex<FxHashMap<PackageName, Arc<OnceLock<Arc<PageIndex>>>>>,
+    map: Arc<Mutex<FxHashMap<PackageName, Arc<OnceLock<Arc<PageIndex>>>>>>,
 }
 
 impl PageIndexes {
-    fn get(&self, name: &PackageName, page: &Arc<ProjectPage>) -> Arc<PageIndex> {
+    pub(crate) fn get(&self, name: &PackageName, page: &Arc<ProjectPage>) -> Arc<PageIndex> {
         let cell = self
             .map
             .lock()
@@ -184,9 +185,6 @@ impl PageIndexes {
     }
 }
 
-/// The [`WheelFilter`] for resolving for `targets`: a wheel stays when at least one target
-/// could install it. Dropping the others while pages are read changes no resolution (a
-/// target never picks a wheel it cannot install) but most of the memory pages take.
 /// A wheel's python, abi and platform tags.
 type TagSet = (Vec<String>, Vec<String>, Vec<String>);
 
@@ -196,7 +194,23 @@ fn macos_order(version: &str) -> (u32, u32) {
     (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
 }
 
+/// The [`WheelFilter`] for resolving for `targets`: a wheel stays when at least one target
+/// could install it. Dropping the others while pages are read changes no resolution (a
+/// target never picks a wheel it cannot install) but most of the memory pages take.
 pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
+    // What the decisions depend on: each target's system, interpreter and macOS deployment
+    // target (its tags follow from those), and the rules below, whose version is the
+    // crate's. Change `FILTER_RULES` with the rules.
+    const FILTER_RULES: &str = "wheel-filter-1";
+    let mut key = format!("{FILTER_RULES};{}", env!("CARGO_PKG_VERSION"));
+    for target in targets {
+        key.push_str(&format!(
+            ";{}/{}/{}",
+            target.system,
+            target.python_full_version,
+            target.macos_deployment_target().unwrap_or_default()
+        ));
+    }
     let tags: Vec<TagPriority> = targets.iter().map(|t| t.tags().clone()).collect();
     let darwin: Vec<Target> = targets
         .iter()
@@ -205,7 +219,7 @@ pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
         .collect();
     // Most wheels of a page repeat a few tag sets; remember the answer per set.
     let seen: Mutex<FxHashMap<Box<str>, bool>> = Mutex::default();
-    WheelFilter::new(move |_project, filename| {
+    WheelFilter::new(key, move |_project, filename| {
         let Ok(wheel) = WheelFilename::parse(filename) else {
             return WheelVerdict::Unreadable;
         };
@@ -242,63 +256,85 @@ pub fn wheel_filter(targets: &[Target]) -> WheelFilter {
 /// before the solver asks: the newest final release in `range` with a file the target can
 /// use, its best-ranked wheel or else its sdist. A cheap shadow of [`build`] (no policy, no
 /// release-age cutoff, no yanked pins): a wrong guess costs one request, never a wrong lock.
+/// It reads the page's [`PageIndex`], newest release first, and stops at the first that
+/// fits: hints are many, and parsing every file name of a page for each was the largest
+/// cost of a run without the network.
 pub(crate) fn likely_artifact(
-    name: &PackageName,
-    page: &ProjectPage,
+    index: &PageIndex,
     tags: &TagPriority,
     python: &Version,
     range: &crate::version::Range,
 ) -> Option<Arc<DistFile>> {
-    let mut best: Option<(Version, Option<usize>, &Arc<DistFile>)> = None;
-    for file in &page.files {
-        if file.yanked.is_some() {
-            continue;
-        }
-        let (version, rank) = match DistFilename::parse(&file.filename, name) {
-            Ok(DistFilename::Wheel(w)) => match w.rank(tags) {
-                Some(rank) => (w.version, Some(rank)),
-                None => continue,
-            },
-            Ok(DistFilename::Sdist(s)) => (s.version, None),
-            Err(_) => continue,
-        };
-        if version.any_prerelease()
+    let page = &index.page;
+    let mut tag_ranks: Vec<Option<Option<usize>>> = vec![None; index.tag_sets.len()];
+    let mut admits: Vec<(&Arc<str>, bool)> = Vec::new();
+    for release in &index.versions {
+        if release.version.any_prerelease()
             || !pubgrub::VersionSet::contains(
                 range,
-                &SolverVersion::new(version.clone(), Origin::INDEX),
+                &SolverVersion::new(release.version.clone(), Origin::INDEX),
             )
         {
             continue;
         }
-        let admitted = file
-            .requires_python
-            .as_deref()
-            .and_then(|rp| VersionSpecifiers::from_str(rp).ok())
-            .is_none_or(|rp| python_admits(&rp, python));
-        if !admitted {
-            continue;
-        }
-        // Newer versions first; within one, a wheel before the sdist and the better-ranked
-        // wheel first, ties by name, as `build` orders them.
-        let better = match &best {
-            None => true,
-            Some((v, r, f)) => match version.cmp(v) {
-                std::cmp::Ordering::Greater => true,
-                std::cmp::Ordering::Less => false,
-                std::cmp::Ordering::Equal => match (rank, r) {
+        let mut best: Option<(Option<usize>, &Arc<DistFile>)> = None;
+        for &(at, tag_set) in &release.files {
+            let file = &page.files[at as usize];
+            if file.yanked.is_some() {
+                continue;
+            }
+            let rank = match tag_set {
+                Some(t) => {
+                    let rank = *tag_ranks[t as usize]
+                        .get_or_insert_with(|| index.tag_sets[t as usize].rank(tags));
+                    match rank {
+                        Some(rank) => Some(rank),
+                        None => continue,
+                    }
+                }
+                None => None,
+            };
+            if let Some(rp) = &file.requires_python {
+                let admitted = match admits.iter().find(|(known, _)| Arc::ptr_eq(known, rp)) {
+                    Some(&(_, ok)) => ok,
+                    None => {
+                        // A malformed Requires-Python is ignored, as in `build`.
+                        let ok = VersionSpecifiers::from_str(rp)
+                            .map_or(true, |spec| python_admits(&spec, python));
+                        admits.push((rp, ok));
+                        ok
+                    }
+                };
+                if !admitted {
+                    continue;
+                }
+            }
+            // A wheel before the sdist and the better-ranked wheel first, ties by name, as
+            // `build` orders them.
+            let better = match &best {
+                None => true,
+                Some((r, f)) => match (rank, r) {
                     (Some(a), Some(b)) => (a, &file.filename) < (*b, &f.filename),
                     (Some(_), None) => true,
                     (None, _) => false,
                 },
-            },
-        };
-        if better {
-            best = Some((version, rank, file));
+            };
+            if better {
+                best = Some((rank, file));
+            }
+        }
+        if let Some((_, file)) = best {
+            // The copy of its metadata every target reads (see `CandidateKind::Index::reads`),
+            // so that the prefetch is the one used.
+            let wheels = release
+                .files
+                .iter()
+                .filter(|(_, tag_set)| tag_set.is_some())
+                .map(|&(at, _)| &page.files[at as usize]);
+            return Some(same_metadata_first(file, wheels));
         }
     }
-    // The copy of its metadata every target reads (see `CandidateKind::Index::reads`), so
-    // that the prefetch is the one used.
-    best.map(|(_, _, file)| same_metadata_first(file, page.files.iter().filter(|f| f.is_wheel())))
+    None
 }
 
 /// Of `wheels` (one release's), the first by name whose core-metadata file has the same

@@ -332,10 +332,12 @@ impl<'a> Universe<'a> {
         let python = self.target.python_full_version.clone();
         let tags = self.target.tags().clone();
         let project = name.clone();
+        let indexes = self.indexes.clone();
         self.source.prefetch(
             name,
-            Box::new(move |page: &bitpoll_simple::ProjectPage| {
-                candidates::likely_artifact(&project, page, &tags, &python, &range)
+            Box::new(move |page: &Arc<bitpoll_simple::ProjectPage>| {
+                let index = indexes.get(&project, page);
+                candidates::likely_artifact(&index, &tags, &python, &range)
             }),
         );
     }

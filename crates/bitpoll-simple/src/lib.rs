@@ -7,6 +7,7 @@
 //! (which relative file URLs are resolved against), and it never prints a URL with its
 //! credentials.
 
+mod compact;
 mod page;
 mod time;
 
@@ -14,6 +15,7 @@ pub use crate::page::{
     is_simple_json, parse_project_page, DistFile, PageError, PageParser, ProjectPage, Sha256Digest,
     WheelFilter, WheelVerdict, SIMPLE_JSON_V1,
 };
+pub use crate::compact::COMPACT_FORMAT;
 pub use crate::time::Timestamp;
 
 use url::Url;

@@ -45,19 +45,32 @@ pub enum WheelVerdict {
 /// closure about 5,000 install on its four targets, and keeping only those is most of the
 /// difference in peak memory. Source distributions are always kept.
 #[derive(Clone)]
-pub struct WheelFilter(Arc<DecideFn>);
+pub struct WheelFilter {
+    key: Arc<str>,
+    decide: Arc<DecideFn>,
+}
 
 type DecideFn = dyn Fn(&PackageName, &str) -> WheelVerdict + Send + Sync;
 
 impl WheelFilter {
+    /// `key` names the decisions: two filters with one key must decide every wheel alike,
+    /// since parsed pages are cached under it.
     pub fn new(
+        key: impl Into<Arc<str>>,
         decide: impl Fn(&PackageName, &str) -> WheelVerdict + Send + Sync + 'static,
     ) -> Self {
-        WheelFilter(Arc::new(decide))
+        WheelFilter {
+            key: key.into(),
+            decide: Arc::new(decide),
+        }
     }
 
     pub fn decide(&self, project: &PackageName, filename: &str) -> WheelVerdict {
-        (self.0)(project, filename)
+        (self.decide)(project, filename)
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -104,11 +117,11 @@ impl std::fmt::Debug for Sha256Digest {
 
 /// What the URLs of one page's files have in common.
 #[derive(PartialEq, Eq, Hash)]
-struct PageUrls {
+pub(crate) struct PageUrls {
     /// What relative links resolve against; may carry the index credentials.
-    base: Url,
+    pub(crate) base: Url,
     /// The first file's URL as written; the others usually share most of it.
-    shared: Box<str>,
+    pub(crate) shared: Box<str>,
 }
 
 /// One downloadable file (wheel or sdist) of a project.
@@ -121,10 +134,10 @@ pub struct DistFile {
     // Pages list tens of thousands of files, few of which are ever fetched, so the URL is
     // kept as the page wrote it, minus the part it shares with the page's first URL and the
     // file name it usually ends with, and resolved only when asked for.
-    urls: Arc<PageUrls>,
-    shared_len: u32,
-    url_rest: Box<str>,
-    url_ends_with_name: bool,
+    pub(crate) urls: Arc<PageUrls>,
+    pub(crate) shared_len: u32,
+    pub(crate) url_rest: Box<str>,
+    pub(crate) url_ends_with_name: bool,
     pub sha256: Option<Sha256Digest>,
     /// Shared by the files of a page that declare the same one.
     pub requires_python: Option<Arc<str>>,
@@ -545,6 +558,12 @@ impl<'de> Visitor<'de> for PageVisitor<'_, '_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageError(String);
 
+impl PageError {
+    pub(crate) fn new(reason: String) -> Self {
+        PageError(reason)
+    }
+}
+
 impl std::fmt::Display for PageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -761,7 +780,7 @@ mod tests {
     fn filtered(files: &[String]) -> Result<ProjectPage, PageError> {
         let base = Url::parse("http://127.0.0.1:8/simple/demo-pkg/").unwrap();
         // Drops Windows wheels, keeps the rest.
-        let filter = WheelFilter::new(|_, filename| {
+        let filter = WheelFilter::new("test", |_, filename| {
             if filename.starts_with("junk") {
                 WheelVerdict::Unreadable
             } else if filename.contains("win") {

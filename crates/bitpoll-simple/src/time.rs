@@ -55,6 +55,15 @@ impl Timestamp {
         }
     }
 
+    pub(crate) fn from_parts(secs: i64, nanos: u32) -> Timestamp {
+        Timestamp { secs, nanos }
+    }
+
+    /// Seconds and nanoseconds since the Unix epoch.
+    pub(crate) fn parts(&self) -> (i64, u32) {
+        (self.secs, self.nanos)
+    }
+
     /// Seconds since the Unix epoch (fractions dropped).
     pub fn unix_secs(&self) -> i64 {
         self.secs

@@ -56,7 +56,7 @@ impl Classify for SourceError {
 
 /// Picks, from a project page that has just arrived, the file whose metadata is worth
 /// fetching ahead of being asked.
-pub type Pick = Box<dyn FnOnce(&ProjectPage) -> Option<Arc<DistFile>> + Send>;
+pub type Pick = Box<dyn FnOnce(&Arc<ProjectPage>) -> Option<Arc<DistFile>> + Send>;
 
 /// Everything the resolver needs to know about packages.
 ///
