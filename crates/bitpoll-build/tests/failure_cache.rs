@@ -50,6 +50,10 @@ def get_requires_for_build_wheel(config_settings=None):
     if behaviour == "oom":
         raise MemoryError()
     raise SystemExit("failpkg: mysql_config not found")
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    get_requires_for_build_wheel()
 "#,
             counter = counter.display().to_string(),
         );
@@ -80,7 +84,12 @@ def get_requires_for_build_wheel(config_settings=None):
         .with_machine_paths(vec![self.watched()])
     }
 
+    /// `requires_for_build_wheel`, the question the resolver asks of every sdist.
     fn ask(&self, builder: &Builder) -> BuildError {
+        self.ask_with(builder, Question::Requires)
+    }
+
+    fn ask_with(&self, builder: &Builder, question: Question) -> BuildError {
         let backend_path = [".".to_string()];
         let sdist = Sdist {
             path: &self.sdist,
@@ -89,9 +98,15 @@ def get_requires_for_build_wheel(config_settings=None):
             backend: Some("backend"),
             backend_path: &backend_path,
         };
-        builder
-            .requires_for_build_wheel(&sdist, &[], &|| Ok(()))
-            .expect_err("the backend fails")
+        let fetch = || Ok(());
+        match question {
+            Question::Requires => builder
+                .requires_for_build_wheel(&sdist, &[], &fetch)
+                .map(drop),
+            Question::Metadata => builder.metadata(&sdist, &[], &fetch).map(drop),
+            Question::Both => builder.requires_and_metadata(&sdist, &[], &fetch).map(drop),
+        }
+        .expect_err("the backend fails")
     }
 
     fn runs(&self) -> usize {
@@ -99,6 +114,13 @@ def get_requires_for_build_wheel(config_settings=None):
             .map(|text| text.lines().count())
             .unwrap_or(0)
     }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Question {
+    Requires,
+    Metadata,
+    Both,
 }
 
 fn tar_gz(members: &[(&str, &str)]) -> Vec<u8> {
@@ -146,6 +168,25 @@ fn a_failing_hook_runs_once_and_its_error_comes_back_unchanged() {
     assert_eq!(case.runs(), 1, "the hook ran again");
     assert!(matches!(second, BuildError::HookFailed { .. }), "{second}");
     assert_eq!(second.to_string(), first.to_string());
+}
+
+#[test]
+fn every_question_remembers_its_failure_under_its_own_hook() {
+    let Some(python) = python() else { return };
+    for (question, hook) in [
+        (Question::Metadata, "`prepare_metadata_for_build_wheel`"),
+        (
+            Question::Both,
+            "`get_requires_for_build_wheel, then prepare_metadata_for_build_wheel`",
+        ),
+    ] {
+        let case = Case::new(&["fail"]);
+        let first = case.ask_with(&case.builder(&python, LONG), question);
+        assert!(first.to_string().contains(hook), "{first}");
+        let second = case.ask_with(&case.builder(&python, LONG), question);
+        assert_eq!(case.runs(), 1, "{question:?}: the hook ran again");
+        assert_eq!(second.to_string(), first.to_string());
+    }
 }
 
 #[test]
