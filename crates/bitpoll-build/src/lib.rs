@@ -714,6 +714,8 @@ impl Builder {
             .duration_since(failed_at)
             .is_ok_and(|age| age < self.failure_lifetime);
         if !fresh || record.machine != self.machine_state() {
+            // Asked again: its answer, or a new failure, takes its place.
+            let _ = fs::remove_file(&path);
             return Ok(());
         }
         self.timings
