@@ -15,6 +15,18 @@
 //! limit after which its whole process group is killed, and without network access where
 //! the machine allows a private network namespace (`unshare`); [`Builder::isolation`] says
 //! which. Answers are cached on disk by the sdist's sha256 and the environment's identity.
+//!
+//! A hook that ran and failed (it exited with an error, or its answer is unusable) is
+//! remembered there too, so that a warm or offline run does not unpack and run it again only
+//! to fail the same way; a remembered failure comes back as the same [`BuildError`], with the
+//! same output tail. Failures that may not recur are never remembered: a time-out, a hook
+//! killed by a signal, one whose output shows the machine ran out of something (disk space,
+//! memory, file handles), a missing interpreter, an unpacking, download or I/O error. What a
+//! failed hook lacked may be something the machine gains (a package that brings a library's
+//! config tool), so a failure is remembered together with the modification times of the
+//! hook's `PATH` directories, the header directories, the package manager's database and the
+//! interpreter, and is asked again when any of them changed or after 24 hours
+//! ([`FAILURE_LIFETIME`]), whichever comes first.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -36,6 +48,39 @@ const MAX_UNPACKED_BYTES: u64 = 2 << 30;
 
 /// Lines of a failed hook's output shown in the error.
 const TAIL_LINES: usize = 25;
+
+/// The `PATH` a hook runs with: the machine's own tools, not the user's.
+const HOOK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Besides the hook's `PATH` directories and the interpreter, what installing a package
+/// that a build needs changes: the header directories and the package managers' records of
+/// what is installed (dpkg's status file, rpm's database), where a machine has them.
+const MACHINE_PATHS: &[&str] = &[
+    "/usr/include",
+    "/usr/local/include",
+    "/var/lib/dpkg/status",
+    "/var/lib/rpm",
+];
+
+/// How long a hook's failure is remembered when nothing watched on the machine changed.
+/// Long enough that the reruns of a working day (warm, offline) ask a failing backend once;
+/// short enough that a cause the watched paths do not show (a library installed by hand
+/// elsewhere, a setting changed outside them) is tried again by the next day.
+pub const FAILURE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Output that shows a hook failed because the machine ran short of something at the time,
+/// not because of what it was given: such a failure is not remembered. These are the C
+/// library's messages for the errors (and Python's for memory), as a backend prints them.
+const TRANSIENT_OUTPUT: &[&str] = &[
+    "No space left on device",
+    "Disk quota exceeded",
+    "Cannot allocate memory",
+    "MemoryError",
+    "Too many open files",
+    "Resource temporarily unavailable",
+    "Temporary failure in name resolution",
+    "Connection timed out",
+];
 
 /// Why the caller could not put the sdist and the wheels in place (a download, a write).
 pub type FetchError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,6 +131,35 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A failure, and whether asking the same question on the same machine would fail the same
+/// way again, which is what makes it worth remembering (see [`Builder::failed`]).
+struct Failure {
+    error: BuildError,
+    recurs: bool,
+}
+
+impl From<BuildError> for Failure {
+    /// The default for each kind of error; the places that know more (a hook killed by a
+    /// signal, an answer file that could not be read) say so themselves.
+    fn from(error: BuildError) -> Self {
+        let recurs = match &error {
+            // The backend ran to its end on these inputs and refused, or said something
+            // that cannot be used: it does so again.
+            BuildError::HookFailed { .. } | BuildError::BadAnswer { .. } => true,
+            // Depends on the machine's load at the time.
+            BuildError::Timeout { .. } => false,
+            // The hook did not run: the interpreter may be installed, the download or the
+            // disk may work next time; and these cost little to find out again.
+            BuildError::NoInterpreter { .. }
+            | BuildError::BadInterpreter { .. }
+            | BuildError::Unpack { .. }
+            | BuildError::Fetch { .. }
+            | BuildError::Io { .. } => false,
+        };
+        Self { error, recurs }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
@@ -400,6 +474,11 @@ pub struct Builder {
     timings: bitpoll_timings::Timings,
     /// Working directories being removed (see [`WorkDir`]).
     removals: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Whose modification times a remembered failure is checked against.
+    machine_paths: Vec<PathBuf>,
+    /// Their state, read once per run.
+    machine: std::sync::OnceLock<String>,
+    failure_lifetime: Duration,
 }
 
 impl Drop for Builder {
@@ -416,6 +495,24 @@ struct CachedRequires {
     requires: Vec<String>,
 }
 
+/// A remembered failure, beside the answer it stands for (`<key>.failed.json`). The sdist's
+/// file name and the hook's name are filled in from the question, as a fresh run would.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedFailure {
+    /// See [`Builder::machine_state`].
+    machine: String,
+    /// Seconds since the Unix epoch.
+    failed_at: u64,
+    error: CachedError,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum CachedError {
+    HookFailed { status: String, tail: String },
+    BadAnswer { reason: String },
+}
+
 impl Builder {
     /// `cache`: where answers are kept (`builds-v1/` below it), or `None` for no cache.
     pub fn new(
@@ -424,6 +521,10 @@ impl Builder {
         timeout: Duration,
         isolation: Isolation,
     ) -> Self {
+        let machine_paths = std::env::split_paths(HOOK_PATH)
+            .chain(MACHINE_PATHS.iter().map(PathBuf::from))
+            .chain([interpreter.path.clone()])
+            .collect();
         Self {
             interpreter,
             cache: cache.map(|c| c.join("builds-v1")),
@@ -431,7 +532,25 @@ impl Builder {
             isolation,
             timings: bitpoll_timings::Timings::off(),
             removals: std::sync::Mutex::default(),
+            machine_paths,
+            machine: std::sync::OnceLock::new(),
+            failure_lifetime: FAILURE_LIFETIME,
         }
+    }
+
+    /// Checks remembered failures against the modification times of `paths` instead of the
+    /// hook's `PATH` directories, the header directories, the package database and the
+    /// interpreter (for tests, which cannot install packages on the machine).
+    pub fn with_machine_paths(mut self, paths: Vec<PathBuf>) -> Self {
+        self.machine_paths = paths;
+        self.machine = std::sync::OnceLock::new();
+        self
+    }
+
+    /// Forgets a remembered failure after `lifetime` instead of [`FAILURE_LIFETIME`].
+    pub fn with_failure_lifetime(mut self, lifetime: Duration) -> Self {
+        self.failure_lifetime = lifetime;
+        self
     }
 
     /// Records hook runs, unpacking and cached answers.
@@ -464,8 +583,11 @@ impl Builder {
         if let Some(hit) = self.cached::<CachedRequires>(sdist, &key) {
             return Ok(hit.requires);
         }
-        let (answer, _work) = self.run_hook(sdist, env, HOOK, fetch)?;
-        let requires = answer_requires(sdist, HOOK, &answer)?;
+        self.failed(sdist, &key, HOOK)?;
+        let requires = self
+            .run_hook(sdist, env, HOOK, fetch)
+            .and_then(|(answer, _work)| answer_requires(sdist, HOOK, &answer))
+            .map_err(|failure| self.remember(sdist, &key, failure))?;
         self.store(
             sdist,
             &key,
@@ -489,8 +611,11 @@ impl Builder {
         if let Some(hit) = self.cached::<BuiltMetadata>(sdist, &key) {
             return Ok(hit);
         }
-        let (answer, _work) = self.run_hook(sdist, env, HOOK, fetch)?;
-        let built = answer_metadata(sdist, HOOK, &answer)?;
+        self.failed(sdist, &key, HOOK)?;
+        let built = self
+            .run_hook(sdist, env, HOOK, fetch)
+            .and_then(|(answer, _work)| answer_metadata(sdist, HOOK, &answer))
+            .map_err(|failure| self.remember(sdist, &key, failure))?;
         self.store(sdist, &key, &built);
         Ok(built)
     }
@@ -515,8 +640,14 @@ impl Builder {
             }
             return Ok((Vec::new(), Some(self.metadata(sdist, env, fetch)?)));
         }
-        let (answer, _work) = self.run_hook_named(sdist, env, HOOK, NAMED, fetch)?;
-        let requires = answer_requires(sdist, NAMED, &answer)?;
+        // The failure of this process is its own: its error names both hooks.
+        let key = self.cache_key(sdist, env, HOOK);
+        self.failed(sdist, &key, NAMED)?;
+        let remember = |failure| self.remember(sdist, &key, failure);
+        let (answer, _work) = self
+            .run_hook_named(sdist, env, HOOK, NAMED, fetch)
+            .map_err(remember)?;
+        let requires = answer_requires(sdist, NAMED, &answer).map_err(remember)?;
         self.store(
             sdist,
             &requires_key,
@@ -527,7 +658,7 @@ impl Builder {
         if !requires.is_empty() {
             return Ok((requires, None));
         }
-        let built = answer_metadata(sdist, NAMED, &answer)?;
+        let built = answer_metadata(sdist, NAMED, &answer).map_err(remember)?;
         self.store(sdist, &metadata_key, &built);
         Ok((requires, Some(built)))
     }
@@ -552,15 +683,118 @@ impl Builder {
         hex::encode(h.finalize())
     }
 
-    fn cache_file(&self, sdist: &Sdist<'_>, key: &str) -> Option<PathBuf> {
+    /// `<sdist sha256>/<name>.json`; `name` is a key, or a key and `.failed`.
+    fn cache_file(&self, sdist: &Sdist<'_>, name: &str) -> Option<PathBuf> {
         let sha = sdist.sha256;
         let ok = sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit());
         Some(
             self.cache
                 .as_ref()?
                 .join(ok.then_some(sha)?)
-                .join(format!("{key}.json")),
+                .join(format!("{name}.json")),
         )
+    }
+
+    /// The failure remembered for `key`, as the error a fresh run of the hook `named` gave;
+    /// none when it is older than the failure lifetime or the machine changed since.
+    fn failed(&self, sdist: &Sdist<'_>, key: &str, named: &'static str) -> Result<(), BuildError> {
+        let mark = self.timings.mark();
+        let Some(path) = self.cache_file(sdist, &format!("{key}.failed")) else {
+            return Ok(());
+        };
+        let Some(record) = fs::read(&path)
+            .ok()
+            .and_then(|text| serde_json::from_slice::<CachedFailure>(&text).ok())
+        else {
+            return Ok(());
+        };
+        let failed_at = std::time::UNIX_EPOCH + Duration::from_secs(record.failed_at);
+        // A record from the future (a clock set back) is not trusted either.
+        let fresh = std::time::SystemTime::now()
+            .duration_since(failed_at)
+            .is_ok_and(|age| age < self.failure_lifetime);
+        if !fresh || record.machine != self.machine_state() {
+            // Asked again: its answer, or a new failure, takes its place.
+            let _ = fs::remove_file(&path);
+            return Ok(());
+        }
+        self.timings
+            .span(mark, bitpoll_timings::Category::BuildCached, || {
+                format!("{} (failed)", sdist.filename)
+            });
+        let sdist = sdist.filename.to_string();
+        Err(match record.error {
+            CachedError::HookFailed { status, tail } => BuildError::HookFailed {
+                sdist,
+                hook: named,
+                status,
+                tail,
+            },
+            CachedError::BadAnswer { reason } => BuildError::BadAnswer {
+                sdist,
+                hook: named,
+                reason,
+            },
+        })
+    }
+
+    /// Keeps `failure` for the next run when it would recur; gives back its error.
+    fn remember(&self, sdist: &Sdist<'_>, key: &str, failure: Failure) -> BuildError {
+        if !failure.recurs {
+            return failure.error;
+        }
+        let error = match &failure.error {
+            BuildError::HookFailed { status, tail, .. } => CachedError::HookFailed {
+                status: status.clone(),
+                tail: tail.clone(),
+            },
+            BuildError::BadAnswer { reason, .. } => CachedError::BadAnswer {
+                reason: reason.clone(),
+            },
+            // Nothing else is said to recur.
+            _ => return failure.error,
+        };
+        let failed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let record = CachedFailure {
+            machine: self.machine_state(),
+            failed_at,
+            error,
+        };
+        self.store(sdist, &format!("{key}.failed"), &record);
+        failure.error
+    }
+
+    /// What the machine offers a hook, cheaply: the modification times of the watched paths
+    /// (a directory's changes when a file is added to or removed from it, which is what
+    /// installing a package does), hashed. Read once per run.
+    fn machine_state(&self) -> String {
+        self.machine
+            .get_or_init(|| {
+                let mut h = Sha256::new();
+                for path in &self.machine_paths {
+                    h.update(path.as_os_str().as_encoded_bytes());
+                    h.update([0]);
+                    let state = fs::metadata(path).and_then(|meta| {
+                        let mtime = meta
+                            .modified()?
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default();
+                        Ok(format!(
+                            "{}.{}|{}",
+                            mtime.as_secs(),
+                            mtime.subsec_nanos(),
+                            meta.len()
+                        ))
+                    });
+                    h.update(state.as_deref().unwrap_or("absent").as_bytes());
+                    h.update([0]);
+                }
+                hex::encode(h.finalize())
+            })
+            .clone()
     }
 
     fn cached<T: serde::de::DeserializeOwned>(&self, sdist: &Sdist<'_>, key: &str) -> Option<T> {
@@ -575,8 +809,8 @@ impl Builder {
     }
 
     /// A failed write only costs a rebuild next time.
-    fn store<T: serde::Serialize>(&self, sdist: &Sdist<'_>, key: &str, value: &T) {
-        let Some(path) = self.cache_file(sdist, key) else {
+    fn store<T: serde::Serialize>(&self, sdist: &Sdist<'_>, name: &str, value: &T) {
+        let Some(path) = self.cache_file(sdist, name) else {
             return;
         };
         let Some(dir) = path.parent() else { return };
@@ -598,7 +832,7 @@ impl Builder {
         env: &[Wheel],
         hook: &'static str,
         fetch: &dyn Fn() -> Result<(), FetchError>,
-    ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
+    ) -> Result<(serde_json::Value, WorkDir<'_>), Failure> {
         self.run_hook_named(sdist, env, hook, hook, fetch)
     }
 
@@ -610,7 +844,7 @@ impl Builder {
         hook: &'static str,
         named: &'static str,
         fetch: &dyn Fn() -> Result<(), FetchError>,
-    ) -> Result<(serde_json::Value, WorkDir<'_>), BuildError> {
+    ) -> Result<(serde_json::Value, WorkDir<'_>), Failure> {
         fetch().map_err(|source| BuildError::Fetch {
             sdist: sdist.filename.to_string(),
             source,
@@ -670,7 +904,7 @@ impl Builder {
             .arg(hook)
             .current_dir(&project)
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PATH", HOOK_PATH)
             .env("HOME", &home)
             .env("TMPDIR", root)
             .env("LC_ALL", "C.UTF-8")
@@ -706,17 +940,26 @@ impl Builder {
                     hook: named,
                     secs: self.timeout.as_secs(),
                     tail: tail(&log_path),
-                });
+                }
+                .into());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         let result = out_dir.join("result.json");
         if !status.success() || !result.exists() {
-            return Err(BuildError::HookFailed {
-                sdist: sdist.filename.to_string(),
-                hook: named,
-                status: status.to_string(),
-                tail: tail(&log_path),
+            let output = fs::read(&log_path).unwrap_or_default();
+            let output = String::from_utf8_lossy(&output);
+            return Err(Failure {
+                error: BuildError::HookFailed {
+                    sdist: sdist.filename.to_string(),
+                    hook: named,
+                    status: status.to_string(),
+                    tail: tail(&log_path),
+                },
+                // Killed by a signal (the machine's memory, a user's interrupt) or short of
+                // something the machine had too little of at the time: it may not recur.
+                recurs: status.code().is_some()
+                    && !TRANSIENT_OUTPUT.iter().any(|m| output.contains(m)),
             });
         }
         let text = fs::read(&result).map_err(io("the hook's answer"))?;
@@ -741,8 +984,8 @@ fn answer_requires(
     sdist: &Sdist<'_>,
     hook: &'static str,
     answer: &serde_json::Value,
-) -> Result<Vec<String>, BuildError> {
-    answer
+) -> Result<Vec<String>, Failure> {
+    let requires = answer
         .get("requires")
         .and_then(|r| r.as_array())
         .map(|items| {
@@ -755,7 +998,8 @@ fn answer_requires(
             sdist: sdist.filename.to_string(),
             hook,
             reason: "no list of requirements".into(),
-        })
+        })?;
+    Ok(requires)
 }
 
 /// The metadata a hook's answer points to: a prepared METADATA file, or a built wheel's.
@@ -763,19 +1007,28 @@ fn answer_metadata(
     sdist: &Sdist<'_>,
     hook: &'static str,
     answer: &serde_json::Value,
-) -> Result<BuiltMetadata, BuildError> {
+) -> Result<BuiltMetadata, Failure> {
     let bad = |reason: String| BuildError::BadAnswer {
         sdist: sdist.filename.to_string(),
         hook,
         reason,
     };
+    // A file the answer names that is not there, or not text, is what the backend made; any
+    // other error reading it is the disk's, and may not recur.
+    let unreadable = |path: &str, e: std::io::Error| Failure {
+        recurs: matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData
+        ),
+        error: bad(format!("{path}: {e}")),
+    };
     let metadata = if let Some(path) = answer["metadata"].as_str() {
-        fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?
+        fs::read_to_string(path).map_err(|e| unreadable(path, e))?
     } else if let Some(path) = answer["wheel"].as_str() {
-        let bytes = fs::read(path).map_err(|e| bad(format!("{path}: {e}")))?;
+        let bytes = fs::read(path).map_err(|e| unreadable(path, e))?;
         wheel_metadata_text(&bytes).map_err(bad)?
     } else {
-        return Err(bad("neither a METADATA file nor a wheel".into()));
+        return Err(bad("neither a METADATA file nor a wheel".into()).into());
     };
     Ok(BuiltMetadata {
         metadata,
