@@ -471,9 +471,14 @@ impl DiskCache {
         let Ok(mut staged) = Staged::create(path, 0) else {
             return;
         };
-        let written = [PAGE_MAGIC.as_slice(), source_sha256, &Sha256::digest(payload), payload]
-            .iter()
-            .try_for_each(|part| staged.write(part));
+        let written = [
+            PAGE_MAGIC.as_slice(),
+            source_sha256,
+            &Sha256::digest(payload),
+            payload,
+        ]
+        .iter()
+        .try_for_each(|part| staged.write(part));
         let (file, _) = staged.take();
         let finished = written
             .and_then(|()| file.into_inner().map_err(|e| e.into_error()))
@@ -488,10 +493,12 @@ impl DiskCache {
     pub fn peek_entry(&self, path: &Path) -> Option<EntryHead> {
         let mut file = File::open(path).ok()?;
         let (meta_len, body_len, head) = read_header(&mut file)?;
-        file.seek(SeekFrom::Start(HEADER_LEN as u64 + body_len)).ok()?;
+        file.seek(SeekFrom::Start(HEADER_LEN as u64 + body_len))
+            .ok()?;
         let mut meta_json = Vec::with_capacity(meta_len as usize);
         file.take(meta_len).read_to_end(&mut meta_json).ok()?;
-        if meta_json.len() as u64 != meta_len || Sha256::digest(&meta_json).as_slice() != &head[56..88]
+        if meta_json.len() as u64 != meta_len
+            || Sha256::digest(&meta_json).as_slice() != &head[56..88]
         {
             return None;
         }

@@ -1285,7 +1285,9 @@ impl Shared {
     /// again is most of what a run without the network costs.
     fn parsed_page_unasked(&self, url: &Url, name: &PackageName) -> Option<ProjectPage> {
         let mark = self.timings.mark();
-        let head = self.cache.peek_entry(&self.cache.http_path(&strip_credentials(url)))?;
+        let head = self
+            .cache
+            .peek_entry(&self.cache.http_path(&strip_credentials(url)))?;
         if !(self.offline || head.meta.is_fresh(now_secs()))
             || !is_simple_json(head.meta.content_type.as_deref().unwrap_or(""))
         {

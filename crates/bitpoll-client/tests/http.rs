@@ -776,9 +776,12 @@ fn a_page_is_parsed_once_per_body() {
 
     // A new body is parsed, and what is kept from then on is the new page.
     let mut changed: serde_json::Value = serde_json::from_str(&Fixture::new().page()).unwrap();
-    changed["files"].as_array_mut().unwrap().push(serde_json::json!(
-        {"filename": "demo-2.0.tar.gz", "url": "../../files/demo-2.0.tar.gz", "hashes": {}}
-    ));
+    changed["files"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"filename": "demo-2.0.tar.gz", "url": "../../files/demo-2.0.tar.gz", "hashes": {}}
+        ));
     *page.lock().unwrap() = changed.to_string();
     let online = IndexClient::new(options(server.index(), cache.path())).unwrap();
     let new_page = online.project(&name("demo")).unwrap();

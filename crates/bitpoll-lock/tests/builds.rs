@@ -290,3 +290,55 @@ fn a_backend_that_cannot_say_its_extra_requirements_here_leaves_the_declared_one
     );
     assert_eq!(e["build_system"]["environment"]["brittlebackend"], "1.0");
 }
+
+/// An sdist whose release has no wheel and which declares no metadata has its metadata built
+/// as soon as a prefetch hint guesses a target will read it, not when the solver asks: on a
+/// cold run the solve would otherwise wait about a second per such sdist. Shown where the
+/// solver never asks, so that the order is not a race: the hint reads the page without the
+/// release-age window, guesses the fresh 2.0, which the window holds back, and its backend
+/// runs all the same; the lock has 1.0 and nothing of 2.0.
+#[test]
+fn a_guessed_sdist_without_metadata_is_built_before_the_solver_asks() {
+    let day_ago =
+        bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
+            .to_rfc3339();
+    let more = format!(
+        r#"[packages.guessed.versions."1.0"]
+[packages.guessed.versions."2.0"]
+wheel = false
+legacy_sdist = true
+upload_time = "{day_ago}"
+[packages.guessed.versions."2.0".sdist_files]
+"setup.py" = '''
+from setuptools import setup
+setup(name="guessed", version="2.0", install_requires=["helper"])
+'''
+"#
+    );
+    let p = Project::with_packages("guessed\n", &more);
+    let timings = p.path("timings.json");
+    assert_ok(&p.update(&[
+        "--no-nixpkgs",
+        "--min-release-age",
+        "7 days",
+        "--timings",
+        timings.to_str().unwrap(),
+    ]));
+    let e = p.entry("guessed");
+    assert_eq!(e["version"], "1.0");
+    assert!(!p.lock_text().contains("guessed-2.0"));
+
+    let timeline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
+    let hooks: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "build-hook")
+        .filter_map(|e| e["label"].as_str())
+        .collect();
+    assert!(
+        hooks.iter().any(|l| l.starts_with("guessed-2.0.tar.gz")),
+        "no backend run for the guessed sdist: {hooks:?}"
+    );
+}

@@ -225,8 +225,23 @@ impl BuildSetup {
 /// Answers are memoised per sdist. An sdist the solver reads and later drops costs a backend
 /// run no lock uses, which the end of the run waits for (up to the build time limit); which
 /// sdists the solver reads does not depend on timing, so that work is the same on every run.
+///
+/// Prefetch hints start more of it (see [`EarlyHint`]): when a hint guesses that a target
+/// will install an sdist whose release has no wheel to read the metadata of, and the sdist
+/// declares none, its metadata is built from then on. The solver cannot go on without that
+/// metadata, and a build takes about a second, which otherwise the solve waits for, one
+/// sdist after another.
 #[derive(Clone)]
-pub(crate) struct EarlyBuilds(std::sync::mpsc::Sender<Arc<DistFile>>);
+pub(crate) struct EarlyBuilds(Arc<std::sync::mpsc::Sender<Early>>);
+
+enum Early {
+    /// The solver read the sdist's static metadata: ask what the backend adds to the build
+    /// requirements.
+    Requires(Arc<DistFile>),
+    /// A hint guessed a target will install the sdist, and no wheel of its release can
+    /// stand in for its metadata.
+    Lone(Arc<DistFile>),
+}
 
 impl EarlyBuilds {
     /// A thread in `scope` that starts one backend question per sdist sent, each in a thread
@@ -236,26 +251,64 @@ impl EarlyBuilds {
         setup: &'env Arc<BuildSetup>,
         source: &'env dyn PackageSource,
     ) -> Self {
-        let (sender, receiver) = std::sync::mpsc::channel::<Arc<DistFile>>();
+        let (sender, receiver) = std::sync::mpsc::channel::<Early>();
         scope.spawn(move || {
+            // One job per sdist, whoever asks first: each job asks the backend about the
+            // build requirements, one way or the other.
             let mut started = std::collections::HashSet::new();
-            for file in receiver {
+            for early in receiver {
+                let (file, lone) = match early {
+                    Early::Requires(file) => (file, false),
+                    Early::Lone(file) => (file, true),
+                };
                 if !started.insert(file.filename.clone()) {
                     continue;
                 }
                 scope.spawn(move || {
+                    // The metadata the hint fetches anyway; only when it is not static is
+                    // there metadata to build, and that build answers the question about
+                    // build requirements too.
+                    let build_metadata = lone
+                        && matches!(
+                            source.core_metadata(&file),
+                            Err(bitpoll_source::SourceError::NoStaticMetadata { .. })
+                        );
                     if let Ok(info) = source.sdist_info(&file) {
-                        let _ = setup.extra_requires(source, &file, &info);
+                        if build_metadata {
+                            let _ = setup.metadata(source, &file, &info);
+                        } else {
+                            let _ = setup.extra_requires(source, &file, &info);
+                        }
                     }
                 });
             }
         });
-        Self(sender)
+        Self(Arc::new(sender))
     }
 
     pub(crate) fn start(&self, sdist: &Arc<DistFile>) {
         // The receiver outlives every sender; a send cannot fail while resolving.
-        let _ = self.0.send(sdist.clone());
+        let _ = self.0.send(Early::Requires(sdist.clone()));
+    }
+
+    /// A handle for prefetch hints, which the client may run after the resolution is over.
+    pub(crate) fn hint(&self) -> EarlyHint {
+        EarlyHint(Arc::downgrade(&self.0))
+    }
+}
+
+/// What a prefetch hint holds of [`EarlyBuilds`]: it does not keep the thread alive (the
+/// resolution must not wait for hints still queued in the client), and once the resolution
+/// is over, sending does nothing.
+pub(crate) struct EarlyHint(std::sync::Weak<std::sync::mpsc::Sender<Early>>);
+
+impl EarlyHint {
+    /// A target will probably install `sdist`, and its release has no wheel whose metadata
+    /// could stand in for the sdist's.
+    pub(crate) fn lone_sdist(&self, sdist: &Arc<DistFile>) {
+        if let Some(sender) = self.0.upgrade() {
+            let _ = sender.send(Early::Lone(sdist.clone()));
+        }
     }
 }
 

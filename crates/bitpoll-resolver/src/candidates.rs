@@ -264,7 +264,7 @@ pub(crate) fn likely_artifact(
     tags: &TagPriority,
     python: &Version,
     range: &crate::version::Range,
-) -> Option<Arc<DistFile>> {
+) -> Option<Likely> {
     let page = &index.page;
     let mut tag_ranks: Vec<Option<Option<usize>>> = vec![None; index.tag_sets.len()];
     let mut admits: Vec<(&Arc<str>, bool)> = Vec::new();
@@ -326,15 +326,29 @@ pub(crate) fn likely_artifact(
         if let Some((_, file)) = best {
             // The copy of its metadata every target reads (see `CandidateKind::Index::reads`),
             // so that the prefetch is the one used.
-            let wheels = release
+            let mut wheels = release
                 .files
                 .iter()
                 .filter(|(_, tag_set)| tag_set.is_some())
-                .map(|&(at, _)| &page.files[at as usize]);
-            return Some(same_metadata_first(file, wheels));
+                .map(|&(at, _)| &page.files[at as usize])
+                .peekable();
+            let lone_sdist = wheels.peek().is_none();
+            return Some(Likely {
+                file: same_metadata_first(file, wheels),
+                lone_sdist,
+            });
         }
     }
     None
+}
+
+/// What [`likely_artifact`] guessed.
+pub(crate) struct Likely {
+    /// The file whose metadata the target will read.
+    pub(crate) file: Arc<DistFile>,
+    /// Its release has no wheel whose metadata could stand in for the file's own (so the
+    /// file is an sdist).
+    pub(crate) lone_sdist: bool,
 }
 
 /// Of `wheels` (one release's), the first by name whose core-metadata file has the same

@@ -333,11 +333,21 @@ impl<'a> Universe<'a> {
         let tags = self.target.tags().clone();
         let project = name.clone();
         let indexes = self.indexes.clone();
+        let early = self.early_builds.as_ref().map(|e| e.hint());
         self.source.prefetch(
             name,
             Box::new(move |page: &Arc<bitpoll_simple::ProjectPage>| {
                 let index = indexes.get(&project, page);
-                candidates::likely_artifact(&index, &tags, &python, &range)
+                let likely = candidates::likely_artifact(&index, &tags, &python, &range)?;
+                // No wheel's metadata stands in for this sdist's: if it declares none, only
+                // a build can tell, which the solver would otherwise wait for when it asks.
+                // (Asking every guessed sdist's backend this early was measured slower: on
+                // two cores, the builds the solve waits for then share them with builds it
+                // does not wait for.)
+                if let (true, Some(early)) = (likely.lone_sdist, &early) {
+                    early.lone_sdist(&likely.file);
+                }
+                Some(likely.file)
             }),
         );
     }

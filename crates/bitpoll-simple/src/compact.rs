@@ -118,11 +118,16 @@ impl ProjectPage {
                 shared: shared.into(),
             })
         });
-        let requires_python: Vec<Arc<str>> =
-            page.requires_python.iter().map(|r| Arc::from(&**r)).collect();
+        let requires_python: Vec<Arc<str>> = page
+            .requires_python
+            .iter()
+            .map(|r| Arc::from(&**r))
+            .collect();
         let mut files = Vec::with_capacity(page.files.len());
         for file in page.files {
-            let urls = urls.clone().ok_or_else(|| bad("a file without URLs".into()))?;
+            let urls = urls
+                .clone()
+                .ok_or_else(|| bad("a file without URLs".into()))?;
             if file.shared_len as usize > urls.shared.len()
                 || !urls.shared.is_char_boundary(file.shared_len as usize)
             {
@@ -133,7 +138,9 @@ impl ProjectPage {
                 Some(at) => Some(
                     requires_python
                         .get(at as usize)
-                        .ok_or_else(|| bad(format!("{}: requires-python out of range", file.filename)))?
+                        .ok_or_else(|| {
+                            bad(format!("{}: requires-python out of range", file.filename))
+                        })?
                         .clone(),
                 ),
             };
