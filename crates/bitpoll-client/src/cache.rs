@@ -10,6 +10,8 @@
 //! - `pages-v1/`: project pages as the parser left them (filtered, in the compact form of
 //!   `bitpoll_simple`), keyed by the page's URL and how it was parsed, and valid for one
 //!   body: each names the sha256 of the `http-v3/` body it was parsed from.
+//! - `sdist-members-v2/` and `wheel-metadata-v2/`: what was read out of an sdist or a wheel
+//!   (its metadata files), in the `http-v3/` entry layout, keyed by the file's sha256.
 //! - `metadata-v1/` and `artifacts-v1/`: files whose sha256 the index declared, keyed by
 //!   that hash. Content named by its hash never changes, so these never expire; the hash
 //!   doubles as the integrity check.
@@ -418,7 +420,12 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Layouts earlier versions wrote and nothing reads any more.
-const RETIRED: &[&str] = &["http-v1", "http-v2"];
+const RETIRED: &[&str] = &[
+    "http-v1",
+    "http-v2",
+    "sdist-members-v1",
+    "wheel-metadata-v1",
+];
 
 impl DiskCache {
     pub fn new(root: PathBuf) -> DiskCache {
@@ -512,6 +519,12 @@ impl DiskCache {
     /// Where content with this sha256 is kept; `kind` is `metadata` or `artifacts`.
     pub fn blob_path(&self, kind: &str, sha256: &str) -> PathBuf {
         self.sharded(&format!("{kind}-v1"), sha256)
+    }
+
+    /// Where something derived from a file with this sha256 is kept as an HTTP-style entry
+    /// (`sdist-members`, `wheel-metadata`); versioned with the entry layout.
+    pub fn derived_path(&self, kind: &str, sha256: &str) -> PathBuf {
+        self.sharded(&format!("{kind}-v2"), sha256)
     }
 
     /// The entry at `path` if it is intact; a damaged one is removed so that the next fetch

@@ -1529,10 +1529,10 @@ impl Shared {
                 };
                 // What the sdist's few interesting files said is kept beside the artifact, by
                 // its hash: decompressing a large sdist on every run would dominate offline runs.
-                let derived = file
-                    .sha256
-                    .as_ref()
-                    .map(|sha256| self.cache.blob_path("sdist-members", &sha256.to_string()));
+                let derived = file.sha256.as_ref().map(|sha256| {
+                    self.cache
+                        .derived_path("sdist-members", &sha256.to_string())
+                });
                 if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
                     if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry) {
                         self.cache_hit();
@@ -1639,7 +1639,7 @@ impl Shared {
             Some(sha256) => sha256.to_string(),
             None => sha256_hex(strip_credentials(&url).as_str().as_bytes()),
         };
-        let derived = self.cache.blob_path("wheel-metadata", &key);
+        let derived = self.cache.derived_path("wheel-metadata", &key);
         let mark = self.timings.mark();
         if let Some(entry) = self.cache.read_entry(&derived) {
             self.cached(mark, &url, RequestKind::Range, entry.len() as u64);
@@ -1660,7 +1660,23 @@ impl Shared {
             let path = self.cache.blob_path("artifacts", &sha256);
             if let Some(bytes) = self.cache.read_blob(&path, &sha256) {
                 self.cache_hit();
-                return self.parse_wheel(file, bytes).await;
+                // Kept apart, so that later runs read a few kilobytes instead of checking and
+                // holding the whole wheel (build backends' wheels run to megabytes).
+                let limit = self.max_metadata_bytes;
+                let metadata = tokio::task::spawn_blocking(move || {
+                    bitpoll_metadata::wheel_metadata_bytes(&bytes, limit)
+                })
+                .await
+                .expect("wheel reader does not panic")
+                .map_err(|source| ClientError::Metadata {
+                    file: file.filename.to_string(),
+                    source,
+                })?;
+                let meta = parse(&metadata)?;
+                let _ = self
+                    .cache
+                    .write_entry(&derived, &EntryMeta::default(), &metadata);
+                return Ok(meta);
             }
         }
         if self.offline {

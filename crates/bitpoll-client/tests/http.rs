@@ -304,11 +304,21 @@ fn metadata_fallbacks_wheel_and_sdist() {
     drop(client);
 
     // Without the summary of its members, the sdist is read again from the cached file.
-    std::fs::remove_dir_all(cache.path().join("sdist-members-v1")).unwrap();
+    std::fs::remove_dir_all(cache.path().join("sdist-members-v2")).unwrap();
     let offline = offline_client(server.index(), cache.path());
     let info = offline.sdist_info(&page.files[2]).unwrap();
     assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
     assert_eq!(offline.stats().requests, 0);
+
+    // A wheel an earlier run kept whole gives its metadata, which is then kept apart: later
+    // runs need neither the wheel nor the network.
+    let six = |client: &IndexClient| {
+        let meta = client.core_metadata(&page.files[1]).unwrap();
+        meta.requires_dist[0].name.to_string()
+    };
+    assert_eq!(six(&offline), "six");
+    std::fs::remove_dir_all(cache.path().join("artifacts-v1")).unwrap();
+    assert_eq!(six(&offline_client(server.index(), cache.path())), "six");
 }
 
 #[test]
