@@ -102,23 +102,33 @@ impl PageIndex {
         let mut versions: Vec<Release> = Vec::new();
         let mut slot: FxHashMap<Version, usize> = FxHashMap::default();
         let mut tag_sets: Vec<WheelFilename> = Vec::new();
-        let mut tag_slot: FxHashMap<TagSet, u32> = FxHashMap::default();
+        // Most wheels of a page repeat a handful of tag sets and each version a few dozen
+        // times: both are looked up by their text, and a name is parsed in full only for a
+        // tag set not seen before (parsing every name was most of an offline run's time).
+        let mut tag_slot: FxHashMap<&str, Option<u32>> = FxHashMap::default();
+        let mut version_text: FxHashMap<&str, Option<Version>> = FxHashMap::default();
         for (i, file) in page.files.iter().enumerate() {
-            let Ok(parsed) = DistFilename::parse(&file.filename, name) else {
-                continue;
-            };
-            let (v, tags) = match parsed {
-                DistFilename::Wheel(w) => {
-                    let key = (w.python.clone(), w.abi.clone(), w.platform.clone());
-                    let next = tag_sets.len() as u32;
-                    let id = *tag_slot.entry(key).or_insert(next);
-                    let v = w.version.clone();
-                    if id == next {
-                        tag_sets.push(w);
-                    }
+            let (v, tags) = match wheel_name_parts(&file.filename) {
+                Some((version, tag_text)) => {
+                    let Some(v) = version_text
+                        .entry(version)
+                        .or_insert_with(|| version.parse().ok())
+                        .clone()
+                    else {
+                        continue;
+                    };
+                    let id = *tag_slot.entry(tag_text).or_insert_with(|| {
+                        let wheel = WheelFilename::parse(&file.filename).ok()?;
+                        tag_sets.push(wheel);
+                        Some(tag_sets.len() as u32 - 1)
+                    });
+                    let Some(id) = id else { continue };
                     (v, Some(id))
                 }
-                DistFilename::Sdist(s) => (s.version, None),
+                None => match DistFilename::parse(&file.filename, name) {
+                    Ok(DistFilename::Sdist(s)) => (s.version, None),
+                    _ => continue,
+                },
             };
             let entry = (i as u32, tags);
             match slot.get(&v) {
@@ -158,6 +168,22 @@ impl PageIndex {
     }
 }
 
+/// A wheel name's version and tag parts (`py-abi-platform`), split as
+/// [`WheelFilename::parse`] splits them; `None` for anything but a wheel name of five or six
+/// parts.
+fn wheel_name_parts(filename: &str) -> Option<(&str, &str)> {
+    let stem = filename.strip_suffix(".whl")?;
+    let mut from_end = stem.rsplitn(4, '-');
+    let (_plat, _abi, _py) = (from_end.next()?, from_end.next()?, from_end.next()?);
+    let head = from_end.next()?;
+    let tags = &stem[head.len() + 1..];
+    let mut head_parts = head.split('-');
+    let (_name, version) = (head_parts.next()?, head_parts.next()?);
+    // An optional build tag, and nothing more.
+    let _build = head_parts.next();
+    head_parts.next().is_none().then_some((version, tags))
+}
+
 /// The [`PageIndex`]es of one resolution, shared by its targets (and, cloned, by the
 /// prefetch hints they leave with the client).
 #[derive(Default, Clone)]
@@ -184,9 +210,6 @@ impl PageIndexes {
         }
     }
 }
-
-/// A wheel's python, abi and platform tags.
-type TagSet = (Vec<String>, Vec<String>, Vec<String>);
 
 /// `14.0` -> (14, 0), for choosing the oldest of several macOS versions.
 fn macos_order(version: &str) -> (u32, u32) {
