@@ -47,6 +47,9 @@ pub struct BuildSetup {
     timeout: Duration,
     interpreter: OnceLock<Result<Interpreter, String>>,
     builder: OnceLock<Result<Arc<Builder>, String>>,
+    /// The machine as a target, for build environments: its tag table is large enough that
+    /// making it per build showed in offline runs.
+    host: OnceLock<Result<Target, String>>,
     /// By the sdist's sha256: one build for all targets.
     results: Memo<Built>,
     extras: Memo<Vec<String>>,
@@ -81,6 +84,7 @@ impl BuildSetup {
             timeout,
             interpreter: OnceLock::new(),
             builder: OnceLock::new(),
+            host: OnceLock::new(),
             results: Mutex::default(),
             extras: Mutex::default(),
             notes: Mutex::default(),
@@ -363,7 +367,10 @@ impl<'a> Job<'a> {
         sha256: &'a str,
     ) -> Result<Self, String> {
         let builder = setup.builder()?;
-        let host = host_target(builder.interpreter())?;
+        let host = setup
+            .host
+            .get_or_init(|| host_target(builder.interpreter()))
+            .clone()?;
         let work = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
         let sdist_path = work.path().join(&*file.filename);
         Ok(Self {
