@@ -188,8 +188,11 @@ fn wheel_name_parts(filename: &str) -> Option<(&str, &str)> {
 /// prefetch hints they leave with the client).
 #[derive(Default, Clone)]
 pub struct PageIndexes {
-    map: Arc<Mutex<FxHashMap<PackageName, Arc<OnceLock<Arc<PageIndex>>>>>>,
+    map: Arc<Mutex<FxHashMap<PackageName, IndexSlot>>>,
 }
+
+/// Filled once, by the first target to read the page; the others wait for it.
+type IndexSlot = Arc<OnceLock<Arc<PageIndex>>>;
 
 impl PageIndexes {
     pub(crate) fn get(&self, name: &PackageName, page: &Arc<ProjectPage>) -> Arc<PageIndex> {
