@@ -1,6 +1,6 @@
 //! What versions of a package a target could use, in the order we prefer them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -460,86 +460,87 @@ pub fn build(
         .iter()
         .map(|w| w.rank(cx.target.tags()))
         .collect();
-    let by_version = index.versions.iter().map(|release| {
-        let files: Vec<(Arc<DistFile>, Option<usize>)> = release
-            .files
-            .iter()
-            .map(|&(i, tags)| {
-                let rank = tags.and_then(|t| tag_ranks[t as usize]);
-                (page.files[i as usize].clone(), rank)
-            })
-            .collect();
-        (release.version.clone(), files, release.dropped_wheels)
-    });
     out.only_prereleases = index.only_prereleases;
 
     let python = &cx.target.python_full_version;
     let no_binary = cx.options.no_binary.contains(name);
     let no_build = cx.options.no_build.contains(name);
-    // Most files of a project repeat a handful of Requires-Python strings.
-    let mut admits: HashMap<Arc<str>, Option<bool>> = HashMap::new();
-    let mut index = Vec::new();
-    for (version, files, dropped_wheels) in by_version {
-        let all_wheels: Vec<Arc<DistFile>> = files
+    // Most files of a project repeat a handful of Requires-Python strings, each shared by
+    // the page's files (see `ProjectPage`): looked up by address, not by text.
+    let mut admits: FxHashMap<*const u8, Option<bool>> = FxHashMap::default();
+    let mut candidates = Vec::new();
+    // Reused from release to release: this runs for every release of every page a target
+    // reads, and allocating per release was much of an offline run's time.
+    let mut usable: Vec<(&Arc<DistFile>, Option<usize>)> = Vec::new();
+    for release in &index.versions {
+        let version = release.version.clone();
+        let dropped_wheels = release.dropped_wheels;
+        let files = release.files.iter().map(|&(i, tags)| {
+            let rank = tags.and_then(|t| tag_ranks[t as usize]);
+            (&page.files[i as usize], rank)
+        });
+        let all_wheels = release
+            .files
             .iter()
-            .filter(|(f, _)| f.is_wheel())
-            .map(|(f, _)| f.clone())
-            .collect();
+            .filter(|(_, tags)| tags.is_some())
+            .map(|&(i, _)| &page.files[i as usize]);
         let yanked_ok = is_pinned(cx.pinned, &version);
         let mut reasons = Vec::new();
-        let usable: Vec<(Arc<DistFile>, Option<usize>)> = files
-            .into_iter()
-            .filter(|(f, _)| {
-                if f.yanked.is_some() && !yanked_ok {
-                    reasons.push("it was yanked".to_string());
+        usable.clear();
+        usable.extend(files.filter(|(f, _)| {
+            if f.yanked.is_some() && !yanked_ok {
+                reasons.push("it was yanked".to_string());
+                return false;
+            }
+            if let Some(reason) =
+                crate::release_age::held_back(f, cx.options.release_cutoff.as_ref(), yanked_ok)
+            {
+                reasons.push(reason);
+                return false;
+            }
+            if let Some(rp) = &f.requires_python {
+                // A malformed Requires-Python is ignored, as pip does.
+                let ok = *admits
+                    .entry(Arc::as_ptr(rp) as *const u8)
+                    .or_insert_with(|| {
+                        VersionSpecifiers::from_str(rp)
+                            .ok()
+                            .map(|spec| python_admits(&spec, python))
+                    });
+                if ok == Some(false) {
+                    reasons.push(format!("it requires Python {rp} (the target has {python})"));
                     return false;
                 }
-                if let Some(reason) =
-                    crate::release_age::held_back(f, cx.options.release_cutoff.as_ref(), yanked_ok)
-                {
-                    reasons.push(reason);
-                    return false;
-                }
-                if let Some(rp) = &f.requires_python {
-                    // A malformed Requires-Python is ignored, as pip does.
-                    let ok = match admits.get(&**rp) {
-                        Some(&ok) => ok,
-                        None => {
-                            let ok = VersionSpecifiers::from_str(rp)
-                                .ok()
-                                .map(|spec| python_admits(&spec, python));
-                            admits.insert(rp.clone(), ok);
-                            ok
-                        }
-                    };
-                    if ok == Some(false) {
-                        reasons.push(format!("it requires Python {rp} (the target has {python})"));
-                        return false;
-                    }
-                }
-                true
-            })
-            .collect();
+            }
+            true
+        }));
         let best_wheel = usable
             .iter()
             .filter(|(f, _)| !no_binary && f.is_wheel())
-            .filter_map(|(f, rank)| rank.map(|r| (r, f)))
+            .filter_map(|(f, rank)| rank.map(|r| (r, *f)))
             .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.filename.cmp(&b.1.filename)))
             .map(|(_, f)| f.clone());
-        let usable: Vec<Arc<DistFile>> = usable.into_iter().map(|(f, _)| f).collect();
-        let sdist = usable.iter().find(|f| !f.is_wheel() && !no_build).cloned();
+        let sdist = usable
+            .iter()
+            .map(|(f, _)| *f)
+            .find(|f| !f.is_wheel() && !no_build)
+            .cloned();
         match best_wheel.or(sdist) {
-            Some(artifact) => index.push(Candidate {
+            Some(artifact) => candidates.push(Candidate {
                 version: SolverVersion::new(version, Origin::INDEX),
                 kind: CandidateKind::Index {
-                    reads: same_metadata_first(&artifact, &all_wheels),
+                    reads: same_metadata_first(&artifact, all_wheels),
                     metadata_from: if artifact.is_wheel() {
                         Vec::new()
                     } else {
                         // Wheels with a core-metadata file first; the others are read with
                         // range requests.
-                        let mut donors: Vec<Arc<DistFile>> =
-                            usable.iter().filter(|f| f.is_wheel()).cloned().collect();
+                        let mut donors: Vec<Arc<DistFile>> = usable
+                            .iter()
+                            .map(|(f, _)| *f)
+                            .filter(|f| f.is_wheel())
+                            .cloned()
+                            .collect();
                         donors.sort_by_key(|f| f.core_metadata.is_none());
                         donors
                     },
@@ -549,8 +550,8 @@ pub fn build(
             None => {
                 let newer_macos = usable
                     .iter()
-                    .filter(|f| f.is_wheel())
-                    .filter_map(|f| WheelFilename::parse(&f.filename).ok())
+                    .filter(|(f, _)| f.is_wheel())
+                    .filter_map(|(f, _)| WheelFilename::parse(&f.filename).ok())
                     .filter_map(|w| cx.target.needs_newer_macos(&w))
                     .min_by(|a, b| macos_order(a).cmp(&macos_order(b)));
                 if let (Some(needs), true, false) = (newer_macos, reasons.is_empty(), no_binary) {
@@ -563,7 +564,7 @@ pub fn build(
                     ));
                 }
                 if reasons.is_empty() {
-                    let had_wheels = dropped_wheels || usable.iter().any(|f| f.is_wheel());
+                    let had_wheels = dropped_wheels || usable.iter().any(|(f, _)| f.is_wheel());
                     reasons.push(if had_wheels || no_binary {
                         format!(
                             "it has no wheel for {} and no usable source distribution",
@@ -581,7 +582,7 @@ pub fn build(
             }
         }
     }
-    out.list.extend(index);
+    out.list.extend(candidates);
     if let Some(pref) = cx.preferred {
         if let Some(pos) = out.list.iter().position(|c| &c.version == pref) {
             let c = out.list.remove(pos);
