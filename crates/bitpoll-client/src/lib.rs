@@ -485,6 +485,11 @@ impl IndexClient {
     /// ([`ClientError::NoStaticMetadata`] when it has none).
     pub fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
         self.demand(file);
+        // A solver that backtracks asks for the same files many times: an answer already
+        // there needs no trip through the runtime.
+        if let Some(answer) = settled(&self.inner.shared.metadata, &file.identity()) {
+            return answer;
+        }
         let file = file.clone();
         self.run(|shared| async move { shared.core_metadata(&file).await })
     }
@@ -863,6 +868,11 @@ fn with_credentials_of(to: &Url, from: &Url) -> Url {
         let _ = to.set_password(from.password());
     }
     to
+}
+
+/// The answer `memo` already holds for `key`, if any.
+fn settled<T: Clone>(memo: &Memo<String, T>, key: &str) -> Option<Result<T, ClientError>> {
+    memo.lock().expect("memo lock").get(key)?.get().cloned()
 }
 
 async fn memoised<K, T, F, Fut>(memo: &Memo<K, T>, key: K, init: F) -> Result<T, ClientError>
@@ -1518,11 +1528,10 @@ impl Shared {
     }
 
     async fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
-        let key = strip_credentials(&file.url()).to_string();
         serving(
             &self.timings,
             &file.url(),
-            memoised(&self.sdists, key, || async {
+            memoised(&self.sdists, file.identity(), || async {
                 let metadata_error = |source| ClientError::Metadata {
                     file: file.filename.to_string(),
                     source,
@@ -1728,11 +1737,10 @@ impl Shared {
     }
 
     async fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, ClientError> {
-        let key = strip_credentials(&file.url()).to_string();
         serving(
             &self.timings,
             &file.url(),
-            memoised(&self.metadata, key, || async {
+            memoised(&self.metadata, file.identity(), || async {
                 let label = format!("{}.metadata", file.filename);
                 if let Some(declared) = &file.core_metadata {
                     let url = file.metadata_url();

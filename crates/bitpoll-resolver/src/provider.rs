@@ -145,13 +145,14 @@ impl DependencyProvider for Provider<'_> {
         }
         let cands = self.universe.candidates(name)?;
         let allow_pre = self.universe.prerelease_allowed(name, &cands);
-        let in_range: Vec<&candidates::Candidate> = cands
+        // Lazily: a package walked down its versions is asked again and again, and a long
+        // list (a thousand releases) filtered whole each time was most of such a solve.
+        let mut in_range = cands
             .list
             .iter()
-            .filter(|c| pubgrub::VersionSet::contains(range, &c.version))
-            .collect();
+            .filter(|c| pubgrub::VersionSet::contains(range, &c.version));
         let mut first_pre = None;
-        for (i, c) in in_range.iter().copied().enumerate() {
+        while let Some(c) = in_range.next() {
             let is_pre = c.version.source == Origin::INDEX && c.version.version.any_prerelease();
             if !is_pre
                 || allow_pre
@@ -166,8 +167,7 @@ impl DependencyProvider for Provider<'_> {
                     .borrow_mut()
                     .insert(name.clone(), c.version.clone());
                 if previous.is_some_and(|p| c.version < p) {
-                    self.universe
-                        .prefetch_older(name, in_range[i + 1..].iter().copied());
+                    self.universe.prefetch_older(name, in_range);
                 }
                 return Ok(Some(c.version.clone()));
             }

@@ -82,6 +82,9 @@ pub struct Universe<'a> {
     pub(crate) prefetched: RefCell<HashSet<PackageName>>,
     /// Files whose metadata [`Universe::prefetch_older`] has asked for.
     pub(crate) prefetched_files: RefCell<HashSet<Box<str>>>,
+    /// Requirement specifiers as ranges: the solver asks for a release's dependencies each
+    /// time it tries the release, and releases of a project repeat the same specifiers.
+    ranges: RefCell<rustc_hash::FxHashMap<pep440_rs::VersionSpecifiers, Range>>,
     pub(crate) warnings: RefCell<Vec<String>>,
     /// Where sdists with static metadata go once the solver reads it, so that their build
     /// backends are asked about their build environments while resolution goes on.
@@ -178,6 +181,7 @@ impl<'a> Universe<'a> {
             built_with: RefCell::default(),
             prefetched: RefCell::default(),
             prefetched_files: RefCell::default(),
+            ranges: RefCell::default(),
             warnings: RefCell::default(),
             early_builds: None,
         }
@@ -296,7 +300,15 @@ impl<'a> Universe<'a> {
         from: Option<&PackageName>,
     ) {
         let name = self.replaced(&req.name);
-        let mut range = requirement_range(req);
+        let mut range = match &req.version_or_url {
+            Some(VersionOrUrl::VersionSpecifier(spec)) => self
+                .ranges
+                .borrow_mut()
+                .entry(spec.clone())
+                .or_insert_with(|| Range::from_specifiers(spec))
+                .clone(),
+            _ => Range::any(),
+        };
         if let Some(c) = self.constraints.get(&name) {
             range = pubgrub::VersionSet::intersection(&range, c);
         }

@@ -176,6 +176,13 @@ impl DistFile {
         [shared, &self.url_rest, name].concat()
     }
 
+    /// What tells the file apart from every other of the index, cheaply: its URL before it
+    /// is resolved (the page's URL and the link as written). For keys that stay in memory:
+    /// it may carry the index credentials.
+    pub fn identity(&self) -> String {
+        [self.urls.base.as_str(), "\n", &self.raw_url()].concat()
+    }
+
     /// Where the file is; may carry the index credentials.
     pub fn url(&self) -> Url {
         self.urls
