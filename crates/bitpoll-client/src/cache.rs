@@ -457,19 +457,19 @@ impl DiskCache {
     /// The parsed page at `path`, if it is intact and was parsed from the body with
     /// `source_sha256`. Anything else reads as missing: the page is parsed again.
     pub fn read_page(&self, path: &Path, source_sha256: &[u8; 32]) -> Option<Vec<u8>> {
-        let data = std::fs::read(path).ok()?;
+        let mut data = std::fs::read(path).ok()?;
         if data.len() < PAGE_HEADER_LEN
             || &data[..8] != PAGE_MAGIC
             || data[8..40] != source_sha256[..]
         {
             return None;
         }
-        let payload = &data[PAGE_HEADER_LEN..];
-        if Sha256::digest(payload).as_slice() != &data[40..72] {
+        if Sha256::digest(&data[PAGE_HEADER_LEN..]).as_slice() != &data[40..72] {
             let _ = std::fs::remove_file(path);
             return None;
         }
-        Some(payload.to_vec())
+        data.drain(..PAGE_HEADER_LEN);
+        Some(data)
     }
 
     /// Stores a parsed page of the body with `source_sha256`; best effort, since a missing

@@ -799,11 +799,6 @@ const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 
-/// Why a redirect to `to` after visiting `previous` is not followed, if it is not.
-///
-/// Only redirects within one origin (scheme, host and port) are followed: a redirect elsewhere,
-/// or from https to plain http on the same host, could hand the index's answers, or its
-/// credentials, to another party.
 /// What relative links of a cached response resolve against: where it was served from in the
 /// end, with the credentials of the URL asked for.
 fn base_of(meta: &EntryMeta, url: &Url) -> Url {
@@ -814,6 +809,11 @@ fn base_of(meta: &EntryMeta, url: &Url) -> Url {
         .unwrap_or_else(|| url.clone())
 }
 
+/// Why a redirect to `to` after visiting `previous` is not followed, if it is not.
+///
+/// Only redirects within one origin (scheme, host and port) are followed: a redirect elsewhere,
+/// or from https to plain http on the same host, could hand the index's answers, or its
+/// credentials, to another party.
 fn redirect_refusal(previous: &[Url], to: &Url) -> Option<&'static str> {
     if previous.len() > 5 {
         Some("too many redirects")

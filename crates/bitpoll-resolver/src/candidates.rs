@@ -466,7 +466,7 @@ pub fn build(
     let no_binary = cx.options.no_binary.contains(name);
     let no_build = cx.options.no_build.contains(name);
     // Most files of a project repeat a handful of Requires-Python strings, each shared by
-    // the page's files (see `ProjectPage`): looked up by address, not by text.
+    // the page's files (see `DistFile::requires_python`): looked up by address, not by text.
     let mut admits: FxHashMap<*const u8, Option<bool>> = FxHashMap::default();
     let mut candidates = Vec::new();
     // Reused from release to release: this runs for every release of every page a target

@@ -301,12 +301,14 @@ impl<'a> Universe<'a> {
     ) {
         let name = self.replaced(&req.name);
         let mut range = match &req.version_or_url {
-            Some(VersionOrUrl::VersionSpecifier(spec)) => self
-                .ranges
-                .borrow_mut()
-                .entry(spec.clone())
-                .or_insert_with(|| Range::from_specifiers(spec))
-                .clone(),
+            Some(VersionOrUrl::VersionSpecifier(spec)) => {
+                let known = self.ranges.borrow().get(spec).cloned();
+                known.unwrap_or_else(|| {
+                    let range = requirement_range(req);
+                    self.ranges.borrow_mut().insert(spec.clone(), range.clone());
+                    range
+                })
+            }
             _ => Range::any(),
         };
         if let Some(c) = self.constraints.get(&name) {
