@@ -39,8 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bitpoll_metadata::{
-    interpret_sdist, read_wheel_metadata_limited, sdist_members, CoreMetadata, MetadataSource,
-    SdistInfo, SdistMembers,
+    interpret_sdist, sdist_members, CoreMetadata, MetadataSource, SdistInfo, SdistMembers,
 };
 use bytes::Bytes;
 use pep508_rs::PackageName;
@@ -1613,13 +1612,14 @@ impl Shared {
         }
     }
 
-    async fn parse_wheel(
+    /// The `METADATA` bytes of a whole wheel, read off the runtime's threads.
+    async fn wheel_metadata_bytes(
         &self,
         file: &DistFile,
         bytes: Bytes,
-    ) -> Result<CoreMetadata, ClientError> {
+    ) -> Result<Vec<u8>, ClientError> {
         let limit = self.max_metadata_bytes;
-        tokio::task::spawn_blocking(move || read_wheel_metadata_limited(&bytes, limit))
+        tokio::task::spawn_blocking(move || bitpoll_metadata::wheel_metadata_bytes(&bytes, limit))
             .await
             .expect("wheel reader does not panic")
             .map_err(|source| ClientError::Metadata {
@@ -1671,16 +1671,7 @@ impl Shared {
                 self.cache_hit();
                 // Kept apart, so that later runs read a few kilobytes instead of checking and
                 // holding the whole wheel (build backends' wheels run to megabytes).
-                let limit = self.max_metadata_bytes;
-                let metadata = tokio::task::spawn_blocking(move || {
-                    bitpoll_metadata::wheel_metadata_bytes(&bytes, limit)
-                })
-                .await
-                .expect("wheel reader does not panic")
-                .map_err(|source| ClientError::Metadata {
-                    file: file.filename.to_string(),
-                    source,
-                })?;
+                let metadata = self.wheel_metadata_bytes(file, bytes).await?;
                 let meta = parse(&metadata)?;
                 let _ = self
                     .cache
@@ -1724,13 +1715,13 @@ impl Shared {
                     let path = self.cache.blob_path("artifacts", &expected);
                     let _ = self.cache.write_blob(&path, &expected, &bytes);
                 }
-                self.parse_wheel(file, bytes).await
+                parse(&self.wheel_metadata_bytes(file, bytes).await?)
             }
             // A server that mishandles ranges may still serve the whole file.
             Ok(Outcome::Unsupported(_))
             | Err(ClientError::Status { .. } | ClientError::BadResponse { .. }) => {
                 let bytes = self.download(file).await?;
-                self.parse_wheel(file, bytes).await
+                parse(&self.wheel_metadata_bytes(file, bytes).await?)
             }
             Err(err) => Err(err),
         }

@@ -47,16 +47,9 @@ fn ends_in_separator(name: &str) -> bool {
 }
 
 /// Why a requirement string was refused: one line, naming the offending part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Pep508Error(String);
-
-impl std::fmt::Display for Pep508Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Pep508Error {}
 
 /// A requirement that cannot be parsed is always the fault of whoever wrote it.
 impl bitpoll_error_class::Classify for Pep508Error {

@@ -269,16 +269,9 @@ impl Policy {
 }
 
 /// Why a release age (`7 days`) was refused: one line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct ReleaseAgeError(String);
-
-impl std::fmt::Display for ReleaseAgeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ReleaseAgeError {}
 
 impl bitpoll_error_class::Classify for ReleaseAgeError {
     fn class(&self) -> bitpoll_error_class::ErrorClass {

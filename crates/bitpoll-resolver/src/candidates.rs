@@ -293,7 +293,7 @@ pub(crate) fn likely_artifact(
 ) -> Option<Likely> {
     let page = &index.page;
     let mut tag_ranks: Vec<Option<Option<usize>>> = vec![None; index.tag_sets.len()];
-    let mut admits: Vec<(&Arc<str>, bool)> = Vec::new();
+    let mut admits = PythonAdmits::new(python);
     for release in &index.versions {
         if release.version.any_prerelease()
             || !pubgrub::VersionSet::contains(
@@ -320,20 +320,8 @@ pub(crate) fn likely_artifact(
                 }
                 None => None,
             };
-            if let Some(rp) = &file.requires_python {
-                let admitted = match admits.iter().find(|(known, _)| Arc::ptr_eq(known, rp)) {
-                    Some(&(_, ok)) => ok,
-                    None => {
-                        // A malformed Requires-Python is ignored, as in `build`.
-                        let ok = VersionSpecifiers::from_str(rp)
-                            .map_or(true, |spec| python_admits(&spec, python));
-                        admits.push((rp, ok));
-                        ok
-                    }
-                };
-                if !admitted {
-                    continue;
-                }
+            if admits.refuses(file) {
+                continue;
             }
             // A wheel before the sdist and the better-ranked wheel first, ties by name, as
             // `build` orders them.
@@ -392,6 +380,38 @@ fn same_metadata_first<'a>(
         .min_by(|a, b| a.filename.cmp(&b.filename))
         .cloned()
         .unwrap_or_else(|| artifact.clone())
+}
+
+/// Which files' Requires-Python shuts the target's interpreter out, remembered per string:
+/// most files of a project repeat a handful, each shared by the page's files (see
+/// `DistFile::requires_python`), so they are looked up by address, not by text.
+struct PythonAdmits<'a> {
+    python: &'a Version,
+    seen: FxHashMap<*const u8, bool>,
+}
+
+impl<'a> PythonAdmits<'a> {
+    fn new(python: &'a Version) -> Self {
+        Self {
+            python,
+            seen: FxHashMap::default(),
+        }
+    }
+
+    /// Whether `file` declares a Requires-Python that refuses the interpreter. A malformed
+    /// one refuses nothing, as pip does.
+    fn refuses(&mut self, file: &DistFile) -> bool {
+        let Some(rp) = &file.requires_python else {
+            return false;
+        };
+        let python = self.python;
+        *self
+            .seen
+            .entry(Arc::as_ptr(rp) as *const u8)
+            .or_insert_with(|| {
+                VersionSpecifiers::from_str(rp).is_ok_and(|spec| !python_admits(&spec, python))
+            })
+    }
 }
 
 /// Whether a release's Requires-Python admits the target's interpreter. Only the lower bound
@@ -465,9 +485,7 @@ pub fn build(
     let python = &cx.target.python_full_version;
     let no_binary = cx.options.no_binary.contains(name);
     let no_build = cx.options.no_build.contains(name);
-    // Most files of a project repeat a handful of Requires-Python strings, each shared by
-    // the page's files (see `DistFile::requires_python`): looked up by address, not by text.
-    let mut admits: FxHashMap<*const u8, Option<bool>> = FxHashMap::default();
+    let mut admits = PythonAdmits::new(python);
     let mut candidates = Vec::new();
     // Reused from release to release: this runs for every release of every page a target
     // reads, and allocating per release was much of an offline run's time.
@@ -498,19 +516,10 @@ pub fn build(
                 reasons.push(reason);
                 return false;
             }
-            if let Some(rp) = &f.requires_python {
-                // A malformed Requires-Python is ignored, as pip does.
-                let ok = *admits
-                    .entry(Arc::as_ptr(rp) as *const u8)
-                    .or_insert_with(|| {
-                        VersionSpecifiers::from_str(rp)
-                            .ok()
-                            .map(|spec| python_admits(&spec, python))
-                    });
-                if ok == Some(false) {
-                    reasons.push(format!("it requires Python {rp} (the target has {python})"));
-                    return false;
-                }
+            if admits.refuses(f) {
+                let rp = f.requires_python.as_deref().unwrap_or_default();
+                reasons.push(format!("it requires Python {rp} (the target has {python})"));
+                return false;
             }
             true
         }));

@@ -82,20 +82,28 @@ pub struct Universe<'a> {
     pub(crate) prefetched: RefCell<HashSet<PackageName>>,
     /// Files whose metadata [`Universe::prefetch_older`] has asked for.
     pub(crate) prefetched_files: RefCell<HashSet<Box<str>>>,
-    /// Requirement specifiers as ranges: the solver asks for a release's dependencies each
-    /// time it tries the release, and releases of a project repeat the same specifiers.
-    ranges: RefCell<rustc_hash::FxHashMap<pep440_rs::VersionSpecifiers, Range>>,
+    ranges: Ranges,
     pub(crate) warnings: RefCell<Vec<String>>,
     /// Where sdists with static metadata go once the solver reads it, so that their build
     /// backends are asked about their build environments while resolution goes on.
     pub(crate) early_builds: Option<crate::build::EarlyBuilds>,
 }
 
-fn requirement_range(req: &Requirement) -> Range {
-    match &req.version_or_url {
-        Some(VersionOrUrl::VersionSpecifier(spec)) => Range::from_specifiers(spec),
-        _ => Range::any(),
-    }
+/// Requirement specifiers as ranges, each converted once: the solver asks for a release's
+/// dependencies each time it tries the release, and releases of a project repeat the same
+/// specifiers.
+type Ranges = RefCell<rustc_hash::FxHashMap<pep440_rs::VersionSpecifiers, Range>>;
+
+fn requirement_range(req: &Requirement, ranges: &Ranges) -> Range {
+    let Some(VersionOrUrl::VersionSpecifier(spec)) = &req.version_or_url else {
+        return Range::any();
+    };
+    let known = ranges.borrow().get(spec).cloned();
+    known.unwrap_or_else(|| {
+        let range = Range::from_specifiers(spec);
+        ranges.borrow_mut().insert(spec.clone(), range.clone());
+        range
+    })
 }
 
 fn exact_versions(req: &Requirement) -> Vec<Version> {
@@ -120,6 +128,7 @@ impl<'a> Universe<'a> {
         let mut constraints: HashMap<PackageName, Range> = HashMap::new();
         let mut pinned: HashMap<PackageName, HashSet<Version>> = HashMap::new();
         let mut explicit_pre = HashSet::new();
+        let ranges = Ranges::default();
         let mut direct = HashSet::new();
         let all_constraints = request
             .constraints
@@ -129,7 +138,7 @@ impl<'a> Universe<'a> {
             if !req.evaluate_markers(env, &[]) {
                 continue;
             }
-            let range = requirement_range(req);
+            let range = requirement_range(req, &ranges);
             constraints
                 .entry(req.name.clone())
                 .and_modify(|r| *r = pubgrub::VersionSet::intersection(r, &range))
@@ -181,7 +190,7 @@ impl<'a> Universe<'a> {
             built_with: RefCell::default(),
             prefetched: RefCell::default(),
             prefetched_files: RefCell::default(),
-            ranges: RefCell::default(),
+            ranges,
             warnings: RefCell::default(),
             early_builds: None,
         }
@@ -300,17 +309,7 @@ impl<'a> Universe<'a> {
         from: Option<&PackageName>,
     ) {
         let name = self.replaced(&req.name);
-        let mut range = match &req.version_or_url {
-            Some(VersionOrUrl::VersionSpecifier(spec)) => {
-                let known = self.ranges.borrow().get(spec).cloned();
-                known.unwrap_or_else(|| {
-                    let range = requirement_range(req);
-                    self.ranges.borrow_mut().insert(spec.clone(), range.clone());
-                    range
-                })
-            }
-            _ => Range::any(),
-        };
+        let mut range = requirement_range(req, &self.ranges);
         if let Some(c) = self.constraints.get(&name) {
             range = pubgrub::VersionSet::intersection(&range, c);
         }

@@ -562,7 +562,8 @@ impl<'de> Visitor<'de> for PageVisitor<'_, '_> {
 }
 
 /// Why a project page was refused: one line, for the error that names the page's URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct PageError(String);
 
 impl PageError {
@@ -570,14 +571,6 @@ impl PageError {
         PageError(reason)
     }
 }
-
-impl std::fmt::Display for PageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PageError {}
 
 /// A page the index served that cannot be read is the index's failure, not the input's.
 impl bitpoll_error_class::Classify for PageError {
