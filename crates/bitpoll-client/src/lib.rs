@@ -577,6 +577,31 @@ impl IndexClient {
         self.run(|shared| async move { shared.download(&file).await })
     }
 
+    /// A file's bytes, checked against its declared sha256, copied to `dest`; a file the
+    /// cache holds is copied by the kernel, never read into memory.
+    pub fn download_to(&self, file: &DistFile, dest: &std::path::Path) -> Result<(), ClientError> {
+        self.demand(file);
+        let file = file.clone();
+        let dest = dest.to_path_buf();
+        self.run(|shared| async move {
+            match shared.download_blob(&file).await? {
+                // The handle whose bytes were checked, not the path: std's copy between two
+                // files stays in the kernel (copy_file_range).
+                Blob::File(mut checked, _) => tokio::task::spawn_blocking(move || {
+                    std::fs::File::create(&dest)
+                        .and_then(|mut out| std::io::copy(&mut checked, &mut out))
+                        .map(drop)
+                        .map_err(|e| ClientError::io(dest, e))
+                })
+                .await
+                .expect("a file copy does not panic"),
+                Blob::Memory(bytes) => {
+                    std::fs::write(&dest, &bytes).map_err(|e| ClientError::io(dest, e))
+                }
+            }
+        })
+    }
+
     /// Marks a file's facts as asked for, for the timeline's speculation accounting.
     fn demand(&self, file: &DistFile) {
         self.inner
@@ -613,6 +638,14 @@ impl bitpoll_source::PackageSource for IndexClient {
 
     fn download(&self, file: &DistFile) -> Result<Bytes, bitpoll_source::SourceError> {
         Ok(IndexClient::download(self, file)?)
+    }
+
+    fn download_to(
+        &self,
+        file: &DistFile,
+        dest: &std::path::Path,
+    ) -> Result<(), bitpoll_source::SourceError> {
+        Ok(IndexClient::download_to(self, file, dest)?)
     }
 
     fn publisher(&self, file: &DistFile) -> Result<Option<String>, bitpoll_source::SourceError> {

@@ -301,6 +301,15 @@ fn metadata_fallbacks_wheel_and_sdist() {
 
     let bytes = client.download(&page.files[0]).unwrap();
     assert_eq!(sha256(&bytes), page.files[0].sha256.unwrap().to_string());
+    // Written where a build wants it, from the download or from the cache alike.
+    let dest = tempfile::tempdir().unwrap();
+    let sdist_copy = dest.path().join("demo-1.1.tar.gz");
+    client.download_to(&page.files[2], &sdist_copy).unwrap();
+    let sdist_bytes = std::fs::read(&sdist_copy).unwrap();
+    assert_eq!(
+        sha256(&sdist_bytes),
+        page.files[2].sha256.unwrap().to_string()
+    );
     drop(client);
 
     // Without the summary of its members, the sdist is read again from the cached file.
@@ -308,6 +317,9 @@ fn metadata_fallbacks_wheel_and_sdist() {
     let offline = offline_client(server.index(), cache.path());
     let info = offline.sdist_info(&page.files[2]).unwrap();
     assert_eq!(info.build_requires, vec!["setuptools>=40.8.0".to_string()]);
+    let wheel_copy = dest.path().join("demo-1.0-py3-none-any.whl");
+    offline.download_to(&page.files[0], &wheel_copy).unwrap();
+    assert_eq!(std::fs::read(&wheel_copy).unwrap(), bytes.to_vec());
     assert_eq!(offline.stats().requests, 0);
 
     // A wheel an earlier run kept whole gives its metadata, which is then kept apart: later
@@ -563,6 +575,15 @@ fn hash_mismatches() {
     file.sha256 = Some(bitpoll_client::Sha256Digest([0x11; 32]));
     let err = client.download(&file).unwrap_err();
     assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+    let dest = tempfile::tempdir().unwrap();
+    let err = client
+        .download_to(&file, &dest.path().join("copy.whl"))
+        .unwrap_err();
+    assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+    assert!(
+        !dest.path().join("copy.whl").exists(),
+        "nothing unchecked is written"
+    );
     let err = client.core_metadata(&file).unwrap_err();
     assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
     // Nothing that failed its check is kept, not even under a temporary name.

@@ -410,30 +410,16 @@ impl<'a> Job<'a> {
 
     /// Downloads (each checked against its sha256) only when a hook has to run.
     fn fetch(&self, env: &EnvFiles) -> Result<(), bitpoll_build::FetchError> {
-        let write = |path: &std::path::Path, bytes: &[u8]| {
-            std::fs::write(path, bytes).map_err(|source| WriteError {
-                path: path.to_path_buf(),
-                source,
-            })
-        };
         if !self.sdist_path.exists() {
-            write(&self.sdist_path, &self.source.download(self.file)?)?;
+            self.source.download_to(self.file, &self.sdist_path)?;
         }
         for (artifact, wheel) in env {
             if !wheel.path.exists() {
-                write(&wheel.path, &self.source.download(artifact)?)?;
+                self.source.download_to(artifact, &wheel.path)?;
             }
         }
         Ok(())
     }
-}
-
-/// A downloaded file that could not be put where its build expects it.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
-struct WriteError {
-    path: std::path::PathBuf,
-    source: std::io::Error,
 }
 
 fn parse_requirements(lines: &[String], origin: &str) -> Result<Vec<Requirement>, String> {

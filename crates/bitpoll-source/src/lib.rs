@@ -54,6 +54,14 @@ impl Classify for SourceError {
     }
 }
 
+/// A downloaded file that could not be written where it was asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {source}", path.display())]
+pub struct WriteError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 /// Picks, from a project page that has just arrived, the file whose metadata is worth
 /// fetching ahead of being asked.
 pub type Pick = Box<dyn FnOnce(&Arc<ProjectPage>) -> Option<Arc<DistFile>> + Send>;
@@ -80,6 +88,20 @@ pub trait PackageSource: Send + Sync {
 
     /// A file's bytes, checked against the sha256 the page declared.
     fn download(&self, file: &DistFile) -> Result<Bytes, SourceError>;
+
+    /// A file's bytes, checked as by [`Self::download`], written to `dest`. A source that
+    /// keeps files on disk copies them there without holding them in memory: a build
+    /// environment's wheels and sdists run to tens of megabytes, several at once.
+    fn download_to(&self, file: &DistFile, dest: &std::path::Path) -> Result<(), SourceError> {
+        let bytes = self.download(file)?;
+        std::fs::write(dest, &bytes).map_err(|e| SourceError::Failed {
+            class: ErrorClass::Unavailable,
+            source: Arc::new(WriteError {
+                path: dest.to_path_buf(),
+                source: e,
+            }),
+        })
+    }
 
     /// Who published a file, from its PEP 740 provenance: the publisher's kind and identity
     /// in one line; `None` when the source lists no provenance for it.
