@@ -502,6 +502,19 @@ impl IndexClient {
         });
     }
 
+    /// Starts downloading a file into the cache in the background; only a file with a
+    /// declared sha256 can be kept there.
+    pub fn prefetch_file(&self, file: &DistFile) {
+        if file.sha256.is_none() {
+            return;
+        }
+        let shared = self.inner.shared.clone();
+        let file = file.clone();
+        self.speculate(async move {
+            let _ = shared.download_blob(&file).await;
+        });
+    }
+
     /// Downloads an sdist and reads what it says without a build.
     pub fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, ClientError> {
         self.demand(file);
@@ -630,6 +643,10 @@ impl bitpoll_source::PackageSource for IndexClient {
         file: &DistFile,
     ) -> Result<Arc<CoreMetadata>, bitpoll_source::SourceError> {
         Ok(IndexClient::core_metadata(self, file)?)
+    }
+
+    fn prefetch_file(&self, file: &DistFile) {
+        IndexClient::prefetch_file(self, file)
     }
 
     fn sdist_info(&self, file: &DistFile) -> Result<Arc<SdistInfo>, bitpoll_source::SourceError> {

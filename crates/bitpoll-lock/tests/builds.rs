@@ -342,3 +342,54 @@ setup(name="guessed", version="2.0", install_requires=["helper"])
         "no backend run for the guessed sdist: {hooks:?}"
     );
 }
+
+/// A hint that guesses a target will install an sdist whose metadata a wheel of its release
+/// gives (here a wheel for macOS only, so the Linux targets would install the sdist) does
+/// not run its backend on a guess, but fetches what asking it will need: the sdist and the
+/// wheels of its build environment. Shown where the solver never picks the sdist, so that
+/// only the hint can have fetched them: a release-age window holds the fresh 2.0 back.
+#[test]
+fn a_guessed_sdists_build_environment_is_fetched_but_its_backend_not_run() {
+    let day_ago =
+        bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
+            .to_rfc3339();
+    let more = format!(
+        r#"[packages.guessed.versions."1.0"]
+[packages.guessed.versions."2.0"]
+wheel_tags = ["py3-none-macosx_11_0_arm64"]
+upload_time = "{day_ago}"
+"#
+    );
+    let p = Project::with_packages("guessed\n", &more);
+    let timings = p.path("timings.json");
+    assert_ok(&p.update(&[
+        "--no-nixpkgs",
+        "--min-release-age",
+        "7 days",
+        "--timings",
+        timings.to_str().unwrap(),
+    ]));
+    assert_eq!(p.entry("guessed")["version"], "1.0");
+    assert!(!p.lock_text().contains("guessed-2.0"));
+    // Nothing the lock installs is built: every pinned file is a wheel.
+    assert!(p.lock()["build_packages"]
+        .as_array()
+        .is_none_or(|b| b.is_empty()));
+
+    let fetched: Vec<String> = p.server.requests().into_iter().map(|r| r.path).collect();
+    for file in ["guessed-2.0.tar.gz", "setuptools-70.0-py3-none-any.whl"] {
+        assert!(
+            fetched.iter().any(|path| path.ends_with(file)),
+            "{file} not fetched ahead: {fetched:#?}"
+        );
+    }
+    let timeline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
+    let hooks: Vec<&serde_json::Value> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "build-hook")
+        .collect();
+    assert!(hooks.is_empty(), "a backend ran on a guess: {hooks:?}");
+}

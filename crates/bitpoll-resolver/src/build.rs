@@ -24,6 +24,7 @@ use pep508_rs::PackageName;
 
 use crate::{
     BuildEnvironment, Options, PackageSet, Request, ResolveError, ResolvedPackage, ResolvedSource,
+    TargetResolution,
 };
 
 /// Whether sdists whose metadata is not static may have their build backend run.
@@ -199,6 +200,30 @@ impl BuildSetup {
         })
     }
 
+    /// Fetches, without running anything, what asking `file`'s backend will need: the sdist,
+    /// the pages and metadata that resolve its declared build requirements for this machine,
+    /// and those wheels. Only the network is used, and the solve of a few build
+    /// requirements, so it may start on a guess: when the solver then picks the sdist, the
+    /// question about its build requirements waits only for unpacking and the hook. (Running
+    /// the hook on a guess was measured slower on two cores; see `Universe::prefetch`.)
+    pub(crate) fn prepare(&self, source: &dyn PackageSource, file: &DistFile) {
+        let Ok(info) = source.sdist_info(file) else {
+            return;
+        };
+        let Ok(requires) = parse_requirements(&info.build_requires, &file.filename) else {
+            return;
+        };
+        let Some(host) = self.host_target() else {
+            return;
+        };
+        let scratch = std::path::Path::new("");
+        if let Ok(env) = environment(source, &host, &requires, scratch, &self.timings) {
+            for (artifact, _) in env {
+                source.prefetch_file(&artifact);
+            }
+        }
+    }
+
     /// What the backend adds to `[build-system].requires` for building a wheel
     /// (`get_requires_for_build_wheel`), asked once per sdist.
     pub(crate) fn extra_requires(
@@ -241,29 +266,57 @@ pub(crate) struct EarlyBuilds(Arc<std::sync::mpsc::Sender<Early>>);
 enum Early {
     /// The solver read the sdist's static metadata: ask what the backend adds to the build
     /// requirements.
-    Requires(Arc<DistFile>),
+    Requires(Arc<DistFile>, Arc<str>),
     /// A hint guessed a target will install the sdist, and no wheel of its release can
     /// stand in for its metadata.
-    Lone(Arc<DistFile>),
+    Lone(Arc<DistFile>, Arc<str>),
+    /// A hint guessed a target will install the sdist: fetch what asking its backend will
+    /// need (see [`BuildSetup::prepare`]).
+    Guessed(Arc<DistFile>, Arc<str>),
 }
 
 impl EarlyBuilds {
     /// A thread in `scope` that starts one backend question per sdist sent, each in a thread
     /// of its own; it ends when every sender is gone, and the scope waits for the questions.
+    ///
+    /// Each message also names the target that sent it: the build environment that target
+    /// will lock for the sdist is resolved once ahead of time (see [`warm_environment`]).
     pub(crate) fn spawn<'scope, 'env>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
         setup: &'env Arc<BuildSetup>,
         source: &'env dyn PackageSource,
+        targets: &'env [Target],
+        request: &'env Request<'env>,
     ) -> Self {
         let (sender, receiver) = std::sync::mpsc::channel::<Early>();
         scope.spawn(move || {
             // One job per sdist, whoever asks first: each job asks the backend about the
             // build requirements, one way or the other.
             let mut started = std::collections::HashSet::new();
+            let mut prepared = std::collections::HashSet::new();
+            let mut warmed = std::collections::HashSet::new();
             for early in receiver {
-                let (file, lone) = match early {
-                    Early::Requires(file) => (file, false),
-                    Early::Lone(file) => (file, true),
+                let (file, target, job) = match early {
+                    Early::Requires(file, target) => (file, target, Some(false)),
+                    Early::Lone(file, target) => (file, target, Some(true)),
+                    Early::Guessed(file, target) => (file, target, None),
+                };
+                // The backend is asked anyway once the solver read the sdist: its answer
+                // can be waited for, and the environment warmed with it.
+                let asked = matches!(job, Some(false));
+                if warmed.insert((file.filename.clone(), target.clone(), asked)) {
+                    if let Some(target) = targets.iter().find(|t| *t.name == *target) {
+                        let file = file.clone();
+                        let setup = asked.then_some(&**setup);
+                        scope
+                            .spawn(move || warm_environment(source, setup, target, request, &file));
+                    }
+                }
+                let Some(lone) = job else {
+                    if !started.contains(&file.filename) && prepared.insert(file.filename.clone()) {
+                        scope.spawn(move || setup.prepare(source, &file));
+                    }
+                    continue;
                 };
                 if !started.insert(file.filename.clone()) {
                     continue;
@@ -290,29 +343,86 @@ impl EarlyBuilds {
         Self(Arc::new(sender))
     }
 
-    pub(crate) fn start(&self, sdist: &Arc<DistFile>) {
+    /// The solver of `target` read `sdist`'s static metadata.
+    pub(crate) fn start(&self, sdist: &Arc<DistFile>, target: &Target) {
         // The receiver outlives every sender; a send cannot fail while resolving.
-        let _ = self.0.send(Early::Requires(sdist.clone()));
+        let _ = self
+            .0
+            .send(Early::Requires(sdist.clone(), target.name.as_str().into()));
     }
 
-    /// A handle for prefetch hints, which the client may run after the resolution is over.
-    pub(crate) fn hint(&self) -> EarlyHint {
-        EarlyHint(Arc::downgrade(&self.0))
+    /// A handle for prefetch hints of `target`, which the client may run after the
+    /// resolution is over.
+    pub(crate) fn hint(&self, target: &Target) -> EarlyHint {
+        EarlyHint {
+            sender: Arc::downgrade(&self.0),
+            target: target.name.as_str().into(),
+        }
     }
 }
 
 /// What a prefetch hint holds of [`EarlyBuilds`]: it does not keep the thread alive (the
 /// resolution must not wait for hints still queued in the client), and once the resolution
 /// is over, sending does nothing.
-pub(crate) struct EarlyHint(std::sync::Weak<std::sync::mpsc::Sender<Early>>);
+pub(crate) struct EarlyHint {
+    sender: std::sync::Weak<std::sync::mpsc::Sender<Early>>,
+    target: Arc<str>,
+}
 
 impl EarlyHint {
-    /// A target will probably install `sdist`, and its release has no wheel whose metadata
-    /// could stand in for the sdist's.
+    /// The target will probably install `sdist`, and its release has no wheel whose
+    /// metadata could stand in for the sdist's.
     pub(crate) fn lone_sdist(&self, sdist: &Arc<DistFile>) {
-        if let Some(sender) = self.0.upgrade() {
-            let _ = sender.send(Early::Lone(sdist.clone()));
+        self.send(Early::Lone(sdist.clone(), self.target.clone()));
+    }
+
+    /// The target will probably install `sdist`, whose metadata a wheel of its release gives.
+    pub(crate) fn guessed_sdist(&self, sdist: &Arc<DistFile>) {
+        self.send(Early::Guessed(sdist.clone(), self.target.clone()));
+    }
+
+    fn send(&self, early: Early) {
+        if let Some(sender) = self.sender.upgrade() {
+            let _ = sender.send(early);
         }
+    }
+}
+
+/// Resolves, and forgets, the build environment `target` will lock for `sdist`: the pages
+/// and metadata that takes (wheels of the target's platform, which the machine's own build
+/// environment does not need) are then in the source's keeping when [`environments`]
+/// resolves it again after the solve. Without this, a target's last sdist had its build
+/// environment's pages fetched one round trip after another once everything else was done.
+///
+/// First from the declared build requirements; then, with `setup` (given when the backend
+/// is asked about this sdist anyway), from what its backend adds, as `environments` will.
+fn warm_environment(
+    source: &dyn PackageSource,
+    setup: Option<&BuildSetup>,
+    target: &Target,
+    request: &Request<'_>,
+    sdist: &DistFile,
+) {
+    let Ok(info) = source.sdist_info(sdist) else {
+        return;
+    };
+    let Ok(mut requires) = parse_requirements(&info.build_requires, &sdist.filename) else {
+        return;
+    };
+    let _ = resolve_environment(source, target, request, &requires);
+    let Some(extra) = setup.and_then(|s| s.extra_requires(source, sdist, &info).ok()) else {
+        return;
+    };
+    let extra: Vec<String> = extra
+        .into_iter()
+        .filter(|r| !info.build_requires.contains(r))
+        .collect();
+    match parse_requirements(&extra, &sdist.filename) {
+        Ok(parsed) if !parsed.is_empty() => {
+            requires.extend(parsed);
+            let _ = resolve_environment(source, target, request, &requires);
+        }
+        _ => {}
     }
 }
 
@@ -487,6 +597,30 @@ fn environment(
     Ok(wheels)
 }
 
+/// Resolves a target's build environment: the run's nixpkgs index and policy, wheels only,
+/// no preferences.
+fn resolve_environment(
+    source: &dyn PackageSource,
+    target: &Target,
+    request: &Request<'_>,
+    requires: &[Requirement],
+) -> Result<TargetResolution, ResolveError> {
+    let options = Options {
+        no_build: PackageSet::All,
+        timings: request.options.timings.clone(),
+        ..Options::default()
+    };
+    let env_request = Request {
+        requirements: requires,
+        constraints: &[],
+        nixpkgs: request.nixpkgs,
+        policy: request.policy,
+        options: &options,
+        preferences: &HashMap::new(),
+    };
+    crate::resolve_target(source, target, &env_request)
+}
+
 /// The build environment of every package `packages` installs from an sdist, for `target`.
 pub(crate) fn environments(
     source: &dyn PackageSource,
@@ -560,25 +694,11 @@ pub(crate) fn environments(
             distinct.push((requires, sdists[i].2, i));
         }
     }
-    let options = Options {
-        no_build: PackageSet::All,
-        timings: request.options.timings.clone(),
-        ..Options::default()
-    };
-    let preferences = HashMap::new();
     let resolved = crate::parallel::map(&distinct, |(requires, artifact, i)| {
         let (name, package, _) = sdists[*i];
         let parsed =
             parse_requirements(requires, &artifact.filename).map_err(ResolveError::Build)?;
-        let env_request = Request {
-            requirements: &parsed,
-            constraints: &[],
-            nixpkgs: request.nixpkgs,
-            policy: request.policy,
-            options: &options,
-            preferences: &preferences,
-        };
-        crate::resolve_target(source, target, &env_request)
+        resolve_environment(source, target, request, &parsed)
             .map(|resolution| resolution.packages)
             .map_err(|e| match e {
                 ResolveError::NoSolution { explanation, .. } => ResolveError::Build(format!(

@@ -349,6 +349,7 @@ pub(crate) fn likely_artifact(
             let lone_sdist = wheels.peek().is_none();
             return Some(Likely {
                 file: same_metadata_first(file, wheels),
+                installs: file.clone(),
                 lone_sdist,
             });
         }
@@ -360,6 +361,8 @@ pub(crate) fn likely_artifact(
 pub(crate) struct Likely {
     /// The file whose metadata the target will read.
     pub(crate) file: Arc<DistFile>,
+    /// The file the target will install: `file`, or an sdist whose metadata `file` gives.
+    pub(crate) installs: Arc<DistFile>,
     /// Its release has no wheel whose metadata could stand in for the file's own (so the
     /// file is an sdist).
     pub(crate) lone_sdist: bool,

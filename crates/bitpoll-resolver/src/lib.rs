@@ -187,7 +187,9 @@ pub fn resolve(
     let indexes = &candidates::PageIndexes::default();
     let results: Vec<Result<TargetResolution, ResolveError>> = std::thread::scope(|scope| {
         let early = match &request.options.builds {
-            Builds::Allowed(setup) => Some(build::EarlyBuilds::spawn(scope, setup, source)),
+            Builds::Allowed(setup) => Some(build::EarlyBuilds::spawn(
+                scope, setup, source, targets, request,
+            )),
             Builds::Refused => None,
         };
         let handles: Vec<_> = targets

@@ -346,19 +346,24 @@ impl<'a> Universe<'a> {
         let tags = self.target.tags().clone();
         let project = name.clone();
         let indexes = self.indexes.clone();
-        let early = self.early_builds.as_ref().map(|e| e.hint());
+        let early = self.early_builds.as_ref().map(|e| e.hint(self.target));
         self.source.prefetch(
             name,
             Box::new(move |page: &Arc<bitpoll_simple::ProjectPage>| {
                 let index = indexes.get(&project, page);
                 let likely = candidates::likely_artifact(&index, &tags, &python, &range)?;
-                // No wheel's metadata stands in for this sdist's: if it declares none, only
-                // a build can tell, which the solver would otherwise wait for when it asks.
-                // (Asking every guessed sdist's backend this early was measured slower: on
-                // two cores, the builds the solve waits for then share them with builds it
-                // does not wait for.)
-                if let (true, Some(early)) = (likely.lone_sdist, &early) {
-                    early.lone_sdist(&likely.file);
+                // A lone sdist (no wheel's metadata stands in for its own) that declares
+                // none needs a build, which the solver would otherwise wait for when it asks.
+                // Any other sdist only has its backend's download work started: running every
+                // guessed sdist's backend this early was measured slower (on two cores, the
+                // builds the solve waits for then share them with builds it does not wait
+                // for), while fetching costs the solve nothing.
+                if let (false, Some(early)) = (likely.installs.is_wheel(), &early) {
+                    if likely.lone_sdist {
+                        early.lone_sdist(&likely.installs);
+                    } else {
+                        early.guessed_sdist(&likely.installs);
+                    }
                 }
                 Some(likely.file)
             }),
@@ -436,7 +441,7 @@ impl<'a> Universe<'a> {
             match answer {
                 Ok(m) => {
                     if let (false, Some(early)) = (artifact.is_wheel(), &self.early_builds) {
-                        early.start(artifact);
+                        early.start(artifact, self.target);
                     }
                     return Ok(Ok(m));
                 }

@@ -79,6 +79,13 @@ pub trait PackageSource: Send + Sync {
         let _ = (name, pick);
     }
 
+    /// Starts fetching a file into the source's keeping without waiting, for a
+    /// [`Self::download`] or [`Self::download_to`] that will probably follow. A hint, like
+    /// [`Self::prefetch`].
+    fn prefetch_file(&self, file: &DistFile) {
+        let _ = file;
+    }
+
     /// A file's core metadata: the index's metadata file, a wheel's METADATA, or an sdist's
     /// static metadata ([`SourceError::NoStaticMetadata`] when it has none).
     fn core_metadata(&self, file: &DistFile) -> Result<Arc<CoreMetadata>, SourceError>;
