@@ -313,7 +313,7 @@ mod tests {
                 state as u8
             })
             .collect();
-        let mut metadata = |writer: &mut zip::ZipWriter<Cursor<Vec<u8>>>| {
+        let metadata = |writer: &mut zip::ZipWriter<Cursor<Vec<u8>>>| {
             writer
                 .start_file("demo-1.0.dist-info/METADATA", deflated)
                 .unwrap();

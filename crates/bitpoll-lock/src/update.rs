@@ -238,7 +238,8 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
                 Some(cache_dir),
                 std::time::Duration::from_secs(args.build_timeout.max(1)),
             )
-            .with_timings(timings.clone()),
+            .with_timings(timings.clone())
+            .fetch_ahead(!args.index.offline),
         ))
     };
     // Looking for an interpreter for builds and asking pip for its index each start a

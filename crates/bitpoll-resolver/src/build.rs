@@ -56,6 +56,12 @@ pub struct BuildSetup {
     extras: Memo<Vec<String>>,
     notes: Mutex<Vec<String>>,
     timings: bitpoll_timings::Timings,
+    /// Whether build environments are fetched and resolved ahead of need (see
+    /// [`BuildSetup::prepare`] and [`warm_environment`]).
+    ahead: bool,
+    /// The run's page indexes, shared by its resolutions and its build environments': an
+    /// index of setuptools' page, made for each build environment, showed in warm runs.
+    pub(crate) indexes: crate::candidates::PageIndexes,
 }
 
 /// One answer per sdist, computed once however many targets ask.
@@ -90,7 +96,17 @@ impl BuildSetup {
             extras: Mutex::default(),
             notes: Mutex::default(),
             timings: bitpoll_timings::Timings::off(),
+            ahead: true,
+            indexes: Default::default(),
         }
+    }
+
+    /// Whether to fetch and resolve build environments ahead of need, which hides round
+    /// trips behind the solve. Off when every answer is on disk (`--offline`): there it only
+    /// repeats work, measured at half again the CPU time of an offline run.
+    pub fn fetch_ahead(mut self, ahead: bool) -> Self {
+        self.ahead = ahead;
+        self
     }
 
     /// Records hook runs, unpacking and the build environments' resolutions there.
@@ -213,11 +229,14 @@ impl BuildSetup {
         let Ok(requires) = parse_requirements(&info.build_requires, &file.filename) else {
             return;
         };
-        let Some(host) = self.host_target() else {
+        let Ok(builder) = self.builder() else {
+            return;
+        };
+        let Ok(host) = self.host.get_or_init(|| host_target(builder.interpreter())) else {
             return;
         };
         let scratch = std::path::Path::new("");
-        if let Ok(env) = environment(source, &host, &requires, scratch, &self.timings) {
+        if let Ok(env) = environment(source, self, host, &requires, scratch) {
             for (artifact, _) in env {
                 source.prefetch_file(&artifact);
             }
@@ -304,16 +323,21 @@ impl EarlyBuilds {
                 // The backend is asked anyway once the solver read the sdist: its answer
                 // can be waited for, and the environment warmed with it.
                 let asked = matches!(job, Some(false));
-                if warmed.insert((file.filename.clone(), target.clone(), asked)) {
+                if setup.ahead && warmed.insert((file.filename.clone(), target.clone(), asked)) {
                     if let Some(target) = targets.iter().find(|t| *t.name == *target) {
                         let file = file.clone();
-                        let setup = asked.then_some(&**setup);
-                        scope
-                            .spawn(move || warm_environment(source, setup, target, request, &file));
+                        let indexes = &setup.indexes;
+                        let asker = asked.then_some(&**setup);
+                        scope.spawn(move || {
+                            warm_environment(source, indexes, asker, target, request, &file)
+                        });
                     }
                 }
                 let Some(lone) = job else {
-                    if !started.contains(&file.filename) && prepared.insert(file.filename.clone()) {
+                    if setup.ahead
+                        && !started.contains(&file.filename)
+                        && prepared.insert(file.filename.clone())
+                    {
                         scope.spawn(move || setup.prepare(source, &file));
                     }
                     continue;
@@ -398,6 +422,7 @@ impl EarlyHint {
 /// is asked about this sdist anyway), from what its backend adds, as `environments` will.
 fn warm_environment(
     source: &dyn PackageSource,
+    indexes: &crate::candidates::PageIndexes,
     setup: Option<&BuildSetup>,
     target: &Target,
     request: &Request<'_>,
@@ -409,7 +434,7 @@ fn warm_environment(
     let Ok(mut requires) = parse_requirements(&info.build_requires, &sdist.filename) else {
         return;
     };
-    let _ = resolve_environment(source, target, request, &requires);
+    let _ = resolve_environment(source, indexes, target, request, &requires);
     let Some(extra) = setup.and_then(|s| s.extra_requires(source, sdist, &info).ok()) else {
         return;
     };
@@ -420,7 +445,7 @@ fn warm_environment(
     match parse_requirements(&extra, &sdist.filename) {
         Ok(parsed) if !parsed.is_empty() => {
             requires.extend(parsed);
-            let _ = resolve_environment(source, target, request, &requires);
+            let _ = resolve_environment(source, indexes, target, request, &requires);
         }
         _ => {}
     }
@@ -458,19 +483,19 @@ fn wheels(env: &EnvFiles) -> Vec<Wheel> {
 /// One hook run's surroundings: where its files go and what it runs on.
 struct Job<'a> {
     builder: Arc<Builder>,
-    host: Target,
+    setup: &'a BuildSetup,
+    host: &'a Target,
     source: &'a dyn PackageSource,
     file: &'a DistFile,
     info: &'a SdistInfo,
     sha256: &'a str,
     work: tempfile::TempDir,
     sdist_path: PathBuf,
-    setup_timings: bitpoll_timings::Timings,
 }
 
 impl<'a> Job<'a> {
     fn new(
-        setup: &BuildSetup,
+        setup: &'a BuildSetup,
         source: &'a dyn PackageSource,
         file: &'a DistFile,
         info: &'a SdistInfo,
@@ -480,11 +505,13 @@ impl<'a> Job<'a> {
         let host = setup
             .host
             .get_or_init(|| host_target(builder.interpreter()))
-            .clone()?;
+            .as_ref()
+            .map_err(|e| e.clone())?;
         let work = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
         let sdist_path = work.path().join(&*file.filename);
         Ok(Self {
             builder,
+            setup,
             host,
             source,
             file,
@@ -492,7 +519,6 @@ impl<'a> Job<'a> {
             sha256,
             work,
             sdist_path,
-            setup_timings: setup.timings.clone(),
         })
     }
 
@@ -507,8 +533,14 @@ impl<'a> Job<'a> {
     }
 
     fn environment(&self, requires: &[Requirement]) -> Result<EnvFiles, String> {
-        let timings = &self.setup_timings;
-        environment(self.source, &self.host, requires, self.work.path(), timings).map_err(|e| {
+        environment(
+            self.source,
+            self.setup,
+            self.host,
+            requires,
+            self.work.path(),
+        )
+        .map_err(|e| {
             format!(
                 "{}: cannot make its build environment for {} ({}): {e}",
                 self.file.filename,
@@ -555,14 +587,14 @@ fn host_target(interpreter: &Interpreter) -> Result<Target, String> {
 /// Resolves `requires` to wheels for `host`; each will be downloaded to `dir`.
 fn environment(
     source: &dyn PackageSource,
+    setup: &BuildSetup,
     host: &Target,
     requires: &[Requirement],
     dir: &std::path::Path,
-    timings: &bitpoll_timings::Timings,
 ) -> Result<EnvFiles, String> {
     let options = Options {
         no_build: PackageSet::All,
-        timings: timings.clone(),
+        timings: setup.timings.clone(),
         ..Options::default()
     };
     let policy = Policy::default();
@@ -575,10 +607,11 @@ fn environment(
         options: &options,
         preferences: &preferences,
     };
-    let resolution = crate::resolve_target(source, host, &request).map_err(|e| match e {
-        ResolveError::NoSolution { explanation, .. } => explanation,
-        other => other.to_string(),
-    })?;
+    let resolution = crate::provider::resolve_target(source, &setup.indexes, host, &request, None)
+        .map_err(|e| match e {
+            ResolveError::NoSolution { explanation, .. } => explanation,
+            other => other.to_string(),
+        })?;
     let mut wheels = Vec::new();
     for package in resolution.packages.values() {
         let ResolvedSource::Index { artifact, .. } = &package.source else {
@@ -601,6 +634,7 @@ fn environment(
 /// no preferences.
 fn resolve_environment(
     source: &dyn PackageSource,
+    indexes: &crate::candidates::PageIndexes,
     target: &Target,
     request: &Request<'_>,
     requires: &[Requirement],
@@ -618,12 +652,13 @@ fn resolve_environment(
         options: &options,
         preferences: &HashMap::new(),
     };
-    crate::resolve_target(source, target, &env_request)
+    crate::provider::resolve_target(source, indexes, target, &env_request, None)
 }
 
 /// The build environment of every package `packages` installs from an sdist, for `target`.
 pub(crate) fn environments(
     source: &dyn PackageSource,
+    indexes: &crate::candidates::PageIndexes,
     target: &Target,
     request: &Request<'_>,
     packages: &BTreeMap<PackageName, ResolvedPackage>,
@@ -698,7 +733,7 @@ pub(crate) fn environments(
         let (name, package, _) = sdists[*i];
         let parsed =
             parse_requirements(requires, &artifact.filename).map_err(ResolveError::Build)?;
-        resolve_environment(source, target, request, &parsed)
+        resolve_environment(source, indexes, target, request, &parsed)
             .map(|resolution| resolution.packages)
             .map_err(|e| match e {
                 ResolveError::NoSolution { explanation, .. } => ResolveError::Build(format!(

@@ -191,6 +191,15 @@ pub struct PageIndexes {
     map: Arc<Mutex<FxHashMap<PackageName, IndexSlot>>>,
 }
 
+impl std::fmt::Debug for PageIndexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pages = self.map.lock().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("PageIndexes")
+            .field("pages", &pages)
+            .finish()
+    }
+}
+
 /// Filled once, by the first target to read the page; the others wait for it.
 type IndexSlot = Arc<OnceLock<Arc<PageIndex>>>;
 

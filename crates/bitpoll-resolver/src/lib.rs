@@ -184,7 +184,11 @@ pub fn resolve(
     targets: &[Target],
     request: &Request<'_>,
 ) -> Result<Vec<TargetResolution>, ResolveError> {
-    let indexes = &candidates::PageIndexes::default();
+    // With builds, the run's indexes are the build environments' too.
+    let indexes = &match &request.options.builds {
+        Builds::Allowed(setup) => setup.indexes.clone(),
+        Builds::Refused => candidates::PageIndexes::default(),
+    };
     let results: Vec<Result<TargetResolution, ResolveError>> = std::thread::scope(|scope| {
         let early = match &request.options.builds {
             Builds::Allowed(setup) => Some(build::EarlyBuilds::spawn(

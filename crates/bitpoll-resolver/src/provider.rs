@@ -501,7 +501,7 @@ pub fn resolve_target(
     }
     let mut warnings = provider.universe.warnings.borrow().clone();
     let build_environments =
-        crate::build::environments(source, target, request, &packages, &mut warnings)?;
+        crate::build::environments(source, indexes, target, request, &packages, &mut warnings)?;
     warnings.sort();
     warnings.dedup();
     Ok(TargetResolution {
