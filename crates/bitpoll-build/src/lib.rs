@@ -52,6 +52,14 @@ const TAIL_LINES: usize = 25;
 /// The `PATH` a hook runs with: the machine's own tools, not the user's.
 const HOOK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// The hook asked only about build requirements: nothing waits for its answer until the
+/// solve is over, while the solver waits for every metadata build. It runs at a lower CPU
+/// priority ([`QUESTION_NICENESS`], inherited by what it starts), so that on a machine with
+/// fewer cores than hooks the builds the solve waits for go first; once the solve is over
+/// there is little else to yield to.
+const QUESTION_ONLY_HOOK: &str = "get_requires_for_build_wheel";
+const QUESTION_NICENESS: i32 = 10;
+
 /// Besides the hook's `PATH` directories and the interpreter, what installing a package
 /// that a build needs changes: the header directories and the package managers' records of
 /// what is installed (dpkg's status file, rpm's database), where a machine has them.
@@ -924,6 +932,13 @@ impl Builder {
             "cannot start {}",
             self.interpreter.path.display()
         )))?;
+        if hook == QUESTION_ONLY_HOOK {
+            // Best effort: at worst the question competes for the CPU as before.
+            let _ = rustix::process::setpriority_process(
+                Some(rustix::process::Pid::from_child(&child)),
+                QUESTION_NICENESS,
+            );
+        }
         let deadline = Instant::now() + self.timeout;
         let status = loop {
             if let Some(status) = child.try_wait().map_err(io("waiting for a build hook"))? {
