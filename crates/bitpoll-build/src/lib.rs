@@ -477,6 +477,9 @@ impl<F: Fn() -> String> Drop for HookSpan<'_, F> {
 pub struct Builder {
     interpreter: Interpreter,
     cache: Option<PathBuf>,
+    /// Where builds unpack and run (see [`Builder::work_dir`]).
+    work: Option<PathBuf>,
+    work_swept: std::sync::Once,
     timeout: Duration,
     isolation: Isolation,
     timings: bitpoll_timings::Timings,
@@ -522,6 +525,25 @@ enum CachedError {
 }
 
 impl Builder {
+    /// A fresh directory for one build's files, removed when dropped: below the cache's
+    /// `build-work/` when there is a cache, else in the system's temporary directory.
+    ///
+    /// Not `/tmp` by default: an sdist unpacks to thousands of files (scipy's to 20,000 and
+    /// 280 MB), which a `/tmp` in memory may not hold, and the cache's file system is the
+    /// one the user gave room to (downloads are copied from the cache within it). Where
+    /// thousands of files were deleted in the last minutes, ext4 looks for a free inode
+    /// slowly (it skips recently freed ones one by one): an unpack of uWSGI's sdist took
+    /// 140 ms in such a `/tmp` and 24 ms in a directory without that churn. A run that was
+    /// killed leaves its directories; they are removed a day later, by the next run.
+    pub fn work_dir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+        let Some(work) = &self.work else {
+            return tempfile::Builder::new().prefix(prefix).tempdir();
+        };
+        self.work_swept.call_once(|| sweep_stale(work));
+        fs::create_dir_all(work)?;
+        tempfile::Builder::new().prefix(prefix).tempdir_in(work)
+    }
+
     /// `cache`: where answers are kept (`builds-v1/` below it), or `None` for no cache.
     pub fn new(
         interpreter: Interpreter,
@@ -535,6 +557,8 @@ impl Builder {
             .collect();
         Self {
             interpreter,
+            work: cache.as_ref().map(|c| c.join(WORK_DIR)),
+            work_swept: std::sync::Once::new(),
             cache: cache.map(|c| c.join("builds-v1")),
             timeout,
             isolation,
@@ -857,9 +881,8 @@ impl Builder {
             sdist: sdist.filename.to_string(),
             source,
         })?;
-        let work = tempfile::Builder::new()
-            .prefix("bitpoll-build-")
-            .tempdir()
+        let work = self
+            .work_dir("hook-")
             .map_err(io("cannot create a build directory"))?;
         let root = work.path();
         let (env_dir, src_dir, out_dir, home) = (
@@ -1075,6 +1098,30 @@ fn project_dir(src: &Path) -> PathBuf {
     match entries.as_slice() {
         [only] if only.is_dir() => only.clone(),
         _ => src.to_path_buf(),
+    }
+}
+
+/// The cache's directory for builds in progress.
+const WORK_DIR: &str = "build-work";
+
+/// How old a build directory must be for a run to take it for one a killed run left.
+const STALE_WORK: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Removes what killed runs left in `work` (best effort: another run may be using the rest).
+fn sweep_stale(work: &Path) {
+    let Ok(entries) = fs::read_dir(work) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_WORK);
+        if old {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

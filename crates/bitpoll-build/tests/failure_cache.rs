@@ -9,7 +9,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod common;
+
 use bitpoll_build::{BuildError, Builder, Interpreter, Isolation, Sdist};
+use common::{python, tar_gz};
 use sha2::{Digest, Sha256};
 
 /// A scratch directory with a cache, a counter file, a watched directory standing for the
@@ -121,29 +124,6 @@ enum Question {
     Requires,
     Metadata,
     Both,
-}
-
-fn tar_gz(members: &[(&str, &str)]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    for (name, text) in members {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, name, text.as_bytes()).unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap()
-}
-
-fn python() -> Option<Interpreter> {
-    match Interpreter::find("3", None, None) {
-        Ok(found) => Some(found),
-        Err(e) => {
-            bitpoll_test_skip::skip(format!("no Python to run a backend: {e}"));
-            None
-        }
-    }
 }
 
 const LONG: Duration = Duration::from_secs(120);

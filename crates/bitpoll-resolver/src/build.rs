@@ -507,7 +507,9 @@ impl<'a> Job<'a> {
             .get_or_init(|| host_target(builder.interpreter()))
             .as_ref()
             .map_err(|e| e.clone())?;
-        let work = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+        let work = builder
+            .work_dir("job-")
+            .map_err(|e| format!("cannot create a directory: {e}"))?;
         let sdist_path = work.path().join(&*file.filename);
         Ok(Self {
             builder,
