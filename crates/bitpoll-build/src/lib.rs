@@ -494,10 +494,7 @@ pub struct Builder {
 
 impl Drop for Builder {
     fn drop(&mut self) {
-        let removals = std::mem::take(self.removals.get_mut().expect("removals lock"));
-        for removal in removals {
-            let _ = removal.join();
-        }
+        self.wait_for_cleanup();
     }
 }
 
@@ -542,6 +539,15 @@ impl Builder {
         self.work_swept.call_once(|| sweep_stale(work));
         fs::create_dir_all(work)?;
         tempfile::Builder::new().prefix(prefix).tempdir_in(work)
+    }
+
+    /// Waits until the working directories of finished hooks are removed (they are removed
+    /// in the background, see [`WorkDir`]); a builder does so when dropped.
+    pub fn wait_for_cleanup(&self) {
+        let removals = std::mem::take(&mut *self.removals.lock().expect("removals lock"));
+        for removal in removals {
+            let _ = removal.join();
+        }
     }
 
     /// `cache`: where answers are kept (`builds-v1/` below it), or `None` for no cache.

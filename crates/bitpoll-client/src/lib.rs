@@ -615,6 +615,13 @@ impl IndexClient {
         })
     }
 
+    /// Ends the progress display (which dropping the last handle does too).
+    pub fn end_progress(&self) {
+        if let Some(reporter) = &self.inner.shared.reporter {
+            reporter.0.finish();
+        }
+    }
+
     /// Marks a file's facts as asked for, for the timeline's speculation accounting.
     fn demand(&self, file: &DistFile) {
         self.inner

@@ -380,5 +380,13 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
             stats.cache_hits,
         );
     }
+    // What the run holds (pages, their indexes, resolutions) goes with the process: freeing
+    // it piece by piece took an eighth of an offline run's CPU time. Only what must happen
+    // first is done: the builds' directories removed, the progress line ended.
+    if let Builds::Allowed(setup) = &builds {
+        setup.wait_for_cleanup();
+    }
+    client.end_progress();
+    std::mem::forget((client, builds, resolutions, lock, loaded));
     Ok(ExitCode::SUCCESS)
 }

@@ -121,6 +121,14 @@ impl BuildSetup {
         self.notes.lock().expect("notes lock").clone()
     }
 
+    /// Waits until the working directories of the run's builds are removed, which the
+    /// builder otherwise does when dropped.
+    pub fn wait_for_cleanup(&self) {
+        if let Some(Ok(builder)) = self.builder.get() {
+            builder.wait_for_cleanup();
+        }
+    }
+
     fn note(&self, text: String) {
         let mut notes = self.notes.lock().expect("notes lock");
         if !notes.contains(&text) {
