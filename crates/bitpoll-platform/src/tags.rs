@@ -6,51 +6,92 @@ use std::sync::Arc;
 /// older ones, pure-Python wheels last.
 #[derive(Debug, Clone, Default)]
 pub struct TagPriority {
-    // Shared: a target's table has thousands of entries (every macOS release since 10.0 times
-    // each tag form), and resolution hands it to more than one owner.
-    ranks: Arc<HashMap<(String, String, String), usize>>,
+    // Shared: resolution hands a target's table to more than one owner.
+    table: Arc<Table>,
+}
+
+/// The ranks, factored: every interpreter-and-ABI pair that takes a platform is ranked with
+/// each of the target's platforms, pair first, platform second, so a rank is the pair's
+/// position times the number of platforms plus the platform's. A darwin target accepts
+/// hundreds of platform tags (each macOS release since 10.0 times each form), and a table of
+/// every triple made its tags the largest part of starting a target.
+#[derive(Debug, Default)]
+struct Table {
+    /// Each platform's position in the target's list (the first, if listed twice).
+    platforms: HashMap<String, usize>,
+    /// The length of that list.
+    platforms_listed: usize,
+    /// Interpreter tag -> ABI tag -> the pair's position among those ranked with platforms.
+    pairs: HashMap<String, HashMap<String, usize>>,
+    /// Interpreter tag -> ABI tag -> rank, for the `any` platform: after every other.
+    any: HashMap<String, HashMap<String, usize>>,
+}
+
+fn insert_first(map: &mut HashMap<String, HashMap<String, usize>>, py: &str, abi: &str, at: usize) {
+    map.entry(py.to_string())
+        .or_default()
+        .entry(abi.to_string())
+        .or_insert(at);
+}
+
+fn lookup(map: &HashMap<String, HashMap<String, usize>>, py: &str, abi: &str) -> Option<usize> {
+    map.get(py)?.get(abi).copied()
 }
 
 impl TagPriority {
     /// Tags for CPython `major.minor` on the given platforms (best first).
     pub fn cpython(major: u16, minor: u16, platforms: &[String]) -> Self {
-        let mut ordered: Vec<(String, String, String)> = Vec::new();
         let cp = format!("cp{major}{minor}");
-        for plat in platforms {
-            ordered.push((cp.clone(), cp.clone(), plat.clone()));
-        }
+        // The pairs ranked with each platform, best first.
+        let mut pairs: Vec<(String, String)> = vec![(cp.clone(), cp.clone())];
         // abi3 wheels built for this or any older 3.x (PEP 384) run here.
         for m in (2..=minor).rev() {
-            for plat in platforms {
-                ordered.push((format!("cp{major}{m}"), "abi3".into(), plat.clone()));
-            }
+            pairs.push((format!("cp{major}{m}"), "abi3".into()));
         }
-        for plat in platforms {
-            ordered.push((cp.clone(), "none".into(), plat.clone()));
-        }
+        pairs.push((cp.clone(), "none".into()));
         for m in (0..=minor).rev() {
-            for plat in platforms {
-                ordered.push((format!("py{major}{m}"), "none".into(), plat.clone()));
-            }
+            pairs.push((format!("py{major}{m}"), "none".into()));
             if m == minor {
-                for plat in platforms {
-                    ordered.push((format!("py{major}"), "none".into(), plat.clone()));
-                }
+                pairs.push((format!("py{major}"), "none".into()));
             }
         }
-        ordered.push((cp.clone(), "none".into(), "any".into()));
-        ordered.push((format!("py{major}{minor}"), "none".into(), "any".into()));
-        ordered.push((format!("py{major}"), "none".into(), "any".into()));
+        let mut any = vec![
+            cp.clone(),
+            format!("py{major}{minor}"),
+            format!("py{major}"),
+        ];
         for m in (0..minor).rev() {
-            ordered.push((format!("py{major}{m}"), "none".into(), "any".into()));
+            any.push(format!("py{major}{m}"));
         }
-        let mut ranks = HashMap::with_capacity(ordered.len());
-        for (rank, tag) in ordered.into_iter().enumerate() {
-            ranks.entry(tag).or_insert(rank);
+
+        let mut table = Table {
+            platforms_listed: platforms.len(),
+            ..Table::default()
+        };
+        for (at, plat) in platforms.iter().enumerate() {
+            table.platforms.entry(plat.clone()).or_insert(at);
+        }
+        for (at, (py, abi)) in pairs.iter().enumerate() {
+            insert_first(&mut table.pairs, py, abi, at);
+        }
+        let first_any = pairs.len() * platforms.len();
+        for (k, py) in any.iter().enumerate() {
+            insert_first(&mut table.any, py, "none", first_any + k);
         }
         Self {
-            ranks: Arc::new(ranks),
+            table: Arc::new(table),
         }
+    }
+
+    /// The rank of one tag triple, or `None` if it is not accepted.
+    fn rank_of(&self, py: &str, abi: &str, plat: &str) -> Option<usize> {
+        let table = &*self.table;
+        if plat == "any" {
+            return lookup(&table.any, py, abi);
+        }
+        let pair = lookup(&table.pairs, py, abi)?;
+        let plat = *table.platforms.get(plat)?;
+        Some(pair * table.platforms_listed + plat)
     }
 
     /// The best rank among a wheel's expanded tag triples, or `None` if none is accepted.
@@ -59,11 +100,7 @@ impl TagPriority {
         tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) -> Option<usize> {
         tags.into_iter()
-            .filter_map(|(py, abi, plat)| {
-                self.ranks
-                    .get(&(py.to_string(), abi.to_string(), plat.to_string()))
-                    .copied()
-            })
+            .filter_map(|(py, abi, plat)| self.rank_of(py, abi, plat))
             .min()
     }
 }
