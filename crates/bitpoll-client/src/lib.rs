@@ -226,7 +226,9 @@ struct Shared {
     low_speed_limit: u64,
     low_speed_time: Duration,
     wheel_filter: Option<WheelFilter>,
-    http: reqwest::Client,
+    /// `None` offline, where nothing is sent: making one loads the TLS roots, a few
+    /// milliseconds that were a thirtieth of an offline run.
+    http: Option<reqwest::Client>,
     index: IndexUrl,
     cache: DiskCache,
     offline: bool,
@@ -318,20 +320,24 @@ impl IndexClient {
             .enable_all()
             .build()
             .map_err(|e| ClientError::io(&options.cache_dir, e))?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("bitpoll-lock/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(options.timeout)
-            .read_timeout(options.timeout)
-            .pool_max_idle_per_host(options.concurrency.max(1))
-            .tcp_keepalive(Duration::from_secs(60))
-            .gzip(true)
-            .redirect(reqwest::redirect::Policy::custom(
-                |attempt| match redirect_refusal(attempt.previous(), attempt.url()) {
-                    Some(reason) => attempt.error(reason),
-                    None => attempt.follow(),
-                },
-            ))
-            .build()
+        let http = (!options.offline)
+            .then(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("bitpoll-lock/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(options.timeout)
+                    .read_timeout(options.timeout)
+                    .pool_max_idle_per_host(options.concurrency.max(1))
+                    .tcp_keepalive(Duration::from_secs(60))
+                    .gzip(true)
+                    .redirect(reqwest::redirect::Policy::custom(
+                        |attempt| match redirect_refusal(attempt.previous(), attempt.url()) {
+                            Some(reason) => attempt.error(reason),
+                            None => attempt.follow(),
+                        },
+                    ))
+                    .build()
+            })
+            .transpose()
             .map_err(|e| ClientError::network(options.index_url.redacted(), e))?;
         let shared = Arc::new(Shared {
             max_response_bytes: options.max_response_bytes,
@@ -1051,6 +1057,7 @@ impl Shared {
     /// second, is abandoned when the window closes rather than when it chooses.
     async fn attempt(
         &self,
+        http: &reqwest::Client,
         url: &Url,
         headers: &HeaderMap,
         sink: &mut impl BodySink,
@@ -1060,7 +1067,7 @@ impl Shared {
         let floor = (self.low_speed_limit as f64 * window.as_secs_f64()) as u64;
         let watch = self.low_speed_limit > 0;
         let mut window_start = tokio::time::Instant::now();
-        let send = self.http.get(url.clone()).headers(headers.clone()).send();
+        let send = http.get(url.clone()).headers(headers.clone()).send();
         let mut response = if watch {
             match tokio::time::timeout_at(window_start + window, send).await {
                 Ok(response) => response?,
@@ -1123,6 +1130,11 @@ impl Shared {
         sink: &mut impl BodySink,
         kind: Kind,
     ) -> Result<ResponseHead, ClientError> {
+        let Some(http) = &self.http else {
+            return Err(ClientError::Offline {
+                what: redact_url(url),
+            });
+        };
         let limit = self.limit(kind);
         let mut attempt = 0;
         loop {
@@ -1134,7 +1146,7 @@ impl Shared {
                 .expect("semaphore is never closed");
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let mark = self.timings.mark();
-            let result = self.attempt(url, &headers, sink, limit).await;
+            let result = self.attempt(http, url, &headers, sink, limit).await;
             drop(permit);
             self.timings.request_with(mark, || {
                 let (status, bytes) = match &result {
