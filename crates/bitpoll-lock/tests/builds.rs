@@ -291,74 +291,17 @@ fn a_backend_that_cannot_say_its_extra_requirements_here_leaves_the_declared_one
     assert_eq!(e["build_system"]["environment"]["brittlebackend"], "1.0");
 }
 
-/// An sdist whose release has no wheel and which declares no metadata has its metadata built
-/// as soon as a prefetch hint guesses a target will read it, not when the solver asks: on a
-/// cold run the solve would otherwise wait about a second per such sdist. Shown where the
-/// solver never asks, so that the order is not a race: the hint reads the page without the
-/// release-age window, guesses the fresh 2.0, which the window holds back, and its backend
-/// runs all the same; the lock has 1.0 and nothing of 2.0.
-#[test]
-fn a_guessed_sdist_without_metadata_is_built_before_the_solver_asks() {
+/// A project whose `guessed` has a 1.0 and, uploaded a day ago, a 2.0 described by
+/// `release` (TOML keys of a fixture release), locked with a week's release-age window: the
+/// solver never picks 2.0, while a prefetch hint, which reads the page without the window,
+/// guesses it. Returns the project, after checking its lock has 1.0 and nothing of 2.0, and
+/// the labels of the build hooks the run's timeline recorded.
+fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>) {
     let day_ago =
         bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
             .to_rfc3339();
     let more = format!(
-        r#"[packages.guessed.versions."1.0"]
-[packages.guessed.versions."2.0"]
-wheel = false
-legacy_sdist = true
-upload_time = "{day_ago}"
-[packages.guessed.versions."2.0".sdist_files]
-"setup.py" = '''
-from setuptools import setup
-setup(name="guessed", version="2.0", install_requires=["helper"])
-'''
-"#
-    );
-    let p = Project::with_packages("guessed\n", &more);
-    let timings = p.path("timings.json");
-    assert_ok(&p.update(&[
-        "--no-nixpkgs",
-        "--min-release-age",
-        "7 days",
-        "--timings",
-        timings.to_str().unwrap(),
-    ]));
-    let e = p.entry("guessed");
-    assert_eq!(e["version"], "1.0");
-    assert!(!p.lock_text().contains("guessed-2.0"));
-
-    let timeline: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
-    let hooks: Vec<&str> = timeline["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["category"] == "build-hook")
-        .filter_map(|e| e["label"].as_str())
-        .collect();
-    assert!(
-        hooks.iter().any(|l| l.starts_with("guessed-2.0.tar.gz")),
-        "no backend run for the guessed sdist: {hooks:?}"
-    );
-}
-
-/// A hint that guesses a target will install an sdist whose metadata a wheel of its release
-/// gives (here a wheel for macOS only, so the Linux targets would install the sdist) does
-/// not run its backend on a guess, but fetches what asking it will need: the sdist and the
-/// wheels of its build environment. Shown where the solver never picks the sdist, so that
-/// only the hint can have fetched them: a release-age window holds the fresh 2.0 back.
-#[test]
-fn a_guessed_sdists_build_environment_is_fetched_but_its_backend_not_run() {
-    let day_ago =
-        bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
-            .to_rfc3339();
-    let more = format!(
-        r#"[packages.guessed.versions."1.0"]
-[packages.guessed.versions."2.0"]
-wheel_tags = ["py3-none-macosx_11_0_arm64"]
-upload_time = "{day_ago}"
-"#
+        "[packages.guessed.versions.\"1.0\"]\n[packages.guessed.versions.\"2.0\"]\nupload_time = \"{day_ago}\"\n{release}"
     );
     let p = Project::with_packages("guessed\n", &more);
     let timings = p.path("timings.json");
@@ -371,11 +314,53 @@ upload_time = "{day_ago}"
     ]));
     assert_eq!(p.entry("guessed")["version"], "1.0");
     assert!(!p.lock_text().contains("guessed-2.0"));
+    let timeline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
+    let hooks = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "build-hook")
+        .filter_map(|e| e["label"].as_str().map(str::to_string))
+        .collect();
+    (p, hooks)
+}
+
+/// An sdist whose release has no wheel and which declares no metadata has its metadata built
+/// as soon as a prefetch hint guesses a target will read it, not when the solver asks: on a
+/// cold run the solve would otherwise wait about a second per such sdist. Shown where the
+/// solver never asks (see [`lock_with_a_fresh_guess`]), so that the order is not a race: its
+/// backend runs all the same.
+#[test]
+fn a_guessed_sdist_without_metadata_is_built_before_the_solver_asks() {
+    let (_, hooks) = lock_with_a_fresh_guess(
+        r#"wheel = false
+legacy_sdist = true
+[packages.guessed.versions."2.0".sdist_files]
+"setup.py" = '''
+from setuptools import setup
+setup(name="guessed", version="2.0", install_requires=["helper"])
+'''
+"#,
+    );
+    assert!(
+        hooks.iter().any(|l| l.starts_with("guessed-2.0.tar.gz")),
+        "no backend run for the guessed sdist: {hooks:?}"
+    );
+}
+
+/// A hint that guesses a target will install an sdist whose metadata a wheel of its release
+/// gives (here a wheel for macOS only, so the Linux targets would install the sdist) does
+/// not run its backend on a guess, but fetches what asking it will need: the sdist and the
+/// wheels of its build environment. Shown where the solver never picks the sdist (see
+/// [`lock_with_a_fresh_guess`]), so that only the hint can have fetched them.
+#[test]
+fn a_guessed_sdists_build_environment_is_fetched_but_its_backend_not_run() {
+    let (p, hooks) = lock_with_a_fresh_guess(r#"wheel_tags = ["py3-none-macosx_11_0_arm64"]"#);
     // Nothing the lock installs is built: every pinned file is a wheel.
     assert!(p.lock()["build_packages"]
         .as_array()
         .is_none_or(|b| b.is_empty()));
-
     let fetched: Vec<String> = p.server.requests().into_iter().map(|r| r.path).collect();
     for file in ["guessed-2.0.tar.gz", "setuptools-70.0-py3-none-any.whl"] {
         assert!(
@@ -383,13 +368,5 @@ upload_time = "{day_ago}"
             "{file} not fetched ahead: {fetched:#?}"
         );
     }
-    let timeline: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
-    let hooks: Vec<&serde_json::Value> = timeline["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["category"] == "build-hook")
-        .collect();
     assert!(hooks.is_empty(), "a backend ran on a guess: {hooks:?}");
 }

@@ -342,10 +342,9 @@ impl EarlyBuilds {
                     }
                 }
                 let Some(lone) = job else {
-                    if setup.ahead
-                        && !started.contains(&file.filename)
-                        && prepared.insert(file.filename.clone())
-                    {
+                    // Also when the backend is being asked already: whether it is depends on
+                    // which message came first, and what a run fetches must not.
+                    if setup.ahead && prepared.insert(file.filename.clone()) {
                         scope.spawn(move || setup.prepare(source, &file));
                     }
                     continue;
