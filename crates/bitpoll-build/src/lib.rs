@@ -531,14 +531,22 @@ impl Builder {
     /// thousands of files were deleted in the last minutes, ext4 looks for a free inode
     /// slowly (it skips recently freed ones one by one): an unpack of uWSGI's sdist took
     /// 140 ms in such a `/tmp` and 24 ms in a directory without that churn. A run that was
-    /// killed leaves its directories; they are removed a day later, by the next run.
+    /// killed leaves its directories; they are removed a day later, by the next run. A
+    /// cache that cannot be written to (the client then keeps answers in memory) leaves
+    /// builds in the system's temporary directory, as before.
     pub fn work_dir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
-        let Some(work) = &self.work else {
-            return tempfile::Builder::new().prefix(prefix).tempdir();
-        };
-        self.work_swept.call_once(|| sweep_stale(work));
-        fs::create_dir_all(work)?;
-        tempfile::Builder::new().prefix(prefix).tempdir_in(work)
+        let in_cache = self.work.as_ref().and_then(|work| {
+            self.work_swept.call_once(|| sweep_stale(work));
+            fs::create_dir_all(work).ok()?;
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir_in(work)
+                .ok()
+        });
+        match in_cache {
+            Some(dir) => Ok(dir),
+            None => tempfile::Builder::new().prefix(prefix).tempdir(),
+        }
     }
 
     /// Waits until the working directories of finished hooks are removed (they are removed

@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bitpoll_build::{Builder, Isolation, Sdist};
@@ -13,6 +13,74 @@ use common::{python, tar_gz};
 use sha2::{Digest, Sha256};
 
 const FILENAME: &str = "wherepkg-1.0.tar.gz";
+
+/// An sdist in `dir` whose backend writes where it ran (its working directory, then
+/// `TMPDIR`) to `dir/seen`.
+struct WhereCase {
+    sdist: PathBuf,
+    sha256: String,
+    seen: PathBuf,
+}
+
+impl WhereCase {
+    fn new(dir: &Path) -> Self {
+        let seen = dir.join("seen");
+        let backend = format!(
+            r#"import os
+
+def get_requires_for_build_wheel(config_settings=None):
+    with open({seen:?}, "w") as f:
+        f.write(os.getcwd() + "\n" + os.environ["TMPDIR"])
+    assert os.path.exists("pyproject.toml")
+    return []
+"#,
+            seen = seen.display().to_string(),
+        );
+        let pyproject =
+            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
+        let bytes = tar_gz(&[
+            ("wherepkg-1.0/pyproject.toml", pyproject),
+            ("wherepkg-1.0/backend.py", &backend),
+        ]);
+        let sdist = dir.join(FILENAME);
+        fs::write(&sdist, &bytes).unwrap();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        Self {
+            sdist,
+            sha256,
+            seen,
+        }
+    }
+
+    /// Asks the backend with a builder on `cache`, and returns where the hook ran: its
+    /// working directory and its `TMPDIR`. The builder is dropped first, so the directories
+    /// it removes in the background are gone.
+    fn ask(&self, cache: PathBuf) -> (PathBuf, PathBuf) {
+        let interpreter = python().expect("checked by the caller");
+        let builder = Builder::new(
+            interpreter,
+            Some(cache),
+            Duration::from_secs(120),
+            Isolation::detect(),
+        );
+        let backend_path = [".".to_string()];
+        let sdist = Sdist {
+            path: &self.sdist,
+            filename: FILENAME,
+            sha256: &self.sha256,
+            backend: Some("backend"),
+            backend_path: &backend_path,
+        };
+        let requires = builder
+            .requires_for_build_wheel(&sdist, &[], &|| Ok(()))
+            .unwrap();
+        assert!(requires.is_empty());
+        drop(builder);
+        let seen = fs::read_to_string(&self.seen).unwrap();
+        let (cwd, tmpdir) = seen.split_once('\n').unwrap();
+        (PathBuf::from(cwd), PathBuf::from(tmpdir))
+    }
+}
 
 /// Entries of `dir`, by name; none when it does not exist.
 fn names(dir: &Path) -> Vec<String> {
@@ -30,31 +98,12 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_build_runs_below_the_cache_and_leaves_nothing_there() {
-    let Some(interpreter) = python() else { return };
+    if python().is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
+    let case = WhereCase::new(dir.path());
     let cache = dir.path().join("cache");
-    let seen = dir.path().join("seen");
-    // The backend says where it ran, and that its sdist was unpacked there.
-    let backend = format!(
-        r#"import os
-
-def get_requires_for_build_wheel(config_settings=None):
-    with open({seen:?}, "w") as f:
-        f.write(os.getcwd() + "\n" + os.environ["TMPDIR"])
-    assert os.path.exists("pyproject.toml")
-    return []
-"#,
-        seen = seen.display().to_string(),
-    );
-    let pyproject =
-        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
-    let bytes = tar_gz(&[
-        ("wherepkg-1.0/pyproject.toml", pyproject),
-        ("wherepkg-1.0/backend.py", &backend),
-    ]);
-    let sdist_path = dir.path().join(FILENAME);
-    fs::write(&sdist_path, &bytes).unwrap();
-    let sha256 = hex::encode(Sha256::digest(&bytes));
 
     // What a run killed two days ago left, and a directory another run is using now.
     let work = cache.join("build-work");
@@ -66,34 +115,13 @@ def get_requires_for_build_wheel(config_settings=None):
         .set_modified(two_days_ago)
         .unwrap();
 
-    let builder = Builder::new(
-        interpreter,
-        Some(cache.clone()),
-        Duration::from_secs(120),
-        Isolation::detect(),
-    );
-    let backend_path = [".".to_string()];
-    let sdist = Sdist {
-        path: &sdist_path,
-        filename: FILENAME,
-        sha256: &sha256,
-        backend: Some("backend"),
-        backend_path: &backend_path,
-    };
-    let requires = builder
-        .requires_for_build_wheel(&sdist, &[], &|| Ok(()))
-        .unwrap();
-    assert!(requires.is_empty());
-    // Directories are removed in the background; a builder waits for that when dropped.
-    drop(builder);
-
-    let seen = fs::read_to_string(&seen).unwrap();
-    let (cwd, tmpdir) = seen.split_once('\n').unwrap();
+    let (cwd, tmpdir) = case.ask(cache.clone());
     let work = work.canonicalize().unwrap();
-    for (what, path) in [("working directory", cwd), ("TMPDIR", tmpdir)] {
+    for (what, path) in [("working directory", &cwd), ("TMPDIR", &tmpdir)] {
         assert!(
-            Path::new(path).starts_with(&work),
-            "the hook's {what} {path} is not below {}",
+            path.starts_with(&work),
+            "the hook's {what} {} is not below {}",
+            path.display(),
             work.display()
         );
     }
@@ -101,5 +129,26 @@ def get_requires_for_build_wheel(config_settings=None):
         names(&work),
         ["hook-busy"],
         "the build's directory is removed, the stale one swept, the busy one kept"
+    );
+}
+
+/// A cache where no directory can be made (here a file stands where it should be) does not
+/// stop builds: they run in the system's temporary directory.
+#[test]
+fn a_cache_that_cannot_hold_build_directories_leaves_builds_in_the_temporary_directory() {
+    if python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let case = WhereCase::new(dir.path());
+    let cache = dir.path().join("cache");
+    fs::write(&cache, "not a directory").unwrap();
+
+    let (cwd, _) = case.ask(cache.clone());
+    let temp = std::env::temp_dir().canonicalize().unwrap();
+    assert!(
+        cwd.starts_with(&temp) && !cwd.starts_with(&cache),
+        "the hook ran in {}",
+        cwd.display()
     );
 }
