@@ -11,9 +11,8 @@ use std::time::Duration;
 
 mod common;
 
-use bitpoll_build::{BuildError, Builder, Interpreter, Isolation, Sdist};
-use common::{python, tar_gz};
-use sha2::{Digest, Sha256};
+use bitpoll_build::{BuildError, Builder, Interpreter, Isolation};
+use common::{python, LocalBackendSdist};
 
 /// A scratch directory with a cache, a counter file, a watched directory standing for the
 /// hook's `PATH` and an sdist whose backend behaves per run as `behaviours` says (the last
@@ -21,8 +20,7 @@ use sha2::{Digest, Sha256};
 /// memory).
 struct Case {
     dir: tempfile::TempDir,
-    sdist: PathBuf,
-    sha256: String,
+    sdist: LocalBackendSdist,
 }
 
 const FILENAME: &str = "failpkg-1.0.tar.gz";
@@ -60,16 +58,8 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
 "#,
             counter = counter.display().to_string(),
         );
-        let pyproject =
-            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
-        let sdist = dir.path().join(FILENAME);
-        let bytes = tar_gz(&[
-            ("failpkg-1.0/pyproject.toml", pyproject),
-            ("failpkg-1.0/backend.py", &backend),
-        ]);
-        fs::write(&sdist, &bytes).unwrap();
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        Self { dir, sdist, sha256 }
+        let sdist = LocalBackendSdist::write(dir.path(), FILENAME, &backend);
+        Self { dir, sdist }
     }
 
     fn watched(&self) -> PathBuf {
@@ -93,14 +83,7 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
     }
 
     fn ask_with(&self, builder: &Builder, question: Question) -> BuildError {
-        let backend_path = [".".to_string()];
-        let sdist = Sdist {
-            path: &self.sdist,
-            filename: FILENAME,
-            sha256: &self.sha256,
-            backend: Some("backend"),
-            backend_path: &backend_path,
-        };
+        let sdist = self.sdist.sdist();
         let fetch = || Ok(());
         match question {
             Question::Requires => builder
@@ -143,7 +126,7 @@ fn a_failing_hook_runs_once_and_its_error_comes_back_unchanged() {
     assert_eq!(case.runs(), 1);
 
     // The next run needs neither the sdist nor Python: it has no download to make.
-    fs::remove_file(&case.sdist).unwrap();
+    fs::remove_file(&case.sdist.path).unwrap();
     let second = case.ask(&case.builder(&python, LONG));
     assert_eq!(case.runs(), 1, "the hook ran again");
     assert!(matches!(second, BuildError::HookFailed { .. }), "{second}");

@@ -8,17 +8,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use bitpoll_build::{Builder, Isolation, Sdist};
-use common::{python, tar_gz};
-use sha2::{Digest, Sha256};
+use bitpoll_build::{Builder, Isolation};
+use common::{python, LocalBackendSdist};
 
 const FILENAME: &str = "wherepkg-1.0.tar.gz";
 
 /// An sdist in `dir` whose backend writes where it ran (its working directory, then
 /// `TMPDIR`) to `dir/seen`.
 struct WhereCase {
-    sdist: PathBuf,
-    sha256: String,
+    sdist: LocalBackendSdist,
     seen: PathBuf,
 }
 
@@ -36,20 +34,8 @@ def get_requires_for_build_wheel(config_settings=None):
 "#,
             seen = seen.display().to_string(),
         );
-        let pyproject =
-            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
-        let bytes = tar_gz(&[
-            ("wherepkg-1.0/pyproject.toml", pyproject),
-            ("wherepkg-1.0/backend.py", &backend),
-        ]);
-        let sdist = dir.join(FILENAME);
-        fs::write(&sdist, &bytes).unwrap();
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        Self {
-            sdist,
-            sha256,
-            seen,
-        }
+        let sdist = LocalBackendSdist::write(dir, FILENAME, &backend);
+        Self { sdist, seen }
     }
 
     /// Asks the backend with a builder on `cache`, and returns where the hook ran: its
@@ -63,16 +49,8 @@ def get_requires_for_build_wheel(config_settings=None):
             Duration::from_secs(120),
             Isolation::detect(),
         );
-        let backend_path = [".".to_string()];
-        let sdist = Sdist {
-            path: &self.sdist,
-            filename: FILENAME,
-            sha256: &self.sha256,
-            backend: Some("backend"),
-            backend_path: &backend_path,
-        };
         let requires = builder
-            .requires_for_build_wheel(&sdist, &[], &|| Ok(()))
+            .requires_for_build_wheel(&self.sdist.sdist(), &[], &|| Ok(()))
             .unwrap();
         assert!(requires.is_empty());
         drop(builder);

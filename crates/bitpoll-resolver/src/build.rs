@@ -601,26 +601,13 @@ fn environment(
     requires: &[Requirement],
     dir: &std::path::Path,
 ) -> Result<EnvFiles, String> {
-    let options = Options {
-        no_build: PackageSet::All,
-        timings: setup.timings.clone(),
-        ..Options::default()
-    };
-    let policy = Policy::default();
-    let preferences = HashMap::new();
-    let request = Request {
-        requirements: requires,
-        constraints: &[],
-        nixpkgs: None,
-        policy: &policy,
-        options: &options,
-        preferences: &preferences,
-    };
-    let resolution = crate::provider::resolve_target(source, &setup.indexes, host, &request, None)
-        .map_err(|e| match e {
+    let context = (None, &Policy::default(), &setup.timings);
+    let resolution = resolve_wheels_only(source, &setup.indexes, host, requires, context).map_err(
+        |e| match e {
             ResolveError::NoSolution { explanation, .. } => explanation,
             other => other.to_string(),
-        })?;
+        },
+    )?;
     let mut wheels = Vec::new();
     for package in resolution.packages.values() {
         let ResolvedSource::Index { artifact, .. } = &package.source else {
@@ -639,8 +626,7 @@ fn environment(
     Ok(wheels)
 }
 
-/// Resolves a target's build environment: the run's nixpkgs index and policy, wheels only,
-/// no preferences.
+/// Resolves a target's build environment, with the run's nixpkgs index and policy.
 fn resolve_environment(
     source: &dyn PackageSource,
     indexes: &crate::candidates::PageIndexes,
@@ -648,20 +634,37 @@ fn resolve_environment(
     request: &Request<'_>,
     requires: &[Requirement],
 ) -> Result<TargetResolution, ResolveError> {
+    let context = (request.nixpkgs, request.policy, &request.options.timings);
+    resolve_wheels_only(source, indexes, target, requires, context)
+}
+
+/// Resolves `requires` for `target` from wheels only, without preferences: a build
+/// environment, the machine's (no nixpkgs index, no policy) or a target's.
+fn resolve_wheels_only(
+    source: &dyn PackageSource,
+    indexes: &crate::candidates::PageIndexes,
+    target: &Target,
+    requires: &[Requirement],
+    (nixpkgs, policy, timings): (
+        Option<&bitpoll_nixpkgs::Nixpkgs>,
+        &Policy,
+        &bitpoll_timings::Timings,
+    ),
+) -> Result<TargetResolution, ResolveError> {
     let options = Options {
         no_build: PackageSet::All,
-        timings: request.options.timings.clone(),
+        timings: timings.clone(),
         ..Options::default()
     };
-    let env_request = Request {
+    let request = Request {
         requirements: requires,
         constraints: &[],
-        nixpkgs: request.nixpkgs,
-        policy: request.policy,
+        nixpkgs,
+        policy,
         options: &options,
         preferences: &HashMap::new(),
     };
-    crate::provider::resolve_target(source, indexes, target, &env_request, None)
+    crate::provider::resolve_target(source, indexes, target, &request, None)
 }
 
 /// The build environment of every package `packages` installs from an sdist, for `target`.

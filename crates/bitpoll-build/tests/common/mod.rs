@@ -1,6 +1,9 @@
 //! What the tests of builds share: an sdist made in memory and the machine's Python.
 
-use bitpoll_build::Interpreter;
+use std::path::{Path, PathBuf};
+
+use bitpoll_build::{Interpreter, Sdist};
+use sha2::{Digest, Sha256};
 
 pub fn tar_gz(members: &[(&str, &str)]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -21,6 +24,47 @@ pub fn python() -> Option<Interpreter> {
         Err(e) => {
             bitpoll_test_skip::skip(format!("no Python to run a backend: {e}"));
             None
+        }
+    }
+}
+
+/// An sdist whose build backend is a module inside it (`backend.py`, on `backend-path`),
+/// so that its hooks need no wheels.
+pub struct LocalBackendSdist {
+    pub path: PathBuf,
+    filename: &'static str,
+    sha256: String,
+    backend_path: [String; 1],
+}
+
+impl LocalBackendSdist {
+    /// Writes `dir/filename` (`name-version.tar.gz`) with `backend` as the backend's source.
+    pub fn write(dir: &Path, filename: &'static str, backend: &str) -> Self {
+        let top = filename.trim_end_matches(".tar.gz");
+        let pyproject =
+            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
+        let bytes = tar_gz(&[
+            (&format!("{top}/pyproject.toml"), pyproject),
+            (&format!("{top}/backend.py"), backend),
+        ]);
+        let path = dir.join(filename);
+        std::fs::write(&path, &bytes).unwrap();
+        Self {
+            path,
+            filename,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            backend_path: [".".to_string()],
+        }
+    }
+
+    /// The sdist as a builder is asked about it.
+    pub fn sdist(&self) -> Sdist<'_> {
+        Sdist {
+            path: &self.path,
+            filename: self.filename,
+            sha256: &self.sha256,
+            backend: Some("backend"),
+            backend_path: &self.backend_path,
         }
     }
 }
