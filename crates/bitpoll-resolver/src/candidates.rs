@@ -1,5 +1,6 @@
 //! What versions of a package a target could use, in the order we prefer them.
 
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashSet;
 use std::ops::Bound;
 use std::str::FromStr;
@@ -54,26 +55,30 @@ pub struct Excluded {
     pub reason: String,
 }
 
-#[derive(Debug, Default)]
-pub struct Candidates {
-    /// Usable candidates in preference order.
-    pub list: Vec<Candidate>,
-    pub excluded: Vec<Excluded>,
+/// What versions of a package one target could use (see [`build`]).
+pub struct Candidates<'a> {
+    nixpkgs: Vec<Candidate>,
+    index: Option<IndexReleases<'a>>,
+    preferred: Option<Slot>,
+    /// Why the policy's choice of nixpkgs leaves nothing.
+    forced_away: Option<Excluded>,
     /// The index has no such project.
     pub not_found: bool,
     /// Every index version is a pre-release (pre-releases are then allowed "if necessary").
     pub only_prereleases: bool,
 }
 
-pub struct CandidateContext<'a> {
+/// What working out a package's candidates reads: `'a` what the candidates keep for later
+/// releases, `'c` what only the start needs.
+pub struct CandidateContext<'c, 'a> {
     pub target: &'a Target,
-    pub indexes: &'a PageIndexes,
-    pub nixpkgs: Option<&'a Nixpkgs>,
+    pub indexes: &'c PageIndexes,
+    pub nixpkgs: Option<&'c Nixpkgs>,
     pub forced: Option<ForcedSource>,
     pub options: &'a Options,
     /// Versions pinned with `==` by a top-level requirement: yanked ones stay usable (PEP 592).
-    pub pinned: &'a HashSet<Version>,
-    pub preferred: Option<&'a SolverVersion>,
+    pub pinned: &'c HashSet<Version>,
+    pub preferred: Option<&'c SolverVersion>,
 }
 
 struct Release {
@@ -96,6 +101,13 @@ pub(crate) struct PageIndex {
 }
 
 impl PageIndex {
+    /// Where `version` is among the releases (newest first).
+    fn position(&self, version: &Version) -> Option<usize> {
+        self.versions
+            .binary_search_by(|r| version.cmp(&r.version))
+            .ok()
+    }
+
     fn new(name: &PackageName, page: &Arc<ProjectPage>) -> PageIndex {
         // Group files by version, skipping files whose names we cannot read (as installers
         // do). Each name is parsed once and looked up by version in a map.
@@ -448,15 +460,17 @@ pub(crate) fn is_pinned(pinned: &HashSet<Version>, version: &Version) -> bool {
         || (!version.local().is_empty() && pinned.contains(&version.clone().without_local()))
 }
 
-pub fn build(
+/// The candidates of `name` for `cx`'s target: nixpkgs' builds, then the page's releases.
+/// Only nixpkgs' are worked out here; an index release is when the solver first reaches it.
+pub fn build<'a>(
     name: &PackageName,
     page: Result<Arc<ProjectPage>, SourceError>,
-    cx: &CandidateContext<'_>,
-) -> Result<Candidates, SourceError> {
-    let mut out = Candidates::default();
-    if let (Some(nixpkgs), false) = (cx.nixpkgs, cx.forced == Some(ForcedSource::Index)) {
-        for c in nixpkgs.candidates(name) {
-            out.list.push(Candidate {
+    cx: &CandidateContext<'_, 'a>,
+) -> Result<Candidates<'a>, SourceError> {
+    let mut nixpkgs = Vec::new();
+    if let (Some(nix), false) = (cx.nixpkgs, cx.forced == Some(ForcedSource::Index)) {
+        for c in nix.candidates(name) {
+            nixpkgs.push(Candidate {
                 version: SolverVersion::new(c.version, Origin::NIXPKGS),
                 kind: CandidateKind::Nixpkgs {
                     attr: c.attr.to_string(),
@@ -464,6 +478,17 @@ pub fn build(
             });
         }
     }
+    let mut out = Candidates {
+        preferred: cx.preferred.and_then(|pref| {
+            let at = nixpkgs.iter().position(|c| &c.version == pref)?;
+            Some(Slot::Nixpkgs(at))
+        }),
+        nixpkgs,
+        index: None,
+        forced_away: None,
+        not_found: false,
+        only_prereleases: false,
+    };
     let page = match page {
         Ok(page) => Some(page),
         // A package nixpkgs has but the index does not is still fine.
@@ -474,8 +499,8 @@ pub fn build(
         Err(e) => return Err(e),
     };
     if cx.forced == Some(ForcedSource::Nixpkgs) {
-        if out.list.is_empty() {
-            out.excluded.push(Excluded {
+        if out.nixpkgs.is_empty() {
+            out.forced_away = Some(Excluded {
                 version: Version::new([0]),
                 reason: "lock/policy.toml forces it to come from nixpkgs, and the nixpkgs index has no usable build"
                     .into(),
@@ -484,29 +509,77 @@ pub fn build(
         return Ok(out);
     }
     let Some(page) = page else { return Ok(out) };
-
     let index = cx.indexes.get(name, &page);
-    // A wheel's rank depends only on its tags, which most wheels of a page share.
-    let tag_ranks: Vec<Option<usize>> = index
-        .tag_sets
-        .iter()
-        .map(|w| w.rank(cx.target.tags()))
-        .collect();
     out.only_prereleases = index.only_prereleases;
-
+    if let Some(pref) = cx.preferred.filter(|p| p.source == Origin::INDEX) {
+        if let Some(at) = index.position(&pref.version) {
+            out.preferred = Some(Slot::Index(at));
+        }
+    }
     let python = &cx.target.python_full_version;
-    let no_binary = cx.options.no_binary.contains(name);
-    let no_build = cx.options.no_build.contains(name);
-    let mut admits = PythonAdmits::new(python);
-    let mut candidates = Vec::new();
-    // Reused from release to release: this runs for every release of every page a target
-    // reads, and allocating per release was much of an offline run's time.
-    let mut usable: Vec<(&Arc<DistFile>, Option<usize>)> = Vec::new();
-    for release in &index.versions {
+    out.index = Some(IndexReleases {
+        slots: (0..index.versions.len()).map(|_| OnceCell::new()).collect(),
+        reader: RefCell::new(ReleaseReader {
+            // A wheel's rank depends only on its tags, which most wheels of a page share.
+            tag_ranks: index
+                .tag_sets
+                .iter()
+                .map(|w| w.rank(cx.target.tags()))
+                .collect(),
+            index,
+            target: cx.target,
+            options: cx.options,
+            no_binary: cx.options.no_binary.contains(name),
+            no_build: cx.options.no_build.contains(name),
+            pinned: cx.pinned.clone(),
+            admits: PythonAdmits::new(python),
+        }),
+    });
+    Ok(out)
+}
+
+/// Where the preferred version sits, so that it is listed first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Slot {
+    Nixpkgs(usize),
+    Index(usize),
+}
+
+/// A page's releases for one target, each worked out the first time it is reached: most
+/// packages are decided at their newest release, and working out every release of every page
+/// for every target was a quarter of an offline run.
+struct IndexReleases<'a> {
+    slots: Vec<OnceCell<Result<Candidate, Excluded>>>,
+    reader: RefCell<ReleaseReader<'a>>,
+}
+
+impl IndexReleases<'_> {
+    fn get(&self, at: usize) -> &Result<Candidate, Excluded> {
+        self.slots[at].get_or_init(|| self.reader.borrow_mut().release(at))
+    }
+}
+
+/// What working out a release needs, kept from one release to the next.
+struct ReleaseReader<'a> {
+    index: Arc<PageIndex>,
+    tag_ranks: Vec<Option<usize>>,
+    target: &'a Target,
+    options: &'a Options,
+    no_binary: bool,
+    no_build: bool,
+    pinned: HashSet<Version>,
+    admits: PythonAdmits<'a>,
+}
+
+impl ReleaseReader<'_> {
+    /// The candidate the release `at` (newest first) gives, or why it gives none.
+    fn release(&mut self, at: usize) -> Result<Candidate, Excluded> {
+        let index = self.index.clone();
+        let page = &index.page;
+        let release = &index.versions[at];
         let version = release.version.clone();
-        let dropped_wheels = release.dropped_wheels;
         let files = release.files.iter().map(|&(i, tags)| {
-            let rank = tags.and_then(|t| tag_ranks[t as usize]);
+            let rank = tags.and_then(|t| self.tag_ranks[t as usize]);
             (&page.files[i as usize], rank)
         });
         let all_wheels = release
@@ -514,27 +587,30 @@ pub fn build(
             .iter()
             .filter(|(_, tags)| tags.is_some())
             .map(|&(i, _)| &page.files[i as usize]);
-        let yanked_ok = is_pinned(cx.pinned, &version);
+        let yanked_ok = is_pinned(&self.pinned, &version);
+        let python = &self.target.python_full_version;
         let mut reasons = Vec::new();
-        usable.clear();
-        usable.extend(files.filter(|(f, _)| {
-            if f.yanked.is_some() && !yanked_ok {
-                reasons.push("it was yanked".to_string());
-                return false;
-            }
-            if let Some(reason) =
-                crate::release_age::held_back(f, cx.options.release_cutoff.as_ref(), yanked_ok)
-            {
-                reasons.push(reason);
-                return false;
-            }
-            if admits.refuses(f) {
-                let rp = f.requires_python.as_deref().unwrap_or_default();
-                reasons.push(format!("it requires Python {rp} (the target has {python})"));
-                return false;
-            }
-            true
-        }));
+        let admits = &mut self.admits;
+        let cutoff = self.options.release_cutoff.as_ref();
+        let usable: Vec<(&Arc<DistFile>, Option<usize>)> = files
+            .filter(|(f, _)| {
+                if f.yanked.is_some() && !yanked_ok {
+                    reasons.push("it was yanked".to_string());
+                    return false;
+                }
+                if let Some(reason) = crate::release_age::held_back(f, cutoff, yanked_ok) {
+                    reasons.push(reason);
+                    return false;
+                }
+                if admits.refuses(f) {
+                    let rp = f.requires_python.as_deref().unwrap_or_default();
+                    reasons.push(format!("it requires Python {rp} (the target has {python})"));
+                    return false;
+                }
+                true
+            })
+            .collect();
+        let no_binary = self.no_binary;
         let best_wheel = usable
             .iter()
             .filter(|(f, _)| !no_binary && f.is_wheel())
@@ -544,10 +620,10 @@ pub fn build(
         let sdist = usable
             .iter()
             .map(|(f, _)| *f)
-            .find(|f| !f.is_wheel() && !no_build)
+            .find(|f| !f.is_wheel() && !self.no_build)
             .cloned();
-        match best_wheel.or(sdist) {
-            Some(artifact) => candidates.push(Candidate {
+        if let Some(artifact) = best_wheel.or(sdist) {
+            return Ok(Candidate {
                 version: SolverVersion::new(version, Origin::INDEX),
                 kind: CandidateKind::Index {
                     reads: same_metadata_first(&artifact, all_wheels),
@@ -567,50 +643,91 @@ pub fn build(
                     },
                     artifact,
                 },
-            }),
-            None => {
-                let newer_macos = usable
-                    .iter()
-                    .filter(|(f, _)| f.is_wheel())
-                    .filter_map(|(f, _)| WheelFilename::parse(&f.filename).ok())
-                    .filter_map(|w| cx.target.needs_newer_macos(&w))
-                    .min_by(|a, b| macos_order(a).cmp(&macos_order(b)));
-                if let (Some(needs), true, false) = (newer_macos, reasons.is_empty(), no_binary) {
-                    let floor = cx.target.macos_deployment_target().unwrap_or_default();
-                    reasons.push(format!(
-                        "its {} wheel needs macOS {needs}, newer than the deployment target {floor} \
-                         (raise it with [targets.\"{}\"] macos = \"{needs}\" in lock/policy.toml \
-                         if every Mac you deploy to runs it), and it has no usable source distribution",
-                        cx.target.name, cx.target.name
-                    ));
-                }
-                if reasons.is_empty() {
-                    let had_wheels = dropped_wheels || usable.iter().any(|(f, _)| f.is_wheel());
-                    reasons.push(if had_wheels || no_binary {
-                        format!(
-                            "it has no wheel for {} and no usable source distribution",
-                            cx.target.name
-                        )
-                    } else {
-                        "it has no usable file".to_string()
-                    });
-                }
-                reasons.dedup();
-                out.excluded.push(Excluded {
-                    version,
-                    reason: reasons.join("; "),
-                });
-            }
+            });
+        }
+        let target = self.target;
+        let newer_macos = usable
+            .iter()
+            .filter(|(f, _)| f.is_wheel())
+            .filter_map(|(f, _)| WheelFilename::parse(&f.filename).ok())
+            .filter_map(|w| target.needs_newer_macos(&w))
+            .min_by(|a, b| macos_order(a).cmp(&macos_order(b)));
+        if let (Some(needs), true, false) = (newer_macos, reasons.is_empty(), no_binary) {
+            let floor = target.macos_deployment_target().unwrap_or_default();
+            reasons.push(format!(
+                "its {} wheel needs macOS {needs}, newer than the deployment target {floor} \
+                 (raise it with [targets.\"{}\"] macos = \"{needs}\" in lock/policy.toml \
+                 if every Mac you deploy to runs it), and it has no usable source distribution",
+                target.name, target.name
+            ));
+        }
+        if reasons.is_empty() {
+            let had_wheels = release.dropped_wheels || usable.iter().any(|(f, _)| f.is_wheel());
+            reasons.push(if had_wheels || no_binary {
+                format!(
+                    "it has no wheel for {} and no usable source distribution",
+                    target.name
+                )
+            } else {
+                "it has no usable file".to_string()
+            });
+        }
+        reasons.dedup();
+        Err(Excluded {
+            version,
+            reason: reasons.join("; "),
+        })
+    }
+}
+
+impl<'a> Candidates<'a> {
+    /// Usable candidates in preference order: the preferred version (the lock's), then
+    /// nixpkgs' builds, then the index's releases newest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Candidate> + use<'_, 'a> {
+        let preferred = self.preferred.and_then(|slot| self.at(slot));
+        let nixpkgs = self
+            .nixpkgs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.preferred != Some(Slot::Nixpkgs(*i)))
+            .map(|(_, c)| c);
+        let index = self.index.iter().flat_map(move |index| {
+            (0..index.slots.len())
+                .filter(move |i| self.preferred != Some(Slot::Index(*i)))
+                .filter_map(|i| index.get(i).as_ref().ok())
+        });
+        preferred.into_iter().chain(nixpkgs).chain(index)
+    }
+
+    /// The candidate for `version`, working out no other release.
+    pub fn find(&self, version: &SolverVersion) -> Option<&Candidate> {
+        if version.source == Origin::NIXPKGS {
+            return self.nixpkgs.iter().find(|c| &c.version == version);
+        }
+        let index = self.index.as_ref()?;
+        let at = index.reader.borrow().index.position(&version.version)?;
+        index
+            .get(at)
+            .as_ref()
+            .ok()
+            .filter(|c| &c.version == version)
+    }
+
+    /// The versions this target cannot use, and why, newest first (works out every release).
+    pub fn excluded(&self) -> Vec<&Excluded> {
+        let index = self
+            .index
+            .iter()
+            .flat_map(|index| (0..index.slots.len()).filter_map(|i| index.get(i).as_ref().err()));
+        self.forced_away.iter().chain(index).collect()
+    }
+
+    fn at(&self, slot: Slot) -> Option<&Candidate> {
+        match slot {
+            Slot::Nixpkgs(i) => self.nixpkgs.get(i),
+            Slot::Index(i) => self.index.as_ref()?.get(i).as_ref().ok(),
         }
     }
-    out.list.extend(candidates);
-    if let Some(pref) = cx.preferred {
-        if let Some(pos) = out.list.iter().position(|c| &c.version == pref) {
-            let c = out.list.remove(pos);
-            out.list.insert(0, c);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -70,10 +70,10 @@ pub struct Universe<'a> {
     /// Packages named at the top level.
     pub(crate) direct: HashSet<PackageName>,
     pub(crate) preferred: HashMap<PackageName, SolverVersion>,
-    pub(crate) candidates: RefCell<HashMap<PackageName, Rc<Candidates>>>,
+    pub(crate) candidates: RefCell<HashMap<PackageName, Rc<Candidates<'a>>>>,
     /// nixpkgs' candidates alone, built without the index page (see
     /// [`Universe::nixpkgs_candidates`]).
-    pub(crate) nixpkgs_only: RefCell<HashMap<PackageName, Rc<Candidates>>>,
+    pub(crate) nixpkgs_only: RefCell<HashMap<PackageName, Rc<Candidates<'a>>>>,
     pub(crate) deps: RefCell<HashMap<(Pkg, SolverVersion), Vec<Pkg>>>,
     /// Where each chosen release's metadata came from, and its Requires-Python.
     pub(crate) metadata_source: RefCell<HashMap<Release, (MetadataSource, Option<String>)>>,
@@ -213,7 +213,7 @@ impl<'a> Universe<'a> {
         name.clone()
     }
 
-    pub(crate) fn candidates(&self, name: &PackageName) -> Result<Rc<Candidates>, SourceError> {
+    pub(crate) fn candidates(&self, name: &PackageName) -> Result<Rc<Candidates<'a>>, SourceError> {
         if let Some(c) = self.candidates.borrow().get(name) {
             return Ok(c.clone());
         }
@@ -247,7 +247,7 @@ impl<'a> Universe<'a> {
     /// nixpkgs' candidates without asking the index, when they lead the full candidate list
     /// (no preference for an index release, nixpkgs not ruled out). Choosing one of them then
     /// needs no index page, which in the default mode spares most project-page requests.
-    pub(crate) fn nixpkgs_candidates(&self, name: &PackageName) -> Option<Rc<Candidates>> {
+    pub(crate) fn nixpkgs_candidates(&self, name: &PackageName) -> Option<Rc<Candidates<'a>>> {
         let nixpkgs = self.request.nixpkgs?;
         let forced = self.request.policy.forced_source(name);
         if forced == Some(bitpoll_policy::ForcedSource::Index)
@@ -274,16 +274,7 @@ impl<'a> Universe<'a> {
         let page = Err(SourceError::NotFound {
             package: name.to_string(),
         });
-        let mut built = candidates::build(name, page, &cx).ok()?;
-        // `build` returns before applying the preference when there is no page; the full
-        // list puts a preferred nixpkgs build first, so this list must too.
-        if let Some(pref) = cx.preferred {
-            if let Some(pos) = built.list.iter().position(|c| &c.version == pref) {
-                let c = built.list.remove(pos);
-                built.list.insert(0, c);
-            }
-        }
-        let built = Rc::new(built);
+        let built = Rc::new(candidates::build(name, page, &cx).ok()?);
         self.nixpkgs_only
             .borrow_mut()
             .insert(name.clone(), built.clone());
@@ -529,7 +520,7 @@ impl Universe<'_> {
             return Vec::new();
         };
         let mut notes = Vec::new();
-        if c.not_found && c.list.is_empty() {
+        if c.not_found && c.iter().next().is_none() {
             let nix = self
                 .request
                 .nixpkgs
@@ -542,7 +533,7 @@ impl Universe<'_> {
             });
         }
         let mut by_reason: BTreeMap<&str, Vec<&Version>> = BTreeMap::new();
-        for e in &c.excluded {
+        for e in c.excluded() {
             by_reason
                 .entry(e.reason.as_str())
                 .or_default()
@@ -565,8 +556,7 @@ impl Universe<'_> {
         if self.prerelease_allowed(name, &c) {
             return notes;
         }
-        if c.list
-            .iter()
+        if c.iter()
             .any(|c| c.version.source == Origin::INDEX && c.version.version.any_prerelease())
         {
             notes.push(format!(
