@@ -664,14 +664,7 @@ fn resolve_wheels_only(
         options: &options,
         preferences: &HashMap::new(),
     };
-    crate::provider::resolve_target(
-        source,
-        indexes,
-        target,
-        &request,
-        None,
-        crate::provider::Restarts::Alone,
-    )
+    crate::provider::resolve_target(source, indexes, target, &request, None)
 }
 
 /// The build environment of every package `packages` installs from an sdist, for `target`.

@@ -189,7 +189,6 @@ pub fn resolve(
         Builds::Allowed(setup) => setup.indexes.clone(),
         Builds::Refused => candidates::PageIndexes::default(),
     };
-    let first_boosts = &provider::FirstTargetBoosts::default();
     let results: Vec<Result<TargetResolution, ResolveError>> = std::thread::scope(|scope| {
         let early = match &request.options.builds {
             Builds::Allowed(setup) => Some(build::EarlyBuilds::spawn(
@@ -199,22 +198,16 @@ pub fn resolve(
         };
         let handles: Vec<_> = targets
             .iter()
-            .enumerate()
-            .map(|(i, target)| {
+            .map(|target| {
                 let early = early.clone();
-                let restarts = match i {
-                    0 => provider::Restarts::Leads(first_boosts),
-                    _ => provider::Restarts::Follows(first_boosts),
-                };
                 // Named, so a timeline can tell the targets' threads apart.
                 std::thread::Builder::new()
                     .name(format!("resolve {}", target.name))
                     .spawn_scoped(scope, move || {
                         let timings = &request.options.timings;
                         let mark = timings.mark();
-                        let result = provider::resolve_target(
-                            source, indexes, target, request, early, restarts,
-                        );
+                        let result =
+                            provider::resolve_target(source, indexes, target, request, early);
                         timings.span(mark, Category::Target, || target.name.clone());
                         result
                     })
@@ -237,12 +230,5 @@ pub fn resolve_target(
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
     let indexes = candidates::PageIndexes::default();
-    provider::resolve_target(
-        source,
-        &indexes,
-        target,
-        request,
-        None,
-        provider::Restarts::Alone,
-    )
+    provider::resolve_target(source, &indexes, target, request, None)
 }

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Condvar, Mutex};
 
 use bitpoll_metadata::MetadataSource;
 use bitpoll_platform::Target;
@@ -331,83 +330,16 @@ impl DependencyProvider for Provider<'_> {
     }
 }
 
-/// The packages the first target's solve ended up deciding first, for the run's other
-/// targets (see [`Restarts`]).
-#[derive(Default)]
-pub(crate) struct FirstTargetBoosts {
-    boosted: Mutex<Option<Vec<Pkg>>>,
-    ready: Condvar,
-}
-
-impl FirstTargetBoosts {
-    /// Only the first call counts: the leader's drop guard calls it again, with nothing.
-    fn publish(&self, boosted: Vec<Pkg>) {
-        let mut slot = self.boosted.lock().expect("boosts lock");
-        if slot.is_none() {
-            *slot = Some(boosted);
-            self.ready.notify_all();
-        }
-    }
-
-    fn wait(&self) -> Vec<Pkg> {
-        let slot = self.boosted.lock().expect("boosts lock");
-        let slot = self
-            .ready
-            .wait_while(slot, |s| s.is_none())
-            .expect("boosts lock");
-        slot.clone().unwrap_or_default()
-    }
-}
-
-/// How a target's solve learns which packages to decide first.
-///
-/// Targets mostly share their conflicts, so they mostly restart for the same packages, one
-/// restart per package: Sentry's requirements restart thirteen times on every target, and
-/// those solves were nine tenths of an offline run. So the first target finds its packages
-/// alone, and any other target that needs a restart at all waits for that list and restarts
-/// once with it (plus the package that set its restart off), going on alone from there. Which
-/// packages a target promotes then depends on the first target's solve and its own, never on
-/// timing, so locks stay reproducible; a target without conflicts never waits.
-pub(crate) enum Restarts<'s> {
-    /// A solve of its own (build environments, a single target).
-    Alone,
-    /// The first target: tells the others what it promoted, however its solve ends.
-    Leads(&'s FirstTargetBoosts),
-    /// Another target of the same run.
-    Follows(&'s FirstTargetBoosts),
-}
-
-/// Publishes an empty list if the leading target's solve unwinds before it could publish its
-/// own, so no other target waits for ever.
-struct PublishOnDrop<'s>(Option<&'s FirstTargetBoosts>);
-
-impl Drop for PublishOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(first) = self.0 {
-            first.publish(Vec::new());
-        }
-    }
-}
-
-pub(crate) fn resolve_target(
+pub fn resolve_target(
     source: &dyn PackageSource,
     indexes: &PageIndexes,
     target: &Target,
     request: &Request<'_>,
     early_builds: Option<crate::build::EarlyBuilds>,
-    restarts: Restarts<'_>,
 ) -> Result<TargetResolution, ResolveError> {
     let timings = &request.options.timings;
     let mut provider = Provider::new(source, indexes, target, request);
     provider.universe.early_builds = early_builds;
-    let leads = PublishOnDrop(match restarts {
-        Restarts::Leads(first) => Some(first),
-        _ => None,
-    });
-    let mut follows = match restarts {
-        Restarts::Follows(first) => Some(first),
-        _ => None,
-    };
     let solving = timings.guard(bitpoll_timings::Category::Solve, || {
         let first = request.requirements.first().map(|r| r.name.to_string());
         format!(
@@ -422,19 +354,10 @@ pub(crate) fn resolve_target(
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
                 provider.restart.set(false);
                 provider.discovered.borrow_mut().clear();
-                if let Some(first) = follows.take() {
-                    let _wait = provider
-                        .universe
-                        .wait(|| "the packages the first target decided first".to_string());
-                    provider.boosted.borrow_mut().extend(first.wait());
-                }
             }
             outcome => break outcome,
         }
     };
-    if let Some(first) = leads.0 {
-        first.publish(provider.boosted.borrow().iter().cloned().collect());
-    }
     drop(solving);
     let solution = match outcome {
         Ok(solution) => solution,
