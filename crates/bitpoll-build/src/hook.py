@@ -1,8 +1,9 @@
 # Calls one PEP 517 hook of a build backend and writes its answer as JSON.
 #
-# Run by bitpoll-lock with `python -I -S hook.py ENV SRC OUT BACKEND BACKEND_PATH HOOK`:
+# Run by bitpoll-lock with `python -I -S hook.py ENVS SRC OUT BACKEND BACKEND_PATH HOOK`:
 # isolated mode and no site-packages of the interpreter, so the backend sees only the
-# standard library and the locked wheels unpacked into ENV. Standard output belongs to the
+# standard library and the locked wheels, unpacked into the directories of the JSON list
+# ENVS. Standard output belongs to the
 # backend (its chatter is shown when a hook fails); the answer goes to OUT/result.json.
 import importlib
 import json
@@ -12,9 +13,10 @@ import sys
 
 
 def main():
-    env, src, out, spec, backend_path, hook = sys.argv[1:7]
-    # Processes ENV's .pth files too (setuptools ships one that it relies on).
-    site.addsitedir(env)
+    envs, src, out, spec, backend_path, hook = sys.argv[1:7]
+    # Processes their .pth files too (setuptools ships one that it relies on).
+    for env in json.loads(envs):
+        site.addsitedir(env)
     os.chdir(src)
     for entry in json.loads(backend_path):
         sys.path.insert(0, os.path.abspath(entry))

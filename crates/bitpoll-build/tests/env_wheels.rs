@@ -1,0 +1,132 @@
+//! Build environments' wheels: unpacked once below the cache and read by every build that
+//! uses them, instead of once per build. Needs a `python3` on PATH, as every build does.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bitpoll_build::{Builder, Isolation, Wheel};
+use common::{python, LocalBackendSdist};
+use sha2::{Digest, Sha256};
+
+/// A pure-Python wheel with one module, `helper`, written to `dir`.
+fn helper_wheel(dir: &Path) -> Wheel {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, text) in [
+            ("helper.py", "ANSWER = 42\n"),
+            (
+                "helper-1.0.dist-info/METADATA",
+                "Metadata-Version: 2.1\nName: helper\nVersion: 1.0\n",
+            ),
+            ("helper-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n"),
+            ("helper-1.0.dist-info/RECORD", ""),
+        ] {
+            zip.start_file(name, opts).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    let bytes = buf.into_inner();
+    let filename = "helper-1.0-py3-none-any.whl";
+    let path = dir.join(filename);
+    fs::write(&path, &bytes).unwrap();
+    Wheel {
+        path,
+        filename: filename.to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    }
+}
+
+/// An sdist whose backend imports `helper` and writes where it found it to `seen`.
+fn sdist_using_helper(dir: &Path, filename: &'static str, seen: &Path) -> LocalBackendSdist {
+    let backend = format!(
+        r#"import helper
+
+def get_requires_for_build_wheel(config_settings=None):
+    assert helper.ANSWER == 42
+    with open({seen:?}, "w") as f:
+        f.write(helper.__file__)
+    return []
+"#,
+        seen = seen.display().to_string(),
+    );
+    LocalBackendSdist::write(dir, filename, &backend)
+}
+
+fn builder(cache: PathBuf) -> Builder {
+    let interpreter = python().expect("checked by the caller");
+    Builder::new(
+        interpreter,
+        Some(cache),
+        Duration::from_secs(120),
+        Isolation::detect(),
+    )
+}
+
+/// Asks `sdist`'s backend with `wheel` as its environment; where it imported `helper` from.
+fn ask(builder: &Builder, sdist: &LocalBackendSdist, wheel: &Wheel, seen: &Path) -> PathBuf {
+    let requires = builder
+        .requires_for_build_wheel(&sdist.sdist(), std::slice::from_ref(wheel), &|| Ok(()))
+        .unwrap();
+    assert!(requires.is_empty());
+    PathBuf::from(fs::read_to_string(seen).unwrap())
+}
+
+#[test]
+fn an_environment_wheel_is_unpacked_once_below_the_cache_for_every_build() {
+    if python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let wheel = helper_wheel(dir.path());
+    let seen = dir.path().join("seen");
+    let first = sdist_using_helper(dir.path(), "firstpkg-1.0.tar.gz", &seen);
+    let second = sdist_using_helper(dir.path(), "secondpkg-1.0.tar.gz", &seen);
+    let shared = cache.join("build-wheels-v1").join(&wheel.sha256);
+
+    let builder = builder(cache.clone());
+    let found = ask(&builder, &first, &wheel, &seen);
+    assert_eq!(found, shared.join("helper.py"));
+    let inode = fs::metadata(&found).unwrap().ino();
+    // Another build in the same run, and one in a later run, read the same files.
+    assert_eq!(ask(&builder, &second, &wheel, &seen), found);
+    drop(builder);
+    let later = self::builder(cache.clone());
+    let third = sdist_using_helper(dir.path(), "thirdpkg-1.0.tar.gz", &seen);
+    assert_eq!(ask(&later, &third, &wheel, &seen), found);
+    drop(later);
+    assert_eq!(fs::metadata(&found).unwrap().ino(), inode, "unpacked again");
+    // Nothing half-unpacked is left beside it, and the builds' directories are gone.
+    let names: Vec<_> = fs::read_dir(cache.join("build-wheels-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, [wheel.sha256.clone()]);
+    assert_eq!(fs::read_dir(cache.join("build-work")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_cache_that_cannot_hold_wheels_leaves_each_build_its_own_copy() {
+    if python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the cache directory should be.
+    let cache = dir.path().join("cache");
+    fs::write(&cache, "not a directory").unwrap();
+    let wheel = helper_wheel(dir.path());
+    let seen = dir.path().join("seen");
+    let sdist = sdist_using_helper(dir.path(), "onlypkg-1.0.tar.gz", &seen);
+    let builder = builder(cache.clone());
+    let found = ask(&builder, &sdist, &wheel, &seen);
+    assert!(!found.starts_with(&cache), "{}", found.display());
+    assert!(found.ends_with("env/helper.py"), "{}", found.display());
+}
