@@ -1351,6 +1351,11 @@ impl bitpoll_error_class::Classify for BuildError {
     }
 }
 
+/// 64 lowercase hex digits: a name that cannot leave the directory it is joined to.
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1417,9 +1422,4 @@ mod tests {
         ]);
         assert!(wheel_metadata_text(&bytes).unwrap().contains("Name: demo"));
     }
-}
-
-/// 64 lowercase hex digits: a name that cannot leave the directory it is joined to.
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
