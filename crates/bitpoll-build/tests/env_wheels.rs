@@ -109,7 +109,7 @@ fn an_environment_wheel_is_unpacked_once_below_the_cache_for_every_build() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, [wheel.sha256.clone()]);
+    assert_eq!(names, std::slice::from_ref(&wheel.sha256));
     assert_eq!(fs::read_dir(cache.join("build-work")).unwrap().count(), 0);
 }
 
