@@ -3,8 +3,9 @@
 //! Some sdists do not say statically (a PKG-INFO older than metadata 2.2, `Dynamic:
 //! Requires-Dist`, a bare `setup.py`). Guessing their dependencies gives a lock that builds
 //! an environment which fails at import time, so this crate asks the sdist's build backend,
-//! the way pip and uv do: unpack the sdist into a fresh directory, unpack the *given* wheels
-//! (the caller resolved and hash-checked them) into an environment of their own, and call
+//! the way pip and uv do: unpack the sdist into a fresh directory, put the *given* wheels
+//! (the caller resolved and hash-checked them) on the hook's path, each unpacked once below
+//! the cache and shared by every build that uses it, and call
 //! `get_requires_for_build_wheel` or `prepare_metadata_for_build_wheel` (falling back to
 //! `build_wheel` when a backend lacks the latter) with a Python interpreter found on the
 //! machine.
