@@ -1,10 +1,10 @@
 # Calls one PEP 517 hook of a build backend and writes its answer as JSON.
 #
-# Run by bitpoll-lock with `python -I -S hook.py ENVS SRC OUT BACKEND BACKEND_PATH HOOK`:
+# Run by bitpoll-lock with `python -I -S hook.py SRC OUT BACKEND BACKEND_PATH HOOK ENV...`:
 # isolated mode and no site-packages of the interpreter, so the backend sees only the
-# standard library and the locked wheels, unpacked into the directories of the JSON list
-# ENVS. Standard output belongs to the
-# backend (its chatter is shown when a hook fails); the answer goes to OUT/result.json.
+# standard library and the locked wheels, each unpacked into one of the ENV directories.
+# Standard output belongs to the backend (its chatter is shown when a hook fails); the
+# answer goes to OUT/result.json.
 import importlib
 import json
 import os
@@ -13,9 +13,9 @@ import sys
 
 
 def main():
-    envs, src, out, spec, backend_path, hook = sys.argv[1:7]
+    src, out, spec, backend_path, hook = sys.argv[1:6]
     # Processes their .pth files too (setuptools ships one that it relies on).
-    for env in json.loads(envs):
+    for env in sys.argv[6:]:
         site.addsitedir(env)
     os.chdir(src)
     for entry in json.loads(backend_path):

@@ -996,15 +996,15 @@ impl Builder {
         };
         let backend_path =
             serde_json::to_string(sdist.backend_path).expect("strings serialise as JSON");
-        let site_dirs = serde_json::to_string(&site_dirs).expect("paths serialise as JSON");
         cmd.args(["-I", "-S"])
             .arg(&script)
-            .arg(&site_dirs)
             .arg(&project)
             .arg(&out_dir)
             .arg(sdist.backend.unwrap_or(FALLBACK_BACKEND))
             .arg(backend_path)
             .arg(hook)
+            // Last and as they are: a path need not be text.
+            .args(&site_dirs)
             .current_dir(&project)
             .env_clear()
             .env("PATH", HOOK_PATH)
