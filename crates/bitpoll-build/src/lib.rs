@@ -623,7 +623,10 @@ impl Builder {
         Self {
             interpreter,
             work: cache.as_ref().map(|c| c.join(WORK_DIR)),
-            wheels: cache.as_ref().map(|c| c.join(WHEELS_DIR)),
+            // Absolute: hooks run in the sdist's directory, and read these paths from there.
+            wheels: cache
+                .as_ref()
+                .map(|c| std::path::absolute(c.join(WHEELS_DIR)).unwrap_or(c.join(WHEELS_DIR))),
             unpacking: std::sync::Mutex::default(),
             work_swept: std::sync::Once::new(),
             cache: cache.map(|c| c.join("builds-v1")),

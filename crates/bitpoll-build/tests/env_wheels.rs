@@ -114,6 +114,29 @@ fn an_environment_wheel_is_unpacked_once_below_the_cache_for_every_build() {
 }
 
 #[test]
+fn a_cache_given_as_a_relative_path_serves_hooks_running_elsewhere() {
+    if python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The same directory, relative to where the tests run: `../..` up to the root.
+    let cwd = std::env::current_dir().unwrap();
+    let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    let relative = up.join(dir.path().strip_prefix("/").unwrap()).join("cache");
+    assert!(relative.is_relative());
+    let wheel = helper_wheel(dir.path());
+    let seen = dir.path().join("seen");
+    let sdist = sdist_using_helper(dir.path(), "relpkg-1.0.tar.gz", &seen);
+    let builder = builder(relative);
+    let found = ask(&builder, &sdist, &wheel, &seen);
+    let shared = dir.path().join("cache/build-wheels-v1").join(&wheel.sha256);
+    assert_eq!(
+        fs::canonicalize(&found).unwrap(),
+        fs::canonicalize(shared.join("helper.py")).unwrap()
+    );
+}
+
+#[test]
 fn a_cache_that_cannot_hold_wheels_leaves_each_build_its_own_copy() {
     if python().is_none() {
         return;
