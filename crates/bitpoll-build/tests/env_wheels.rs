@@ -70,13 +70,38 @@ fn builder(cache: PathBuf) -> Builder {
     )
 }
 
-/// Asks `sdist`'s backend with `wheel` as its environment; where it imported `helper` from.
-fn ask(builder: &Builder, sdist: &LocalBackendSdist, wheel: &Wheel, seen: &Path) -> PathBuf {
-    let requires = builder
-        .requires_for_build_wheel(&sdist.sdist(), std::slice::from_ref(wheel), &|| Ok(()))
-        .unwrap();
-    assert!(requires.is_empty());
-    PathBuf::from(fs::read_to_string(seen).unwrap())
+/// A directory with the helper wheel, and where the backends say they found `helper`.
+struct Case {
+    dir: tempfile::TempDir,
+    wheel: Wheel,
+    seen: PathBuf,
+}
+
+impl Case {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = helper_wheel(dir.path());
+        let seen = dir.path().join("seen");
+        Self { dir, wheel, seen }
+    }
+
+    fn sdist(&self, filename: &'static str) -> LocalBackendSdist {
+        sdist_using_helper(self.dir.path(), filename, &self.seen)
+    }
+
+    /// Asks `sdist`'s backend with the wheel as its environment; where it imported
+    /// `helper` from.
+    fn ask(&self, builder: &Builder, sdist: &LocalBackendSdist) -> PathBuf {
+        let requires = builder
+            .requires_for_build_wheel(
+                &sdist.sdist(),
+                std::slice::from_ref(&self.wheel),
+                &|| Ok(()),
+            )
+            .unwrap();
+        assert!(requires.is_empty());
+        PathBuf::from(fs::read_to_string(&self.seen).unwrap())
+    }
 }
 
 #[test]
@@ -84,24 +109,22 @@ fn an_environment_wheel_is_unpacked_once_below_the_cache_for_every_build() {
     if python().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let wheel = helper_wheel(dir.path());
-    let seen = dir.path().join("seen");
-    let first = sdist_using_helper(dir.path(), "firstpkg-1.0.tar.gz", &seen);
-    let second = sdist_using_helper(dir.path(), "secondpkg-1.0.tar.gz", &seen);
-    let shared = cache.join("build-wheels-v1").join(&wheel.sha256);
+    let case = Case::new();
+    let cache = case.dir.path().join("cache");
+    let shared = cache.join("build-wheels-v1").join(&case.wheel.sha256);
 
     let builder = builder(cache.clone());
-    let found = ask(&builder, &first, &wheel, &seen);
+    let found = case.ask(&builder, &case.sdist("firstpkg-1.0.tar.gz"));
     assert_eq!(found, shared.join("helper.py"));
     let inode = fs::metadata(&found).unwrap().ino();
     // Another build in the same run, and one in a later run, read the same files.
-    assert_eq!(ask(&builder, &second, &wheel, &seen), found);
+    assert_eq!(
+        case.ask(&builder, &case.sdist("secondpkg-1.0.tar.gz")),
+        found
+    );
     drop(builder);
     let later = self::builder(cache.clone());
-    let third = sdist_using_helper(dir.path(), "thirdpkg-1.0.tar.gz", &seen);
-    assert_eq!(ask(&later, &third, &wheel, &seen), found);
+    assert_eq!(case.ask(&later, &case.sdist("thirdpkg-1.0.tar.gz")), found);
     drop(later);
     assert_eq!(fs::metadata(&found).unwrap().ino(), inode, "unpacked again");
     // Nothing half-unpacked is left beside it, and the builds' directories are gone.
@@ -109,7 +132,7 @@ fn an_environment_wheel_is_unpacked_once_below_the_cache_for_every_build() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, std::slice::from_ref(&wheel.sha256));
+    assert_eq!(names, std::slice::from_ref(&case.wheel.sha256));
     assert_eq!(fs::read_dir(cache.join("build-work")).unwrap().count(), 0);
 }
 
@@ -118,21 +141,19 @@ fn a_cache_given_as_a_relative_path_serves_hooks_running_elsewhere() {
     if python().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let case = Case::new();
     // The same directory, relative to where the tests run: `../..` up to the root.
     let cwd = std::env::current_dir().unwrap();
     let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
-    let relative = up.join(dir.path().strip_prefix("/").unwrap()).join("cache");
+    let relative = up
+        .join(case.dir.path().strip_prefix("/").unwrap())
+        .join("cache");
     assert!(relative.is_relative());
-    let wheel = helper_wheel(dir.path());
-    let seen = dir.path().join("seen");
-    let sdist = sdist_using_helper(dir.path(), "relpkg-1.0.tar.gz", &seen);
-    let builder = builder(relative);
-    let found = ask(&builder, &sdist, &wheel, &seen);
-    let shared = dir.path().join("cache/build-wheels-v1").join(&wheel.sha256);
+    let found = case.ask(&builder(relative), &case.sdist("relpkg-1.0.tar.gz"));
+    let shared = case.dir.path().join("cache/build-wheels-v1");
     assert_eq!(
         fs::canonicalize(&found).unwrap(),
-        fs::canonicalize(shared.join("helper.py")).unwrap()
+        fs::canonicalize(shared.join(&case.wheel.sha256).join("helper.py")).unwrap()
     );
 }
 
@@ -141,15 +162,11 @@ fn a_cache_that_cannot_hold_wheels_leaves_each_build_its_own_copy() {
     if python().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let case = Case::new();
     // A file where the cache directory should be.
-    let cache = dir.path().join("cache");
+    let cache = case.dir.path().join("cache");
     fs::write(&cache, "not a directory").unwrap();
-    let wheel = helper_wheel(dir.path());
-    let seen = dir.path().join("seen");
-    let sdist = sdist_using_helper(dir.path(), "onlypkg-1.0.tar.gz", &seen);
-    let builder = builder(cache.clone());
-    let found = ask(&builder, &sdist, &wheel, &seen);
+    let found = case.ask(&builder(cache.clone()), &case.sdist("onlypkg-1.0.tar.gz"));
     assert!(!found.starts_with(&cache), "{}", found.display());
     assert!(found.ends_with("env/helper.py"), "{}", found.display());
 }
