@@ -556,6 +556,18 @@ impl Builder {
         }
     }
 
+    /// Whether a hook would read `wheel`'s file, so that a `fetch` must put it at its path:
+    /// not when it is unpacked below the cache already (see [`Builder::installed`]).
+    pub fn needs_file(&self, wheel: &Wheel) -> bool {
+        !self.shared_dir(wheel).is_some_and(|dir| dir.is_dir())
+    }
+
+    /// Where `wheel` is unpacked for every build, when there is a cache to hold it.
+    fn shared_dir(&self, wheel: &Wheel) -> Option<PathBuf> {
+        let wheels = self.wheels.as_ref().filter(|_| is_sha256(&wheel.sha256))?;
+        Some(wheels.join(&wheel.sha256))
+    }
+
     /// The directory `wheel` is unpacked in, for a hook's `sys.path`. With a cache, that is
     /// `build-wheels-v1/<sha256>/` below it, unpacked by the first build that needs it and
     /// read by every later one (setuptools alone is some 500 files, which most builds of a
@@ -564,9 +576,7 @@ impl Builder {
     /// once complete (it is unpacked in `build-work/` and renamed), and the bytes were
     /// checked against the sha256 when they were fetched.
     fn installed(&self, wheel: &Wheel, private: &Path) -> Result<PathBuf, BuildError> {
-        let shared = self.wheels.as_ref().filter(|_| is_sha256(&wheel.sha256));
-        if let Some(shared) = shared {
-            let dir = shared.join(&wheel.sha256);
+        if let Some(dir) = self.shared_dir(wheel) {
             if dir.is_dir() {
                 return Ok(dir);
             }
@@ -583,7 +593,8 @@ impl Builder {
             }
             // Unpacked in `build-work/`, where what a killed run left is swept, and moved
             // into place (a rename: both are below the cache).
-            let unpacked = fs::create_dir_all(shared).and_then(|()| self.work_dir("wheel-"));
+            let parent = dir.parent().expect("below the wheels' directory");
+            let unpacked = fs::create_dir_all(parent).and_then(|()| self.work_dir("wheel-"));
             if let Ok(tmp) = unpacked {
                 install_wheel(&wheel.path, &wheel.filename, tmp.path())?;
                 match fs::rename(tmp.path(), &dir) {

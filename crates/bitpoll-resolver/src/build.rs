@@ -565,7 +565,7 @@ impl<'a> Job<'a> {
             self.source.download_to(self.file, &self.sdist_path)?;
         }
         for (artifact, wheel) in env {
-            if !wheel.path.exists() {
+            if !wheel.path.exists() && self.builder.needs_file(wheel) {
                 self.source.download_to(artifact, &wheel.path)?;
             }
         }
