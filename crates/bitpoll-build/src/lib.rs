@@ -411,6 +411,51 @@ pub struct Sdist<'a> {
     /// `[build-system].build-backend`; `None` for the PEP 517 fallback.
     pub backend: Option<&'a str>,
     pub backend_path: &'a [String],
+    /// Its sources, being unpacked while the caller resolves and fetches the build
+    /// environment (see [`Builder::unpack_ahead`]); the next hook asked takes them.
+    pub ahead: Option<&'a Ahead>,
+}
+
+/// An sdist's source tree unpacked ahead of the hook that will read it, by
+/// [`Builder::unpack_ahead`] on a thread of the caller's.
+///
+/// A cold build otherwise does everything in a row: resolve the build environment (a page
+/// and metadata, round trips), download its wheels, unpack them and the sdist, run the hook.
+/// The sdist is on disk before the first of these, so its unpacking (hundreds of files, up
+/// to 20,000) can go on meanwhile.
+#[derive(Debug)]
+pub struct Ahead(std::sync::Mutex<Option<std::sync::mpsc::Receiver<Result<Tree, BuildError>>>>);
+
+/// The sending half of an [`Ahead`], for the thread that unpacks.
+#[derive(Debug)]
+pub struct AheadSender(std::sync::mpsc::Sender<Result<Tree, BuildError>>);
+
+/// An unpacked sdist: `src/` in a directory of its own below the build work directory.
+#[derive(Debug)]
+pub struct Tree(tempfile::TempDir);
+
+impl Ahead {
+    /// A tree to be unpacked: give the sender to [`Builder::unpack_ahead`]. When the sender
+    /// is dropped unsent (the thread panicked), the hook unpacks the sdist itself.
+    pub fn pending() -> (AheadSender, Ahead) {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        (
+            AheadSender(sender),
+            Ahead(std::sync::Mutex::new(Some(receiver))),
+        )
+    }
+
+    /// Whether the next hook takes its sources from here, so that the sdist's own file is
+    /// not needed (no hook has taken them yet).
+    pub fn holds_tree(&self) -> bool {
+        self.0.lock().expect("ahead lock").is_some()
+    }
+
+    /// The tree, waiting until it is unpacked; `None` once taken or when it never came.
+    fn take(&self) -> Option<Result<Tree, BuildError>> {
+        let receiver = self.0.lock().expect("ahead lock").take()?;
+        receiver.recv().ok()
+    }
 }
 
 /// A wheel of the build environment, already checked against its sha256.
@@ -435,20 +480,22 @@ pub struct BuiltMetadata {
 /// is removed in the background: nothing waits for it but the end of the run (see the
 /// `Drop` of [`Builder`]), and no directory is left behind.
 struct WorkDir<'a> {
-    dir: Option<tempfile::TempDir>,
+    /// The hook's directory, and the sources' when they were unpacked ahead.
+    dirs: Vec<tempfile::TempDir>,
     builder: &'a Builder,
     label: String,
 }
 
 impl Drop for WorkDir<'_> {
     fn drop(&mut self) {
-        let (Some(dir), timings) = (self.dir.take(), self.builder.timings.clone()) else {
+        let (dirs, timings) = (std::mem::take(&mut self.dirs), self.builder.timings.clone());
+        if dirs.is_empty() {
             return;
-        };
+        }
         let label = std::mem::take(&mut self.label);
         let removal = std::thread::spawn(move || {
             let mark = timings.mark();
-            drop(dir);
+            drop(dirs);
             timings.span(mark, bitpoll_timings::Category::BuildCleanup, || label);
         });
         self.builder
@@ -560,6 +607,51 @@ impl Builder {
     /// not when it is unpacked below the cache already (see [`Builder::installed`]).
     pub fn needs_file(&self, wheel: &Wheel) -> bool {
         !self.shared_dir(wheel).is_some_and(|dir| dir.is_dir())
+    }
+
+    /// Whether answers (or remembered failures) about the sdist with this sha256 are on
+    /// disk: then a hook probably will not run, and unpacking its sources ahead would be
+    /// work for nothing.
+    pub fn has_answers(&self, sha256: &str) -> bool {
+        self.cache
+            .as_ref()
+            .filter(|_| is_sha256(sha256))
+            .is_some_and(|cache| cache.join(sha256).is_dir())
+    }
+
+    /// Puts the sdist `filename` in a directory of its own (`fetch` writes it to the path
+    /// given) and unpacks it there for the hook that will take it from `ahead`; blocks until
+    /// done, so call it on a thread of its own while the build environment is made ready.
+    pub fn unpack_ahead(
+        &self,
+        ahead: AheadSender,
+        filename: &str,
+        fetch: impl FnOnce(&Path) -> Result<(), FetchError>,
+    ) {
+        let mark = self.timings.mark();
+        let tree = (|| {
+            let dir = self
+                .work_dir("src-")
+                .map_err(io("cannot create a build directory"))?;
+            let archive = dir.path().join(filename);
+            fetch(&archive).map_err(|source| BuildError::Fetch {
+                sdist: filename.to_string(),
+                source,
+            })?;
+            let src = dir.path().join("src");
+            fs::create_dir(&src).map_err(io(format!("{}", src.display())))?;
+            unpack_sdist(&archive, filename, &src)?;
+            // The archive is read; the tree is what the hook needs.
+            let _ = fs::remove_file(&archive);
+            Ok(Tree(dir))
+        })();
+        self.timings
+            .span(mark, bitpoll_timings::Category::BuildUnpack, || {
+                format!("{filename} (ahead of its hook)")
+            });
+        // The hook may have finished without it (a cached answer); the tree then goes with
+        // the message.
+        let _ = ahead.0.send(tree);
     }
 
     /// Where `wheel` is unpacked for every build, when there is a cache to hold it.
@@ -969,13 +1061,8 @@ impl Builder {
             .work_dir("hook-")
             .map_err(io("cannot create a build directory"))?;
         let root = work.path();
-        let (env_dir, src_dir, out_dir, home) = (
-            root.join("env"),
-            root.join("src"),
-            root.join("out"),
-            root.join("home"),
-        );
-        for dir in [&env_dir, &src_dir, &out_dir, &home] {
+        let (env_dir, out_dir, home) = (root.join("env"), root.join("out"), root.join("home"));
+        for dir in [&env_dir, &out_dir, &home] {
             fs::create_dir_all(dir).map_err(io(format!("{}", dir.display())))?;
         }
         let unpacking = self.timings.mark();
@@ -986,10 +1073,25 @@ impl Builder {
                 site_dirs.push(dir);
             }
         }
-        unpack_sdist(sdist.path, sdist.filename, &src_dir)?;
+        // An unpacking that failed ahead is this hook's failure: the same archive would
+        // fail here too.
+        let tree = sdist.ahead.and_then(Ahead::take).transpose()?;
+        let src_dir = match &tree {
+            Some(tree) => tree.0.path().join("src"),
+            None => {
+                let src_dir = root.join("src");
+                fs::create_dir_all(&src_dir).map_err(io(format!("{}", src_dir.display())))?;
+                unpack_sdist(sdist.path, sdist.filename, &src_dir)?;
+                src_dir
+            }
+        };
         self.timings
             .span(unpacking, bitpoll_timings::Category::BuildUnpack, || {
-                format!("{} and {} wheels", sdist.filename, env.len())
+                let sdist = match tree {
+                    Some(_) => format!("{} (unpacked ahead)", sdist.filename),
+                    None => sdist.filename.to_string(),
+                };
+                format!("{sdist} and {} wheels", env.len())
             });
         let running = self.timings.mark();
         let _hook_span = HookSpan {
@@ -1100,7 +1202,7 @@ impl Builder {
         Ok((
             answer,
             WorkDir {
-                dir: Some(work),
+                dirs: std::iter::once(work).chain(tree.map(|t| t.0)).collect(),
                 builder: self,
                 label: sdist.filename.to_string(),
             },

@@ -24,6 +24,10 @@ pub const MAX_UNCOMPRESSED_BYTES: u64 = 16 * 1024 * 1024;
 /// hundred MiB; past this, a bomb costs only bounded time.
 pub const MAX_SCANNED_BYTES: u64 = 1024 * 1024 * 1024;
 
+/// The build requirements PEP 517 prescribes for an sdist whose `pyproject.toml` declares
+/// none (or that has none).
+pub const FALLBACK_BUILD_REQUIRES: &str = "setuptools>=40.8.0";
+
 /// What an sdist tells without building it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SdistInfo {
@@ -337,7 +341,7 @@ pub fn interpret_sdist(filename: &str, members: &SdistMembers) -> Result<SdistIn
         .and_then(|v| v.as_table());
     let build_requires = match build_system.and_then(|b| b.get("requires")) {
         Some(requires) => string_array(requires, "build-system.requires")?,
-        None => vec!["setuptools>=40.8.0".to_string()],
+        None => vec![FALLBACK_BUILD_REQUIRES.to_string()],
     };
     let build_backend = match build_system.and_then(|b| b.get("build-backend")) {
         Some(v) => Some(

@@ -27,7 +27,7 @@ mod core;
 pub use crate::archive::{
     check_member_path, interpret_sdist, read_sdist, read_wheel_metadata,
     read_wheel_metadata_limited, sdist_members, wheel_metadata_bytes, SdistInfo, SdistMembers,
-    MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
+    FALLBACK_BUILD_REQUIRES, MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
 };
 pub use crate::core::parse_core_metadata;
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bitpoll_build::{Builder, Interpreter, Isolation, Sdist, Wheel};
+use bitpoll_build::{Ahead, Builder, Interpreter, Isolation, Sdist, Wheel};
 use bitpoll_metadata::{parse_core_metadata, CoreMetadata, MetadataSource, SdistInfo};
 use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
@@ -188,38 +188,39 @@ impl BuildSetup {
     ) -> Result<Built, String> {
         let sha256 = sha256_of(file)?;
         memo(&self.results, &sha256, || {
-            let job = Job::new(self, source, file, info, &sha256)?;
-            let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
-            let env = job.environment(&requires)?;
-            // Usually one process answers both questions (see
-            // `Builder::requires_and_metadata`); the answer about extra requirements is the
-            // one `extra_requires` gives for the locked build environment too.
-            let (extra, built) = job
-                .builder
-                .requires_and_metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
-                .map_err(|e| e.to_string())?;
-            memo(&self.extras, &sha256, || Ok(extra.clone()))?;
-            let built = match built {
-                Some(built) => built,
-                None => {
-                    requires.extend(parse_requirements(&extra, &file.filename)?);
-                    let env = job.environment(&requires)?;
-                    job.builder
-                        .metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
-                        .map_err(|e| e.to_string())?
-                }
-            };
-            let metadata =
-                parse_core_metadata(built.metadata.as_bytes(), MetadataSource::SdistBuild)
-                    .map_err(|e| {
-                        format!(
-                            "{}: the metadata its backend prepared ({}) is invalid: {e}",
-                            file.filename, built.hook
-                        )
-                    })?;
-            Ok(Built {
-                metadata: Arc::new(metadata),
-                interpreter: job.builder.interpreter().describe(),
+            Job::run(self, source, file, info, &sha256, |job| {
+                let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
+                let env = job.environment(&requires)?;
+                // Usually one process answers both questions (see
+                // `Builder::requires_and_metadata`); the answer about extra requirements is the
+                // one `extra_requires` gives for the locked build environment too.
+                let (extra, built) = job
+                    .builder
+                    .requires_and_metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                    .map_err(|e| e.to_string())?;
+                memo(&self.extras, &sha256, || Ok(extra.clone()))?;
+                let built = match built {
+                    Some(built) => built,
+                    None => {
+                        requires.extend(parse_requirements(&extra, &file.filename)?);
+                        let env = job.environment(&requires)?;
+                        job.builder
+                            .metadata(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                            .map_err(|e| e.to_string())?
+                    }
+                };
+                let metadata =
+                    parse_core_metadata(built.metadata.as_bytes(), MetadataSource::SdistBuild)
+                        .map_err(|e| {
+                            format!(
+                                "{}: the metadata its backend prepared ({}) is invalid: {e}",
+                                file.filename, built.hook
+                            )
+                        })?;
+                Ok(Built {
+                    metadata: Arc::new(metadata),
+                    interpreter: job.builder.interpreter().describe(),
+                })
             })
         })
     }
@@ -234,9 +235,34 @@ impl BuildSetup {
         let Ok(info) = source.sdist_info(file) else {
             return;
         };
-        let Ok(requires) = parse_requirements(&info.build_requires, &file.filename) else {
-            return;
-        };
+        if let Ok(requires) = parse_requirements(&info.build_requires, &file.filename) {
+            self.prepare_environment(source, &requires);
+        }
+    }
+
+    /// Fetches the build environment of the PEP 517 fallback (setuptools) for this machine,
+    /// as [`BuildSetup::prepare`] does for an sdist, but without waiting for any sdist: it
+    /// is what an sdist without `pyproject.toml` builds with, and setuptools is in most
+    /// other sdists' build requirements too. Started when a hint first guesses a target
+    /// will install an sdist no answer is on disk for, its page, metadata and wheel come
+    /// while that sdist downloads, instead of after.
+    pub(crate) fn prepare_fallback(&self, source: &dyn PackageSource) {
+        let fallback = [bitpoll_metadata::FALLBACK_BUILD_REQUIRES.to_string()];
+        if let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") {
+            self.prepare_environment(source, &requires);
+        }
+    }
+
+    /// Whether answers about the sdist `file` are on disk, so that its backend will
+    /// probably not run this time.
+    fn answered(&self, file: &DistFile) -> bool {
+        match (self.builder(), sha256_of(file)) {
+            (Ok(builder), Ok(sha256)) => builder.has_answers(&sha256),
+            _ => false,
+        }
+    }
+
+    fn prepare_environment(&self, source: &dyn PackageSource, requires: &[Requirement]) {
         let Ok(builder) = self.builder() else {
             return;
         };
@@ -244,7 +270,7 @@ impl BuildSetup {
             return;
         };
         let scratch = std::path::Path::new("");
-        if let Ok(env) = environment(source, self, host, &requires, scratch) {
+        if let Ok(env) = environment(source, self, host, requires, scratch) {
             for (artifact, _) in env {
                 source.prefetch_file(&artifact);
             }
@@ -261,12 +287,13 @@ impl BuildSetup {
     ) -> Result<Vec<String>, String> {
         let sha256 = sha256_of(file)?;
         memo(&self.extras, &sha256, || {
-            let job = Job::new(self, source, file, info, &sha256)?;
-            let requires = parse_requirements(&info.build_requires, &file.filename)?;
-            let env = job.environment(&requires)?;
-            job.builder
-                .requires_for_build_wheel(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
-                .map_err(|e| e.to_string())
+            Job::run(self, source, file, info, &sha256, |job| {
+                let requires = parse_requirements(&info.build_requires, &file.filename)?;
+                let env = job.environment(&requires)?;
+                job.builder
+                    .requires_for_build_wheel(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
+                    .map_err(|e| e.to_string())
+            })
         })
     }
 }
@@ -322,12 +349,18 @@ impl EarlyBuilds {
             let mut started = std::collections::HashSet::new();
             let mut prepared = std::collections::HashSet::new();
             let mut warmed = std::collections::HashSet::new();
+            let mut fallback = false;
             for early in receiver {
                 let (file, target, job) = match early {
                     Early::Requires(file, target) => (file, target, Some(false)),
                     Early::Lone(file, target) => (file, target, Some(true)),
                     Early::Guessed(file, target) => (file, target, None),
                 };
+                // Whether this happens depends on the hints and the disk, not on timing.
+                if setup.ahead && !fallback && !setup.answered(&file) {
+                    fallback = true;
+                    scope.spawn(move || setup.prepare_fallback(source));
+                }
                 // The backend is asked anyway once the solver read the sdist: its answer
                 // can be waited for, and the environment warmed with it.
                 let asked = matches!(job, Some(false));
@@ -498,9 +531,37 @@ struct Job<'a> {
     sha256: &'a str,
     work: tempfile::TempDir,
     sdist_path: PathBuf,
+    ahead: Option<Ahead>,
 }
 
 impl<'a> Job<'a> {
+    /// `body` with a job for `file`; the sdist's sources are unpacked on a thread of their
+    /// own meanwhile, unless answers about it are on disk (a warm run's hooks rarely run).
+    fn run<T>(
+        setup: &'a BuildSetup,
+        source: &'a dyn PackageSource,
+        file: &'a DistFile,
+        info: &'a SdistInfo,
+        sha256: &'a str,
+        body: impl FnOnce(&Job<'a>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut job = Job::new(setup, source, file, info, sha256)?;
+        if job.builder.has_answers(sha256) {
+            return body(&job);
+        }
+        let (sender, ahead) = Ahead::pending();
+        job.ahead = Some(ahead);
+        std::thread::scope(|scope| {
+            let builder = &job.builder;
+            scope.spawn(move || {
+                builder.unpack_ahead(sender, &file.filename, |path| {
+                    Ok(source.download_to(file, path)?)
+                })
+            });
+            body(&job)
+        })
+    }
+
     fn new(
         setup: &'a BuildSetup,
         source: &'a dyn PackageSource,
@@ -528,6 +589,7 @@ impl<'a> Job<'a> {
             sha256,
             work,
             sdist_path,
+            ahead: None,
         })
     }
 
@@ -538,6 +600,7 @@ impl<'a> Job<'a> {
             sha256: self.sha256,
             backend: self.info.build_backend.as_deref(),
             backend_path: &self.info.backend_path,
+            ahead: self.ahead.as_ref(),
         }
     }
 
@@ -561,7 +624,9 @@ impl<'a> Job<'a> {
 
     /// Downloads (each checked against its sha256) only when a hook has to run.
     fn fetch(&self, env: &EnvFiles) -> Result<(), bitpoll_build::FetchError> {
-        if !self.sdist_path.exists() {
+        // The hook reads the sources unpacked ahead instead, when they still wait for it.
+        let unpacked = self.ahead.as_ref().is_some_and(Ahead::holds_tree);
+        if !unpacked && !self.sdist_path.exists() {
             self.source.download_to(self.file, &self.sdist_path)?;
         }
         for (artifact, wheel) in env {

@@ -65,6 +65,7 @@ impl LocalBackendSdist {
             sha256: &self.sha256,
             backend: Some("backend"),
             backend_path: &self.backend_path,
+            ahead: None,
         }
     }
 }
