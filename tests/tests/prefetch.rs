@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bitpoll_platform::Target;
 use bitpoll_policy::Policy;
 use bitpoll_resolver::{Options, Request};
-use bitpoll_source::{Bytes, DistFile, PackageSource, Pick, ProjectPage, SourceError};
+use bitpoll_source::{Bytes, DistFile, Hints, PackageSource, Pick, ProjectPage, SourceError, Then};
 use bitpoll_tests::memory::MemorySource;
 use bitpoll_tests::universe::{Project, Release, Universe};
 use pep508_rs::PackageName;
@@ -22,6 +22,9 @@ struct Log(Mutex<Vec<String>>);
 struct Recording {
     inner: MemorySource,
     log: Log,
+    /// Whether the metadata a hint picked is handed on (see `prefetch_then`); without, the
+    /// source sees only the solver's own hints.
+    follow: bool,
 }
 
 impl Recording {
@@ -43,18 +46,11 @@ impl PackageSource for Recording {
     // Answered at once, as if the network were infinitely fast: the pick sees the page the
     // solver will see.
     fn prefetch(&self, name: &PackageName, pick: Pick) {
-        let picked = self
-            .inner
-            .project(name)
-            .ok()
-            .and_then(|page| pick(&page))
-            .map(|f| f.filename.to_string())
-            .unwrap_or_else(|| "-".into());
-        self.log
-            .0
-            .lock()
-            .unwrap()
-            .push(format!("hint {name} {picked}"));
+        self.hint(name, pick);
+    }
+
+    fn prefetch_then(&self, name: &PackageName, pick: Pick, then: Then) {
+        Hints::prefetch_then(self, name, pick, then)
     }
 
     fn core_metadata(
@@ -78,6 +74,33 @@ impl PackageSource for Recording {
     }
 }
 
+impl Recording {
+    /// Logs the hint; the file picked, if any.
+    fn hint(&self, name: &PackageName, pick: Pick) -> Option<Arc<DistFile>> {
+        let picked = self.inner.project(name).ok().and_then(|page| pick(&page));
+        let shown = picked.as_ref().map(|f| f.filename.to_string());
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .push(format!("hint {name} {}", shown.as_deref().unwrap_or("-")));
+        picked
+    }
+}
+
+impl Hints for Recording {
+    fn prefetch_then(&self, name: &PackageName, pick: Pick, then: Then) {
+        let Some(file) = self.hint(name, pick) else {
+            return;
+        };
+        if self.follow {
+            if let Ok(metadata) = self.inner.core_metadata(&file) {
+                then(self, &metadata);
+            }
+        }
+    }
+}
+
 fn release(requires: &[&str]) -> Release {
     Release {
         requires: requires.iter().map(|r| r.to_string()).collect(),
@@ -95,6 +118,15 @@ fn project(versions: &[(&str, Release)]) -> Project {
 }
 
 fn resolve(packages: Vec<(&str, Project)>, requirements: &[&str], system: &str) -> Recording {
+    resolve_with(packages, requirements, system, false)
+}
+
+fn resolve_with(
+    packages: Vec<(&str, Project)>,
+    requirements: &[&str],
+    system: &str,
+    follow: bool,
+) -> Recording {
     let universe = Universe {
         packages: packages
             .into_iter()
@@ -104,6 +136,7 @@ fn resolve(packages: Vec<(&str, Project)>, requirements: &[&str], system: &str) 
     let source = Recording {
         inner: MemorySource::new(&universe, None),
         log: Log::default(),
+        follow,
     };
     let requirements: Vec<_> = requirements
         .iter()
@@ -226,4 +259,54 @@ fn walking_a_package_down_fetches_the_older_releases_ahead() {
         source.first("read a-1-py3-none-any.whl").is_none(),
         "{events:#?}"
     );
+}
+
+#[test]
+fn the_dependencies_of_hinted_metadata_are_hinted_before_the_solver_reads_it() {
+    let extra = Release {
+        requires: vec!["c".into()],
+        extras: [("more".to_string(), vec!["e".to_string()])].into(),
+        ..Default::default()
+    };
+    let source = resolve_with(
+        vec![
+            ("app", project(&[("1.0", release(&["b[more]>=1"]))])),
+            ("b", project(&[("1.0", extra.clone()), ("0.9", extra)])),
+            (
+                "c",
+                project(&[("1.0", release(&["d", "winonly; sys_platform == 'win32'"]))]),
+            ),
+            ("d", project(&[("1.0", release(&[]))])),
+            ("e", project(&[("1.0", release(&[]))])),
+            ("winonly", project(&[("1.0", release(&[]))])),
+        ],
+        &["app"],
+        "x86_64-linux",
+        true,
+    );
+    let events = source.events();
+    // The whole tree is hinted from the first metadata on, before the solver reads `b`'s:
+    // a chain of dependencies no longer waits a round trip per link.
+    let read_b = source.first("read b-1.0-py3-none-any.whl").expect("b read");
+    for file in ["b-1.0", "c-1.0", "d-1.0", "e-1.0"] {
+        let name = file.split('-').next().unwrap();
+        let hint = format!("hint {name} {file}-py3-none-any.whl");
+        assert!(
+            source.first(&hint).is_some_and(|h| h < read_b),
+            "no `{hint}` before b's metadata was read: {events:#?}"
+        );
+        // Once (`b` once more, for its extra): the solver's own hint for it, later, picks
+        // nothing more.
+        let times = events.iter().filter(|e| **e == hint).count();
+        let once = if name == "b" { 2 } else { 1 };
+        assert_eq!(times, once, "`{hint}`: {events:#?}");
+    }
+    // Only what this target installs.
+    assert!(
+        !events.iter().any(|e| e.starts_with("hint winonly")),
+        "{events:#?}"
+    );
+    // The solver read every file itself (hints only fetch), and the older `b` never.
+    assert!(source.first("read d-1.0-py3-none-any.whl").is_some());
+    assert!(!events.iter().any(|e| e.contains("b-0.9")), "{events:#?}");
 }

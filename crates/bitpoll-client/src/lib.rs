@@ -269,8 +269,11 @@ struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
     /// Prefetches started and not yet waited for (see [`IndexClient::settle`]).
-    prefetches: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    prefetches: Prefetches,
 }
+
+/// Prefetches started and not yet waited for.
+type Prefetches = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -367,7 +370,7 @@ impl IndexClient {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
                 shared,
-                prefetches: Mutex::default(),
+                prefetches: Prefetches::default(),
             }),
         })
     }
@@ -431,10 +434,17 @@ impl IndexClient {
 
     /// Runs a prefetch on the client's runtime, its requests marked speculative.
     fn speculate(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        let handle = self.runtime().spawn(SPECULATIVE.scope(true, fut));
-        let mut pending = self.inner.prefetches.lock().expect("prefetches lock");
-        pending.retain(|h| !h.is_finished());
-        pending.push(handle);
+        self.speculator().speculate(fut)
+    }
+
+    /// What starts prefetches from inside the runtime, where the client's blocking methods
+    /// must not be called (and which must not keep the runtime alive).
+    fn speculator(&self) -> Speculator {
+        Speculator {
+            runtime: self.runtime().handle().clone(),
+            shared: self.inner.shared.clone(),
+            prefetches: self.inner.prefetches.clone(),
+        }
     }
 
     /// Waits until every prefetch started so far has finished.
@@ -473,16 +483,12 @@ impl IndexClient {
     where
         F: FnOnce(&Arc<ProjectPage>) -> Option<Arc<DistFile>> + Send + 'static,
     {
-        let shared = self.inner.shared.clone();
-        let name = name.clone();
-        self.speculate(async move {
-            let Ok(page) = shared.project(&name).await else {
-                return;
-            };
-            if let Some(file) = pick(&page) {
-                let _ = shared.core_metadata(&file).await;
-            }
-        });
+        bitpoll_source::Hints::prefetch_then(
+            &self.speculator(),
+            name,
+            Box::new(pick),
+            Box::new(|_, _| {}),
+        );
     }
 
     /// A file's core metadata: the PEP 658 metadata file when the index offers one,
@@ -641,6 +647,49 @@ impl IndexClient {
     }
 }
 
+/// Starts prefetches on the client's runtime; see [`IndexClient::speculator`].
+struct Speculator {
+    runtime: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    prefetches: Prefetches,
+}
+
+impl Speculator {
+    fn speculate(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.runtime.spawn(SPECULATIVE.scope(true, fut));
+        let mut pending = self.prefetches.lock().expect("prefetches lock");
+        pending.retain(|h| !h.is_finished());
+        pending.push(handle);
+    }
+}
+
+impl bitpoll_source::Hints for Speculator {
+    fn prefetch_then(
+        &self,
+        name: &PackageName,
+        pick: bitpoll_source::Pick,
+        then: bitpoll_source::Then,
+    ) {
+        let more = Speculator {
+            runtime: self.runtime.clone(),
+            shared: self.shared.clone(),
+            prefetches: self.prefetches.clone(),
+        };
+        let name = name.clone();
+        self.speculate(async move {
+            let Ok(page) = more.shared.project(&name).await else {
+                return;
+            };
+            let Some(file) = pick(&page) else {
+                return;
+            };
+            if let Ok(metadata) = more.shared.core_metadata(&file).await {
+                then(&more, &metadata);
+            }
+        });
+    }
+}
+
 /// The index as the resolver sees it.
 impl bitpoll_source::PackageSource for IndexClient {
     fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, bitpoll_source::SourceError> {
@@ -649,6 +698,15 @@ impl bitpoll_source::PackageSource for IndexClient {
 
     fn prefetch(&self, name: &PackageName, pick: bitpoll_source::Pick) {
         self.prefetch_project_then(name, pick)
+    }
+
+    fn prefetch_then(
+        &self,
+        name: &PackageName,
+        pick: bitpoll_source::Pick,
+        then: bitpoll_source::Then,
+    ) {
+        bitpoll_source::Hints::prefetch_then(&self.speculator(), name, pick, then)
     }
 
     fn core_metadata(

@@ -277,6 +277,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
         builds: builds.clone(),
         release_cutoff: loaded.release_window.map(|w| w.cutoff),
         timings: timings.clone(),
+        offline: args.index.offline,
         ..Options::default()
     };
     let request = Request {

@@ -666,7 +666,7 @@ fn environment(
     requires: &[Requirement],
     dir: &std::path::Path,
 ) -> Result<EnvFiles, String> {
-    let context = (None, &Policy::default(), &setup.timings);
+    let context = (None, &Policy::default(), &setup.timings, !setup.ahead);
     let resolution = resolve_wheels_only(source, &setup.indexes, host, requires, context).map_err(
         |e| match e {
             ResolveError::NoSolution { explanation, .. } => explanation,
@@ -699,7 +699,12 @@ fn resolve_environment(
     request: &Request<'_>,
     requires: &[Requirement],
 ) -> Result<TargetResolution, ResolveError> {
-    let context = (request.nixpkgs, request.policy, &request.options.timings);
+    let context = (
+        request.nixpkgs,
+        request.policy,
+        &request.options.timings,
+        request.options.offline,
+    );
     resolve_wheels_only(source, indexes, target, requires, context)
 }
 
@@ -710,15 +715,17 @@ fn resolve_wheels_only(
     indexes: &crate::candidates::PageIndexes,
     target: &Target,
     requires: &[Requirement],
-    (nixpkgs, policy, timings): (
+    (nixpkgs, policy, timings, offline): (
         Option<&bitpoll_nixpkgs::Nixpkgs>,
         &Policy,
         &bitpoll_timings::Timings,
+        bool,
     ),
 ) -> Result<TargetResolution, ResolveError> {
     let options = Options {
         no_build: PackageSet::All,
         timings: timings.clone(),
+        offline,
         ..Options::default()
     };
     let request = Request {

@@ -15,6 +15,7 @@
 
 mod build;
 mod candidates;
+mod lookahead;
 mod parallel;
 mod provider;
 mod release_age;
@@ -87,6 +88,9 @@ pub struct Options {
     pub release_cutoff: Option<bitpoll_simple::Timestamp>,
     /// Where the time a solver thread spends blocked on a package fact is recorded.
     pub timings: bitpoll_timings::Timings,
+    /// Every answer comes from disk (`--offline`): dependencies are not followed ahead of
+    /// the solver (see `lookahead`), which hides round trips there is none of, and costs CPU.
+    pub offline: bool,
 }
 
 /// Everything a resolution depends on besides the indexes.

@@ -87,6 +87,9 @@ pub struct Universe<'a> {
     /// Where sdists with static metadata go once the solver reads it, so that their build
     /// backends are asked about their build environments while resolution goes on.
     pub(crate) early_builds: Option<crate::build::EarlyBuilds>,
+    /// Hints that follow dependencies ahead of the solver (see `lookahead`); none with a
+    /// nixpkgs index.
+    lookahead: Option<Arc<crate::lookahead::Lookahead>>,
 }
 
 /// Requirement specifiers as ranges, each converted once: the solver asks for a release's
@@ -173,11 +176,14 @@ impl<'a> Universe<'a> {
                 )
             })
             .collect();
+        let lookahead = (request.nixpkgs.is_none() && !request.options.offline)
+            .then(|| crate::lookahead::Lookahead::new(indexes, target, &constraints));
         Self {
             source,
             indexes,
             target,
             request,
+            lookahead,
             constraints,
             pinned,
             explicit_pre,
@@ -338,7 +344,12 @@ impl<'a> Universe<'a> {
         let project = name.clone();
         let indexes = self.indexes.clone();
         let early = self.early_builds.as_ref().map(|e| e.hint(self.target));
-        self.source.prefetch(
+        let lookahead = self.lookahead.clone();
+        let then = match &self.lookahead {
+            Some(lookahead) => lookahead.follow(None),
+            None => Box::new(|_: &dyn bitpoll_source::Hints, _: &CoreMetadata| {}),
+        };
+        self.source.prefetch_then(
             name,
             Box::new(move |page: &Arc<bitpoll_simple::ProjectPage>| {
                 let index = indexes.get(&project, page);
@@ -356,8 +367,13 @@ impl<'a> Universe<'a> {
                         early.guessed_sdist(&likely.installs);
                     }
                 }
+                // Followed already, ahead of the solver: its metadata is there or on its way.
+                if lookahead.is_some_and(|l| !l.claim(&likely.file.filename)) {
+                    return None;
+                }
                 Some(likely.file)
             }),
+            then,
         );
     }
 

@@ -66,6 +66,17 @@ pub struct WriteError {
 /// fetching ahead of being asked.
 pub type Pick = Box<dyn FnOnce(&Arc<ProjectPage>) -> Option<Arc<DistFile>> + Send>;
 
+/// What to do with the metadata of the file a [`Pick`] chose, once it is there: typically,
+/// give hints for the dependencies it names, to `hints`.
+pub type Then = Box<dyn FnOnce(&dyn Hints, &CoreMetadata) + Send>;
+
+/// Where a [`Then`] gives further hints. Only hints: it runs wherever the source fetched
+/// the metadata (inside an async runtime, say), where nothing may block.
+pub trait Hints: Send + Sync {
+    /// As [`PackageSource::prefetch_then`].
+    fn prefetch_then(&self, name: &PackageName, pick: Pick, then: Then);
+}
+
 /// Everything the resolver needs to know about packages.
 ///
 /// Calls block until answered; a source may answer many at once from several threads.
@@ -77,6 +88,13 @@ pub trait PackageSource: Send + Sync {
     /// `pick` chooses. A hint: a source without latency may ignore it.
     fn prefetch(&self, name: &PackageName, pick: Pick) {
         let _ = (name, pick);
+    }
+
+    /// [`Self::prefetch`], and then `then` with the metadata fetched, when it was. A source
+    /// that ignores hints ignores this one too.
+    fn prefetch_then(&self, name: &PackageName, pick: Pick, then: Then) {
+        let _ = then;
+        self.prefetch(name, pick);
     }
 
     /// Starts fetching a file into the source's keeping without waiting, for a
