@@ -248,9 +248,69 @@ impl BuildSetup {
     /// while that sdist downloads, instead of after.
     pub(crate) fn prepare_fallback(&self, source: &dyn PackageSource) {
         let fallback = [bitpoll_metadata::FALLBACK_BUILD_REQUIRES.to_string()];
-        if let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") {
+        let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") else {
+            return;
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.warm_fallback(source, &requires[0]));
             self.prepare_environment(source, &requires);
+        });
+    }
+
+    /// Downloads the newest wheel of the fallback backend for this machine as soon as its
+    /// page is here, and has its bytecode written (see [`Builder::warm`]), while the first
+    /// sdist that needs it is still downloading or resolving its build environment: that
+    /// build's hook then does not compile setuptools, nor do the hooks that start with it.
+    /// The wheel is the one the build environment resolves to unless the index changes
+    /// under the run; if not, this costs a download and a second of CPU, never an answer.
+    fn warm_fallback(&self, source: &dyn PackageSource, requirement: &Requirement) {
+        let (Ok(builder), Ok(host)) = (self.builder(), self.host_target_cached()) else {
+            return;
+        };
+        let Ok(page) = source.project(&requirement.name) else {
+            return;
+        };
+        let index = self.indexes.get(&requirement.name, &page);
+        let range = match &requirement.version_or_url {
+            Some(pep508_rs::VersionOrUrl::VersionSpecifier(spec)) => {
+                crate::version::Range::from_specifiers(spec)
+            }
+            _ => crate::version::Range::any(),
+        };
+        let Some(likely) = crate::candidates::likely_artifact(
+            &index,
+            host.tags(),
+            &host.python_full_version,
+            &range,
+        ) else {
+            return;
+        };
+        let wheel = &likely.installs;
+        let Some(sha256) = wheel.sha256.as_ref().map(|s| s.to_string()) else {
+            return;
+        };
+        let Ok(work) = builder.work_dir("fallback-") else {
+            return;
+        };
+        let path = work.path().join(&*wheel.filename);
+        if !wheel.is_wheel() || source.download_to(wheel, &path).is_err() {
+            return;
         }
+        let env = [Wheel {
+            path,
+            filename: wheel.filename.to_string(),
+            sha256,
+        }];
+        builder.warm(&env, bitpoll_build::FALLBACK_BACKEND);
+    }
+
+    /// This machine as a target (see [`BuildSetup::host_target`]), made once.
+    fn host_target_cached(&self) -> Result<&Target, String> {
+        let builder = self.builder()?;
+        self.host
+            .get_or_init(|| host_target(builder.interpreter()))
+            .as_ref()
+            .map_err(|e| e.clone())
     }
 
     /// Whether answers about the sdist `file` are on disk, so that its backend will
@@ -263,10 +323,7 @@ impl BuildSetup {
     }
 
     fn prepare_environment(&self, source: &dyn PackageSource, requires: &[Requirement]) {
-        let Ok(builder) = self.builder() else {
-            return;
-        };
-        let Ok(host) = self.host.get_or_init(|| host_target(builder.interpreter())) else {
+        let Ok(host) = self.host_target_cached() else {
             return;
         };
         let scratch = std::path::Path::new("");
@@ -570,11 +627,7 @@ impl<'a> Job<'a> {
         sha256: &'a str,
     ) -> Result<Self, String> {
         let builder = setup.builder()?;
-        let host = setup
-            .host
-            .get_or_init(|| host_target(builder.interpreter()))
-            .as_ref()
-            .map_err(|e| e.clone())?;
+        let host = setup.host_target_cached()?;
         let work = builder
             .work_dir("job-")
             .map_err(|e| format!("cannot create a directory: {e}"))?;
