@@ -9,7 +9,8 @@
 //!   body is) can be checked without reading a body of megabytes.
 //! - `pages-v1/`: project pages as the parser left them (filtered, in the compact form of
 //!   `bitpoll_simple`), keyed by the page's URL and how it was parsed, and valid for one
-//!   body: each names the sha256 of the `http-v3/` body it was parsed from.
+//!   body: each names the sha256 of the `http-v3/` body it was parsed from, and is checked
+//!   with a CRC-32 of its own bytes.
 //! - `sdist-members-v2/` and `wheel-metadata-v2/`: what was read out of an sdist or a wheel
 //!   (its metadata files), in the `http-v3/` entry layout, keyed by the file's sha256.
 //! - `metadata-v1/` and `artifacts-v1/`: files whose sha256 the index declared, keyed by
@@ -35,9 +36,12 @@ use url::Url;
 const MAGIC: &[u8; 8] = b"BPCACHE3";
 /// Magic, metadata length, body length, the body's sha256, the metadata's sha256.
 const HEADER_LEN: usize = 8 + 8 + 8 + 32 + 32;
-const PAGE_MAGIC: &[u8; 8] = b"BPPAGE01";
-/// Magic, the sha256 of the body parsed, the sha256 of what follows.
-const PAGE_HEADER_LEN: usize = 8 + 32 + 32;
+const PAGE_MAGIC: &[u8; 8] = b"BPPAGE02";
+/// Magic, the sha256 of the body parsed, the CRC-32 of what follows. A checksum, not a
+/// digest, guards what follows: it is read on every run, a sha256 of it was a twentieth of an
+/// offline run's CPU, and it only has to catch damage (whoever can write the cache could
+/// write a matching digest just as well).
+const PAGE_HEADER_LEN: usize = 8 + 32 + 4;
 
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
@@ -464,7 +468,7 @@ impl DiskCache {
         {
             return None;
         }
-        if Sha256::digest(&data[PAGE_HEADER_LEN..]).as_slice() != &data[40..72] {
+        if crc32fast::hash(&data[PAGE_HEADER_LEN..]).to_le_bytes() != data[40..44] {
             let _ = std::fs::remove_file(path);
             return None;
         }
@@ -481,7 +485,7 @@ impl DiskCache {
         let written = [
             PAGE_MAGIC.as_slice(),
             source_sha256,
-            &Sha256::digest(payload),
+            &crc32fast::hash(payload).to_le_bytes(),
             payload,
         ]
         .iter()
