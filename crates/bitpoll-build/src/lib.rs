@@ -742,7 +742,8 @@ impl Builder {
     /// (setuptools: about 0.45 s of CPU from source, 0.2 s with its bytecode), and hooks
     /// that start together each compile it. Hooks that need these wheels meanwhile wait for
     /// it to finish. For a build environment fetched before any sdist needs it (see the
-    /// resolver's fallback environment); best effort: without a cache, or when the import
+    /// resolver's fallback environment); best effort: without a cache, when every wheel was
+    /// unpacked already (by a hook, which compiles what it imports), or when the import
     /// fails, the hooks compile what they import, as before.
     pub fn warm(&self, env: &[Wheel], backend: &str) {
         let mut wheels: Vec<&Wheel> = env.iter().collect();
@@ -755,14 +756,21 @@ impl Builder {
             .map(|l| l.lock().expect("wheel unpacking lock"))
             .collect();
         let mut dirs = Vec::new();
+        let mut fresh = false;
         for wheel in &wheels {
             let Some(dir) = self.shared_dir(wheel) else {
                 return;
             };
+            fresh |= !dir.is_dir();
             match self.unpacked_shared(wheel, &dir) {
                 Ok(Some(dir)) => dirs.push(dir),
                 _ => return,
             }
+        }
+        // Unpacked before: by an earlier run, whose hooks wrote the bytecode, or by a hook
+        // of this one that got there first and is compiling it now.
+        if !fresh {
+            return;
         }
         let Ok(work) = self.work_dir("warm-") else {
             return;

@@ -232,3 +232,21 @@ fn warming_without_a_usable_cache_does_nothing() {
     let found = case.ask(&builder(cache), &case.sdist("coldpkg-1.0.tar.gz"));
     assert!(found.ends_with("env/helper.py"), "{}", found.display());
 }
+
+#[test]
+fn wheels_a_hook_unpacked_first_are_not_warmed_again() {
+    if python().is_none() {
+        return;
+    }
+    let case = Case::new();
+    let cache = case.dir.path().join("cache");
+    let shared = cache.join("build-wheels-v1").join(&case.wheel.sha256);
+    let builder = builder(cache);
+    // The hook unpacked the wheel, and compiled what it imported as it went.
+    case.ask(&builder, &case.sdist("firstpkg-1.0.tar.gz"));
+    assert_eq!(bytecode(&shared).len(), 1);
+    fs::remove_dir_all(shared.join("__pycache__")).unwrap();
+    // A warming that comes second leaves it at that: no second compiler alongside.
+    builder.warm(std::slice::from_ref(&case.wheel), "helper");
+    assert_eq!(bytecode(&shared), Vec::<String>::new());
+}
