@@ -7,10 +7,9 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use bitpoll_build::{Builder, Isolation, Wheel};
-use common::{python, LocalBackendSdist};
+use bitpoll_build::{Builder, Wheel};
+use common::{builder, names, python, LocalBackendSdist};
 use sha2::{Digest, Sha256};
 
 /// A pure-Python wheel with one module, `helper`, written to `dir`.
@@ -60,16 +59,6 @@ def get_requires_for_build_wheel(config_settings=None):
     LocalBackendSdist::write(dir, filename, &backend)
 }
 
-fn builder(cache: PathBuf) -> Builder {
-    let interpreter = python().expect("checked by the caller");
-    Builder::new(
-        interpreter,
-        Some(cache),
-        Duration::from_secs(120),
-        Isolation::detect(),
-    )
-}
-
 /// A directory with the helper wheel, and where the backends say they found `helper`.
 struct Case {
     dir: tempfile::TempDir,
@@ -83,6 +72,17 @@ impl Case {
         let wheel = helper_wheel(dir.path());
         let seen = dir.path().join("seen");
         Self { dir, wheel, seen }
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// Where the wheel is unpacked for every build.
+    fn shared(&self) -> PathBuf {
+        self.cache()
+            .join("build-wheels-v1")
+            .join(&self.wheel.sha256)
     }
 
     fn sdist(&self, filename: &'static str) -> LocalBackendSdist {
@@ -110,8 +110,7 @@ fn an_environment_wheel_is_unpacked_once_below_the_cache_for_every_build() {
         return;
     }
     let case = Case::new();
-    let cache = case.dir.path().join("cache");
-    let shared = cache.join("build-wheels-v1").join(&case.wheel.sha256);
+    let (cache, shared) = (case.cache(), case.shared());
 
     let builder = builder(cache.clone());
     let found = case.ask(&builder, &case.sdist("firstpkg-1.0.tar.gz"));
@@ -173,16 +172,7 @@ fn a_cache_that_cannot_hold_wheels_leaves_each_build_its_own_copy() {
 
 /// The compiled modules below `dir`'s `__pycache__`, by file name.
 fn bytecode(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir.join("__pycache__"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    names(&dir.join("__pycache__"))
 }
 
 #[test]
@@ -191,8 +181,7 @@ fn warming_an_environment_leaves_its_bytecode_for_the_hooks() {
         return;
     }
     let case = Case::new();
-    let cache = case.dir.path().join("cache");
-    let shared = cache.join("build-wheels-v1").join(&case.wheel.sha256);
+    let (cache, shared) = (case.cache(), case.shared());
     let builder = builder(cache.clone());
 
     builder.warm(std::slice::from_ref(&case.wheel), "helper:ignored.attrs");
@@ -239,8 +228,7 @@ fn wheels_a_hook_unpacked_first_are_not_warmed_again() {
         return;
     }
     let case = Case::new();
-    let cache = case.dir.path().join("cache");
-    let shared = cache.join("build-wheels-v1").join(&case.wheel.sha256);
+    let (cache, shared) = (case.cache(), case.shared());
     let builder = builder(cache);
     // The hook unpacked the wheel, and compiled what it imported as it went.
     case.ask(&builder, &case.sdist("firstpkg-1.0.tar.gz"));

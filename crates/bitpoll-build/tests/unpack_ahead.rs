@@ -7,10 +7,9 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use bitpoll_build::{Ahead, BuildError, Builder, Isolation, Sdist};
-use common::{python, LocalBackendSdist};
+use bitpoll_build::{Ahead, BuildError, Sdist};
+use common::{builder, names, python, LocalBackendSdist};
 
 const FILENAME: &str = "aheadpkg-1.0.tar.gz";
 
@@ -30,28 +29,34 @@ def get_requires_for_build_wheel(config_settings=None):
     LocalBackendSdist::write(dir, FILENAME, &backend)
 }
 
-fn builder(cache: PathBuf) -> Builder {
-    let interpreter = python().expect("checked by the caller");
-    Builder::new(
-        interpreter,
-        Some(cache),
-        Duration::from_secs(120),
-        Isolation::detect(),
-    )
+/// A directory with that sdist, where its backend says it ran (`seen`), and a cache.
+struct Case {
+    dir: tempfile::TempDir,
+    seen: PathBuf,
+    cache: PathBuf,
+    local: LocalBackendSdist,
 }
 
-/// Entries of `dir`, by name; none when it does not exist.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+impl Case {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (seen, cache) = (dir.path().join("seen"), dir.path().join("cache"));
+        let local = sdist(dir.path(), &seen);
+        Self {
+            dir,
+            seen,
+            cache,
+            local,
+        }
+    }
+
+    /// What puts the sdist where `unpack_ahead` asks.
+    fn fetch(&self) -> impl FnOnce(&Path) -> Result<(), bitpoll_build::FetchError> + '_ {
+        |dest| {
+            fs::copy(&self.local.path, dest)?;
+            Ok(())
+        }
+    }
 }
 
 #[test]
@@ -59,26 +64,19 @@ fn the_hook_runs_in_the_tree_unpacked_ahead() {
     if python().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (seen, cache) = (dir.path().join("seen"), dir.path().join("cache"));
-    let local = sdist(dir.path(), &seen);
-    let builder = builder(cache.clone());
-    assert!(!builder.has_answers(local.sdist().sha256));
+    let case = Case::new();
+    let builder = builder(case.cache.clone());
+    assert!(!builder.has_answers(case.local.sdist().sha256));
 
     let (sender, ahead) = Ahead::pending();
     std::thread::scope(|scope| {
-        scope.spawn(|| {
-            builder.unpack_ahead(sender, FILENAME, |dest| {
-                fs::copy(&local.path, dest)?;
-                Ok(())
-            })
-        });
+        scope.spawn(|| builder.unpack_ahead(sender, FILENAME, case.fetch()));
         // No file where the hook would read the sdist from: it must take the tree.
-        let missing = dir.path().join("not-there.tar.gz");
+        let missing = case.dir.path().join("not-there.tar.gz");
         let asked = Sdist {
             path: &missing,
             ahead: Some(&ahead),
-            ..local.sdist()
+            ..case.local.sdist()
         };
         let requires = builder
             .requires_for_build_wheel(&asked, &[], &|| Ok(()))
@@ -86,8 +84,8 @@ fn the_hook_runs_in_the_tree_unpacked_ahead() {
         assert!(requires.is_empty());
     });
     assert!(!ahead.holds_tree(), "the hook took the tree");
-    let cwd = PathBuf::from(fs::read_to_string(&seen).unwrap());
-    let work = cache.join("build-work");
+    let cwd = PathBuf::from(fs::read_to_string(&case.seen).unwrap());
+    let work = case.cache.join("build-work");
     let tree = cwd
         .strip_prefix(&work)
         .unwrap_or_else(|_| panic!("{} is below {}", cwd.display(), work.display()));
@@ -98,7 +96,7 @@ fn the_hook_runs_in_the_tree_unpacked_ahead() {
         .as_os_str()
         .to_string_lossy();
     assert!(top.starts_with("src-"), "ran in {}", cwd.display());
-    assert!(builder.has_answers(local.sdist().sha256));
+    assert!(builder.has_answers(case.local.sdist().sha256));
 
     // Both the hook's directory and the tree are removed once the answer is in.
     drop(builder);
@@ -110,16 +108,14 @@ fn an_unpacking_that_failed_ahead_fails_the_hook_and_is_not_remembered() {
     if python().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (seen, cache) = (dir.path().join("seen"), dir.path().join("cache"));
-    let local = sdist(dir.path(), &seen);
-    let builder = builder(cache.clone());
+    let case = Case::new();
+    let builder = builder(case.cache.clone());
 
     let (sender, ahead) = Ahead::pending();
     builder.unpack_ahead(sender, FILENAME, |_| Err("the index went away".into()));
     let asked = Sdist {
         ahead: Some(&ahead),
-        ..local.sdist()
+        ..case.local.sdist()
     };
     let err = builder
         .requires_for_build_wheel(&asked, &[], &|| Ok(()))
@@ -128,16 +124,16 @@ fn an_unpacking_that_failed_ahead_fails_the_hook_and_is_not_remembered() {
         matches!(&err, BuildError::Fetch { sdist, .. } if sdist == FILENAME),
         "{err}"
     );
-    assert!(!seen.exists(), "the hook did not run");
+    assert!(!case.seen.exists(), "the hook did not run");
 
     // A download may work next time: the same question is asked again, from the sdist.
     let requires = builder
-        .requires_for_build_wheel(&local.sdist(), &[], &|| Ok(()))
+        .requires_for_build_wheel(&case.local.sdist(), &[], &|| Ok(()))
         .unwrap();
     assert!(requires.is_empty());
-    assert!(seen.exists());
+    assert!(case.seen.exists());
     drop(builder);
-    assert_eq!(names(&cache.join("build-work")), Vec::<String>::new());
+    assert_eq!(names(&case.cache.join("build-work")), Vec::<String>::new());
 }
 
 #[test]
@@ -145,17 +141,12 @@ fn a_tree_nobody_took_is_removed() {
     if python().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (seen, cache) = (dir.path().join("seen"), dir.path().join("cache"));
-    let local = sdist(dir.path(), &seen);
-    let builder = builder(cache.clone());
+    let case = Case::new();
+    let builder = builder(case.cache.clone());
 
     let (sender, ahead) = Ahead::pending();
-    builder.unpack_ahead(sender, FILENAME, |dest| {
-        fs::copy(&local.path, dest)?;
-        Ok(())
-    });
-    let work = cache.join("build-work");
+    builder.unpack_ahead(sender, FILENAME, case.fetch());
+    let work = case.cache.join("build-work");
     assert_eq!(names(&work).len(), 1, "one tree: {:?}", names(&work));
     assert!(ahead.holds_tree());
     // A cached answer, say: no hook takes it.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bitpoll_build::{Builder, Isolation};
-use common::{python, LocalBackendSdist};
+use common::{names, python, LocalBackendSdist};
 
 const FILENAME: &str = "wherepkg-1.0.tar.gz";
 
@@ -58,20 +58,6 @@ def get_requires_for_build_wheel(config_settings=None):
         let (cwd, tmpdir) = seen.split_once('\n').unwrap();
         (PathBuf::from(cwd), PathBuf::from(tmpdir))
     }
-}
-
-/// Entries of `dir`, by name; none when it does not exist.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[test]

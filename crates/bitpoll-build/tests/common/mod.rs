@@ -1,8 +1,13 @@
-//! What the tests of builds share: an sdist made in memory and the machine's Python.
+//! What the tests of builds share: an sdist made in memory, the machine's Python, a builder
+//! on a cache, and a look into directories.
+
+// Not every test file uses every helper.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use bitpoll_build::{Interpreter, Sdist};
+use bitpoll_build::{Builder, Interpreter, Isolation, Sdist};
 use sha2::{Digest, Sha256};
 
 pub fn tar_gz(members: &[(&str, &str)]) -> Vec<u8> {
@@ -68,4 +73,30 @@ impl LocalBackendSdist {
             ahead: None,
         }
     }
+}
+
+/// A builder on `cache` with the machine's Python, as a run makes it; only after [`python`]
+/// found one.
+pub fn builder(cache: PathBuf) -> Builder {
+    let interpreter = python().expect("checked by the caller");
+    Builder::new(
+        interpreter,
+        Some(cache),
+        Duration::from_secs(120),
+        Isolation::detect(),
+    )
+}
+
+/// Entries of `dir`, by name, sorted; none when it does not exist.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
