@@ -50,6 +50,10 @@ for d in sys.argv[2:]:
 importlib.import_module(sys.argv[1])
 ";
 
+/// How long [`Builder::warm`] may take: far more than importing a backend takes, and hooks
+/// wait for it.
+const WARM_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The backend PEP 517 prescribes when `pyproject.toml` names none.
 pub const FALLBACK_BACKEND: &str = "setuptools.build_meta:__legacy__";
 
@@ -793,7 +797,8 @@ impl Builder {
             .process_group(0)
             .spawn();
         if let Ok(mut child) = child {
-            let _ = wait_within(&mut child, self.timeout);
+            // Hooks wait for it: an import that hangs must not hold them for a hook's limit.
+            let _ = wait_within(&mut child, self.timeout.min(WARM_TIMEOUT));
         }
         self.timings
             .span(mark, bitpoll_timings::Category::BuildWarm, || {

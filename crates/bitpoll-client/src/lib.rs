@@ -648,6 +648,7 @@ impl IndexClient {
 }
 
 /// Starts prefetches on the client's runtime; see [`IndexClient::speculator`].
+#[derive(Clone)]
 struct Speculator {
     runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
@@ -670,11 +671,7 @@ impl bitpoll_source::Hints for Speculator {
         pick: bitpoll_source::Pick,
         then: bitpoll_source::Then,
     ) {
-        let more = Speculator {
-            runtime: self.runtime.clone(),
-            shared: self.shared.clone(),
-            prefetches: self.prefetches.clone(),
-        };
+        let more = self.clone();
         let name = name.clone();
         self.speculate(async move {
             let Ok(page) = more.shared.project(&name).await else {

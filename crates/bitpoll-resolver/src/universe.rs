@@ -88,7 +88,7 @@ pub struct Universe<'a> {
     /// backends are asked about their build environments while resolution goes on.
     pub(crate) early_builds: Option<crate::build::EarlyBuilds>,
     /// Hints that follow dependencies ahead of the solver (see `lookahead`); none with a
-    /// nixpkgs index.
+    /// nixpkgs index or `--offline`.
     lookahead: Option<Arc<crate::lookahead::Lookahead>>,
 }
 
