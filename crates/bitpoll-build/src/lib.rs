@@ -42,18 +42,6 @@ use sha2::{Digest, Sha256};
 /// The hook script, run by the interpreter under test.
 const HOOK_SCRIPT: &str = include_str!("hook.py");
 
-/// Imports the module `argv[1]` with each later argument as a site directory, as the hook
-/// script does before it calls a hook (see [`Builder::warm`]).
-const WARM_SCRIPT: &str = "import importlib, site, sys
-for d in sys.argv[2:]:
-    site.addsitedir(d)
-importlib.import_module(sys.argv[1])
-";
-
-/// How long [`Builder::warm`] may take: far more than importing a backend takes, and hooks
-/// wait for it.
-const WARM_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The backend PEP 517 prescribes when `pyproject.toml` names none.
 pub const FALLBACK_BACKEND: &str = "setuptools.build_meta:__legacy__";
 
@@ -682,8 +670,9 @@ impl Builder {
     /// checked against the sha256 when they were fetched.
     fn installed(&self, wheel: &Wheel, private: &Path) -> Result<PathBuf, BuildError> {
         if let Some(dir) = self.shared_dir(wheel) {
-            // Also when the directory is there: while [`Builder::warm`] writes its bytecode,
-            // a hook waits for it rather than compile the same modules alongside.
+            if dir.is_dir() {
+                return Ok(dir);
+            }
             let lock = self.wheel_lock(wheel);
             let _unpacking = lock.lock().expect("wheel unpacking lock");
             if let Some(dir) = self.unpacked_shared(wheel, &dir)? {
@@ -694,7 +683,7 @@ impl Builder {
         Ok(private.to_path_buf())
     }
 
-    /// The lock of `wheel`'s shared directory: held while it is unpacked or warmed.
+    /// The lock of `wheel`'s shared directory: held while it is unpacked.
     fn wheel_lock(&self, wheel: &Wheel) -> Arc<std::sync::Mutex<()>> {
         self.unpacking
             .lock()
@@ -738,73 +727,6 @@ impl Builder {
             }
             Isolation::None(_) => Command::new(&self.interpreter.path),
         }
-    }
-
-    /// Unpacks `env`'s wheels into their shared directories and imports `backend`
-    /// (`setuptools.build_meta:__legacy__`) from them once, so that its bytecode is there for
-    /// every hook that uses them: a hook otherwise compiles the backend as it imports it
-    /// (setuptools: about 0.45 s of CPU from source, 0.2 s with its bytecode), and hooks
-    /// that start together each compile it. Hooks that need these wheels meanwhile wait for
-    /// it to finish. For a build environment fetched before any sdist needs it (see the
-    /// resolver's fallback environment); best effort: without a cache, when every wheel was
-    /// unpacked already (by a hook, which compiles what it imports), or when the import
-    /// fails, the hooks compile what they import, as before.
-    pub fn warm(&self, env: &[Wheel], backend: &str) {
-        let mut wheels: Vec<&Wheel> = env.iter().collect();
-        // One order for every caller that takes several of these locks.
-        wheels.sort_by(|a, b| a.sha256.cmp(&b.sha256));
-        wheels.dedup_by(|a, b| a.sha256 == b.sha256);
-        let locks: Vec<_> = wheels.iter().map(|w| self.wheel_lock(w)).collect();
-        let _held: Vec<_> = locks
-            .iter()
-            .map(|l| l.lock().expect("wheel unpacking lock"))
-            .collect();
-        let mut dirs = Vec::new();
-        let mut fresh = false;
-        for wheel in &wheels {
-            let Some(dir) = self.shared_dir(wheel) else {
-                return;
-            };
-            fresh |= !dir.is_dir();
-            match self.unpacked_shared(wheel, &dir) {
-                Ok(Some(dir)) => dirs.push(dir),
-                _ => return,
-            }
-        }
-        // Unpacked before: by an earlier run, whose hooks wrote the bytecode, or by a hook
-        // of this one that got there first and is compiling it now.
-        if !fresh {
-            return;
-        }
-        let Ok(work) = self.work_dir("warm-") else {
-            return;
-        };
-        let module = backend.split(':').next().unwrap_or(backend);
-        let mark = self.timings.mark();
-        let child = self
-            .isolated_python()
-            .args(["-I", "-S", "-c", WARM_SCRIPT, module])
-            .args(&dirs)
-            .current_dir(work.path())
-            .env_clear()
-            .env("PATH", HOOK_PATH)
-            .env("HOME", work.path())
-            .env("TMPDIR", work.path())
-            .env("LC_ALL", "C.UTF-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        if let Ok(mut child) = child {
-            // Hooks wait for it: an import that hangs must not hold them for a hook's limit.
-            let _ = wait_within(&mut child, self.timeout.min(WARM_TIMEOUT));
-        }
-        self.timings
-            .span(mark, bitpoll_timings::Category::BuildWarm, || {
-                let names: Vec<&str> = wheels.iter().map(|w| w.filename.as_str()).collect();
-                format!("{}: compiling {module}", names.join(", "))
-            });
     }
 
     /// Waits until the working directories of finished hooks are removed (they are removed

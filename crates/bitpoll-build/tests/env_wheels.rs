@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bitpoll_build::{Builder, Wheel};
-use common::{builder, names, python, LocalBackendSdist};
+use common::{builder, python, LocalBackendSdist};
 use sha2::{Digest, Sha256};
 
 /// A pure-Python wheel with one module, `helper`, written to `dir`.
@@ -168,73 +168,4 @@ fn a_cache_that_cannot_hold_wheels_leaves_each_build_its_own_copy() {
     let found = case.ask(&builder(cache.clone()), &case.sdist("onlypkg-1.0.tar.gz"));
     assert!(!found.starts_with(&cache), "{}", found.display());
     assert!(found.ends_with("env/helper.py"), "{}", found.display());
-}
-
-/// The compiled modules below `dir`'s `__pycache__`, by file name.
-fn bytecode(dir: &Path) -> Vec<String> {
-    names(&dir.join("__pycache__"))
-}
-
-#[test]
-fn warming_an_environment_leaves_its_bytecode_for_the_hooks() {
-    if python().is_none() {
-        return;
-    }
-    let case = Case::new();
-    let (cache, shared) = (case.cache(), case.shared());
-    let builder = builder(cache.clone());
-
-    builder.warm(std::slice::from_ref(&case.wheel), "helper:ignored.attrs");
-    let compiled = bytecode(&shared);
-    assert!(
-        compiled.len() == 1 && compiled[0].starts_with("helper.") && compiled[0].ends_with(".pyc"),
-        "{compiled:?}"
-    );
-    let written = fs::metadata(shared.join("__pycache__").join(&compiled[0]))
-        .unwrap()
-        .modified()
-        .unwrap();
-    // The hook imports the module from there and finds the bytecode current: it is not
-    // written again.
-    let found = case.ask(&builder, &case.sdist("warmpkg-1.0.tar.gz"));
-    assert_eq!(found, shared.join("helper.py"));
-    let after = fs::metadata(shared.join("__pycache__").join(&compiled[0]))
-        .unwrap()
-        .modified()
-        .unwrap();
-    assert_eq!(written, after);
-    drop(builder);
-    assert_eq!(fs::read_dir(cache.join("build-work")).unwrap().count(), 0);
-}
-
-#[test]
-fn warming_without_a_usable_cache_does_nothing() {
-    if python().is_none() {
-        return;
-    }
-    let case = Case::new();
-    let cache = case.dir.path().join("cache");
-    fs::write(&cache, "not a directory").unwrap();
-    builder(cache.clone()).warm(std::slice::from_ref(&case.wheel), "helper");
-    assert!(cache.is_file());
-    // The hooks still work, each with its own copy.
-    let found = case.ask(&builder(cache), &case.sdist("coldpkg-1.0.tar.gz"));
-    assert!(found.ends_with("env/helper.py"), "{}", found.display());
-}
-
-#[test]
-fn wheels_a_hook_unpacked_first_are_not_warmed_again() {
-    if python().is_none() {
-        return;
-    }
-    let case = Case::new();
-    let (cache, shared) = (case.cache(), case.shared());
-    let builder = builder(cache);
-    // The hook unpacked the wheel, and compiled what it imported as it went.
-    case.ask(&builder, &case.sdist("firstpkg-1.0.tar.gz"));
-    assert_eq!(bytecode(&shared).len(), 1);
-    fs::remove_dir_all(shared.join("__pycache__")).unwrap();
-    // A warming that comes second leaves it at that: no second compiler alongside.
-    builder.warm(std::slice::from_ref(&case.wheel), "helper");
-    assert_eq!(bytecode(&shared), Vec::<String>::new());
 }

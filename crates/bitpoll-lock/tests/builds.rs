@@ -295,9 +295,8 @@ fn a_backend_that_cannot_say_its_extra_requirements_here_leaves_the_declared_one
 /// `release` (TOML keys of a fixture release), locked with a week's release-age window: the
 /// solver never picks 2.0, while a prefetch hint, which reads the page without the window,
 /// guesses it. Returns the project, after checking its lock has 1.0 and nothing of 2.0, and
-/// the labels of the build hooks and of the warmed build environments (`build-warm`) the
-/// run's timeline recorded.
-fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>, Vec<String>) {
+/// the labels of the build hooks the run's timeline recorded.
+fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>) {
     let day_ago =
         bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
             .to_rfc3339();
@@ -317,17 +316,14 @@ fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>, Vec<String>)
     assert!(!p.lock_text().contains("guessed-2.0"));
     let timeline: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
-    let labels = |category: &str| {
-        timeline["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["category"] == category)
-            .filter_map(|e| e["label"].as_str().map(str::to_string))
-            .collect()
-    };
-    let (hooks, warmed) = (labels("build-hook"), labels("build-warm"));
-    (p, hooks, warmed)
+    let hooks = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "build-hook")
+        .filter_map(|e| e["label"].as_str().map(str::to_string))
+        .collect();
+    (p, hooks)
 }
 
 /// An sdist whose release has no wheel and which declares no metadata has its metadata built
@@ -337,7 +333,7 @@ fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>, Vec<String>)
 /// backend runs all the same.
 #[test]
 fn a_guessed_sdist_without_metadata_is_built_before_the_solver_asks() {
-    let (_, hooks, _) = lock_with_a_fresh_guess(
+    let (_, hooks) = lock_with_a_fresh_guess(
         r#"wheel = false
 legacy_sdist = true
 [packages.guessed.versions."2.0".sdist_files]
@@ -360,8 +356,7 @@ setup(name="guessed", version="2.0", install_requires=["helper"])
 /// [`lock_with_a_fresh_guess`]), so that only the hint can have fetched them.
 #[test]
 fn a_guessed_sdists_build_environment_is_fetched_but_its_backend_not_run() {
-    let (p, hooks, warmed) =
-        lock_with_a_fresh_guess(r#"wheel_tags = ["py3-none-macosx_11_0_arm64"]"#);
+    let (p, hooks) = lock_with_a_fresh_guess(r#"wheel_tags = ["py3-none-macosx_11_0_arm64"]"#);
     // Nothing the lock installs is built: every pinned file is a wheel.
     assert!(p.lock()["build_packages"]
         .as_array()
@@ -374,10 +369,4 @@ fn a_guessed_sdists_build_environment_is_fetched_but_its_backend_not_run() {
         );
     }
     assert!(hooks.is_empty(), "a backend ran on a guess: {hooks:?}");
-    // The fallback backend's environment was fetched too, from the first guess on, and its
-    // bytecode written for the hooks to come (none came: answers are not guessed).
-    assert_eq!(
-        warmed,
-        ["setuptools-70.0-py3-none-any.whl: compiling setuptools.build_meta"]
-    );
 }

@@ -252,22 +252,19 @@ impl BuildSetup {
             return;
         };
         std::thread::scope(|scope| {
-            scope.spawn(|| self.warm_fallback(source, &requires[0]));
+            scope.spawn(|| self.fetch_fallback_wheel(source, &requires[0]));
             self.prepare_environment(source, &requires);
         });
     }
 
-    /// Downloads the newest wheel of the fallback backend for this machine as soon as its
-    /// page is here, and has its bytecode written (see [`Builder::warm`]), while the first
-    /// sdist that needs it is still downloading or resolving its build environment: that
-    /// build's hook then does not compile setuptools, nor do the hooks that start with it.
-    /// The wheel is the one the build environment resolves to unless the index changes
-    /// under the run; if not, this costs a download and a second of CPU, never an answer.
-    fn warm_fallback(&self, source: &dyn PackageSource, requirement: &Requirement) {
-        let (Ok(builder), Ok(host)) = (self.builder(), self.host_target_cached()) else {
-            return;
-        };
-        let Ok(page) = source.project(&requirement.name) else {
+    /// Starts downloading the newest wheel of the fallback backend for this machine as soon
+    /// as its page is here, without waiting for its metadata (a round trip or two by range
+    /// requests): the build that needs it then finds it in the cache. The wheel is the one
+    /// the build environment resolves to unless the index changes under the run; if not,
+    /// this costs a download, never an answer.
+    fn fetch_fallback_wheel(&self, source: &dyn PackageSource, requirement: &Requirement) {
+        let (Ok(host), Ok(page)) = (self.host_target_cached(), source.project(&requirement.name))
+        else {
             return;
         };
         let index = self.indexes.get(&requirement.name, &page);
@@ -277,31 +274,15 @@ impl BuildSetup {
             }
             _ => crate::version::Range::any(),
         };
-        let Some(likely) = crate::candidates::likely_artifact(
+        let likely = crate::candidates::likely_artifact(
             &index,
             host.tags(),
             &host.python_full_version,
             &range,
-        ) else {
-            return;
-        };
-        let wheel = &likely.installs;
-        let Some(sha256) = wheel.sha256.as_ref().map(|s| s.to_string()) else {
-            return;
-        };
-        let Ok(work) = builder.work_dir("fallback-") else {
-            return;
-        };
-        let path = work.path().join(&*wheel.filename);
-        if !wheel.is_wheel() || source.download_to(wheel, &path).is_err() {
-            return;
+        );
+        if let Some(likely) = likely.filter(|l| l.installs.is_wheel()) {
+            source.prefetch_file(&likely.installs);
         }
-        let env = [Wheel {
-            path,
-            filename: wheel.filename.to_string(),
-            sha256,
-        }];
-        builder.warm(&env, bitpoll_build::FALLBACK_BACKEND);
     }
 
     /// This machine as a target (see [`BuildSetup::host_target`]), made once.

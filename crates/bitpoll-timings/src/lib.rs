@@ -40,9 +40,6 @@ pub enum Category {
     BuildUnpack,
     /// One run of a build-backend hook (a Python process).
     BuildHook,
-    /// Importing a build environment's backend once, ahead of its hooks, to write its
-    /// bytecode (a Python process that runs no hook).
-    BuildWarm,
     /// A build-backend answer found in the build cache.
     BuildCached,
     /// Removing a hook's working directory after it ran.
