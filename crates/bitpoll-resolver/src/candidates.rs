@@ -16,7 +16,7 @@ use pep508_rs::PackageName;
 use pubgrub::Ranges;
 use rustc_hash::FxHashMap;
 
-use crate::version::{Origin, SolverVersion};
+use crate::version::{Origin, Range, SolverVersion};
 use crate::Options;
 
 #[derive(Debug, Clone)]
@@ -557,6 +557,38 @@ impl IndexReleases<'_> {
     fn get(&self, at: usize) -> &Result<Candidate, Excluded> {
         self.slots[at].get_or_init(|| self.reader.borrow_mut().release(at))
     }
+
+    /// The releases (newest first, as positions `from..to`) whose versions lie between the
+    /// outer bounds of `range`; sources aside, so that both builds of a bound's version stay.
+    fn positions(&self, range: &Range) -> (usize, usize) {
+        let reader = self.reader.borrow();
+        let versions = &reader.index.versions;
+        let Some((lo, hi)) = range.0.bounding_range() else {
+            return (0, 0);
+        };
+        let from = match hi {
+            Bound::Unbounded => 0,
+            Bound::Included(v) | Bound::Excluded(v) => {
+                let mut from = versions.partition_point(|r| r.version > v.version);
+                // A bound can stand above every local version of its own (`==1.2.3` takes
+                // `1.2.3+cpu`), which sort just above it.
+                while from > 0 && {
+                    let above = &versions[from - 1].version;
+                    !above.local().is_empty() && above.clone().without_local() == v.version
+                } {
+                    from -= 1;
+                }
+                from
+            }
+        };
+        let to = match lo {
+            Bound::Unbounded => versions.len(),
+            Bound::Included(v) | Bound::Excluded(v) => {
+                versions.partition_point(|r| r.version >= v.version)
+            }
+        };
+        (from, to.max(from))
+    }
 }
 
 /// What working out a release needs, kept from one release to the next.
@@ -700,6 +732,35 @@ impl<'a> Candidates<'a> {
     }
 
     /// The candidate for `version`, working out no other release.
+    /// The candidates [`Candidates::iter`] yields that `range` contains, in the same order,
+    /// working out only the index releases between the range's outer bounds: a package
+    /// walked down its versions is asked about again and again, and each time every newer
+    /// release would be looked at again.
+    pub fn in_range<'s>(
+        &'s self,
+        range: &'s Range,
+    ) -> impl Iterator<Item = &'s Candidate> + use<'s, 'a> {
+        let contained = move |c: &&Candidate| pubgrub::VersionSet::contains(range, &c.version);
+        let preferred = self.preferred.and_then(|slot| self.at(slot));
+        let nixpkgs = self
+            .nixpkgs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.preferred != Some(Slot::Nixpkgs(*i)))
+            .map(|(_, c)| c);
+        let index = self.index.iter().flat_map(move |index| {
+            let (from, to) = index.positions(range);
+            (from..to)
+                .filter(move |i| self.preferred != Some(Slot::Index(*i)))
+                .filter_map(|i| index.get(i).as_ref().ok())
+        });
+        preferred
+            .into_iter()
+            .chain(nixpkgs)
+            .chain(index)
+            .filter(contained)
+    }
+
     pub fn find(&self, version: &SolverVersion) -> Option<&Candidate> {
         if version.source == Origin::NIXPKGS {
             return self.nixpkgs.iter().find(|c| &c.version == version);

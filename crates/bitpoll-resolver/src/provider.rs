@@ -25,6 +25,8 @@ use crate::{Request, ResolveError, ResolvedPackage, ResolvedSource, TargetResolu
 const CONFLICT_THRESHOLD: u32 = 5;
 
 type Priority = (bool, bool, u32, Reverse<usize>);
+type Release = (Pkg, SolverVersion);
+type ReleaseDeps = Dependencies<Pkg, Range, String>;
 
 /// The solver's side: its priorities and restarts, over the target's universe.
 pub struct Provider<'a> {
@@ -37,10 +39,19 @@ pub struct Provider<'a> {
     /// Packages decided before all others but singletons, because deciding them late made
     /// them conflict again and again (see [`Provider::prioritize`]).
     boosted: RefCell<HashSet<Pkg>>,
-    restart: std::cell::Cell<bool>,
+    /// The package whose promotion asks the solve to start over.
+    restart: RefCell<Option<Pkg>>,
     /// The version last chosen of each package: a package given an older version than last
     /// time is being walked down its versions (see [`Universe::prefetch_older`]).
     chosen: RefCell<HashMap<PackageName, SolverVersion>>,
+    /// What the requirements themselves allow of each package they name (constraints
+    /// included), whatever else is decided (see [`Provider::ruled_out_by`]).
+    required: RefCell<HashMap<Pkg, Range>>,
+    /// The dependencies `choose_version` worked out for the release it chose, until PubGrub
+    /// asks for them.
+    stashed: RefCell<Option<(Release, ReleaseDeps)>>,
+    /// The releases whose dependencies PubGrub has in this solve (it asks once per solve).
+    handed_over: RefCell<HashSet<Release>>,
 }
 
 impl<'a> Provider<'a> {
@@ -64,8 +75,11 @@ impl<'a> Provider<'a> {
             declared,
             discovered: RefCell::default(),
             boosted: RefCell::default(),
-            restart: std::cell::Cell::new(false),
+            restart: RefCell::default(),
             chosen: RefCell::default(),
+            required: RefCell::default(),
+            stashed: RefCell::default(),
+            handed_over: RefCell::default(),
         }
     }
 }
@@ -108,7 +122,9 @@ impl DependencyProvider for Provider<'_> {
         let boosted = self.boosted.borrow().contains(package);
         if !boosted && stats.conflict_count() >= CONFLICT_THRESHOLD {
             self.boosted.borrow_mut().insert(package.clone());
-            self.restart.set(true);
+            self.restart
+                .borrow_mut()
+                .get_or_insert_with(|| package.clone());
         }
         (
             range.is_singleton(),
@@ -119,7 +135,7 @@ impl DependencyProvider for Provider<'_> {
     }
 
     fn should_cancel(&self) -> Result<(), ProviderError> {
-        if self.restart.get() {
+        if self.restart.borrow().is_some() {
             return Err(ProviderError::Restart);
         }
         Ok(())
@@ -146,11 +162,19 @@ impl DependencyProvider for Provider<'_> {
         let allow_pre = self.universe.prerelease_allowed(name, &cands);
         // Lazily: a package walked down its versions is asked again and again, and a long
         // list (a thousand releases) filtered whole each time was most of such a solve.
-        let mut in_range = cands
-            .iter()
-            .filter(|c| pubgrub::VersionSet::contains(range, &c.version));
+        let mut in_range = cands.in_range(range);
+        let is_ruled_out = |v: &SolverVersion| {
+            let ruled_out = self.universe.ruled_out.borrow();
+            [package, &Pkg::Python(name.clone())]
+                .into_iter()
+                .any(|p| ruled_out.get(p).is_some_and(|r| r.contains_key(v)))
+        };
         let mut first_pre = None;
+        let mut walked_past = false;
         while let Some(c) = in_range.next() {
+            if is_ruled_out(&c.version) {
+                continue;
+            }
             let is_pre = c.version.source == Origin::INDEX && c.version.version.any_prerelease();
             if !is_pre
                 || allow_pre
@@ -160,6 +184,23 @@ impl DependencyProvider for Provider<'_> {
                     .get(name)
                     .is_some_and(|p| candidates::is_pinned(p, &c.version.version))
             {
+                // Releases the requirements rule out are passed by here, out of PubGrub's
+                // sight (see `ruled_out_by`); the dependencies worked out to find that are
+                // handed over when PubGrub asks for them next.
+                let key = (package.clone(), c.version.clone());
+                if !self.handed_over.borrow().contains(&key) {
+                    let deps = self.dependencies(package, &c.version)?;
+                    if is_ruled_out(&c.version) {
+                        if !walked_past {
+                            walked_past = true;
+                            let after =
+                                cands.in_range(range).skip_while(|o| o.version != c.version);
+                            self.universe.prefetch_older(name, after.skip(1));
+                        }
+                        continue;
+                    }
+                    *self.stashed.borrow_mut() = Some((key, deps));
+                }
                 let previous = self
                     .chosen
                     .borrow_mut()
@@ -185,6 +226,24 @@ impl DependencyProvider for Provider<'_> {
         package: &Pkg,
         version: &SolverVersion,
     ) -> Result<Dependencies<Pkg, Range, String>, ProviderError> {
+        let key = (package.clone(), version.clone());
+        let stashed = self.stashed.borrow_mut().take();
+        let deps = match stashed {
+            Some((stashed_key, deps)) if stashed_key == key => deps,
+            _ => self.dependencies(package, version)?,
+        };
+        self.handed_over.borrow_mut().insert(key);
+        Ok(deps)
+    }
+}
+
+impl Provider<'_> {
+    /// A release's dependencies for PubGrub, or why it cannot be used.
+    fn dependencies(
+        &self,
+        package: &Pkg,
+        version: &SolverVersion,
+    ) -> Result<Dependencies<Pkg, Range, String>, ProviderError> {
         let mut deps = Deps::default();
         let env = self.universe.target.markers();
         match package {
@@ -196,6 +255,7 @@ impl DependencyProvider for Provider<'_> {
                         self.universe.add_requirement(&mut deps, req, None);
                     }
                 }
+                *self.required.borrow_mut() = deps.0.iter().cloned().collect();
             }
             Pkg::Python(name) | Pkg::Extra(name, _) => {
                 let extra = match package {
@@ -320,6 +380,17 @@ impl DependencyProvider for Provider<'_> {
                 }
             }
         }
+        if *package != Pkg::Root {
+            if let Some(reason) = self.ruled_out_by(&deps) {
+                self.universe
+                    .ruled_out
+                    .borrow_mut()
+                    .entry(package.clone())
+                    .or_default()
+                    .insert(version.clone(), reason.clone());
+                return Ok(Dependencies::Unavailable(reason));
+            }
+        }
         self.universe.deps.borrow_mut().insert(
             (package.clone(), version.clone()),
             deps.0.iter().map(|(p, _)| p.clone()).collect(),
@@ -327,6 +398,64 @@ impl DependencyProvider for Provider<'_> {
         Ok(Dependencies::Available(DependencyConstraints::from_iter(
             deps.0,
         )))
+    }
+
+    /// Why a release whose dependencies are `deps` can be in no solution of this target: one
+    /// of them needs versions the requirements (or constraints) rule out, or versions that
+    /// are all ruled out themselves.
+    ///
+    /// PubGrub finds the same by deciding the release and failing, but each such failure
+    /// counts as a conflict, and a package failing this way release after release is soon
+    /// promoted and the solve started over, to walk the same releases again (sentry's set:
+    /// `Django` past every release needing a newer `sqlparse` than the requirements allow,
+    /// then `django-crispy-forms` past every release needing those `Django`s; twelve restarts
+    /// per target). `choose_version` passes such releases by instead, unseen by PubGrub, and
+    /// after a restart without reading them again. Only what holds in every solution (the
+    /// requirements) and releases the solver has already read go into it: it never rules out
+    /// a usable release, and does not depend on what was fetched when.
+    fn ruled_out_by(&self, deps: &Deps) -> Option<String> {
+        let required = self.required.borrow();
+        let ruled_out = self.universe.ruled_out.borrow();
+        let candidates = self.universe.candidates.borrow();
+        for (dep, range) in &deps.0 {
+            let name = match dep {
+                Pkg::Root => continue,
+                Pkg::Python(name) | Pkg::Extra(name, _) => name,
+            };
+            let allowed = required.get(dep);
+            let fitting = match allowed {
+                Some(allowed) => pubgrub::VersionSet::intersection(range, allowed),
+                None => range.clone(),
+            };
+            if fitting.0.is_empty() {
+                match allowed {
+                    Some(allowed) => {
+                        return Some(format!(
+                            "it depends on {dep} {range}, and the requirements allow only {allowed}"
+                        ))
+                    }
+                    // The release's own contradiction, which PubGrub explains.
+                    None => continue,
+                }
+            }
+            let own = ruled_out.get(dep);
+            let base = ruled_out.get(&Pkg::Python(name.clone()));
+            if own.is_none() && base.is_none() {
+                continue;
+            }
+            let Some(cands) = candidates.get(name) else {
+                continue;
+            };
+            let out = |v: &SolverVersion| {
+                own.is_some_and(|r| r.contains_key(v)) || base.is_some_and(|r| r.contains_key(v))
+            };
+            if cands.in_range(&fitting).all(|c| out(&c.version)) {
+                return Some(format!(
+                    "it depends on {dep} {range}, and no release of {name} there can be used"
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -350,10 +479,16 @@ pub fn resolve_target(
         )
     });
     let outcome = loop {
+        let attempt = timings.mark();
         match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
-                provider.restart.set(false);
+                let promoted = provider.restart.borrow_mut().take();
+                timings.span(attempt, bitpoll_timings::Category::Restart, || {
+                    let promoted = promoted.map(|p| p.to_string()).unwrap_or_default();
+                    format!("{}: started over with {promoted} first", target.name)
+                });
                 provider.discovered.borrow_mut().clear();
+                provider.handed_over.borrow_mut().clear();
             }
             outcome => break outcome,
         }

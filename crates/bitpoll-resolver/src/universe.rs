@@ -84,6 +84,9 @@ pub struct Universe<'a> {
     pub(crate) prefetched_files: RefCell<HashSet<Box<str>>>,
     ranges: Ranges,
     pub(crate) warnings: RefCell<Vec<String>>,
+    /// Releases that can be in no solution of this target, with why; kept across restarts
+    /// (see `Provider::ruled_out_by`).
+    pub(crate) ruled_out: RefCell<HashMap<Pkg, HashMap<SolverVersion, String>>>,
     /// Where sdists with static metadata go once the solver reads it, so that their build
     /// backends are asked about their build environments while resolution goes on.
     pub(crate) early_builds: Option<crate::build::EarlyBuilds>,
@@ -198,6 +201,7 @@ impl<'a> Universe<'a> {
             prefetched_files: RefCell::default(),
             ranges,
             warnings: RefCell::default(),
+            ruled_out: RefCell::default(),
             early_builds: None,
         }
     }
@@ -556,16 +560,26 @@ impl Universe<'_> {
                 .push(&e.version);
         }
         for (reason, versions) in by_reason {
-            let shown: Vec<String> = versions.iter().take(3).map(|v| v.to_string()).collect();
-            let more = versions.len().saturating_sub(3);
-            let suffix = if more > 0 {
-                format!(" and {more} older")
-            } else {
-                String::new()
-            };
             notes.push(format!(
-                "{name} {}{suffix} skipped on {}: {reason}",
-                shown.join(", "),
+                "{name} {} skipped on {}: {reason}",
+                shown_versions(&versions),
+                self.target.name
+            ));
+        }
+        let ruled_out = self.ruled_out.borrow();
+        let mut by_reason: BTreeMap<&str, Vec<&Version>> = BTreeMap::new();
+        for (version, reason) in ruled_out
+            .get(&Pkg::Python(name.clone()))
+            .into_iter()
+            .flatten()
+        {
+            by_reason.entry(reason).or_default().push(&version.version);
+        }
+        for (reason, mut versions) in by_reason {
+            versions.sort_by(|a, b| b.cmp(a));
+            notes.push(format!(
+                "{name} {} skipped on {}: {reason}",
+                shown_versions(&versions),
                 self.target.name
             ));
         }
@@ -580,5 +594,14 @@ impl Universe<'_> {
             ));
         }
         notes
+    }
+}
+
+/// The first few of `versions` (newest first) and how many more there are.
+fn shown_versions(versions: &[&Version]) -> String {
+    let shown: Vec<String> = versions.iter().take(3).map(|v| v.to_string()).collect();
+    match versions.len().saturating_sub(3) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} older", shown.join(", ")),
     }
 }

@@ -33,6 +33,9 @@ pub enum Category {
     Target,
     /// One solve (a target's, or a build environment's), within a target's thread.
     Solve,
+    /// A target's solve given up to start over with a package promoted: from the start of
+    /// that attempt to the moment it was given up.
+    Restart,
     /// A resolver thread blocked until a package fact (a page, a file's metadata, an sdist,
     /// a build's answer) was there.
     Wait,
