@@ -739,7 +739,7 @@ impl<'a> Candidates<'a> {
     pub fn in_range<'s>(
         &'s self,
         range: &'s Range,
-    ) -> impl Iterator<Item = &'s Candidate> + use<'s, 'a> {
+    ) -> impl Iterator<Item = &'s Candidate> + Clone + use<'s, 'a> {
         let contained = move |c: &&Candidate| pubgrub::VersionSet::contains(range, &c.version);
         let preferred = self.preferred.and_then(|slot| self.at(slot));
         let nixpkgs = self

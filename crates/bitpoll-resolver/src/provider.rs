@@ -170,7 +170,7 @@ impl DependencyProvider for Provider<'_> {
                 .any(|p| ruled_out.get(p).is_some_and(|r| r.contains_key(v)))
         };
         let mut first_pre = None;
-        let mut walked_past = false;
+        let mut passed_by = false;
         while let Some(c) = in_range.next() {
             if is_ruled_out(&c.version) {
                 continue;
@@ -189,14 +189,21 @@ impl DependencyProvider for Provider<'_> {
                 // handed over when PubGrub asks for them next.
                 let key = (package.clone(), c.version.clone());
                 if !self.handed_over.borrow().contains(&key) {
+                    // Walking down (past a release just now, or from an earlier choice): the
+                    // next few are fetched before this one is read, as when each was PubGrub's
+                    // choice in turn; in a row, they were one round trip after another.
+                    let walking = passed_by
+                        || self
+                            .chosen
+                            .borrow()
+                            .get(name)
+                            .is_some_and(|p| c.version < *p);
+                    if walking {
+                        self.universe.prefetch_older(name, in_range.clone());
+                    }
                     let deps = self.dependencies(package, &c.version)?;
                     if is_ruled_out(&c.version) {
-                        if !walked_past {
-                            walked_past = true;
-                            let after =
-                                cands.in_range(range).skip_while(|o| o.version != c.version);
-                            self.universe.prefetch_older(name, after.skip(1));
-                        }
+                        passed_by = true;
                         continue;
                     }
                     *self.stashed.borrow_mut() = Some((key, deps));
