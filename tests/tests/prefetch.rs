@@ -262,6 +262,43 @@ fn walking_a_package_down_fetches_the_older_releases_ahead() {
 }
 
 #[test]
+fn releases_passed_by_on_the_way_down_are_fetched_a_window_ahead() {
+    // `a` 10 to 4 need `c>=2`, which the requirements rule out: the resolver passes them by
+    // one after another within one choice. Each is read only after the four below it were
+    // hinted, as when every step down was a choice of its own: a window that only moved
+    // once a release had been read left each read waiting a round trip on a real index.
+    let mut releases: Vec<(String, Release)> = (4..=10)
+        .map(|v| (v.to_string(), release(&["c>=2"])))
+        .collect();
+    releases.extend((1..=3).map(|v| (v.to_string(), release(&["c==1"]))));
+    let releases: Vec<(&str, Release)> = releases
+        .iter()
+        .map(|(v, r)| (v.as_str(), r.clone()))
+        .collect();
+    let source = resolve(
+        vec![
+            ("a", project(&releases)),
+            ("c", project(&[("1", release(&[])), ("2", release(&[]))])),
+        ],
+        &["c==1", "a"],
+        "x86_64-linux",
+    );
+    let events = source.events();
+    for version in 4..=9 {
+        let read = source
+            .first(&format!("read a-{version}-py3-none-any.whl"))
+            .unwrap_or_else(|| panic!("a {version} not read: {events:#?}"));
+        for older in (version - 4).max(1)..version {
+            let hint = format!("hint a a-{older}-py3-none-any.whl");
+            assert!(
+                source.first(&hint).is_some_and(|h| h < read),
+                "no `{hint}` before a {version} was read: {events:#?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_dependencies_of_hinted_metadata_are_hinted_before_the_solver_reads_it() {
     let extra = Release {
         requires: vec!["c".into()],
