@@ -39,6 +39,13 @@ fn losing_walk() -> String {
     toml
 }
 
+/// A project locked for the four systems from the index alone, with a timeline.
+fn locked(requirements: &str, packages: &str) -> Project {
+    let p = Project::with_packages(requirements, packages);
+    assert_ok(&p.update(&["--no-nixpkgs", "--timings", "timings.json"]));
+    p
+}
+
 fn version(p: &Project, name: &str) -> String {
     p.entry(name)["version"].as_str().unwrap().to_string()
 }
@@ -60,8 +67,7 @@ fn restarts(p: &Project) -> Vec<String> {
 
 #[test]
 fn releases_the_requirements_rule_out_cost_no_restart() {
-    let p = Project::with_packages("plugin\nframework\nsqlkit<2\n", &ruled_out_chain());
-    assert_ok(&p.update(&["--no-nixpkgs", "--timings", "timings.json"]));
+    let p = locked("plugin\nframework\nsqlkit<2\n", &ruled_out_chain());
     assert_eq!(version(&p, "plugin"), "2.0");
     assert_eq!(version(&p, "framework"), "2.0");
     assert_eq!(version(&p, "sqlkit"), "1.0");
@@ -72,8 +78,7 @@ fn releases_the_requirements_rule_out_cost_no_restart() {
 
 #[test]
 fn a_package_that_keeps_losing_is_decided_first_on_a_fresh_start() {
-    let p = Project::with_packages("base\ntool\n", &losing_walk());
-    assert_ok(&p.update(&["--no-nixpkgs", "--timings", "timings.json"]));
+    let p = locked("base\ntool\n", &losing_walk());
     // Without the restart: base 2.0 and tool 1.0, the oldest tool there is.
     assert_eq!(version(&p, "tool"), "8.0");
     assert_eq!(version(&p, "base"), "1.0");

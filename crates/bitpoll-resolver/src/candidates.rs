@@ -716,22 +716,9 @@ impl<'a> Candidates<'a> {
     /// Usable candidates in preference order: the preferred version (the lock's), then
     /// nixpkgs' builds, then the index's releases newest first.
     pub fn iter(&self) -> impl Iterator<Item = &Candidate> + use<'_, 'a> {
-        let preferred = self.preferred.and_then(|slot| self.at(slot));
-        let nixpkgs = self
-            .nixpkgs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.preferred != Some(Slot::Nixpkgs(*i)))
-            .map(|(_, c)| c);
-        let index = self.index.iter().flat_map(move |index| {
-            (0..index.slots.len())
-                .filter(move |i| self.preferred != Some(Slot::Index(*i)))
-                .filter_map(|i| index.get(i).as_ref().ok())
-        });
-        preferred.into_iter().chain(nixpkgs).chain(index)
+        self.ordered(None)
     }
 
-    /// The candidate for `version`, working out no other release.
     /// The candidates [`Candidates::iter`] yields that `range` contains, in the same order,
     /// working out only the index releases between the range's outer bounds: a package
     /// walked down its versions is asked about again and again, and each time every newer
@@ -740,7 +727,16 @@ impl<'a> Candidates<'a> {
         &'s self,
         range: &'s Range,
     ) -> impl Iterator<Item = &'s Candidate> + Clone + use<'s, 'a> {
-        let contained = move |c: &&Candidate| pubgrub::VersionSet::contains(range, &c.version);
+        self.ordered(Some(range))
+            .filter(move |c| pubgrub::VersionSet::contains(range, &c.version))
+    }
+
+    /// [`Candidates::iter`]'s order, with the index releases limited to those between the
+    /// outer bounds of `range` when there is one.
+    fn ordered<'s>(
+        &'s self,
+        range: Option<&'s Range>,
+    ) -> impl Iterator<Item = &'s Candidate> + Clone + use<'s, 'a> {
         let preferred = self.preferred.and_then(|slot| self.at(slot));
         let nixpkgs = self
             .nixpkgs
@@ -749,18 +745,18 @@ impl<'a> Candidates<'a> {
             .filter(|(i, _)| self.preferred != Some(Slot::Nixpkgs(*i)))
             .map(|(_, c)| c);
         let index = self.index.iter().flat_map(move |index| {
-            let (from, to) = index.positions(range);
+            let (from, to) = match range {
+                Some(range) => index.positions(range),
+                None => (0, index.slots.len()),
+            };
             (from..to)
                 .filter(move |i| self.preferred != Some(Slot::Index(*i)))
                 .filter_map(|i| index.get(i).as_ref().ok())
         });
-        preferred
-            .into_iter()
-            .chain(nixpkgs)
-            .chain(index)
-            .filter(contained)
+        preferred.into_iter().chain(nixpkgs).chain(index)
     }
 
+    /// The candidate for `version`, working out no other release.
     pub fn find(&self, version: &SolverVersion) -> Option<&Candidate> {
         if version.source == Origin::NIXPKGS {
             return self.nixpkgs.iter().find(|c| &c.version == version);
