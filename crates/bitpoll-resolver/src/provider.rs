@@ -163,12 +163,7 @@ impl DependencyProvider for Provider<'_> {
         // Lazily: a package walked down its versions is asked again and again, and a long
         // list (a thousand releases) filtered whole each time was most of such a solve.
         let mut in_range = cands.in_range(range);
-        let is_ruled_out = |v: &SolverVersion| {
-            let ruled_out = self.universe.ruled_out.borrow();
-            [package, &Pkg::Python(name.clone())]
-                .into_iter()
-                .any(|p| ruled_out.get(p).is_some_and(|r| r.contains_key(v)))
-        };
+        let is_ruled_out = |v: &SolverVersion| self.universe.is_ruled_out(package, v);
         let mut first_pre = None;
         let mut passed_by = false;
         while let Some(c) = in_range.next() {
@@ -232,7 +227,7 @@ impl DependencyProvider for Provider<'_> {
         &self,
         package: &Pkg,
         version: &SolverVersion,
-    ) -> Result<Dependencies<Pkg, Range, String>, ProviderError> {
+    ) -> Result<ReleaseDeps, ProviderError> {
         let key = (package.clone(), version.clone());
         let stashed = self.stashed.borrow_mut().take();
         let deps = match stashed {
@@ -250,7 +245,7 @@ impl Provider<'_> {
         &self,
         package: &Pkg,
         version: &SolverVersion,
-    ) -> Result<Dependencies<Pkg, Range, String>, ProviderError> {
+    ) -> Result<ReleaseDeps, ProviderError> {
         let mut deps = Deps::default();
         let env = self.universe.target.markers();
         match package {
@@ -445,18 +440,16 @@ impl Provider<'_> {
                     None => continue,
                 }
             }
-            let own = ruled_out.get(dep);
-            let base = ruled_out.get(&Pkg::Python(name.clone()));
-            if own.is_none() && base.is_none() {
+            if !ruled_out.contains_key(dep) && !ruled_out.contains_key(&Pkg::Python(name.clone())) {
                 continue;
             }
             let Some(cands) = candidates.get(name) else {
                 continue;
             };
-            let out = |v: &SolverVersion| {
-                own.is_some_and(|r| r.contains_key(v)) || base.is_some_and(|r| r.contains_key(v))
-            };
-            if cands.in_range(&fitting).all(|c| out(&c.version)) {
+            if cands
+                .in_range(&fitting)
+                .all(|c| self.universe.is_ruled_out(dep, &c.version))
+            {
                 return Some(format!(
                     "it depends on {dep} {range}, and no release of {name} there can be used"
                 ));

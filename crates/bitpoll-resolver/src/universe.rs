@@ -524,6 +524,18 @@ impl Deps {
 }
 
 impl Universe<'_> {
+    /// Whether `version` of `pkg` is known to be in no solution: ruled out itself or, for an
+    /// extra, through its package (an extra depends on its package at the same version).
+    pub(crate) fn is_ruled_out(&self, pkg: &Pkg, version: &SolverVersion) -> bool {
+        let ruled_out = self.ruled_out.borrow();
+        let base = match pkg {
+            Pkg::Extra(name, _) => Some(Pkg::Python(name.clone())),
+            _ => None,
+        };
+        let known = |p: &Pkg| ruled_out.get(p).is_some_and(|r| r.contains_key(version));
+        known(pkg) || base.as_ref().is_some_and(known)
+    }
+
     /// Why versions of packages in an explanation were not usable (for the report).
     pub(crate) fn notes_for(&self, name: &PackageName) -> Vec<String> {
         let full = self.candidates.borrow().get(name).cloned();
