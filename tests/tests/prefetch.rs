@@ -262,6 +262,54 @@ fn walking_a_package_down_fetches_the_older_releases_ahead() {
 }
 
 #[test]
+fn older_releases_read_only_from_a_whole_sdist_are_not_fetched_ahead() {
+    // `a` 5 to 2 need `c>=2`; 4 and 2 publish only an sdist (no metadata file), so their
+    // metadata is the whole download. Walking down still hints the wheels ahead, but not
+    // those sdists: a guess would download megabytes a one-step backtrack never reads.
+    let sdist_only = |requires: &[&str]| Release {
+        wheel: false,
+        ..release(requires)
+    };
+    let source = resolve(
+        vec![
+            (
+                "a",
+                project(&[
+                    ("1", release(&["c==1"])),
+                    ("2", sdist_only(&["c>=2"])),
+                    ("3", release(&["c>=2"])),
+                    ("4", sdist_only(&["c>=2"])),
+                    ("5", release(&["c>=2"])),
+                ]),
+            ),
+            ("c", project(&[("1", release(&[])), ("2", release(&[]))])),
+        ],
+        &["a", "c==1"],
+        "x86_64-linux",
+    );
+    let events = source.events();
+    let read_3 = source
+        .first("read a-3-py3-none-any.whl")
+        .unwrap_or_else(|| panic!("a 3 not read: {events:#?}"));
+    assert!(
+        source
+            .first("hint a a-3-py3-none-any.whl")
+            .is_some_and(|h| h < read_3),
+        "{events:#?}"
+    );
+    for sdist in ["a-4.tar.gz", "a-2.tar.gz"] {
+        assert!(
+            source.first(&format!("read {sdist}")).is_some(),
+            "{sdist} not read: {events:#?}"
+        );
+        assert!(
+            source.first(&format!("hint a {sdist}")).is_none(),
+            "{sdist} fetched ahead: {events:#?}"
+        );
+    }
+}
+
+#[test]
 fn releases_passed_by_on_the_way_down_are_fetched_a_window_ahead() {
     // `a` 10 to 4 need `c>=2`, which the requirements rule out: the resolver passes them by
     // one after another within one choice. Each is read only after the four below it were

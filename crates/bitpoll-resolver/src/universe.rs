@@ -395,6 +395,13 @@ impl<'a> Universe<'a> {
             let CandidateKind::Index { reads, .. } = &cand.kind else {
                 continue;
             };
+            // Not an sdist whose metadata only its whole download tells (tens of megabytes
+            // for numpy's or scipy's): a backtrack of one step, the usual case, hinted four
+            // such downloads that nothing read (treeherder's set: 63 MB); a walk down
+            // sdist-only releases still reads each when it gets there.
+            if !reads.is_wheel() && reads.core_metadata.is_none() {
+                continue;
+            }
             // Each file once: a package walked down is chosen again and again, and every
             // hint is a task in the client until it runs.
             if !self
