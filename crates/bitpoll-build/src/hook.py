@@ -5,11 +5,33 @@
 # standard library and the locked wheels, each unpacked into one of the ENV directories.
 # Standard output belongs to the backend (its chatter is shown when a hook fails); the
 # answer goes to OUT/result.json.
+import contextlib
 import importlib
 import json
 import os
 import site
 import sys
+
+
+@contextlib.contextmanager
+def setup_commands_skipped():
+    """setuptools answers get_requires_for_build_wheel by running `setup.py egg_info` and
+    catching the `setup_requires` it would fetch; those are known once `setup()` has read
+    its arguments, before any command runs. The `egg_info` that follows, when nothing is
+    missing, only writes files nobody reads here: it can cost seconds (PyYAML's runs
+    Cython over its extension), and whatever fails in it failed the question. So, during
+    that question only, a setuptools distribution runs no commands; other backends are
+    left as they are."""
+    dist = sys.modules.get("setuptools.dist")
+    if dist is None:
+        yield
+        return
+    original = dist.Distribution.run_commands
+    dist.Distribution.run_commands = lambda self: None
+    try:
+        yield
+    finally:
+        dist.Distribution.run_commands = original
 
 
 def main():
@@ -27,7 +49,10 @@ def main():
 
     def requires():
         get = getattr(backend, "get_requires_for_build_wheel", None)
-        return list(get({})) if get else []
+        if get is None:
+            return []
+        with setup_commands_skipped():
+            return list(get({}))
 
     def metadata():
         metadata_dir = os.path.join(out, "metadata")
