@@ -717,6 +717,59 @@ fn concurrent_callers_share_one_request() {
 }
 
 #[test]
+fn prefetches_leave_room_for_the_requests_a_caller_waits_for() {
+    // Eight pages hinted, which the server holds until the end; four requests at most.
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fixture = Arc::new(Fixture::new());
+    let server = {
+        let (gate, arrived) = (gate.clone(), arrived.clone());
+        Server::start(move |req| {
+            if req.path.starts_with("/simple/slow") {
+                arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let held = std::time::Instant::now();
+                while !gate.load(std::sync::atomic::Ordering::SeqCst)
+                    && held.elapsed() < Duration::from_secs(20)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return Response::status(404);
+            }
+            fixture.respond(req)
+        })
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(server.index(), cache.path());
+    opts.concurrency = 4;
+    opts.timeout = Duration::from_secs(30);
+    let client = IndexClient::new(opts).unwrap();
+    for n in 0..8 {
+        client.prefetch_project(&name(&format!("slow{n}")));
+    }
+    // Until three of them are in flight: the prefetches' share.
+    let started = std::time::Instant::now();
+    let in_flight = || arrived.load(std::sync::atomic::Ordering::SeqCst);
+    while in_flight() < 3 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (done, answer) = std::sync::mpsc::channel();
+    {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(client.project(&name("demo")).map(|p| p.files.len()));
+        });
+    }
+    let waited = answer.recv_timeout(Duration::from_secs(5));
+    let slow = in_flight();
+    gate.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        matches!(waited, Ok(Ok(4))),
+        "the page asked for waited behind the prefetches: {waited:?}"
+    );
+    assert_eq!(slow, 3, "prefetches in flight while the page was asked for");
+}
+
+#[test]
 fn exclude_newer_filters_files() {
     let server = Fixture::new().serve();
     let cache = tempfile::tempdir().unwrap();
