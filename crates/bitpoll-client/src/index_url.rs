@@ -203,9 +203,16 @@ impl DiscoveryEnv<'static> {
 }
 
 fn ask_installed_pip() -> Result<(String, String), NoPipDefault> {
+    ask_pip_of(&["python3".as_ref(), "python".as_ref()])
+}
+
+/// Asks the pip installed for each interpreter in turn (a program name looked up on `PATH`,
+/// or a path) for its default index: `(interpreter, url)` from the first that answers.
+pub fn ask_pip_of(interpreters: &[&std::ffi::OsStr]) -> Result<(String, String), NoPipDefault> {
     let mut failures = Vec::new();
-    for interpreter in ["python3", "python"] {
-        let output = Command::new(interpreter)
+    for program in interpreters {
+        let interpreter = program.to_string_lossy();
+        let output = Command::new(program)
             .args(["-c", PIP_DEFAULT_SCRIPT])
             .stdin(Stdio::null())
             .output();

@@ -58,8 +58,8 @@ use crate::cache::{
 };
 pub use crate::error::ClientError;
 pub use crate::index_url::{
-    discover_index_url, discover_index_url_with, pip_config_files, redact_url, strip_credentials,
-    DiscoveryEnv, IndexOrigin, IndexUrl, NoPipDefault, INDEX_URL_VARIABLES,
+    ask_pip_of, discover_index_url, discover_index_url_with, pip_config_files, redact_url,
+    strip_credentials, DiscoveryEnv, IndexOrigin, IndexUrl, NoPipDefault, INDEX_URL_VARIABLES,
 };
 use crate::lazy_wheel::{
     parse_content_range, remote_wheel_metadata, ByteRange, Outcome, RangeReply,

@@ -249,7 +249,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
             Builds::Allowed(setup) => setup.host_target(),
             Builds::Refused => None,
         });
-        let options = args.index.options();
+        let options = args.index.options_asking(args.build_python.as_deref());
         (host.join().expect("interpreter probe panicked"), options)
     });
     let (mut options, origin) = options?;

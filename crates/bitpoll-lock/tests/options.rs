@@ -212,3 +212,98 @@ fn check_says_when_flake_lock_pins_another_nixpkgs() {
         ),
     );
 }
+
+/// An executable shell script at `path`.
+fn script(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn the_build_interpreters_pip_is_asked_for_the_index_before_python3s() {
+    let p = Project::new("helper\n");
+    let bin = tempfile::tempdir().unwrap();
+    let asked = bin.path().join("asked");
+    let url = p.server.index_url();
+    // `python3` and `python` on PATH answer too, and say so.
+    for name in ["python3", "python"] {
+        script(
+            &bin.path().join(name),
+            &format!(
+                "#!/bin/sh\necho {name} >> '{}'\necho '{url}'\n",
+                asked.display()
+            ),
+        );
+    }
+    // The interpreter named with --build-python: the probe's three lines, or pip's answer
+    // when `pip_answers`.
+    let build_python = |pip_answers: bool| {
+        let path = bin.path().join(format!("python3.13-{pip_answers}"));
+        let pip = if pip_answers {
+            format!("echo build >> '{}'; echo '{url}'", asked.display())
+        } else {
+            "echo 'No module named pip' >&2; exit 1".to_string()
+        };
+        script(
+            &path,
+            &format!(
+                "#!/bin/sh\ncase \"$*\" in\n  *pip._internal*) {pip} ;;\n  \
+                 *) echo 3.13.0; echo cpython; echo \"$0\" ;;\nesac\n"
+            ),
+        );
+        path
+    };
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |python: &std::path::Path| {
+        let _ = std::fs::remove_file(&asked);
+        let cache = tempfile::tempdir().unwrap();
+        let python = python.to_str().unwrap();
+        let out = p
+            .command(
+                &[
+                    "update",
+                    "-r",
+                    "requirements.in",
+                    "--no-nixpkgs",
+                    "--build-python",
+                    python,
+                ],
+                cache.path(),
+            )
+            .env("PATH", &path)
+            .env("PIP_CONFIG_FILE", "/dev/null")
+            .env_remove("UV_DEFAULT_INDEX")
+            .env_remove("UV_INDEX_URL")
+            .env_remove("PIP_INDEX_URL")
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let asked = std::fs::read_to_string(&asked).unwrap_or_default();
+        (stderr(&out), asked)
+    };
+
+    let with_pip = build_python(true);
+    let (err, asked_first) = run(&with_pip);
+    assert!(
+        err.contains(&format!(
+            "default index of the pip installed for {}",
+            with_pip.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(asked_first, "build\n", "python3 was asked too");
+    assert_eq!(p.entry("helper")["version"], "2.1");
+
+    // Without pip there, the pip of `python3` on PATH answers, as without --build-python.
+    let (err, asked_then) = run(&build_python(false));
+    assert!(
+        err.contains("default index of the pip installed for python3"),
+        "{err}"
+    );
+    assert_eq!(asked_then, "python3\n");
+}
