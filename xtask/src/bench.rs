@@ -9,10 +9,10 @@
 //! network allowed; offline: caches filled and `--offline` for both). Within a mode the tools
 //! alternate run by run, the order swapping each run, so that a noisy neighbour or a slow
 //! minute of the index hurts both alike. A cold run's cache is moved aside for the next cold
-//! run and deleted only after the last set (see [`set_aside`]). Each mode starts with a discarded warm-up round, which
-//! also fills the caches of the warm and offline modes. Wall time and peak RSS come from
-//! `wait4` on the child, so they include what the tool itself starts (uv's interpreter probe,
-//! our build backends, as far as they are waited for).
+//! run and deleted only after the last set (see [`set_aside`]). Each mode starts with a
+//! discarded warm-up round, which also fills the caches of the warm and offline modes. Wall
+//! time and peak RSS come from `wait4` on the child, so they include what the tool itself
+//! starts (uv's interpreter probe, our build backends, as far as they are waited for).
 //!
 //! A failed run marks its row failed, with the run's log, and the suite goes on with the next
 //! row. Nothing here asserts on time: machines differ, and the numbers are for reading.
