@@ -160,58 +160,86 @@ setup(
     }
 }
 
-/// A cache, a builder on it, and setuptools; `None` when skipped.
-fn setup() -> Option<(tempfile::TempDir, Builder, Wheel)> {
-    let dir = tempfile::tempdir().unwrap();
-    let wheel = setuptools_wheel(dir.path())?;
-    let builder = builder(dir.path().join("cache"));
-    Some((dir, builder, wheel))
+/// An eggy sdist, setuptools as its environment, and a builder on a cache of its own.
+struct Case {
+    dir: tempfile::TempDir,
+    builder: Builder,
+    setuptools: Wheel,
+    sdist: EggySdist,
 }
 
-fn times_run(ran: &Path) -> usize {
-    fs::read_to_string(ran).unwrap_or_default().lines().count()
+impl Case {
+    /// See [`EggySdist::write`]; `None` when skipped.
+    fn new(setup_requires: &[&str], egg_info_fails: bool) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let setuptools = setuptools_wheel(dir.path())?;
+        let builder = builder(dir.path().join("cache"));
+        let sdist = EggySdist::write(
+            dir.path(),
+            setup_requires,
+            egg_info_fails,
+            &dir.path().join("ran"),
+        );
+        Some(Self {
+            dir,
+            builder,
+            setuptools,
+            sdist,
+        })
+    }
+
+    fn requires(&self) -> Result<Vec<String>, BuildError> {
+        self.builder.requires_for_build_wheel(
+            &self.sdist.sdist(),
+            std::slice::from_ref(&self.setuptools),
+            &|| Ok(()),
+        )
+    }
+
+    /// How many times the sdist's `egg_info` ran.
+    fn egg_info_runs(&self) -> usize {
+        fs::read_to_string(self.dir.path().join("ran"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
 }
 
 #[test]
 fn setup_requires_are_the_build_requirements_and_no_command_runs_to_find_them() {
-    let Some((dir, builder, setuptools)) = setup() else {
+    let Some(case) = Case::new(&["helper>=2"], false) else {
         return;
     };
-    let ran = dir.path().join("ran");
-    let sdist = EggySdist::write(dir.path(), &["helper>=2"], false, &ran);
-    let requires = builder
-        .requires_for_build_wheel(&sdist.sdist(), &[setuptools], &|| Ok(()))
-        .unwrap();
+    let requires = case.requires().unwrap();
     assert!(requires.contains(&"helper>=2".to_string()), "{requires:?}");
-    assert_eq!(times_run(&ran), 0);
+    assert_eq!(case.egg_info_runs(), 0);
 }
 
 #[test]
 fn a_project_whose_egg_info_fails_still_has_its_build_requirements_answered() {
     // PyYAML's egg_info runs Cython over its extension: seconds of work, and a failure
     // there is no answer about what a build needs.
-    let Some((dir, builder, setuptools)) = setup() else {
+    let Some(case) = Case::new(&[], true) else {
         return;
     };
-    let ran = dir.path().join("ran");
-    let sdist = EggySdist::write(dir.path(), &[], true, &ran);
-    let requires = builder
-        .requires_for_build_wheel(&sdist.sdist(), &[setuptools], &|| Ok(()))
-        .unwrap_or_else(|e: BuildError| panic!("{e}"));
+    let requires = case.requires().unwrap_or_else(|e| panic!("{e}"));
     // Older setuptools add `wheel`; newer ones nothing.
     assert!(requires.iter().all(|r| r == "wheel"), "{requires:?}");
-    assert_eq!(times_run(&ran), 0, "egg_info ran for the question");
+    assert_eq!(case.egg_info_runs(), 0, "egg_info ran for the question");
 }
 
 #[test]
 fn metadata_asked_with_the_requirements_runs_egg_info_only_for_the_metadata() {
-    let Some((dir, builder, setuptools)) = setup() else {
+    let Some(case) = Case::new(&[], false) else {
         return;
     };
-    let ran = dir.path().join("ran");
-    let sdist = EggySdist::write(dir.path(), &[], false, &ran);
-    let (requires, built) = builder
-        .requires_and_metadata(&sdist.sdist(), &[setuptools], &|| Ok(()))
+    let (requires, built) = case
+        .builder
+        .requires_and_metadata(
+            &case.sdist.sdist(),
+            std::slice::from_ref(&case.setuptools),
+            &|| Ok(()),
+        )
         .unwrap();
     match built {
         // Preparing the metadata runs egg_info; asking for the requirements first in the
@@ -223,13 +251,13 @@ fn metadata_asked_with_the_requirements_runs_egg_info_only_for_the_metadata() {
                 "{}",
                 built.metadata
             );
-            assert_eq!(times_run(&ran), 1);
+            assert_eq!(case.egg_info_runs(), 1);
         }
         // setuptools before 70.1 adds `wheel`, and the metadata is then a question of its
         // own, in an environment with it: this process only asked.
         None => {
             assert_eq!(requires, ["wheel"]);
-            assert_eq!(times_run(&ran), 0);
+            assert_eq!(case.egg_info_runs(), 0);
         }
     }
 }

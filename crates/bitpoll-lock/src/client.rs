@@ -115,14 +115,12 @@ fn ask_pip_remembered(
             }
         }
     }
-    let (name, url) = match python {
-        Some(python) => bitpoll_client::ask_pip_of(&[
-            python.as_os_str(),
-            "python3".as_ref(),
-            "python".as_ref(),
-        ])?,
-        None => (DiscoveryEnv::system().ask_pip)()?,
-    };
+    let asked: Vec<&std::ffi::OsStr> = python
+        .map(Path::as_os_str)
+        .into_iter()
+        .chain(["python3".as_ref(), "python".as_ref()])
+        .collect();
+    let (name, url) = bitpoll_client::ask_pip_of(&asked)?;
     if let Some(stamp) = stamp {
         let saved =
             serde_json::json!({ "interpreter": stamp, "name": name, "url": url, "asked_at": now });
