@@ -770,7 +770,7 @@ fn resolve_wheels_only(
         options: &options,
         preferences: &HashMap::new(),
     };
-    crate::provider::resolve_target(source, indexes, target, &request, None)
+    crate::provider::resolve_target(source, indexes, target, &request, None, crate::Role::Alone)
 }
 
 /// The build environment of every package `packages` installs from an sdist, for `target`.

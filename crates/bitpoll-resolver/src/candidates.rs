@@ -534,8 +534,19 @@ pub fn build<'a>(
             pinned: cx.pinned.clone(),
             admits: PythonAdmits::new(python),
         }),
+        watch: OnceCell::new(),
     });
     Ok(out)
+}
+
+/// See [`Candidates::outline`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct Outline {
+    nixpkgs: Vec<SolverVersion>,
+    preferred: Option<Slot>,
+    releases: Option<usize>,
+    not_found: bool,
+    only_prereleases: bool,
 }
 
 /// Where the preferred version sits, so that it is listed first.
@@ -551,11 +562,22 @@ enum Slot {
 struct IndexReleases<'a> {
     slots: Vec<OnceCell<Result<Candidate, Excluded>>>,
     reader: RefCell<ReleaseReader<'a>>,
+    /// Told of each release as it is worked out (see [`Candidates::watch`]).
+    watch: OnceCell<ReleaseWatch>,
 }
+
+/// Called with a release's position and the version it gives this target (`None`: none).
+pub(crate) type ReleaseWatch = Box<dyn Fn(usize, Option<&SolverVersion>)>;
 
 impl IndexReleases<'_> {
     fn get(&self, at: usize) -> &Result<Candidate, Excluded> {
-        self.slots[at].get_or_init(|| self.reader.borrow_mut().release(at))
+        self.slots[at].get_or_init(|| {
+            let release = self.reader.borrow_mut().release(at);
+            if let Some(watch) = self.watch.get() {
+                watch(at, release.as_ref().ok().map(|c| &c.version));
+            }
+            release
+        })
     }
 
     /// The releases (newest first, as positions `from..to`) whose versions lie between the
@@ -777,6 +799,31 @@ impl<'a> Candidates<'a> {
             .iter()
             .flat_map(|index| (0..index.slots.len()).filter_map(|i| index.get(i).as_ref().err()));
         self.forced_away.iter().chain(index).collect()
+    }
+
+    /// What the solver reads of this list besides its releases, for comparing two targets'
+    /// lists without working out every release (see `replay`).
+    pub(crate) fn outline(&self) -> Outline {
+        Outline {
+            nixpkgs: self.nixpkgs.iter().map(|c| c.version.clone()).collect(),
+            preferred: self.preferred,
+            releases: self.index.as_ref().map(|i| i.slots.len()),
+            not_found: self.not_found,
+            only_prereleases: self.only_prereleases,
+        }
+    }
+
+    /// The version the index release at `at` (newest first) gives, working it out if needed.
+    pub(crate) fn release_version(&self, at: usize) -> Option<&SolverVersion> {
+        let index = self.index.as_ref()?;
+        index.get(at).as_ref().ok().map(|c| &c.version)
+    }
+
+    /// Has `watch` told of every index release from now on as it is worked out. Set once.
+    pub(crate) fn watch(&self, watch: ReleaseWatch) {
+        if let Some(index) = &self.index {
+            let _ = index.watch.set(watch);
+        }
     }
 
     fn at(&self, slot: Slot) -> Option<&Candidate> {

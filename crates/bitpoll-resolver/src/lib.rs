@@ -19,6 +19,7 @@ mod lookahead;
 mod parallel;
 mod provider;
 mod release_age;
+mod replay;
 mod report;
 mod universe;
 pub mod version;
@@ -37,6 +38,8 @@ use pep508_rs::{ExtraName, PackageName, Requirement};
 pub use build::{BuildSetup, Builds};
 pub use candidates::wheel_filter;
 pub use version::Source;
+
+use provider::Role;
 
 use bitpoll_timings::Category;
 
@@ -200,9 +203,11 @@ pub fn resolve(
             )),
             Builds::Refused => None,
         };
+        let roles = roles(targets);
         let handles: Vec<_> = targets
             .iter()
-            .map(|target| {
+            .zip(roles)
+            .map(|(target, role)| {
                 let early = early.clone();
                 // Named, so a timeline can tell the targets' threads apart.
                 std::thread::Builder::new()
@@ -211,7 +216,7 @@ pub fn resolve(
                         let timings = &request.options.timings;
                         let mark = timings.mark();
                         let result =
-                            provider::resolve_target(source, indexes, target, request, early);
+                            provider::resolve_target(source, indexes, target, request, early, role);
                         timings.span(mark, Category::Target, || target.name.clone());
                         result
                     })
@@ -234,5 +239,33 @@ pub fn resolve_target(
     request: &Request<'_>,
 ) -> Result<TargetResolution, ResolveError> {
     let indexes = candidates::PageIndexes::default();
-    provider::resolve_target(source, &indexes, target, request, None)
+    provider::resolve_target(source, &indexes, target, request, None, Role::Alone)
+}
+
+/// Which targets lead and which follow (see `replay`): a target follows the first one before
+/// it with the same operating system and Python, whose answers are the likeliest to agree
+/// with its own (only wheels and `platform_machine` markers tell them apart); the others
+/// lead. Two leaders on two cores run side by side; a follower costs little CPU.
+fn roles(targets: &[Target]) -> Vec<Role> {
+    let traces: Vec<Arc<replay::Trace>> = targets.iter().map(|_| Arc::default()).collect();
+    let alike = |a: &Target, b: &Target| {
+        a.markers().sys_platform() == b.markers().sys_platform()
+            && a.python_full_version == b.python_full_version
+    };
+    let leader_of: Vec<Option<usize>> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (0..i).find(|&j| alike(&targets[j], t)))
+        .collect();
+    let led = |j: usize| leader_of.contains(&Some(j));
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, _)| match leader_of[i] {
+            // A leader is never a follower: it is the first of its kind.
+            Some(j) => Role::Follows(traces[j].clone(), targets[j].name.clone()),
+            None if led(i) => Role::Leads(traces[i].clone()),
+            None => Role::Alone,
+        })
+        .collect()
 }

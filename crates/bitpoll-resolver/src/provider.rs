@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use bitpoll_metadata::MetadataSource;
 use bitpoll_platform::Target;
@@ -17,6 +18,7 @@ use pubgrub::{
 use sha2::{Digest, Sha256};
 
 use crate::candidates::{self, CandidateKind, PageIndexes};
+use crate::replay::{self, Fact, Followed, RawDeps, Recorder, Solved, Trace};
 use crate::universe::{Deps, Pkg, ProviderError, Universe};
 use crate::version::{Origin, Range, SolverVersion};
 use crate::{Request, ResolveError, ResolvedPackage, ResolvedSource, TargetResolution};
@@ -27,6 +29,7 @@ const CONFLICT_THRESHOLD: u32 = 5;
 type Priority = (bool, bool, u32, Reverse<usize>);
 type Release = (Pkg, SolverVersion);
 type ReleaseDeps = Dependencies<Pkg, Range, String>;
+type Solution = pubgrub::SelectedDependencies<Pkg, SolverVersion>;
 
 /// The solver's side: its priorities and restarts, over the target's universe.
 pub struct Provider<'a> {
@@ -52,6 +55,8 @@ pub struct Provider<'a> {
     stashed: RefCell<Option<(Release, ReleaseDeps)>>,
     /// The releases whose dependencies PubGrub has in this solve (it asks once per solve).
     handed_over: RefCell<HashSet<Release>>,
+    /// Packages with nothing but pre-releases in range, and the newest of them.
+    prereleases_only: RefCell<Vec<(PackageName, pep440_rs::Version)>>,
 }
 
 impl<'a> Provider<'a> {
@@ -80,7 +85,51 @@ impl<'a> Provider<'a> {
             required: RefCell::default(),
             stashed: RefCell::default(),
             handed_over: RefCell::default(),
+            prereleases_only: RefCell::default(),
         }
+    }
+
+    /// The packages of the top-level requirements that apply, in declaration order.
+    fn declared_in_order(&self) -> Vec<PackageName> {
+        let mut declared: Vec<(&PackageName, &usize)> = self.declared.iter().collect();
+        declared.sort_by_key(|(_, at)| **at);
+        declared.into_iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+impl replay::Answers for Provider<'_> {
+    fn agrees(&self, fact: &Fact) -> Result<bool, ProviderError> {
+        let universe = &self.universe;
+        Ok(match fact {
+            Fact::Declared(names) => *names == self.declared_in_order(),
+            Fact::Listed {
+                name, nixpkgs_only, ..
+            } => {
+                let cands = match nixpkgs_only {
+                    true => universe.nixpkgs_candidates(name),
+                    false => Some(universe.candidates(name)?),
+                };
+                cands.is_some_and(|c| universe.listed(name, *nixpkgs_only, &c) == *fact)
+            }
+            Fact::Release { name, at, version } => {
+                let cands = universe.candidates.borrow().get(name).cloned();
+                cands.is_some_and(|c| c.release_version(*at) == version.as_ref())
+            }
+            Fact::Dependencies {
+                package,
+                version,
+                deps,
+            } => {
+                let ours = self.raw_dependencies(package, version)?;
+                if let Ok(edges) = &ours {
+                    universe.deps.borrow_mut().insert(
+                        (package.clone(), version.clone()),
+                        edges.iter().map(|(p, _)| p.clone()).collect(),
+                    );
+                }
+                ours == *deps
+            }
+        })
     }
 }
 
@@ -215,10 +264,9 @@ impl DependencyProvider for Provider<'_> {
             first_pre.get_or_insert(c);
         }
         if let Some(pre) = first_pre {
-            self.universe.warnings.borrow_mut().push(format!(
-                "{name}: only pre-releases match on {} (newest {}); pin one explicitly to allow it",
-                self.universe.target.name, pre.version.version
-            ));
+            self.prereleases_only
+                .borrow_mut()
+                .push((name.clone(), pre.version.version.clone()));
         }
         Ok(None)
     }
@@ -246,6 +294,41 @@ impl Provider<'_> {
         package: &Pkg,
         version: &SolverVersion,
     ) -> Result<ReleaseDeps, ProviderError> {
+        let raw = self.raw_dependencies(package, version)?;
+        if let Some(recorder) = &self.universe.recorder {
+            recorder.dependencies(package, version, &raw);
+        }
+        let deps = match raw {
+            Ok(deps) => Deps(deps),
+            Err(reason) => return Ok(Dependencies::Unavailable(reason)),
+        };
+        if *package == Pkg::Root {
+            *self.required.borrow_mut() = deps.0.iter().cloned().collect();
+        } else if let Some(reason) = self.ruled_out_by(&deps) {
+            self.universe
+                .ruled_out
+                .borrow_mut()
+                .entry(package.clone())
+                .or_default()
+                .insert(version.clone(), reason.clone());
+            return Ok(Dependencies::Unavailable(reason));
+        }
+        self.universe.deps.borrow_mut().insert(
+            (package.clone(), version.clone()),
+            deps.0.iter().map(|(p, _)| p.clone()).collect(),
+        );
+        Ok(Dependencies::Available(DependencyConstraints::from_iter(
+            deps.0,
+        )))
+    }
+
+    /// A release's dependencies as the metadata and the target's markers give them, or why
+    /// the release cannot be used: what `replay` compares between targets.
+    fn raw_dependencies(
+        &self,
+        package: &Pkg,
+        version: &SolverVersion,
+    ) -> Result<RawDeps, ProviderError> {
         let mut deps = Deps::default();
         let env = self.universe.target.markers();
         match package {
@@ -257,7 +340,6 @@ impl Provider<'_> {
                         self.universe.add_requirement(&mut deps, req, None);
                     }
                 }
-                *self.required.borrow_mut() = deps.0.iter().cloned().collect();
             }
             Pkg::Python(name) | Pkg::Extra(name, _) => {
                 let extra = match package {
@@ -272,9 +354,7 @@ impl Provider<'_> {
                     _ => self.universe.candidates(name)?,
                 };
                 let Some(cand) = cands.find(version) else {
-                    return Ok(Dependencies::Unavailable(
-                        "is not available for this target".into(),
-                    ));
+                    return Ok(Err("is not available for this target".into()));
                 };
                 match &cand.kind {
                     CandidateKind::Nixpkgs { attr } => {
@@ -289,7 +369,7 @@ impl Provider<'_> {
                             Some(e) => match pkg.optional_dependencies.get(e.as_ref()) {
                                 Some(group) => group.iter().collect(),
                                 None => {
-                                    return Ok(Dependencies::Unavailable(format!(
+                                    return Ok(Err(format!(
                                         "nixpkgs' {attr} has no optional-dependency group `{e}`"
                                     )))
                                 }
@@ -297,7 +377,7 @@ impl Provider<'_> {
                         };
                         for dep_attr in dep_attrs {
                             let Some((_, dep)) = nixpkgs.get(dep_attr) else {
-                                return Ok(Dependencies::Unavailable(format!(
+                                return Ok(Err(format!(
                                     "nixpkgs' {attr} depends on `{dep_attr}`, which the nixpkgs index does not list"
                                 )));
                             };
@@ -332,7 +412,7 @@ impl Provider<'_> {
                                         .warnings
                                         .borrow_mut()
                                         .push(format!("{name} {}: {reason}", version.version));
-                                    return Ok(Dependencies::Unavailable(reason));
+                                    return Ok(Err(reason));
                                 }
                             };
                         if let Some(rp) = &metadata.requires_python {
@@ -340,7 +420,7 @@ impl Provider<'_> {
                                 rp,
                                 &self.universe.target.python_full_version,
                             ) {
-                                return Ok(Dependencies::Unavailable(format!(
+                                return Ok(Err(format!(
                                     "it requires Python {rp} (the target has {})",
                                     self.universe.target.python_full_version
                                 )));
@@ -362,7 +442,7 @@ impl Provider<'_> {
                                 continue; // already a dependency of the base package
                             }
                             if matches!(req.version_or_url, Some(VersionOrUrl::Url(_))) {
-                                return Ok(Dependencies::Unavailable(format!(
+                                return Ok(Err(format!(
                                     "it depends on `{req}`, a direct URL, which a lock cannot pin"
                                 )));
                             }
@@ -382,24 +462,7 @@ impl Provider<'_> {
                 }
             }
         }
-        if *package != Pkg::Root {
-            if let Some(reason) = self.ruled_out_by(&deps) {
-                self.universe
-                    .ruled_out
-                    .borrow_mut()
-                    .entry(package.clone())
-                    .or_default()
-                    .insert(version.clone(), reason.clone());
-                return Ok(Dependencies::Unavailable(reason));
-            }
-        }
-        self.universe.deps.borrow_mut().insert(
-            (package.clone(), version.clone()),
-            deps.0.iter().map(|(p, _)| p.clone()).collect(),
-        );
-        Ok(Dependencies::Available(DependencyConstraints::from_iter(
-            deps.0,
-        )))
+        Ok(Ok(deps.0))
     }
 
     /// Why a release whose dependencies are `deps` can be in no solution of this target: one
@@ -459,16 +522,102 @@ impl Provider<'_> {
     }
 }
 
-pub fn resolve_target(
+/// A target's part in sharing solves (see `replay`).
+pub(crate) enum Role {
+    /// Solves on its own; nobody follows.
+    Alone,
+    /// Solves on its own, writing what it reads to the trace.
+    Leads(Arc<Trace>),
+    /// Takes the trace's solve when its own answers agree, else solves on its own.
+    Follows(Arc<Trace>, String),
+}
+
+pub(crate) fn resolve_target(
     source: &dyn PackageSource,
     indexes: &PageIndexes,
     target: &Target,
     request: &Request<'_>,
     early_builds: Option<crate::build::EarlyBuilds>,
+    role: Role,
 ) -> Result<TargetResolution, ResolveError> {
     let timings = &request.options.timings;
     let mut provider = Provider::new(source, indexes, target, request);
     provider.universe.early_builds = early_builds;
+    let (followed, _ends_the_trace) = match role {
+        Role::Alone => (None, None),
+        Role::Leads(trace) => {
+            let end = trace.guard();
+            let recorder = Recorder::new(trace);
+            recorder.fact(Fact::Declared(provider.declared_in_order()));
+            provider.universe.recorder = Some(recorder);
+            (None, Some(end))
+        }
+        Role::Follows(trace, leader) => {
+            let following = timings.guard(bitpoll_timings::Category::Solve, || {
+                format!("{}: answers compared with {leader}'s", target.name)
+            });
+            let waiting = || provider.universe.wait(|| format!("answers of {leader}"));
+            let followed = replay::follow(&provider, &trace, waiting).map_err(provider_error)?;
+            drop(following);
+            let on_its_own = |why: String| {
+                let mark = timings.mark();
+                timings.span(mark, bitpoll_timings::Category::Solve, || {
+                    format!("{}: solves on its own: {why}", target.name)
+                });
+                None
+            };
+            let followed = match followed {
+                Followed::Solved(solved) => Some(solved),
+                Followed::Differs(fact) => {
+                    on_its_own(format!("its answer differs from {leader}'s on {fact}"))
+                }
+                Followed::LeaderFailed => on_its_own(format!("{leader}'s solve failed")),
+            };
+            (followed, None)
+        }
+    };
+    let (solution, prereleases_only) = match followed {
+        Some(solved) => (
+            solved.solution.iter().cloned().collect(),
+            solved.prereleases_only.clone(),
+        ),
+        None => {
+            let solution = solve(&provider)?;
+            let prereleases_only = provider.prereleases_only.borrow().clone();
+            if let Some(recorder) = &provider.universe.recorder {
+                recorder.solved(Solved {
+                    solution: solution
+                        .iter()
+                        .map(|(p, v)| (p.clone(), v.clone()))
+                        .collect(),
+                    prereleases_only: prereleases_only.clone(),
+                });
+            }
+            (solution, prereleases_only)
+        }
+    };
+    for (name, newest) in prereleases_only {
+        provider.universe.warnings.borrow_mut().push(format!(
+            "{name}: only pre-releases match on {} (newest {newest}); pin one explicitly to allow it",
+            target.name
+        ));
+    }
+    finish(source, indexes, target, request, &provider, &solution)
+}
+
+fn provider_error(e: ProviderError) -> ResolveError {
+    match e {
+        ProviderError::Source(e) => ResolveError::Source(e),
+        ProviderError::Build(e) => ResolveError::Build(e),
+        // Only `should_cancel` asks for one, and `solve` starts over on it.
+        ProviderError::Restart => unreachable!("a restart outside should_cancel"),
+    }
+}
+
+/// PubGrub's solve, started over as often as a package's conflicts promote it.
+fn solve(provider: &Provider<'_>) -> Result<Solution, ResolveError> {
+    let (target, request) = (provider.universe.target, provider.universe.request);
+    let timings = &request.options.timings;
     let solving = timings.guard(bitpoll_timings::Category::Solve, || {
         let first = request.requirements.first().map(|r| r.name.to_string());
         format!(
@@ -480,7 +629,7 @@ pub fn resolve_target(
     });
     let outcome = loop {
         let attempt = timings.mark();
-        match pubgrub::resolve(&provider, Pkg::Root, SolverVersion::root()) {
+        match pubgrub::resolve(provider, Pkg::Root, SolverVersion::root()) {
             Err(PubGrubError::ErrorInShouldCancel(ProviderError::Restart)) => {
                 let promoted = provider.restart.borrow_mut().take();
                 timings.span(attempt, bitpoll_timings::Category::Restart, || {
@@ -494,28 +643,33 @@ pub fn resolve_target(
         }
     };
     drop(solving);
-    let solution = match outcome {
-        Ok(solution) => solution,
+    match outcome {
+        Ok(solution) => Ok(solution),
         Err(PubGrubError::NoSolution(mut tree)) => {
             tree.collapse_no_versions();
             let explanation = crate::report::explain(&tree, &provider.universe);
-            return Err(ResolveError::NoSolution {
+            Err(ResolveError::NoSolution {
                 target: target.name.clone(),
                 explanation,
-            });
+            })
         }
         Err(PubGrubError::ErrorRetrievingDependencies { source, .. })
         | Err(PubGrubError::ErrorChoosingVersion { source, .. })
-        | Err(PubGrubError::ErrorInShouldCancel(source)) => {
-            return Err(match source {
-                ProviderError::Source(e) => ResolveError::Source(e),
-                ProviderError::Build(e) => ResolveError::Build(e),
-                // Only `should_cancel` asks for one, and the loop above starts over on it.
-                ProviderError::Restart => unreachable!("a restart outside should_cancel"),
-            });
-        }
-    };
+        | Err(PubGrubError::ErrorInShouldCancel(source)) => Err(provider_error(source)),
+    }
+}
 
+/// Everything after the versions: each package's file, hash, metadata source and edges, and
+/// the build environments of its sdists.
+fn finish(
+    source: &dyn PackageSource,
+    indexes: &PageIndexes,
+    target: &Target,
+    request: &Request<'_>,
+    provider: &Provider<'_>,
+    solution: &Solution,
+) -> Result<TargetResolution, ResolveError> {
+    let timings = &request.options.timings;
     let deps = provider.universe.deps.borrow();
     let mut packages: BTreeMap<PackageName, ResolvedPackage> = BTreeMap::new();
     let mut extras: BTreeMap<PackageName, BTreeSet<ExtraName>> = BTreeMap::new();
@@ -550,7 +704,7 @@ pub fn resolve_target(
         let _wait = provider
             .universe
             .wait(|| "provenance of the chosen releases".to_string());
-        publishers(source, &provider, &solution)?
+        publishers(source, provider, solution)?
     };
     for (pkg, version) in solution.iter() {
         let Pkg::Python(name) = pkg else { continue };
@@ -646,7 +800,7 @@ pub fn resolve_target(
 fn publishers(
     source: &dyn PackageSource,
     provider: &Provider<'_>,
-    solution: &pubgrub::SelectedDependencies<Pkg, SolverVersion>,
+    solution: &Solution,
 ) -> Result<HashMap<Box<str>, Option<String>>, ResolveError> {
     let mut files = Vec::new();
     for (pkg, version) in solution.iter() {

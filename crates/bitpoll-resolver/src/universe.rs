@@ -93,6 +93,9 @@ pub struct Universe<'a> {
     /// Hints that follow dependencies ahead of the solver (see `lookahead`); none with a
     /// nixpkgs index or `--offline`.
     lookahead: Option<Arc<crate::lookahead::Lookahead>>,
+    /// Where a leading target writes what it reads, for the targets that follow it (see
+    /// `replay`).
+    pub(crate) recorder: Option<crate::replay::Recorder>,
 }
 
 /// Requirement specifiers as ranges, each converted once: the solver asks for a release's
@@ -203,11 +206,15 @@ impl<'a> Universe<'a> {
             warnings: RefCell::default(),
             ruled_out: RefCell::default(),
             early_builds: None,
+            recorder: None,
         }
     }
 
     /// Records, until dropped, that this thread is blocked on a package fact.
     pub(crate) fn wait(&self, label: impl FnOnce() -> String) -> bitpoll_timings::Guard {
+        if let Some(recorder) = &self.recorder {
+            recorder.waiting();
+        }
         self.request
             .options
             .timings
@@ -251,7 +258,35 @@ impl<'a> Universe<'a> {
         self.candidates
             .borrow_mut()
             .insert(name.clone(), built.clone());
+        if let Some(recorder) = &self.recorder {
+            recorder.fact(self.listed(name, false, &built));
+            built.watch(recorder.releases_of(name));
+        }
         Ok(built)
+    }
+
+    /// What a target's solve reads of a candidate list besides its releases (see `replay`).
+    pub(crate) fn listed(
+        &self,
+        name: &PackageName,
+        nixpkgs_only: bool,
+        cands: &Candidates,
+    ) -> crate::replay::Fact {
+        let mut pinned: Vec<Version> = self
+            .pinned
+            .get(name)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        pinned.sort();
+        crate::replay::Fact::Listed {
+            name: name.clone(),
+            nixpkgs_only,
+            outline: cands.outline(),
+            prereleases: self.prerelease_allowed(name, cands),
+            pinned,
+        }
     }
 
     /// nixpkgs' candidates without asking the index, when they lead the full candidate list
@@ -288,6 +323,9 @@ impl<'a> Universe<'a> {
         self.nixpkgs_only
             .borrow_mut()
             .insert(name.clone(), built.clone());
+        if let Some(recorder) = &self.recorder {
+            recorder.fact(self.listed(name, true, &built));
+        }
         Some(built)
     }
 
