@@ -536,7 +536,8 @@ pub struct Builder {
     unpacking: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
     work_swept: std::sync::Once,
     timeout: Duration,
-    isolation: Isolation,
+    /// Given, or worked out when the first hook runs (see [`Builder::new`]).
+    isolation: std::sync::OnceLock<Isolation>,
     timings: bitpoll_timings::Timings,
     /// Working directories being removed (see [`WorkDir`]).
     removals: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -719,7 +720,7 @@ impl Builder {
     /// The interpreter, in a network namespace of its own where the machine allows one:
     /// package code runs there.
     fn isolated_python(&self) -> Command {
-        match &self.isolation {
+        match self.isolation() {
             Isolation::NetworkNamespace(args) => {
                 let mut c = Command::new("unshare");
                 c.args(args).arg(&self.interpreter.path);
@@ -739,11 +740,14 @@ impl Builder {
     }
 
     /// `cache`: where answers are kept (`builds-v1/` below it), or `None` for no cache.
+    /// `isolation`: `None` to have it worked out ([`Isolation::detect`]) when the first hook
+    /// runs: finding out starts processes (3-6 ms here), and a run whose every answer is
+    /// cached runs no hook (Bitpoll's offline lock takes 20-45 ms in all).
     pub fn new(
         interpreter: Interpreter,
         cache: Option<PathBuf>,
         timeout: Duration,
-        isolation: Isolation,
+        isolation: Option<Isolation>,
     ) -> Self {
         let machine_paths = std::env::split_paths(HOOK_PATH)
             .chain(MACHINE_PATHS.iter().map(PathBuf::from))
@@ -760,7 +764,7 @@ impl Builder {
             work_swept: std::sync::Once::new(),
             cache: cache.map(|c| c.join("builds-v1")),
             timeout,
-            isolation,
+            isolation: isolation.map(std::sync::OnceLock::from).unwrap_or_default(),
             timings: bitpoll_timings::Timings::off(),
             removals: std::sync::Mutex::default(),
             machine_paths,
@@ -795,7 +799,13 @@ impl Builder {
     }
 
     pub fn isolation(&self) -> &Isolation {
-        &self.isolation
+        self.isolation.get_or_init(Isolation::detect)
+    }
+
+    /// The isolation, if a hook has run or it was given; `None` while it is still to be
+    /// worked out.
+    pub fn isolation_if_known(&self) -> Option<&Isolation> {
+        self.isolation.get()
     }
 
     /// The requirements the backend adds for building a wheel (PEP 517

@@ -72,7 +72,7 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
             interpreter.clone(),
             Some(self.dir.path().join("cache")),
             timeout,
-            Isolation::detect(),
+            Some(Isolation::detect()),
         )
         .with_machine_paths(vec![self.watched()])
     }

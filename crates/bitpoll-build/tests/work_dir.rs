@@ -47,7 +47,7 @@ def get_requires_for_build_wheel(config_settings=None):
             interpreter,
             Some(cache),
             Duration::from_secs(120),
-            Isolation::detect(),
+            Some(Isolation::detect()),
         );
         let requires = builder
             .requires_for_build_wheel(&self.sdist.sdist(), &[], &|| Ok(()))

@@ -118,7 +118,13 @@ impl BuildSetup {
     /// What a user should know about how builds ran (another Python version than the
     /// targets', no network isolation), once each.
     pub fn notes(&self) -> Vec<String> {
-        self.notes.lock().expect("notes lock").clone()
+        let mut notes = self.notes.lock().expect("notes lock").clone();
+        // Only once a hook ran: a run answered from the cache ran no package code.
+        let isolation = self.builder.get().and_then(|b| b.as_ref().ok());
+        if let Some(Isolation::None(why)) = isolation.and_then(|b| b.isolation_if_known()) {
+            notes.push(format!("build backends run with network access: {why}"));
+        }
+        notes
     }
 
     /// Waits until the working directories of the run's builds are removed, which the
@@ -165,14 +171,8 @@ impl BuildSetup {
                         interpreter.path.display()
                     ));
                 }
-                let isolation = Isolation::detect();
-                if let Isolation::None(why) = &isolation {
-                    self.note(format!(
-                        "build backends run with network access: {why}"
-                    ));
-                }
                 Ok(Arc::new(
-                    Builder::new(interpreter, self.cache.clone(), self.timeout, isolation)
+                    Builder::new(interpreter, self.cache.clone(), self.timeout, None)
                         .with_timings(self.timings.clone()),
                 ))
             })

@@ -83,7 +83,7 @@ pub fn builder(cache: PathBuf) -> Builder {
         interpreter,
         Some(cache),
         Duration::from_secs(120),
-        Isolation::detect(),
+        Some(Isolation::detect()),
     )
 }
 
