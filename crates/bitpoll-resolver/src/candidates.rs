@@ -544,9 +544,34 @@ pub fn build<'a>(
 pub(crate) struct Outline {
     nixpkgs: Vec<SolverVersion>,
     preferred: Option<Slot>,
-    releases: Option<usize>,
+    releases: Option<Releases>,
     not_found: bool,
     only_prereleases: bool,
+}
+
+/// The page's releases a list works out one by one: alike when they are the same page's (as
+/// every target of a run reads), or list the same versions in the same order, since a
+/// release is found by its position.
+struct Releases(Arc<PageIndex>);
+
+impl PartialEq for Releases {
+    fn eq(&self, other: &Self) -> bool {
+        let (ours, theirs) = (&self.0.versions, &other.0.versions);
+        Arc::ptr_eq(&self.0, &other.0)
+            || (ours.len() == theirs.len()
+                && ours.iter().zip(theirs).all(|(a, b)| a.version == b.version))
+    }
+}
+
+impl std::fmt::Debug for Releases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} releases of {}",
+            self.0.versions.len(),
+            self.0.page.name
+        )
+    }
 }
 
 /// Where the preferred version sits, so that it is listed first.
@@ -807,7 +832,10 @@ impl<'a> Candidates<'a> {
         Outline {
             nixpkgs: self.nixpkgs.iter().map(|c| c.version.clone()).collect(),
             preferred: self.preferred,
-            releases: self.index.as_ref().map(|i| i.slots.len()),
+            releases: self
+                .index
+                .as_ref()
+                .map(|i| Releases(i.reader.borrow().index.clone())),
             not_found: self.not_found,
             only_prereleases: self.only_prereleases,
         }

@@ -245,7 +245,8 @@ pub fn resolve_target(
 /// Which targets lead and which follow (see `replay`): a target follows the first one before
 /// it with the same operating system and Python, whose answers are the likeliest to agree
 /// with its own (only wheels and `platform_machine` markers tell them apart); the others
-/// lead. Two leaders on two cores run side by side; a follower costs little CPU.
+/// lead. Two leaders run side by side on two cores; a follower still works out every answer
+/// itself, and saves what a solve adds to that (PubGrub's work, and every restart).
 fn roles(targets: &[Target]) -> Vec<Role> {
     let traces: Vec<Arc<replay::Trace>> = targets.iter().map(|_| Arc::default()).collect();
     let alike = |a: &Target, b: &Target| {
