@@ -101,7 +101,9 @@ fn a_package_that_keeps_losing_is_decided_first_on_a_fresh_start() {
         let compared = format!("{follower}: answers compared with {leader}'s");
         assert!(solves.contains(&compared), "{solves:#?}");
         assert!(
-            !solves.iter().any(|l| l.starts_with(&format!("{follower} ("))),
+            !solves
+                .iter()
+                .any(|l| l.starts_with(&format!("{follower} ("))),
             "{follower} solved on its own: {solves:#?}"
         );
     }
