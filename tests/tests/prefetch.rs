@@ -127,6 +127,49 @@ fn resolve_with(
     system: &str,
     follow: bool,
 ) -> Recording {
+    let target = Target::new(system, "3.13").unwrap();
+    resolved(
+        packages,
+        requirements,
+        follow,
+        &Options::default(),
+        |source, request| bitpoll_resolver::resolve_target(source, &target, request).map(drop),
+    )
+}
+
+/// Resolves `systems` together (targets of one system following another, see the resolver's
+/// `replay`), offline or not.
+fn resolve_together(
+    packages: Vec<(&str, Project)>,
+    requirements: &[&str],
+    systems: &[&str],
+    offline: bool,
+) -> Recording {
+    let targets: Vec<Target> = systems
+        .iter()
+        .map(|s| Target::new(s, "3.13").unwrap())
+        .collect();
+    let options = Options {
+        offline,
+        ..Default::default()
+    };
+    resolved(
+        packages,
+        requirements,
+        false,
+        &options,
+        |source, request| bitpoll_resolver::resolve(source, &targets, request).map(drop),
+    )
+}
+
+/// The recording source after `resolve` ran on it with `requirements` and `options`.
+fn resolved(
+    packages: Vec<(&str, Project)>,
+    requirements: &[&str],
+    follow: bool,
+    options: &Options,
+    resolve: impl FnOnce(&Recording, &Request) -> Result<(), bitpoll_resolver::ResolveError>,
+) -> Recording {
     let universe = Universe {
         packages: packages
             .into_iter()
@@ -142,17 +185,16 @@ fn resolve_with(
         .iter()
         .map(|r| r.parse::<pep508_rs::Requirement>().unwrap())
         .collect();
-    let target = Target::new(system, "3.13").unwrap();
-    let (policy, options, preferences) = (Policy::default(), Options::default(), HashMap::new());
+    let (policy, preferences) = (Policy::default(), HashMap::new());
     let request = Request {
         requirements: &requirements,
         constraints: &[],
         nixpkgs: None,
         policy: &policy,
-        options: &options,
+        options,
         preferences: &preferences,
     };
-    bitpoll_resolver::resolve_target(&source, &target, &request).expect("a solution");
+    resolve(&source, &request).expect("a solution");
     source
 }
 
@@ -394,4 +436,45 @@ fn the_dependencies_of_hinted_metadata_are_hinted_before_the_solver_reads_it() {
     // The solver read every file itself (hints only fetch), and the older `b` never.
     assert!(source.first("read d-1.0-py3-none-any.whl").is_some());
     assert!(!events.iter().any(|e| e.contains("b-0.9")), "{events:#?}");
+}
+
+#[test]
+fn a_target_following_another_offline_gives_no_hints_of_its_own() {
+    // Each Linux machine installs its own wheel of `native`. Offline there is no round trip
+    // to hide, and the leader's hints already had the source read the pages: the follower
+    // (x86_64) reads its own wheel's metadata without hinting it first. Online it hints.
+    let native = Release {
+        wheel_tags: Some(vec![
+            "cp313-cp313-manylinux_2_17_aarch64".into(),
+            "cp313-cp313-manylinux_2_17_x86_64".into(),
+        ]),
+        no_core_metadata: true,
+        ..Default::default()
+    };
+    let packages = || {
+        vec![
+            ("app", project(&[("1.0", release(&["native"]))])),
+            ("native", project(&[("1.0", native.clone())])),
+        ]
+    };
+    let systems = ["aarch64-linux", "x86_64-linux"];
+    let x86 = "native-1.0-cp313-cp313-manylinux_2_17_x86_64.whl";
+    let arm = "native-1.0-cp313-cp313-manylinux_2_17_aarch64.whl";
+    for (offline, follower_hints) in [(true, false), (false, true)] {
+        let source = resolve_together(packages(), &["app"], &systems, offline);
+        let events = source.events();
+        assert!(
+            source.first(&format!("read {x86}")).is_some(),
+            "{events:#?}"
+        );
+        assert!(
+            source.first(&format!("hint native {arm}")).is_some(),
+            "{events:#?}"
+        );
+        assert_eq!(
+            source.first(&format!("hint native {x86}")).is_some(),
+            follower_hints,
+            "offline: {offline}: {events:#?}"
+        );
+    }
 }

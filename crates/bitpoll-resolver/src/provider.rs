@@ -557,7 +557,9 @@ pub(crate) fn resolve_target(
                 format!("{}: answers compared with {leader}'s", target.name)
             });
             let waiting = || provider.universe.wait(|| format!("answers of {leader}"));
+            provider.universe.quiet.set(request.options.offline);
             let followed = replay::follow(&provider, &trace, waiting).map_err(provider_error)?;
+            provider.universe.quiet.set(false);
             drop(following);
             let on_its_own = |why: String| {
                 let mark = timings.mark();

@@ -96,6 +96,9 @@ pub struct Universe<'a> {
     /// Where a leading target writes what it reads, for the targets that follow it (see
     /// `replay`).
     pub(crate) recorder: Option<crate::replay::Recorder>,
+    /// No hints while this target follows another offline: with every answer on disk there
+    /// is no round trip to hide, and the leader's hints had the client read what both need.
+    pub(crate) quiet: std::cell::Cell<bool>,
 }
 
 /// Requirement specifiers as ranges, each converted once: the solver asks for a release's
@@ -207,6 +210,7 @@ impl<'a> Universe<'a> {
             ruled_out: RefCell::default(),
             early_builds: None,
             recorder: None,
+            quiet: std::cell::Cell::new(false),
         }
     }
 
@@ -366,6 +370,9 @@ impl<'a> Universe<'a> {
     /// trips overlap instead of adding up: the project page now, and the core metadata of
     /// the newest fitting release once the page is there.
     pub(crate) fn prefetch(&self, name: &PackageName, range: &Range) {
+        if self.quiet.get() {
+            return;
+        }
         if !self.prefetched.borrow_mut().insert(name.clone()) {
             return;
         }
