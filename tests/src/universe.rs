@@ -96,6 +96,16 @@ impl Default for Release {
     }
 }
 
+impl Release {
+    /// A release with these requirements and the default files.
+    pub fn requiring(requires: &[&str]) -> Self {
+        Self {
+            requires: requires.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+}
+
 pub fn normalise(name: &str) -> String {
     let mut out = String::new();
     let mut sep = false;

@@ -102,10 +102,7 @@ impl Hints for Recording {
 }
 
 fn release(requires: &[&str]) -> Release {
-    Release {
-        requires: requires.iter().map(|r| r.to_string()).collect(),
-        ..Default::default()
-    }
+    Release::requiring(requires)
 }
 
 fn project(versions: &[(&str, Release)]) -> Project {

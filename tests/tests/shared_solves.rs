@@ -14,10 +14,7 @@ use bitpoll_tests::universe::{Project, Release, Universe};
 use bitpoll_timings::{Category, Timings};
 
 fn release(requires: &[&str]) -> Release {
-    Release {
-        requires: requires.iter().map(|r| r.to_string()).collect(),
-        ..Default::default()
-    }
+    Release::requiring(requires)
 }
 
 /// A release whose only file is a wheel with these tags.

@@ -122,10 +122,7 @@ impl replay::Answers for Provider<'_> {
             } => {
                 let ours = self.raw_dependencies(package, version)?;
                 if let Ok(edges) = &ours {
-                    universe.deps.borrow_mut().insert(
-                        (package.clone(), version.clone()),
-                        edges.iter().map(|(p, _)| p.clone()).collect(),
-                    );
+                    universe.record_edges(package, version, edges);
                 }
                 ours == *deps
             }
@@ -313,10 +310,7 @@ impl Provider<'_> {
                 .insert(version.clone(), reason.clone());
             return Ok(Dependencies::Unavailable(reason));
         }
-        self.universe.deps.borrow_mut().insert(
-            (package.clone(), version.clone()),
-            deps.0.iter().map(|(p, _)| p.clone()).collect(),
-        );
+        self.universe.record_edges(package, version, &deps.0);
         Ok(Dependencies::Available(DependencyConstraints::from_iter(
             deps.0,
         )))

@@ -576,6 +576,19 @@ impl Deps {
 }
 
 impl Universe<'_> {
+    /// Keeps which packages a release depends on, for the lock's edges.
+    pub(crate) fn record_edges(
+        &self,
+        package: &Pkg,
+        version: &SolverVersion,
+        deps: &[(Pkg, Range)],
+    ) {
+        self.deps.borrow_mut().insert(
+            (package.clone(), version.clone()),
+            deps.iter().map(|(p, _)| p.clone()).collect(),
+        );
+    }
+
     /// Whether `version` of `pkg` is known to be in no solution: ruled out itself or, for an
     /// extra, through its package (an extra depends on its package at the same version).
     pub(crate) fn is_ruled_out(&self, pkg: &Pkg, version: &SolverVersion) -> bool {
