@@ -297,13 +297,27 @@ fn a_backend_that_cannot_say_its_extra_requirements_here_leaves_the_declared_one
 /// guesses it. Returns the project, after checking its lock has 1.0 and nothing of 2.0, and
 /// the labels of the build hooks the run's timeline recorded.
 fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>) {
-    let day_ago =
-        bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
-            .to_rfc3339();
-    let more = format!(
-        "[packages.guessed.versions.\"1.0\"]\n[packages.guessed.versions.\"2.0\"]\nupload_time = \"{day_ago}\"\n{release}"
+    let (p, hooks) = lock_with_a_week_window(
+        "guessed",
+        &format!(
+            "[packages.guessed.versions.\"1.0\"]\n[packages.guessed.versions.\"2.0\"]\nupload_time = \"{}\"\n{release}",
+            day_ago()
+        ),
     );
-    let p = Project::with_packages("guessed\n", &more);
+    assert_eq!(p.entry("guessed")["version"], "1.0");
+    assert!(!p.lock_text().contains("guessed-2.0"));
+    (p, hooks)
+}
+
+fn day_ago() -> String {
+    bitpoll_client::Timestamp::from_unix(bitpoll_client::Timestamp::now().unix_secs() - 86_400)
+        .to_rfc3339()
+}
+
+/// Locks `requirement` from the fixture index plus `more` with a week's release-age window,
+/// and returns the project and the labels of the build hooks the run's timeline recorded.
+fn lock_with_a_week_window(requirement: &str, more: &str) -> (Project, Vec<String>) {
+    let p = Project::with_packages(&format!("{requirement}\n"), more);
     let timings = p.path("timings.json");
     assert_ok(&p.update(&[
         "--no-nixpkgs",
@@ -312,8 +326,6 @@ fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>) {
         "--timings",
         timings.to_str().unwrap(),
     ]));
-    assert_eq!(p.entry("guessed")["version"], "1.0");
-    assert!(!p.lock_text().contains("guessed-2.0"));
     let timeline: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
     let hooks = timeline["events"]
@@ -369,4 +381,57 @@ fn a_guessed_sdists_build_environment_is_fetched_but_its_backend_not_run() {
         );
     }
     assert!(hooks.is_empty(), "a backend ran on a guess: {hooks:?}");
+}
+
+/// The hints that follow dependencies ahead of the solver hand on the sdists they reach too:
+/// here `app` 2.0, which the release-age window keeps from the solver, needs `deep`, which
+/// only macOS on arm64 has a wheel of, and whose backend needs `deepbackend`. The solver
+/// never names `deep`; only the walk from `app` 2.0's metadata reaches it, and then what
+/// asking its backend would need is fetched: `deepbackend`'s wheel, which nothing else in
+/// the run names. Its backend does not run. (Hints given once the resolution is over are
+/// dropped, so the solve must last: `app` 1.0 is an sdist without metadata, whose build
+/// the solver waits for while the walk, a few requests to this machine, is done.)
+#[test]
+fn an_sdist_only_the_lookahead_reaches_has_its_build_environment_fetched() {
+    let (p, hooks) = lock_with_a_week_window(
+        "app",
+        &format!(
+            r#"[packages.app.versions."1.0"]
+wheel = false
+legacy_sdist = true
+[packages.app.versions."1.0".sdist_files]
+"setup.py" = """
+from setuptools import setup
+setup(name="app", version="1.0")
+"""
+[packages.app.versions."2.0"]
+upload_time = "{}"
+requires = ["deep"]
+[packages.deepbackend.versions."1.0"]
+sdist = false
+[packages.deep.versions."1.0"]
+wheel_tags = ["py3-none-macosx_11_0_arm64"]
+[packages.deep.versions."1.0".sdist_files]
+"pyproject.toml" = '''
+[build-system]
+requires = ["setuptools", "deepbackend"]
+build-backend = "setuptools.build_meta"
+'''
+"#,
+            day_ago()
+        ),
+    );
+    assert_eq!(p.entry("app")["version"], "1.0");
+    assert!(!p.lock_text().contains("deep"));
+    let fetched: Vec<String> = p.server.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        fetched
+            .iter()
+            .any(|path| path.ends_with("deepbackend-1.0-py3-none-any.whl")),
+        "the build environment of the sdist the walk reached was not fetched: {fetched:#?}"
+    );
+    assert!(
+        hooks.iter().all(|h| h.starts_with("app-1.0.tar.gz")),
+        "a backend ran on a guess: {hooks:?}"
+    );
 }

@@ -248,23 +248,27 @@ impl BuildSetup {
     /// while that sdist downloads, instead of after.
     pub(crate) fn prepare_fallback(&self, source: &dyn PackageSource) {
         let fallback = [bitpoll_metadata::FALLBACK_BUILD_REQUIRES.to_string()];
-        let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") else {
-            return;
-        };
-        std::thread::scope(|scope| {
-            scope.spawn(|| self.fetch_fallback_wheel(source, &requires[0]));
+        if let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") {
             self.prepare_environment(source, &requires);
-        });
+        }
     }
 
-    /// Starts downloading the newest wheel of the fallback backend for this machine as soon
-    /// as its page is here, without waiting for its metadata (a round trip or two by range
-    /// requests): the build that needs it then finds it in the cache. The wheel is the one
-    /// the build environment resolves to unless the index changes under the run; if not,
-    /// this costs a download, never an answer.
-    fn fetch_fallback_wheel(&self, source: &dyn PackageSource, requirement: &Requirement) {
-        let (Ok(host), Ok(page)) = (self.host_target_cached(), source.project(&requirement.name))
-        else {
+    /// Starts downloading the newest wheel of a declared build requirement for this machine
+    /// as soon as its page is here, without waiting for its metadata (a round trip or two by
+    /// range requests) and the solve of the environment: the build that needs it then finds
+    /// it in the cache, or on its way. A backend's wheel can be large (maturin's carries its
+    /// binary, 9 MB), and in readthedocs' set the question to `cryptography`'s backend waited
+    /// 0.2-0.3 s for it after the solve of its environment. The wheel is the one the
+    /// environment resolves to unless another requirement or the index changes that; if
+    /// not, this costs a download, never an answer.
+    fn fetch_likely_wheel(&self, source: &dyn PackageSource, requirement: &Requirement) {
+        let Ok(host) = self.host_target_cached() else {
+            return;
+        };
+        if !requirement.evaluate_markers(host.markers(), &[]) {
+            return;
+        }
+        let Ok(page) = source.project(&requirement.name) else {
             return;
         };
         let index = self.indexes.get(&requirement.name, &page);
@@ -307,12 +311,17 @@ impl BuildSetup {
         let Ok(host) = self.host_target_cached() else {
             return;
         };
-        let scratch = std::path::Path::new("");
-        if let Ok(env) = environment(source, self, host, requires, scratch) {
-            for (artifact, _) in env {
-                source.prefetch_file(&artifact);
+        std::thread::scope(|scope| {
+            for requirement in requires {
+                scope.spawn(|| self.fetch_likely_wheel(source, requirement));
             }
-        }
+            let scratch = std::path::Path::new("");
+            if let Ok(env) = environment(source, self, host, requires, scratch) {
+                for (artifact, _) in env {
+                    source.prefetch_file(&artifact);
+                }
+            }
+        });
     }
 
     /// What the backend adds to `[build-system].requires` for building a wheel
@@ -472,13 +481,26 @@ pub(crate) struct EarlyHint {
 }
 
 impl EarlyHint {
-    /// The target will probably install `sdist`, and its release has no wheel whose
-    /// metadata could stand in for the sdist's.
-    pub(crate) fn lone_sdist(&self, sdist: &Arc<DistFile>) {
-        self.send(Early::Lone(sdist.clone(), self.target.clone()));
+    /// The target will probably install `likely.installs`: when that is an sdist, a lone
+    /// one (no wheel's metadata stands in for its own) that declares none needs a build,
+    /// which the solver would otherwise wait for when it asks. Any other sdist only has its
+    /// backend's download work started: running every guessed sdist's backend this early
+    /// was measured slower (on two cores, the builds the solve waits for then share them
+    /// with builds it does not wait for), while fetching costs the solve nothing.
+    pub(crate) fn likely(&self, likely: &crate::candidates::Likely) {
+        if likely.installs.is_wheel() {
+            return;
+        }
+        let (sdist, target) = (likely.installs.clone(), self.target.clone());
+        self.send(if likely.lone_sdist {
+            Early::Lone(sdist, target)
+        } else {
+            Early::Guessed(sdist, target)
+        });
     }
 
-    /// The target will probably install `sdist`, whose metadata a wheel of its release gives.
+    /// The target will probably install `sdist`: only fetch what asking its backend will
+    /// need, whatever its release has.
     pub(crate) fn guessed_sdist(&self, sdist: &Arc<DistFile>) {
         self.send(Early::Guessed(sdist.clone(), self.target.clone()));
     }
@@ -574,7 +596,9 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     /// `body` with a job for `file`; the sdist's sources are unpacked on a thread of their
-    /// own meanwhile, unless answers about it are on disk (a warm run's hooks rarely run).
+    /// own meanwhile, and, unless offline, the likely wheel of each declared build
+    /// requirement is fetched (see [`BuildSetup::fetch_likely_wheel`]); neither when answers
+    /// about it are on disk (a warm run's hooks rarely run).
     fn run<T>(
         setup: &'a BuildSetup,
         source: &'a dyn PackageSource,
@@ -589,6 +613,10 @@ impl<'a> Job<'a> {
         }
         let (sender, ahead) = Ahead::pending();
         job.ahead = Some(ahead);
+        let declared = match setup.ahead {
+            true => parse_requirements(&info.build_requires, &file.filename).unwrap_or_default(),
+            false => Vec::new(),
+        };
         std::thread::scope(|scope| {
             let builder = &job.builder;
             scope.spawn(move || {
@@ -596,6 +624,9 @@ impl<'a> Job<'a> {
                     Ok(source.download_to(file, path)?)
                 })
             });
+            for requirement in &declared {
+                scope.spawn(move || setup.fetch_likely_wheel(source, requirement));
+            }
             body(&job)
         })
     }

@@ -536,6 +536,9 @@ pub(crate) fn resolve_target(
 ) -> Result<TargetResolution, ResolveError> {
     let timings = &request.options.timings;
     let mut provider = Provider::new(source, indexes, target, request);
+    if let (Some(early), Some(lookahead)) = (&early_builds, &provider.universe.lookahead) {
+        lookahead.announce_sdists(early.hint(target));
+    }
     provider.universe.early_builds = early_builds;
     let (followed, _ends_the_trace) = match role {
         Role::Alone => (None, None),

@@ -92,7 +92,7 @@ pub struct Universe<'a> {
     pub(crate) early_builds: Option<crate::build::EarlyBuilds>,
     /// Hints that follow dependencies ahead of the solver (see `lookahead`); none with a
     /// nixpkgs index or `--offline`.
-    lookahead: Option<Arc<crate::lookahead::Lookahead>>,
+    pub(crate) lookahead: Option<Arc<crate::lookahead::Lookahead>>,
     /// Where a leading target writes what it reads, for the targets that follow it (see
     /// `replay`).
     pub(crate) recorder: Option<crate::replay::Recorder>,
@@ -403,18 +403,8 @@ impl<'a> Universe<'a> {
             Box::new(move |page: &Arc<bitpoll_simple::ProjectPage>| {
                 let index = indexes.get(&project, page);
                 let likely = candidates::likely_artifact(&index, &tags, &python, &range)?;
-                // A lone sdist (no wheel's metadata stands in for its own) that declares
-                // none needs a build, which the solver would otherwise wait for when it asks.
-                // Any other sdist only has its backend's download work started: running every
-                // guessed sdist's backend this early was measured slower (on two cores, the
-                // builds the solve waits for then share them with builds it does not wait
-                // for), while fetching costs the solve nothing.
-                if let (false, Some(early)) = (likely.installs.is_wheel(), &early) {
-                    if likely.lone_sdist {
-                        early.lone_sdist(&likely.installs);
-                    } else {
-                        early.guessed_sdist(&likely.installs);
-                    }
+                if let Some(early) = &early {
+                    early.likely(&likely);
                 }
                 // Followed already, ahead of the solver: its metadata is there or on its way.
                 if lookahead.is_some_and(|l| !l.claim(&likely.file.filename)) {
