@@ -435,3 +435,75 @@ build-backend = "setuptools.build_meta"
         "a backend ran on a guess: {hooks:?}"
     );
 }
+
+/// The wheel for this machine of a declared build requirement starts downloading as soon as
+/// its page is here, not once its metadata has come and the build environment is solved:
+/// here the metadata of `slowbackend`, which `needsslow`'s sdist declares, takes two seconds
+/// to come, and the wheel's download starts before it has.
+#[test]
+fn a_build_requirements_wheel_is_fetched_before_its_metadata_comes() {
+    let more = r#"
+[packages.slowbackend.versions."1.0"]
+sdist = false
+[packages.needsslow.versions."1.0"]
+wheel = false
+[packages.needsslow.versions."1.0".sdist_files]
+"pyproject.toml" = '''
+[build-system]
+requires = ["setuptools", "slowbackend"]
+build-backend = "setuptools.build_meta"
+'''
+"setup.py" = '''
+from setuptools import setup
+setup(name="needsslow", version="1.0")
+'''
+"#;
+    let p = Project::with_packages("needsslow\n", more);
+    let metadata = "/files/slowbackend-1.0-py3-none-any.whl.metadata";
+    p.server.inject(
+        metadata,
+        bitpoll_tests::server::Fault::Delay(Duration::from_secs(2)),
+    );
+    let timings = p.path("timings.json");
+    assert_ok(&p.update(&[
+        "--no-nixpkgs",
+        "--system",
+        "x86_64-linux",
+        "--timings",
+        timings.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        p.entries("needsslow")[0]["build_system"]["environment"]["slowbackend"],
+        "1.0"
+    );
+    let timeline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
+    let requests: Vec<(String, f64, f64)> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "request")
+        .map(|e| {
+            let label = e["label"].as_str().unwrap().to_string();
+            (
+                label,
+                e["start_ms"].as_f64().unwrap(),
+                e["end_ms"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let first = |suffix: &str| {
+        requests
+            .iter()
+            .filter(|(label, ..)| label.ends_with(suffix) && !label.starts_with("cache"))
+            .map(|(_, start, end)| (*start, *end))
+            .reduce(|a, b| if b.0 < a.0 { b } else { a })
+            .unwrap_or_else(|| panic!("no request for {suffix}: {requests:#?}"))
+    };
+    let (wheel_start, _) = first("/files/slowbackend-1.0-py3-none-any.whl");
+    let (_, metadata_end) = first(metadata);
+    assert!(
+        wheel_start < metadata_end,
+        "the wheel's download waited for its metadata: {requests:#?}"
+    );
+}
