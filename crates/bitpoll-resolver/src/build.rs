@@ -57,7 +57,7 @@ pub struct BuildSetup {
     notes: Mutex<Vec<String>>,
     timings: bitpoll_timings::Timings,
     /// Whether build environments are fetched and resolved ahead of need (see
-    /// [`BuildSetup::prepare`] and [`warm_environment`]).
+    /// [`EarlyBuilds`] and [`warm_environment`]).
     ahead: bool,
     /// The run's page indexes, shared by its resolutions and its build environments': an
     /// index of setuptools' page, made for each build environment, showed in warm runs.
@@ -225,25 +225,10 @@ impl BuildSetup {
         })
     }
 
-    /// Fetches, without running anything, what asking `file`'s backend will need: the sdist,
-    /// the pages and metadata that resolve its declared build requirements for this machine,
-    /// and those wheels. Only the network is used, and the solve of a few build
-    /// requirements, so it may start on a guess: when the solver then picks the sdist, the
-    /// question about its build requirements waits only for unpacking and the hook. (Running
-    /// the hook on a guess was measured slower on two cores; see `Universe::prefetch`.)
-    pub(crate) fn prepare(&self, source: &dyn PackageSource, file: &DistFile) {
-        let Ok(info) = source.sdist_info(file) else {
-            return;
-        };
-        if let Ok(requires) = parse_requirements(&info.build_requires, &file.filename) {
-            self.prepare_environment(source, &requires);
-        }
-    }
-
-    /// Fetches the build environment of the PEP 517 fallback (setuptools) for this machine,
-    /// as [`BuildSetup::prepare`] does for an sdist, but without waiting for any sdist: it
-    /// is what an sdist without `pyproject.toml` builds with, and setuptools is in most
-    /// other sdists' build requirements too. Started when a hint first guesses a target
+    /// Fetches, without running anything, the build environment of the PEP 517 fallback
+    /// (setuptools) for this machine, without waiting for any sdist: it is what an sdist
+    /// without `pyproject.toml` builds with, and setuptools is in most other sdists' build
+    /// requirements too. Started when a hint first guesses a target
     /// will install an sdist no answer is on disk for, its page, metadata and wheel come
     /// while that sdist downloads, instead of after.
     pub(crate) fn prepare_fallback(&self, source: &dyn PackageSource) {
@@ -351,29 +336,29 @@ impl BuildSetup {
 /// Each target locks the build environment of every sdist it installs, and asking a backend
 /// means resolving, fetching and unpacking its build requirements and running Python: seconds
 /// that, after the solve, would add to every cold run. Started when the solver first reads an
-/// sdist's static metadata, the question is usually answered by the time the solve is over.
-/// Answers are memoised per sdist. An sdist the solver reads and later drops costs a backend
-/// run no lock uses, which the end of the run waits for (up to the build time limit); which
-/// sdists the solver reads does not depend on timing, so that work is the same on every run.
+/// sdist's static metadata, or before, when a prefetch hint guesses that a target will install
+/// it (see [`EarlyHint`]; the lookahead's hints reach sdists deep in the tree long before the
+/// solver does), the question is usually answered by the time the solve is over. Answers are
+/// memoised per sdist. An sdist read or guessed and then dropped costs a backend run no lock
+/// uses, which the end of the run waits for (up to the build time limit); which sdists are
+/// read or guessed does not depend on timing, so that work is the same on every run. A
+/// question takes a core only when no metadata build the solver waits for needs one (see
+/// `bitpoll_build`), and runs at a lower CPU priority.
 ///
-/// Prefetch hints start more of it (see [`EarlyHint`]): when a hint guesses that a target
-/// will install an sdist whose release has no wheel to read the metadata of, and the sdist
-/// declares none, its metadata is built from then on. The solver cannot go on without that
-/// metadata, and a build takes about a second, which otherwise the solve waits for, one
-/// sdist after another.
+/// When a hint guesses that a target will install an sdist whose release has no wheel to
+/// read the metadata of, and the sdist declares none, its metadata is built from then on.
+/// The solver cannot go on without that metadata, and a build takes about a second, which
+/// otherwise the solve waits for, one sdist after another.
 #[derive(Clone)]
 pub(crate) struct EarlyBuilds(Arc<std::sync::mpsc::Sender<Early>>);
 
 enum Early {
-    /// The solver read the sdist's static metadata: ask what the backend adds to the build
-    /// requirements.
+    /// The solver read the sdist's static metadata, or a hint guessed a target will install
+    /// the sdist: ask what the backend adds to the build requirements.
     Requires(Arc<DistFile>, Arc<str>),
     /// A hint guessed a target will install the sdist, and no wheel of its release can
     /// stand in for its metadata.
     Lone(Arc<DistFile>, Arc<str>),
-    /// A hint guessed a target will install the sdist: fetch what asking its backend will
-    /// need (see [`BuildSetup::prepare`]).
-    Guessed(Arc<DistFile>, Arc<str>),
 }
 
 impl EarlyBuilds {
@@ -394,23 +379,21 @@ impl EarlyBuilds {
             // One job per sdist, whoever asks first: each job asks the backend about the
             // build requirements, one way or the other.
             let mut started = std::collections::HashSet::new();
-            let mut prepared = std::collections::HashSet::new();
             let mut warmed = std::collections::HashSet::new();
             let mut fallback = false;
             for early in receiver {
-                let (file, target, job) = match early {
-                    Early::Requires(file, target) => (file, target, Some(false)),
-                    Early::Lone(file, target) => (file, target, Some(true)),
-                    Early::Guessed(file, target) => (file, target, None),
+                let (file, target, lone) = match early {
+                    Early::Requires(file, target) => (file, target, false),
+                    Early::Lone(file, target) => (file, target, true),
                 };
                 // Whether this happens depends on the hints and the disk, not on timing.
                 if setup.ahead && !fallback && !setup.answered(&file) {
                     fallback = true;
                     scope.spawn(move || setup.prepare_fallback(source));
                 }
-                // The backend is asked anyway once the solver read the sdist: its answer
+                // The backend is asked anyway once the sdist is read or guessed: its answer
                 // can be waited for, and the environment warmed with it.
-                let asked = matches!(job, Some(false));
+                let asked = !lone;
                 if setup.ahead && warmed.insert((file.filename.clone(), target.clone(), asked)) {
                     if let Some(target) = targets.iter().find(|t| *t.name == *target) {
                         let file = file.clone();
@@ -421,14 +404,6 @@ impl EarlyBuilds {
                         });
                     }
                 }
-                let Some(lone) = job else {
-                    // Also when the backend is being asked already: whether it is depends on
-                    // which message came first, and what a run fetches must not.
-                    if setup.ahead && prepared.insert(file.filename.clone()) {
-                        scope.spawn(move || setup.prepare(source, &file));
-                    }
-                    continue;
-                };
                 if !started.insert(file.filename.clone()) {
                     continue;
                 }
@@ -483,10 +458,8 @@ pub(crate) struct EarlyHint {
 impl EarlyHint {
     /// The target will probably install `likely.installs`: when that is an sdist, a lone
     /// one (no wheel's metadata stands in for its own) that declares none needs a build,
-    /// which the solver would otherwise wait for when it asks. Any other sdist only has its
-    /// backend's download work started: running every guessed sdist's backend this early
-    /// was measured slower (on two cores, the builds the solve waits for then share them
-    /// with builds it does not wait for), while fetching costs the solve nothing.
+    /// which the solver would otherwise wait for when it asks; any other has its backend
+    /// asked about its build requirements, as when the solver reads it.
     pub(crate) fn likely(&self, likely: &crate::candidates::Likely) {
         if likely.installs.is_wheel() {
             return;
@@ -495,14 +468,14 @@ impl EarlyHint {
         self.send(if likely.lone_sdist {
             Early::Lone(sdist, target)
         } else {
-            Early::Guessed(sdist, target)
+            Early::Requires(sdist, target)
         });
     }
 
-    /// The target will probably install `sdist`: only fetch what asking its backend will
-    /// need, whatever its release has.
-    pub(crate) fn guessed_sdist(&self, sdist: &Arc<DistFile>) {
-        self.send(Early::Guessed(sdist.clone(), self.target.clone()));
+    /// The target will probably install `sdist`: ask its backend about its build
+    /// requirements, and build nothing, whatever its release has.
+    pub(crate) fn ask(&self, sdist: &Arc<DistFile>) {
+        self.send(Early::Requires(sdist.clone(), self.target.clone()));
     }
 
     fn send(&self, early: Early) {

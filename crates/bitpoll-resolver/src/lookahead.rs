@@ -59,10 +59,11 @@ impl Lookahead {
     }
 
     /// From now on, every sdist the walk guesses the target installs is handed to `early`
-    /// to have what asking its backend needs fetched (not built: see [`Lookahead::pick`]). The walk reaches a package deep
-    /// in the tree long before the solver names it (readthedocs' `cryptography`, built from
-    /// its sdist on x86_64-darwin only: at 1.06 s, the solver at 1.7 s), and what asking
-    /// its backend needs is then fetched while the solve goes on instead of after it.
+    /// to have its backend asked about its build requirements (not built: see
+    /// [`Lookahead::pick`]). The walk reaches a package deep in the tree long before the
+    /// solver names it (readthedocs' `cryptography`, built from its sdist on x86_64-darwin
+    /// only: at 1.06 s, the solver at 1.7 s), and the environment its backend asks for is
+    /// then fetched while the solve goes on instead of after it.
     pub(crate) fn announce_sdists(&self, early: EarlyHint) {
         let _ = self.early.set(early);
     }
@@ -116,13 +117,13 @@ impl Lookahead {
             if !this.first_visit(&likely.file.filename, &extra) {
                 return None;
             }
-            // Only what costs the network, even for a lone sdist: its metadata build is a
-            // second of CPU at full priority, and a guess this deep is wrong more often than
-            // the solver's own (tried: inventree's set built django-allauth 0.57.2's metadata
-            // for nothing); the solver's hint, one step later, still starts that build before
+            // Asked about, never built, even a lone sdist: a metadata build is a second of
+            // CPU at full priority, and a guess this deep is wrong more often than the
+            // solver's own (tried: inventree's set built django-allauth 0.57.2's metadata for
+            // nothing); the solver's hint, one step later, still starts that build before
             // the solver asks.
             if let (Some(early), false) = (this.early.get(), likely.installs.is_wheel()) {
-                early.guessed_sdist(&likely.installs);
+                early.ask(&likely.installs);
             }
             Some(likely.file)
         })

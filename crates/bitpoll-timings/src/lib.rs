@@ -37,7 +37,7 @@ pub enum Category {
     /// that attempt to the moment it was given up.
     Restart,
     /// A resolver thread blocked until a package fact (a page, a file's metadata, an sdist,
-    /// a build's answer) was there.
+    /// a build's answer) was there; or a backend question waiting for a free core.
     Wait,
     /// Unpacking a build environment's wheels and the sdist before a hook runs.
     BuildUnpack,
