@@ -546,7 +546,8 @@ pub struct Builder {
     /// Their state, read once per run.
     machine: std::sync::OnceLock<String>,
     failure_lifetime: Duration,
-    /// How many hooks run at once, and which go first (see [`Cores`]).
+    /// The hooks running, which a question about build requirements waits on (see
+    /// [`Cores`]).
     cores: Cores,
 }
 
@@ -1650,12 +1651,16 @@ mod tests {
         let cores = Cores::new(1);
         let (first, waited) = cores.take(false);
         assert!(!waited);
+        let cores = &cores;
+        let (asking, asks) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
-            let question = scope.spawn(|| {
+            let question = scope.spawn(move || {
+                asking.send(()).unwrap();
                 let (_core, waited) = cores.take(true);
                 let taken = *cores.taken.lock().unwrap();
                 (waited, taken)
             });
+            asks.recv().unwrap();
             let (second, waited) = cores.take(false);
             assert!(!waited, "a build waited for a core");
             std::thread::sleep(Duration::from_millis(50));

@@ -228,9 +228,9 @@ impl BuildSetup {
     /// Fetches, without running anything, the build environment of the PEP 517 fallback
     /// (setuptools) for this machine, without waiting for any sdist: it is what an sdist
     /// without `pyproject.toml` builds with, and setuptools is in most other sdists' build
-    /// requirements too. Started when a hint first guesses a target
-    /// will install an sdist no answer is on disk for, its page, metadata and wheel come
-    /// while that sdist downloads, instead of after.
+    /// requirements too. Started when a hint first guesses a target will install an sdist no
+    /// answer is on disk for, its page, metadata and wheel come while that sdist downloads,
+    /// instead of after.
     pub(crate) fn prepare_fallback(&self, source: &dyn PackageSource) {
         let fallback = [bitpoll_metadata::FALLBACK_BUILD_REQUIRES.to_string()];
         if let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") {
@@ -342,8 +342,8 @@ impl BuildSetup {
 /// memoised per sdist. An sdist read or guessed and then dropped costs a backend run no lock
 /// uses, which the end of the run waits for (up to the build time limit); which sdists are
 /// read or guessed does not depend on timing, so that work is the same on every run. A
-/// question takes a core only when no metadata build the solver waits for needs one (see
-/// `bitpoll_build`), and runs at a lower CPU priority.
+/// question starts only when fewer hooks than cores run, while a metadata build the solver
+/// waits for starts at once (see `bitpoll_build`), and it runs at a lower CPU priority.
 ///
 /// When a hint guesses that a target will install an sdist whose release has no wheel to
 /// read the metadata of, and the sdist declares none, its metadata is built from then on.
