@@ -295,8 +295,8 @@ fn a_backend_that_cannot_say_its_extra_requirements_here_leaves_the_declared_one
 /// `release` (TOML keys of a fixture release), locked with a week's release-age window: the
 /// solver never picks 2.0, while a prefetch hint, which reads the page without the window,
 /// guesses it. Returns the project, after checking its lock has 1.0 and nothing of 2.0, and
-/// the labels of the build hooks the run's timeline recorded.
-fn lock_with_a_fresh_guess(release: &str) -> (Project, Vec<String>) {
+/// what its timeline says of build hooks.
+fn lock_with_a_fresh_guess(release: &str) -> (Project, Hooks) {
     let (p, hooks) = lock_with_a_week_window(
         "guessed",
         &format!(
@@ -315,8 +315,8 @@ fn day_ago() -> String {
 }
 
 /// Locks `requirement` from the fixture index plus `more` with a week's release-age window,
-/// and returns the project and the labels of the build hooks the run's timeline recorded.
-fn lock_with_a_week_window(requirement: &str, more: &str) -> (Project, Vec<String>) {
+/// and returns the project and what the run's timeline says of build hooks.
+fn lock_with_a_week_window(requirement: &str, more: &str) -> (Project, Hooks) {
     let p = Project::with_packages(&format!("{requirement}\n"), more);
     let timings = p.path("timings.json");
     assert_ok(&p.update(&[
@@ -328,14 +328,24 @@ fn lock_with_a_week_window(requirement: &str, more: &str) -> (Project, Vec<Strin
     ]));
     let timeline: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
-    let hooks = timeline["events"]
+    let labels = timeline["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["category"] == "build-hook")
         .filter_map(|e| e["label"].as_str().map(str::to_string))
         .collect();
-    (p, hooks)
+    let unused = timeline["summary"]["speculation"]["hooks_unused"]
+        .as_u64()
+        .unwrap();
+    (p, Hooks { labels, unused })
+}
+
+/// The build hooks a run's timeline recorded (`FILE: HOOK`), and how many of them its
+/// summary counts as speculation: run for sdists whose answer no resolution needed.
+struct Hooks {
+    labels: Vec<String>,
+    unused: u64,
 }
 
 /// An sdist whose release has no wheel and which declares no metadata has its metadata built
@@ -345,7 +355,13 @@ fn lock_with_a_week_window(requirement: &str, more: &str) -> (Project, Vec<Strin
 /// backend runs all the same.
 #[test]
 fn a_guessed_sdist_without_metadata_is_built_before_the_solver_asks() {
-    let (_, hooks) = lock_with_a_fresh_guess(
+    let (
+        _,
+        Hooks {
+            labels: hooks,
+            unused,
+        },
+    ) = lock_with_a_fresh_guess(
         r#"wheel = false
 legacy_sdist = true
 [packages.guessed.versions."2.0".sdist_files]
@@ -359,6 +375,8 @@ setup(name="guessed", version="2.0", install_requires=["helper"])
         hooks.iter().any(|l| l.starts_with("guessed-2.0.tar.gz")),
         "no backend run for the guessed sdist: {hooks:?}"
     );
+    // The lock has 1.0, a wheel: the timeline counts that build as speculation.
+    assert_eq!(unused as usize, hooks.len(), "{hooks:?}");
 }
 
 /// A hint that guesses a target will install an sdist whose metadata a wheel of its release
@@ -369,7 +387,13 @@ setup(name="guessed", version="2.0", install_requires=["helper"])
 /// (see [`lock_with_a_fresh_guess`]), so that only the hint can have asked.
 #[test]
 fn a_guessed_sdists_backend_is_asked_about_its_build_requirements_only() {
-    let (p, hooks) = lock_with_a_fresh_guess(r#"wheel_tags = ["py3-none-macosx_11_0_arm64"]"#);
+    let (
+        p,
+        Hooks {
+            labels: hooks,
+            unused,
+        },
+    ) = lock_with_a_fresh_guess(r#"wheel_tags = ["py3-none-macosx_11_0_arm64"]"#);
     // Nothing the lock installs is built: every pinned file is a wheel.
     assert!(p.lock()["build_packages"]
         .as_array()
@@ -386,6 +410,10 @@ fn a_guessed_sdists_backend_is_asked_about_its_build_requirements_only() {
         ["guessed-2.0.tar.gz: get_requires_for_build_wheel"],
         "the guessed sdist's backend was not asked, or more than asked"
     );
+    assert_eq!(
+        unused, 1,
+        "the guessed question is not counted as speculation"
+    );
 }
 
 /// The hints that follow dependencies ahead of the solver hand on the sdists they reach too:
@@ -399,7 +427,13 @@ fn a_guessed_sdists_backend_is_asked_about_its_build_requirements_only() {
 /// the solver waits for while the walk, a few requests to this machine, is done.)
 #[test]
 fn an_sdist_only_the_lookahead_reaches_has_its_backend_asked() {
-    let (p, hooks) = lock_with_a_week_window(
+    let (
+        p,
+        Hooks {
+            labels: hooks,
+            unused,
+        },
+    ) = lock_with_a_week_window(
         "app",
         &format!(
             r#"[packages.app.versions."1.0"]
@@ -442,6 +476,12 @@ build-backend = "setuptools.build_meta"
         ["deep-1.0.tar.gz: get_requires_for_build_wheel"],
         "the backend of the sdist the walk reached was not asked, or more than asked: {hooks:?}"
     );
+    // `app` 1.0's build was needed; only the question about `deep` was speculation.
+    assert!(
+        hooks.iter().any(|h| h.starts_with("app-1.0.tar.gz")),
+        "{hooks:?}"
+    );
+    assert_eq!(unused, 1, "{hooks:?}");
 }
 
 /// The wheel for this machine of a declared build requirement starts downloading as soon as

@@ -815,6 +815,7 @@ pub(crate) fn environments(
             // This hook runs package code on this machine, which may lack what the package's
             // own build needs (a C library's config tool, say); the target's Nix build has
             // it. Its answer refines the environment, so a failure is reported, not fatal.
+            timings.demand_build(&artifact.filename);
             match setup.extra_requires(source, artifact, &info) {
                 Ok(extra) => {
                     for r in extra {

@@ -527,6 +527,10 @@ impl<'a> Universe<'a> {
             ))),
             crate::build::Builds::Allowed(setup) => {
                 let wait = self.wait(|| format!("build metadata {}", artifact.filename));
+                self.request
+                    .options
+                    .timings
+                    .demand_build(&artifact.filename);
                 let built = setup.metadata(self.source, artifact, &info);
                 drop(wait);
                 match built {

@@ -224,6 +224,12 @@ impl Timings {
         }
     }
 
+    /// A resolution needed the answer of `sdist`'s build backend: the hooks run for it
+    /// (labelled `FILE: HOOK`) were worth running, whenever they started.
+    pub fn demand_build(&self, sdist: &str) {
+        self.demand(|| build_fact(sdist));
+    }
+
     fn push(
         &self,
         since: Mark,
@@ -259,7 +265,8 @@ impl Timings {
             }
         }
         events.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-        let summary = Summary::of(&events, wall_ms);
+        let mut summary = Summary::of(&events, wall_ms);
+        summary.speculation.count_hooks(&events, &demanded);
         Some(Timeline {
             schema: SCHEMA,
             wall_ms,
@@ -344,6 +351,30 @@ pub struct Speculation {
     pub unused_network: u64,
     pub unused_bytes: u64,
     pub unused_ms: f64,
+    /// Build-backend runs (hooks started on a guess included) for sdists whose answer no
+    /// resolution needed, and their summed duration.
+    pub hooks_unused: u64,
+    pub hooks_unused_ms: f64,
+}
+
+impl Speculation {
+    fn count_hooks(&mut self, events: &[Event], demanded: &HashSet<String>) {
+        for e in events.iter().filter(|e| e.category == Category::BuildHook) {
+            let sdist = e
+                .label
+                .split_once(": ")
+                .map_or(e.label.as_str(), |(f, _)| f);
+            if !demanded.contains(&build_fact(sdist)) {
+                self.hooks_unused += 1;
+                self.hooks_unused_ms += e.ms();
+            }
+        }
+    }
+}
+
+/// The fact [`Timings::demand_build`] records, apart from request facts (paths).
+fn build_fact(sdist: &str) -> String {
+    format!("build {sdist}")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -578,13 +609,15 @@ impl Timeline {
         ));
         let sp = &s.speculation;
         lines.push(format!(
-            "speculation: {} prefetches, {} used; unused {} ({} sent, {:.1} MB, {:.2} s of requests)",
+            "speculation: {} prefetches, {} used; unused {} ({} sent, {:.1} MB, {:.2} s of requests); {} build hooks no resolution needed ({:.2} s)",
             sp.requests,
             sp.used,
             sp.unused,
             sp.unused_network,
             sp.unused_bytes as f64 / 1e6,
-            secs(sp.unused_ms)
+            secs(sp.unused_ms),
+            sp.hooks_unused,
+            secs(sp.hooks_unused_ms)
         ));
         lines
     }
@@ -660,6 +693,22 @@ mod tests {
         // 0-100 ms: a for 50, b for 100, c for 40 -> 1.9 on average; then b alone for 50.
         assert_eq!(s.in_flight, vec![1.9, 0.5]);
         assert_eq!(s.requests[&RequestKind::Page].count, 3);
+    }
+
+    #[test]
+    fn hooks_for_sdists_no_resolution_needed_are_speculation_cost() {
+        let t = Timings::on();
+        for label in [
+            "a-1.0.tar.gz: get_requires_for_build_wheel",
+            "b-1.0.tar.gz: get_requires_for_build_wheel",
+            "b-1.0.tar.gz: prepare_metadata_for_build_wheel",
+        ] {
+            let mark = t.mark();
+            t.span(mark, Category::BuildHook, || label.to_string());
+        }
+        t.demand_build("a-1.0.tar.gz");
+        let sp = t.timeline().unwrap().summary.speculation;
+        assert_eq!(sp.hooks_unused, 2);
     }
 
     #[test]
