@@ -545,7 +545,7 @@ setup(name="needsslow", version="1.0")
             .iter()
             .filter(|(label, ..)| label.ends_with(suffix) && !label.starts_with("cache"))
             .map(|(_, start, end)| (*start, *end))
-            .reduce(|a, b| if b.0 < a.0 { b } else { a })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
             .unwrap_or_else(|| panic!("no request for {suffix}: {requests:#?}"))
     };
     let (wheel_start, _) = first("/files/slowbackend-1.0-py3-none-any.whl");

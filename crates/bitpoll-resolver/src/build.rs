@@ -189,7 +189,7 @@ impl BuildSetup {
         let sha256 = sha256_of(file)?;
         memo(&self.results, &sha256, || {
             Job::run(self, source, file, info, &sha256, |job| {
-                let mut requires = parse_requirements(&info.build_requires, &file.filename)?;
+                let mut requires = job.declared.clone();
                 let env = job.environment(&requires)?;
                 // Usually one process answers both questions (see
                 // `Builder::requires_and_metadata`); the answer about extra requirements is the
@@ -233,9 +233,23 @@ impl BuildSetup {
     /// instead of after.
     pub(crate) fn prepare_fallback(&self, source: &dyn PackageSource) {
         let fallback = [bitpoll_metadata::FALLBACK_BUILD_REQUIRES.to_string()];
-        if let Ok(requires) = parse_requirements(&fallback, "the PEP 517 fallback") {
-            self.prepare_environment(source, &requires);
-        }
+        let (Ok(requires), Ok(host)) = (
+            parse_requirements(&fallback, "the PEP 517 fallback"),
+            self.host_target_cached(),
+        ) else {
+            return;
+        };
+        std::thread::scope(|scope| {
+            for requirement in &requires {
+                scope.spawn(|| self.fetch_likely_wheel(source, requirement));
+            }
+            let scratch = std::path::Path::new("");
+            if let Ok(env) = environment(source, self, host, &requires, scratch) {
+                for (artifact, _) in env {
+                    source.prefetch_file(&artifact);
+                }
+            }
+        });
     }
 
     /// Starts downloading the newest wheel of a declared build requirement for this machine
@@ -292,23 +306,6 @@ impl BuildSetup {
         }
     }
 
-    fn prepare_environment(&self, source: &dyn PackageSource, requires: &[Requirement]) {
-        let Ok(host) = self.host_target_cached() else {
-            return;
-        };
-        std::thread::scope(|scope| {
-            for requirement in requires {
-                scope.spawn(|| self.fetch_likely_wheel(source, requirement));
-            }
-            let scratch = std::path::Path::new("");
-            if let Ok(env) = environment(source, self, host, requires, scratch) {
-                for (artifact, _) in env {
-                    source.prefetch_file(&artifact);
-                }
-            }
-        });
-    }
-
     /// What the backend adds to `[build-system].requires` for building a wheel
     /// (`get_requires_for_build_wheel`), asked once per sdist.
     pub(crate) fn extra_requires(
@@ -320,8 +317,7 @@ impl BuildSetup {
         let sha256 = sha256_of(file)?;
         memo(&self.extras, &sha256, || {
             Job::run(self, source, file, info, &sha256, |job| {
-                let requires = parse_requirements(&info.build_requires, &file.filename)?;
-                let env = job.environment(&requires)?;
+                let env = job.environment(&job.declared)?;
                 job.builder
                     .requires_for_build_wheel(&job.sdist(), &wheels(&env), &|| job.fetch(&env))
                     .map_err(|e| e.to_string())
@@ -565,6 +561,8 @@ struct Job<'a> {
     work: tempfile::TempDir,
     sdist_path: PathBuf,
     ahead: Option<Ahead>,
+    /// The sdist's `[build-system].requires`, parsed once for the body and the fetches.
+    declared: Vec<Requirement>,
 }
 
 impl<'a> Job<'a> {
@@ -586,10 +584,7 @@ impl<'a> Job<'a> {
         }
         let (sender, ahead) = Ahead::pending();
         job.ahead = Some(ahead);
-        let declared = match setup.ahead {
-            true => parse_requirements(&info.build_requires, &file.filename).unwrap_or_default(),
-            false => Vec::new(),
-        };
+        let declared: &[Requirement] = if setup.ahead { &job.declared } else { &[] };
         std::thread::scope(|scope| {
             let builder = &job.builder;
             scope.spawn(move || {
@@ -597,7 +592,7 @@ impl<'a> Job<'a> {
                     Ok(source.download_to(file, path)?)
                 })
             });
-            for requirement in &declared {
+            for requirement in declared {
                 scope.spawn(move || setup.fetch_likely_wheel(source, requirement));
             }
             body(&job)
@@ -617,6 +612,7 @@ impl<'a> Job<'a> {
             .work_dir("job-")
             .map_err(|e| format!("cannot create a directory: {e}"))?;
         let sdist_path = work.path().join(&*file.filename);
+        let declared = parse_requirements(&info.build_requires, &file.filename)?;
         Ok(Self {
             builder,
             setup,
@@ -628,6 +624,7 @@ impl<'a> Job<'a> {
             work,
             sdist_path,
             ahead: None,
+            declared,
         })
     }
 
