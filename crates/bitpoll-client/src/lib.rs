@@ -1456,7 +1456,7 @@ impl Shared {
         let stored = self
             .cache
             .read_page(&self.cache.page_path(&key), body_sha256)?;
-        let page = ProjectPage::decode_compact(&stored, &base_of(meta, url)).ok()?;
+        let page = ProjectPage::decode_compact(stored, &base_of(meta, url)).ok()?;
         if &page.name != name {
             return None;
         }

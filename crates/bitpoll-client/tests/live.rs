@@ -78,7 +78,7 @@ fn live_newest_release_metadata() {
             .iter()
             .filter(|f| f.yanked.is_none() && f.is_wheel())
             .max_by_key(|f| version(f))
-            .or(page.files.last())
+            .or(page.files.iter().last())
             .unwrap();
         match client.core_metadata(newest) {
             Ok(meta) => {

@@ -119,8 +119,11 @@ impl PageIndex {
         // tag set not seen before (parsing every name was most of an offline run's time).
         let mut tag_slot: FxHashMap<&str, Option<u32>> = FxHashMap::default();
         let mut version_text: FxHashMap<&str, Option<Version>> = FxHashMap::default();
-        for (i, file) in page.files.iter().enumerate() {
-            let (v, tags) = match wheel_name_parts(&file.filename) {
+        // By name only: a file is built from the page's stored form when first read, and
+        // most releases are never read.
+        for i in 0..page.files.len() {
+            let filename = page.files.filename(i);
+            let (v, tags) = match wheel_name_parts(filename) {
                 Some((version, tag_text)) => {
                     let Some(v) = version_text
                         .entry(version)
@@ -130,14 +133,14 @@ impl PageIndex {
                         continue;
                     };
                     let id = *tag_slot.entry(tag_text).or_insert_with(|| {
-                        let wheel = WheelFilename::parse(&file.filename).ok()?;
+                        let wheel = WheelFilename::parse(filename).ok()?;
                         tag_sets.push(wheel);
                         Some(tag_sets.len() as u32 - 1)
                     });
                     let Some(id) = id else { continue };
                     (v, Some(id))
                 }
-                None => match DistFilename::parse(&file.filename, name) {
+                None => match DistFilename::parse(filename, name) {
                     Ok(DistFilename::Sdist(s)) => (s.version, None),
                     _ => continue,
                 },

@@ -13,8 +13,8 @@ mod time;
 
 pub use crate::compact::COMPACT_FORMAT;
 pub use crate::page::{
-    is_simple_json, parse_project_page, DistFile, PageError, PageParser, ProjectPage, Sha256Digest,
-    WheelFilter, WheelVerdict, SIMPLE_JSON_V1,
+    is_simple_json, parse_project_page, DistFile, PageError, PageFiles, PageParser, ProjectPage,
+    Sha256Digest, WheelFilter, WheelVerdict, SIMPLE_JSON_V1,
 };
 pub use crate::time::Timestamp;
 

@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use url::Url;
 
+use crate::compact::CompactFiles;
 use crate::redact_url;
 use crate::time::Timestamp;
 
@@ -22,12 +23,79 @@ const SIMPLE_JSON_LATEST: &str = "application/vnd.pypi.simple.latest+json";
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectPage {
     pub name: PackageName,
-    pub files: Vec<Arc<DistFile>>,
+    pub files: PageFiles,
     /// The versions of the wheels the filter dropped, sorted, each once. A release whose
     /// files were all dropped still exists: it is reported as having nothing installable
     /// rather than as missing, and it counts when deciding whether a project has only
     /// pre-releases.
     pub dropped_wheel_versions: Vec<Version>,
+}
+
+/// A page's files in page order. Those of a page read back from its compact form are built
+/// the first time each is read (see the `compact` module); to the reader both are a list.
+#[derive(Clone)]
+pub struct PageFiles(Files);
+
+#[derive(Clone)]
+enum Files {
+    Parsed(Vec<Arc<DistFile>>),
+    Compact(Arc<CompactFiles>),
+}
+
+impl PageFiles {
+    pub(crate) fn parsed(files: Vec<Arc<DistFile>>) -> PageFiles {
+        PageFiles(Files::Parsed(files))
+    }
+
+    pub(crate) fn compact(files: CompactFiles) -> PageFiles {
+        PageFiles(Files::Compact(Arc::new(files)))
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Files::Parsed(files) => files.len(),
+            Files::Compact(files) => files.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// File `i`'s name, without building the file: what grouping a page by release needs.
+    pub fn filename(&self, i: usize) -> &str {
+        match &self.0 {
+            Files::Parsed(files) => &files[i].filename,
+            Files::Compact(files) => files.filename(i),
+        }
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<DistFile>> + ExactSizeIterator + '_ {
+        (0..self.len()).map(|i| &self[i])
+    }
+}
+
+impl std::ops::Index<usize> for PageFiles {
+    type Output = Arc<DistFile>;
+
+    fn index(&self, i: usize) -> &Arc<DistFile> {
+        match &self.0 {
+            Files::Parsed(files) => &files[i],
+            Files::Compact(files) => files.get(i),
+        }
+    }
+}
+
+impl PartialEq for PageFiles {
+    fn eq(&self, other: &PageFiles) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl std::fmt::Debug for PageFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// What a [`WheelFilter`] decides about one wheel of a page.
@@ -664,7 +732,7 @@ impl PageParser<'_> {
         dropped_wheel_versions.shrink_to_fit();
         Ok(ProjectPage {
             name,
-            files,
+            files: PageFiles::parsed(files),
             dropped_wheel_versions,
         })
     }
