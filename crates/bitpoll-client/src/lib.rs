@@ -544,36 +544,42 @@ impl IndexClient {
     /// The publisher identity of a file's PEP 740 provenance (see `provenance.rs`); `None`
     /// when the index lists no provenance for it, or lists one it does not serve (404).
     pub fn publisher(&self, file: &DistFile) -> Result<Option<String>, ClientError> {
-        let Some(url) = file.provenance_url() else {
-            return Ok(None);
-        };
-        let label = format!("the provenance of {}", file.filename);
-        self.inner.shared.timings.demand(|| url.path().to_string());
-        // Once per file: every target that chose it asks, often at the same moment, and
-        // without the memo the second ask would be a cache hit or a second request
-        // depending on whether the first answer had arrived.
-        let key = strip_credentials(&url).to_string();
+        let mut answers = self.publishers(std::slice::from_ref(file));
+        answers.pop().expect("one answer per file")
+    }
+
+    /// [`Self::publisher`] of every file, in order, asked side by side within one wait: a
+    /// resolution asks for all its files at its end, where one at a time would add a round
+    /// trip each, and a thread each to wait on them was most of what an offline run spent
+    /// starting threads.
+    pub fn publishers<F: std::borrow::Borrow<DistFile>>(
+        &self,
+        files: &[F],
+    ) -> Vec<Result<Option<String>, ClientError>> {
+        let asks: Vec<Option<(Url, String)>> = files
+            .iter()
+            .map(|file| {
+                let file = file.borrow();
+                let url = file.provenance_url()?;
+                self.inner.shared.timings.demand(|| url.path().to_string());
+                Some((url, format!("the provenance of {}", file.filename)))
+            })
+            .collect();
+        let count = asks.len();
         self.run(|shared| async move {
-            let fetch = || async {
-                let body = match shared
-                    .fetch_cached_bytes(&url, &label, Kind::Metadata)
-                    .await
-                {
-                    Ok(body) => body,
-                    Err(ClientError::Status { status: 404, .. }) => return Ok(None),
-                    Err(e) => return Err(e),
-                };
-                provenance::publisher_identity(&body).map_err(|reason| ClientError::BadResponse {
-                    url: redact_url(&url),
-                    reason,
-                })
-            };
-            serving(
-                &shared.timings,
-                &url,
-                memoised(&shared.publishers, key, fetch),
-            )
-            .await
+            let mut set = tokio::task::JoinSet::new();
+            for (i, ask) in asks.into_iter().enumerate() {
+                let Some((url, label)) = ask else { continue };
+                let shared = shared.clone();
+                set.spawn(async move { (i, shared.publisher(url, label).await) });
+            }
+            let mut answers: Vec<Result<Option<String>, ClientError>> =
+                (0..count).map(|_| Ok(None)).collect();
+            while let Some(done) = set.join_next().await {
+                let (i, answer) = done.expect("a provenance task does not panic");
+                answers[i] = answer;
+            }
+            answers
         })
     }
 
@@ -742,6 +748,16 @@ impl bitpoll_source::PackageSource for IndexClient {
 
     fn publisher(&self, file: &DistFile) -> Result<Option<String>, bitpoll_source::SourceError> {
         Ok(IndexClient::publisher(self, file)?)
+    }
+
+    fn publishers(
+        &self,
+        files: &[Arc<DistFile>],
+    ) -> Vec<Result<Option<String>, bitpoll_source::SourceError>> {
+        IndexClient::publishers(self, files)
+            .into_iter()
+            .map(|answer| Ok(answer?))
+            .collect()
     }
 }
 
@@ -1462,6 +1478,25 @@ impl Shared {
         }
         self.counters.parsed_pages.fetch_add(1, Ordering::Relaxed);
         Some(page)
+    }
+
+    /// One file's publisher, memoised by its provenance URL: every target that chose the
+    /// file asks, often at the same moment, and without the memo the second ask would be a
+    /// cache hit or a second request depending on whether the first answer had arrived.
+    async fn publisher(&self, url: Url, label: String) -> Result<Option<String>, ClientError> {
+        let key = strip_credentials(&url).to_string();
+        let fetch = || async {
+            let body = match self.fetch_cached_bytes(&url, &label, Kind::Metadata).await {
+                Ok(body) => body,
+                Err(ClientError::Status { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            provenance::publisher_identity(&body).map_err(|reason| ClientError::BadResponse {
+                url: redact_url(&url),
+                reason,
+            })
+        };
+        serving(&self.timings, &url, memoised(&self.publishers, key, fetch)).await
     }
 
     async fn project(&self, name: &PackageName) -> Result<Arc<ProjectPage>, ClientError> {

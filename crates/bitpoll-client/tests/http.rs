@@ -934,3 +934,83 @@ fn a_damaged_parsed_page_is_parsed_again() {
     assert_eq!(*again.project(&name("demo")).unwrap(), *parsed);
     assert_eq!(again.stats().parsed_pages, 1);
 }
+
+/// A page of `n` wheels, each with a provenance file whose publisher names the wheel.
+fn provenance_page(n: usize) -> String {
+    let files: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "filename": format!("signed-1.{i}-py3-none-any.whl"),
+                "url": format!("../../files/signed-1.{i}-py3-none-any.whl"),
+                "hashes": {},
+                "provenance": format!("../../files/signed-1.{i}.provenance"),
+            })
+        })
+        .collect();
+    serde_json::json!({"meta": {"api-version": "1.3"}, "name": "signed", "files": files})
+        .to_string()
+}
+
+#[test]
+fn publishers_are_asked_side_by_side_and_answered_in_order() {
+    // Each provenance answer waits until every one has been asked for: asked one at a time,
+    // the first would wait in vain and the server answers 503.
+    const N: usize = 4;
+    let arrived = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+    let server = Server::start(move |r| {
+        if r.path == "/simple/signed/" {
+            return Response::ok(JSON, provenance_page(N));
+        }
+        let Some(i) = r
+            .path
+            .strip_prefix("/files/signed-1.")
+            .and_then(|rest| rest.strip_suffix(".provenance"))
+        else {
+            return Response::status(404);
+        };
+        let (count, all) = &*arrived;
+        let mut n = count.lock().unwrap();
+        *n += 1;
+        all.notify_all();
+        let (n, waited) = all
+            .wait_timeout_while(n, Duration::from_secs(5), |n| *n < N)
+            .unwrap();
+        drop(n);
+        if waited.timed_out() {
+            return Response::status(503);
+        }
+        let bundle = serde_json::json!({
+            "version": 1,
+            "attestation_bundles": [{
+                "publisher": {"kind": "GitHub", "repository": format!("org/signed-{i}"),
+                              "workflow": "release.yml"},
+                "attestations": [],
+            }],
+        });
+        Response::ok("application/json", bundle.to_string())
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(server.index(), cache.path());
+    opts.retries = 0;
+    let client = IndexClient::new(opts).unwrap();
+    let page = client.project(&name("signed")).unwrap();
+    let files: Vec<_> = page.files.iter().cloned().collect();
+    let publishers: Vec<String> = client
+        .publishers(&files)
+        .into_iter()
+        .map(|answer| answer.unwrap().expect("every file has provenance"))
+        .collect();
+    assert_eq!(publishers.len(), N);
+    for (i, publisher) in publishers.iter().enumerate() {
+        assert!(
+            publisher.contains(&format!("repository=org/signed-{i} ")),
+            "answer {i} is file {i}'s: {publisher}"
+        );
+    }
+    // Asked again, one file at a time: the answers are remembered, not fetched again.
+    assert_eq!(
+        client.publisher(&files[2]).unwrap().as_deref(),
+        Some(&*publishers[2])
+    );
+    assert_eq!(server.count("/files/signed-1.2.provenance"), 1);
+}

@@ -794,7 +794,7 @@ fn finish(
     })
 }
 
-/// The publisher of every index file in `solution`, asked side by side: one request each,
+/// The publisher of every index file in `solution`, asked in one go: one request each,
 /// which in a row would add a round trip per package to the end of every resolution.
 fn publishers(
     source: &dyn PackageSource,
@@ -815,7 +815,8 @@ fn publishers(
             files.push(artifact.clone());
         }
     }
-    crate::parallel::map(&files, |file| source.publisher(file))
+    source
+        .publishers(&files)
         .into_iter()
         .zip(&files)
         .map(|(publisher, file)| Ok((file.filename.clone(), publisher?)))

@@ -134,4 +134,10 @@ pub trait PackageSource: Send + Sync {
         let _ = file;
         Ok(None)
     }
+
+    /// [`Self::publisher`] of every file, in order. One at a time unless the source waits on
+    /// a network, where it should ask side by side.
+    fn publishers(&self, files: &[Arc<DistFile>]) -> Vec<Result<Option<String>, SourceError>> {
+        files.iter().map(|file| self.publisher(file)).collect()
+    }
 }
