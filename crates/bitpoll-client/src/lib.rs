@@ -1565,14 +1565,15 @@ impl Shared {
                 url: redact_url(&url),
                 source,
             })?;
+            let compact = page.encode_compact();
             if let Some((body_sha256, final_url)) = source {
                 let key = self.parsed_page_key(&url, final_url.as_deref());
-                self.cache.write_page(
-                    &self.cache.page_path(&key),
-                    &body_sha256,
-                    &page.encode_compact(),
-                );
+                self.cache
+                    .write_page(&self.cache.page_path(&key), &body_sha256, &compact);
             }
+            // Kept for the run in the compact form too: a file is built only when a solver
+            // reads it, and the run holds a tenth of the memory the page's files take built.
+            let page = ProjectPage::decode_compact(compact, &fetched.base).unwrap_or(page);
             Ok(Arc::new(page))
         }))
         .await

@@ -588,7 +588,9 @@ enum Slot {
 /// packages are decided at their newest release, and working out every release of every page
 /// for every target was a quarter of an offline run.
 struct IndexReleases<'a> {
-    slots: Vec<OnceCell<Result<Candidate, Excluded>>>,
+    /// Boxed: there is a slot for every release of the page, per target, and most stay
+    /// empty (readthedocs' set: 2 MB of empty slots unboxed).
+    slots: Vec<OnceCell<Box<Result<Candidate, Excluded>>>>,
     reader: RefCell<ReleaseReader<'a>>,
     /// Told of each release as it is worked out (see [`Candidates::watch`]).
     watch: OnceCell<ReleaseWatch>,
@@ -604,7 +606,7 @@ impl IndexReleases<'_> {
             if let Some(watch) = self.watch.get() {
                 watch(at, release.as_ref().ok().map(|c| &c.version));
             }
-            release
+            Box::new(release)
         })
     }
 
