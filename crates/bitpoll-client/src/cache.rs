@@ -7,7 +7,7 @@
 //!   without asking and a stale one is revalidated with a conditional request. The header
 //!   holds the body's sha256 and the metadata's apart, so that the metadata (and what the
 //!   body is) can be checked without reading a body of megabytes.
-//! - `pages-v1/`: project pages as the parser left them (filtered, in the compact form of
+//! - `pages-v2/`: project pages as the parser left them (filtered, in the compact form of
 //!   `bitpoll_simple`), keyed by the page's URL and how it was parsed, and valid for one
 //!   body: each names the sha256 of the `http-v3/` body it was parsed from, and is checked
 //!   with a CRC-32 of its own bytes.
@@ -427,6 +427,7 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
 const RETIRED: &[&str] = &[
     "http-v1",
     "http-v2",
+    "pages-v1",
     "sdist-members-v1",
     "wheel-metadata-v1",
 ];
@@ -455,7 +456,7 @@ impl DiskCache {
 
     /// Where a parsed page is kept; `key` says which page and how it was parsed.
     pub fn page_path(&self, key: &str) -> PathBuf {
-        self.sharded("pages-v1", &sha256_hex(key.as_bytes()))
+        self.sharded("pages-v2", &sha256_hex(key.as_bytes()))
     }
 
     /// The parsed page at `path`, if it is intact and was parsed from the body with

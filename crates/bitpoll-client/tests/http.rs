@@ -918,7 +918,7 @@ fn a_damaged_parsed_page_is_parsed_again() {
         .unwrap()
         .project(&name("demo"))
         .unwrap();
-    let kept = cache_files(&cache.path().join("pages-v1"));
+    let kept = cache_files(&cache.path().join("pages-v2"));
     assert_eq!(kept.len(), 1);
     let data = std::fs::read(&kept[0]).unwrap();
     let mut flipped = data.clone();
