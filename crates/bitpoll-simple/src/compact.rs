@@ -26,7 +26,7 @@ use crate::time::Timestamp;
 
 /// Changes whenever the encoding below, or what parsing keeps of a page, changes: a
 /// cache keyed with it never hands an older form to newer code.
-pub const COMPACT_FORMAT: &str = "compact-page-2";
+pub const COMPACT_FORMAT: &str = "compact-page-3";
 
 /// What comes first; then `files` records, each a [`CompactFile`] on its own, so that one
 /// can be read without the others.
@@ -54,11 +54,15 @@ struct CompactFile<'a> {
     #[serde(borrow)]
     url_rest: Cow<'a, str>,
     url_ends_with_name: bool,
+    #[serde(with = "serde_bytes")]
     sha256: Option<[u8; 32]>,
     requires_python: Option<u32>,
     #[serde(borrow)]
     yanked: Option<Cow<'a, str>>,
-    core_metadata: Option<Option<[u8; 32]>>,
+    /// Whether a core-metadata file is offered, and its hash when one is given.
+    core_metadata: bool,
+    #[serde(with = "serde_bytes")]
+    core_metadata_sha256: Option<[u8; 32]>,
     size: Option<u64>,
     upload_time: Option<(i64, u32)>,
     #[serde(borrow)]
@@ -115,6 +119,12 @@ impl CompactFiles {
         {
             return Err(format!("{}: requires-python out of range", file.filename));
         }
+        if !file.core_metadata && file.core_metadata_sha256.is_some() {
+            return Err(format!(
+                "{}: a metadata hash without metadata",
+                file.filename
+            ));
+        }
         Ok(())
     }
 
@@ -134,7 +144,9 @@ impl CompactFiles {
                 .requires_python
                 .map(|at| self.requires_python[at as usize].clone()),
             yanked: file.yanked.map(Into::into),
-            core_metadata: file.core_metadata.map(|m| m.map(Sha256Digest)),
+            core_metadata: file
+                .core_metadata
+                .then_some(file.core_metadata_sha256.map(Sha256Digest)),
             size: file.size,
             upload_time: file
                 .upload_time
@@ -170,7 +182,8 @@ impl ProjectPage {
                 sha256: file.sha256.map(|d| d.0),
                 requires_python,
                 yanked: file.yanked.as_deref().map(Cow::Borrowed),
-                core_metadata: file.core_metadata.map(|m| m.map(|d| d.0)),
+                core_metadata: file.core_metadata.is_some(),
+                core_metadata_sha256: file.core_metadata.flatten().map(|d| d.0),
                 size: file.size,
                 upload_time: file.upload_time.map(|t| t.parts()),
                 provenance: file.provenance.as_deref().map(Cow::Borrowed),
