@@ -113,63 +113,74 @@ impl PageIndex {
         // do). Each name is parsed once and looked up by version in a map.
         let mut versions: Vec<Release> = Vec::new();
         let mut slot: FxHashMap<Version, usize> = FxHashMap::default();
+        fn release_of(
+            versions: &mut Vec<Release>,
+            slot: &mut FxHashMap<Version, usize>,
+            v: Version,
+        ) -> usize {
+            *slot.entry(v).or_insert_with_key(|v| {
+                versions.push(Release {
+                    version: v.clone(),
+                    files: Vec::new(),
+                    dropped_wheels: false,
+                });
+                versions.len() - 1
+            })
+        }
         let mut tag_sets: Vec<WheelFilename> = Vec::new();
         // Most wheels of a page repeat a handful of tag sets and each version a few dozen
         // times: both are looked up by their text, and a name is parsed in full only for a
         // tag set not seen before (parsing every name was most of an offline run's time).
+        // A version's text leads straight to its release, so a wheel costs two lookups by
+        // text; only a new text is parsed and looked up as a version.
         let mut tag_slot: FxHashMap<&str, Option<u32>> = FxHashMap::default();
-        let mut version_text: FxHashMap<&str, Option<Version>> = FxHashMap::default();
+        let mut version_text: FxHashMap<&str, Seen> = FxHashMap::default();
         // By name only: a file is built from the page's stored form when first read, and
         // most releases are never read.
         for i in 0..page.files.len() {
             let filename = page.files.filename(i);
-            let (v, tags) = match wheel_name_parts(filename) {
+            let (at, tags) = match wheel_name_parts(filename) {
                 Some((version, tag_text)) => {
-                    let Some(v) = version_text
-                        .entry(version)
-                        .or_insert_with(|| version.parse().ok())
-                        .clone()
-                    else {
+                    let seen =
+                        version_text
+                            .entry(version)
+                            .or_insert_with(|| match version.parse() {
+                                Ok(v) => Seen::Version(v),
+                                Err(_) => Seen::Unreadable,
+                            });
+                    if let Seen::Unreadable = seen {
                         continue;
-                    };
+                    }
                     let id = *tag_slot.entry(tag_text).or_insert_with(|| {
                         let wheel = WheelFilename::parse(filename).ok()?;
                         tag_sets.push(wheel);
                         Some(tag_sets.len() as u32 - 1)
                     });
                     let Some(id) = id else { continue };
-                    (v, Some(id))
+                    // A release is made for the first file kept, not for the first seen.
+                    let at = match seen {
+                        Seen::Release(at) => *at,
+                        Seen::Version(v) => {
+                            let at = release_of(&mut versions, &mut slot, v.clone());
+                            *seen = Seen::Release(at);
+                            at
+                        }
+                        Seen::Unreadable => continue,
+                    };
+                    (at, Some(id))
                 }
                 None => match DistFilename::parse(filename, name) {
-                    Ok(DistFilename::Sdist(s)) => (s.version, None),
+                    Ok(DistFilename::Sdist(s)) => {
+                        (release_of(&mut versions, &mut slot, s.version), None)
+                    }
                     _ => continue,
                 },
             };
-            let entry = (i as u32, tags);
-            match slot.get(&v) {
-                Some(&at) => versions[at].files.push(entry),
-                None => {
-                    slot.insert(v.clone(), versions.len());
-                    versions.push(Release {
-                        version: v,
-                        files: vec![entry],
-                        dropped_wheels: false,
-                    });
-                }
-            }
+            versions[at].files.push((i as u32, tags));
         }
         for v in &page.dropped_wheel_versions {
-            match slot.get(v) {
-                Some(&at) => versions[at].dropped_wheels = true,
-                None => {
-                    slot.insert(v.clone(), versions.len());
-                    versions.push(Release {
-                        version: v.clone(),
-                        files: Vec::new(),
-                        dropped_wheels: true,
-                    });
-                }
-            }
+            let at = release_of(&mut versions, &mut slot, v.clone());
+            versions[at].dropped_wheels = true;
         }
         versions.sort_by(|a, b| b.version.cmp(&a.version));
         let only_prereleases =
@@ -181,6 +192,15 @@ impl PageIndex {
             only_prereleases,
         }
     }
+}
+
+/// What [`PageIndex::new`] knows of a version as a wheel name writes it.
+enum Seen {
+    Unreadable,
+    /// Read, with no file kept yet.
+    Version(Version),
+    /// The release its files go to.
+    Release(usize),
 }
 
 /// A wheel name's version and tag parts (`py-abi-platform`), split as
@@ -887,6 +907,69 @@ mod tests {
         assert!(admits("<=3.8", "3.9.0"));
         assert!(!admits(">3.13", "3.13.0"));
         assert!(!admits(">=3.10, <3.9", "3.13.0"));
+    }
+
+    #[test]
+    fn a_page_is_grouped_by_release_whatever_its_form() {
+        let name = PackageName::from_str("demo").unwrap();
+        let file = |f: &str| format!(r#"{{"filename": "{f}", "url": "{f}", "hashes": {{}}}}"#);
+        let files = [
+            "demo-1.0-py3-none-any.whl",
+            "demo-1.0.tar.gz",
+            // The same version written otherwise: the same release.
+            "demo-1.0.0-cp313-cp313-manylinux_2_17_x86_64.whl",
+            // A name that is no wheel name, and a version that is none: skipped, and no
+            // release is made for them.
+            "demo-2.0-bad.whl",
+            "demo-x.y-py3-none-any.whl",
+            "demo-1.5-py2-none-any.whl",
+            "demo-1.5-py3-none-any.whl",
+        ]
+        .map(file)
+        .join(",");
+        let body =
+            format!(r#"{{"meta": {{"api-version": "1.1"}}, "name": "demo", "files": [{files}]}}"#);
+        let url = url::Url::parse("http://127.0.0.1:9/simple/demo/").unwrap();
+        let parsed =
+            bitpoll_simple::parse_project_page(body.as_bytes(), &url, &name, None).unwrap();
+        let stored = ProjectPage::decode_compact(parsed.encode_compact(), &url).unwrap();
+        for page in [parsed, stored] {
+            let index = PageIndex::new(&name, &Arc::new(page));
+            let releases: Vec<(String, Vec<&str>)> = index
+                .versions
+                .iter()
+                .map(|r| {
+                    let names = r
+                        .files
+                        .iter()
+                        .map(|&(i, _)| index.page.files.filename(i as usize))
+                        .collect();
+                    (r.version.to_string(), names)
+                })
+                .collect();
+            assert_eq!(
+                releases,
+                [
+                    (
+                        "1.5".to_string(),
+                        vec!["demo-1.5-py2-none-any.whl", "demo-1.5-py3-none-any.whl"]
+                    ),
+                    (
+                        "1.0".to_string(),
+                        vec![
+                            "demo-1.0-py3-none-any.whl",
+                            "demo-1.0.tar.gz",
+                            "demo-1.0.0-cp313-cp313-manylinux_2_17_x86_64.whl"
+                        ]
+                    ),
+                ]
+            );
+            assert_eq!(
+                index.tag_sets.len(),
+                3,
+                "py3-none-any, cp313 manylinux, py2"
+            );
+        }
     }
 
     #[test]
