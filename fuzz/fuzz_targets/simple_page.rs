@@ -1,8 +1,10 @@
 //! PEP 691 project pages from a hostile index: parse or refuse, never panic, and never accept
 //! a file name that could escape a directory. Pages are read both from memory and as a
-//! stream (how the cache hands them over); the two must agree.
+//! stream (how the cache hands them over); the two must agree, and a page kept in the compact
+//! form reads back as itself. The same bytes read as a stored compact page are refused, or
+//! give a page every file of which can be built.
 #![no_main]
-use bitpoll_client::PageParser;
+use bitpoll_client::{PageParser, ProjectPage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +26,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(page) = from_slice {
         for file in &page.files {
             assert!(!file.filename.contains('/') && !file.filename.contains(".."));
+        }
+        let stored = ProjectPage::decode_compact(page.encode_compact(), &url)
+            .expect("a parsed page's compact form reads back");
+        assert_eq!(stored, page);
+    }
+    if let Ok(page) = ProjectPage::decode_compact(data.to_vec(), &url) {
+        for (i, file) in page.files.iter().enumerate() {
+            assert_eq!(page.files.filename(i), &*file.filename);
         }
     }
 });

@@ -75,6 +75,15 @@ impl PageFiles {
     }
 }
 
+impl<'a> IntoIterator for &'a PageFiles {
+    type Item = &'a Arc<DistFile>;
+    type IntoIter = Box<dyn DoubleEndedIterator<Item = &'a Arc<DistFile>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
 impl std::ops::Index<usize> for PageFiles {
     type Output = Arc<DistFile>;
 
