@@ -463,7 +463,8 @@ impl DiskCache {
     /// `source_sha256`. Anything else reads as missing: the page is parsed again.
     pub fn read_page(&self, path: &Path, source_sha256: &[u8; 32]) -> Option<Vec<u8>> {
         // The header is read on its own so that the payload lands at the start of its
-        // buffer: pages run to hundreds of kilobytes, and moving each down was measurable.
+        // buffer: pages run to hundreds of kilobytes, and moving each down its buffer after
+        // reading copied every page once more.
         let mut file = File::open(path).ok()?;
         let mut header = [0u8; PAGE_HEADER_LEN];
         file.read_exact(&mut header).ok()?;

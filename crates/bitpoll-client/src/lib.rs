@@ -1572,7 +1572,8 @@ impl Shared {
                     .write_page(&self.cache.page_path(&key), &body_sha256, &compact);
             }
             // Kept for the run in the compact form too: a file is built only when a solver
-            // reads it, and the run holds a tenth of the memory the page's files take built.
+            // reads it, and the form takes less than half the memory of the built files
+            // (readthedocs' pages: 4 MB against about 10).
             let page = ProjectPage::decode_compact(compact, &fetched.base).unwrap_or(page);
             Ok(Arc::new(page))
         }))
