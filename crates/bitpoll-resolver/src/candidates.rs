@@ -110,7 +110,7 @@ impl PageIndex {
 
     fn new(name: &PackageName, page: &Arc<ProjectPage>) -> PageIndex {
         // Group files by version, skipping files whose names we cannot read (as installers
-        // do). Each name is parsed once and looked up by version in a map.
+        // do).
         let mut versions: Vec<Release> = Vec::new();
         let mut slot: FxHashMap<Version, usize> = FxHashMap::default();
         fn release_of(
