@@ -406,6 +406,7 @@ fn header(meta_len: u64, body_len: u64, body_sha256: &[u8], meta_sha256: &[u8]) 
     header
 }
 
+#[derive(Debug, Clone)]
 pub(crate) struct DiskCache {
     root: PathBuf,
 }
@@ -506,6 +507,13 @@ impl DiskCache {
         if finished.is_err() {
             staged.discard();
         }
+    }
+
+    /// Where the resolver's solve kept under `key` for the next run is. Stored as a parsed
+    /// page is, with the key where a page has its source's digest: a file renamed or
+    /// damaged reads as missing.
+    pub fn solve_path(&self, key: &[u8; 32]) -> PathBuf {
+        self.sharded("solves-v1", &hex::encode(key))
     }
 
     /// An entry's metadata and the identity of its body, checked without reading the body.

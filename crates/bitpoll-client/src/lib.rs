@@ -70,6 +70,25 @@ pub use bitpoll_simple::{
     WheelVerdict, SIMPLE_JSON_V1,
 };
 
+/// Solves the resolver keeps for the next run, in the cache beside the answers they were
+/// read from (see `bitpoll-resolver`'s saved solves): bytes under a key, best effort.
+#[derive(Debug, Clone)]
+pub struct KeptSolves(DiskCache);
+
+impl KeptSolves {
+    pub fn new(cache_dir: PathBuf) -> Self {
+        KeptSolves(DiskCache::new(cache_dir))
+    }
+
+    pub fn read(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
+        self.0.read_page(&self.0.solve_path(key), key)
+    }
+
+    pub fn write(&self, key: &[u8; 32], bytes: &[u8]) {
+        self.0.write_page(&self.0.solve_path(key), key, bytes);
+    }
+}
+
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bitpoll_client::IndexClient;
+use bitpoll_client::{IndexClient, KeptSolves};
 use bitpoll_inputs::{self as inputs, InputPaths};
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
-use bitpoll_resolver::{BuildSetup, Builds, Options, Request};
+use bitpoll_resolver::{BuildSetup, Builds, Options, Request, SavedSolves, SolveStore};
 use bitpoll_timings::{Category, Timings};
 use clap::Args;
 use pep508_rs::PackageName;
@@ -110,6 +110,10 @@ pub struct UpdateArgs {
     /// where the resolver waited, builds, with summaries; prints a short summary too.
     #[arg(long, value_name = "FILE")]
     pub timings: Option<PathBuf>,
+    /// Solve every target, even where the solve the last run with the same inputs kept in
+    /// the cache still reads the same answers (the lock is the same either way).
+    #[arg(long)]
+    pub solve_afresh: bool,
 }
 
 impl UpdateArgs {
@@ -157,6 +161,35 @@ fn normalise_date(s: &str) -> crate::exit::Result<String> {
     } else {
         s.to_string()
     })
+}
+
+/// This build of the program, for the solves kept between runs: another build may solve by
+/// other rules, so it keeps its own. Its path, size and time of change; `None` (keep none)
+/// when the program cannot find itself.
+fn program_identity() -> Option<String> {
+    let path = std::env::current_exe().ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    Some(format!(
+        "{} {} {} {:?}",
+        env!("CARGO_PKG_VERSION"),
+        path.display(),
+        meta.len(),
+        meta.modified().ok()?
+    ))
+}
+
+/// The resolver's store of solves, in the client's cache.
+#[derive(Debug)]
+struct CachedSolves(KeptSolves);
+
+impl SolveStore for CachedSolves {
+    fn read(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
+        self.0.read(key)
+    }
+
+    fn write(&self, key: &[u8; 32], bytes: &[u8]) {
+        self.0.write(key, bytes);
+    }
 }
 
 pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
@@ -235,7 +268,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
             BuildSetup::new(
                 &python,
                 args.build_python.clone(),
-                Some(cache_dir),
+                Some(cache_dir.clone()),
                 std::time::Duration::from_secs(args.build_timeout.max(1)),
             )
             .with_timings(timings.clone())
@@ -273,11 +306,19 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
     options.wheel_filter = Some(bitpoll_resolver::wheel_filter(&filter_targets));
     let client = IndexClient::new(options)?;
 
+    let saved_solves = match (args.solve_afresh, program_identity()) {
+        (false, Some(program)) => Some(SavedSolves {
+            store: Arc::new(CachedSolves(KeptSolves::new(cache_dir.clone()))),
+            context: format!("{program}\n{}", loaded.fingerprint()),
+        }),
+        _ => None,
+    };
     let resolver_options = Options {
         builds: builds.clone(),
         release_cutoff: loaded.release_window.map(|w| w.cutoff),
         timings: timings.clone(),
         offline: args.index.offline,
+        saved_solves,
         ..Options::default()
     };
     let request = Request {

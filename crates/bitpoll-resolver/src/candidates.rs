@@ -572,6 +572,35 @@ pub(crate) struct Outline {
     only_prereleases: bool,
 }
 
+impl Outline {
+    /// Everything `==` compares, for a kept solve (see `saved`).
+    pub(crate) fn digest_into(&self, d: &mut crate::saved::Digester) {
+        d.len(self.nixpkgs.len());
+        self.nixpkgs.iter().for_each(|v| d.solver_version(v));
+        match self.preferred {
+            None => d.tag(0),
+            Some(Slot::Nixpkgs(at)) => {
+                d.tag(1);
+                d.len(at);
+            }
+            Some(Slot::Index(at)) => {
+                d.tag(2);
+                d.len(at);
+            }
+        }
+        match &self.releases {
+            None => d.tag(0),
+            Some(Releases(index)) => {
+                d.tag(1);
+                d.len(index.versions.len());
+                index.versions.iter().for_each(|r| d.text(&r.version));
+            }
+        }
+        d.flag(self.not_found);
+        d.flag(self.only_prereleases);
+    }
+}
+
 /// The page's releases a list works out one by one: alike when they are the same page's (as
 /// every target of a run reads), or list the same versions in the same order, since a
 /// release is found by its position.
@@ -866,9 +895,10 @@ impl<'a> Candidates<'a> {
         }
     }
 
-    /// The version the index release at `at` (newest first) gives, working it out if needed.
+    /// The version the index release at `at` (newest first) gives, working it out if needed;
+    /// `None` also past the last release.
     pub(crate) fn release_version(&self, at: usize) -> Option<&SolverVersion> {
-        let index = self.index.as_ref()?;
+        let index = self.index.as_ref().filter(|i| at < i.slots.len())?;
         index.get(at).as_ref().ok().map(|c| &c.version)
     }
 

@@ -21,6 +21,7 @@ mod provider;
 mod release_age;
 mod replay;
 mod report;
+mod saved;
 mod universe;
 pub mod version;
 
@@ -37,6 +38,7 @@ use pep508_rs::{ExtraName, PackageName, Requirement};
 
 pub use build::{BuildSetup, Builds};
 pub use candidates::wheel_filter;
+pub use saved::{SavedSolves, SolveStore};
 pub use version::Source;
 
 use provider::Role;
@@ -94,6 +96,9 @@ pub struct Options {
     /// Every answer comes from disk (`--offline`): dependencies are not followed ahead of
     /// the solver (see `lookahead`), which hides round trips there is none of, and costs CPU.
     pub offline: bool,
+    /// Where each target's solve is kept for the next run, which takes it instead of solving
+    /// when every answer it read is still the same (see `saved`); `None`: always solve.
+    pub saved_solves: Option<SavedSolves>,
 }
 
 /// Everything a resolution depends on besides the indexes.
@@ -203,7 +208,7 @@ pub fn resolve(
             )),
             Builds::Refused => None,
         };
-        let roles = roles(targets);
+        let roles = roles(targets, request.options.saved_solves.is_some());
         let handles: Vec<_> = targets
             .iter()
             .zip(roles)
@@ -246,8 +251,10 @@ pub fn resolve_target(
 /// it with the same operating system and Python, whose answers are the likeliest to agree
 /// with its own (only wheels and `platform_machine` markers tell them apart); the others
 /// lead. Two leaders run side by side on two cores; a follower still works out every answer
-/// itself, and saves what a solve adds to that (PubGrub's work, and every restart).
-fn roles(targets: &[Target]) -> Vec<Role> {
+/// itself, and saves what a solve adds to that (PubGrub's work, and every restart). With
+/// `keeping` (solves kept between runs), every target that is no follower leads, followed or
+/// not: a leader is what keeps its solve.
+fn roles(targets: &[Target], keeping: bool) -> Vec<Role> {
     let traces: Vec<Arc<replay::Trace>> = targets.iter().map(|_| Arc::default()).collect();
     let alike = |a: &Target, b: &Target| {
         a.markers().sys_platform() == b.markers().sys_platform()
@@ -265,7 +272,7 @@ fn roles(targets: &[Target]) -> Vec<Role> {
         .map(|(i, _)| match leader_of[i] {
             // A leader is never a follower: it is the first of its kind.
             Some(j) => Role::Follows(traces[j].clone(), targets[j].name.clone()),
-            None if led(i) => Role::Leads(traces[i].clone()),
+            None if led(i) || keeping => Role::Leads(traces[i].clone()),
             None => Role::Alone,
         })
         .collect()

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::candidates::{self, CandidateKind, PageIndexes};
 use crate::replay::{self, Fact, Followed, RawDeps, Recorder, Solved, Trace};
+use crate::saved::{Kept, Question};
 use crate::universe::{Deps, Pkg, ProviderError, Universe};
 use crate::version::{Origin, Range, SolverVersion};
 use crate::{Request, ResolveError, ResolvedPackage, ResolvedSource, TargetResolution};
@@ -97,36 +98,64 @@ impl<'a> Provider<'a> {
     }
 }
 
-impl replay::Answers for Provider<'_> {
-    fn agrees(&self, fact: &Fact) -> Result<bool, ProviderError> {
+impl Provider<'_> {
+    /// This target's answer to `question`, as the fact a leader would record; `None` where
+    /// this target has none to give (no nixpkgs-only list, a release of a list not read).
+    fn answer(&self, question: &Question) -> Result<Option<Fact>, ProviderError> {
         let universe = &self.universe;
-        Ok(match fact {
-            Fact::Declared(names) => *names == self.declared_in_order(),
-            Fact::Listed {
-                name, nixpkgs_only, ..
-            } => {
+        Ok(match question {
+            Question::Declared => Some(Fact::Declared(self.declared_in_order())),
+            Question::Listed { name, nixpkgs_only } => {
                 let cands = match nixpkgs_only {
                     true => universe.nixpkgs_candidates(name),
                     false => Some(universe.candidates(name)?),
                 };
-                cands.is_some_and(|c| universe.listed(name, *nixpkgs_only, &c) == *fact)
+                cands.map(|c| universe.listed(name, *nixpkgs_only, &c))
             }
-            Fact::Release { name, at, version } => {
+            Question::Release { name, at } => {
                 let cands = universe.candidates.borrow().get(name).cloned();
-                cands.is_some_and(|c| c.release_version(*at) == version.as_ref())
+                cands.map(|c| Fact::Release {
+                    name: name.clone(),
+                    at: *at,
+                    version: c.release_version(*at).cloned(),
+                })
             }
-            Fact::Dependencies {
-                package,
-                version,
-                deps,
-            } => {
-                let ours = self.raw_dependencies(package, version)?;
-                if let Ok(edges) = &ours {
+            Question::Dependencies { package, version } => {
+                let deps = self.raw_dependencies(package, version)?;
+                if let Ok(edges) = &deps {
                     universe.record_edges(package, version, edges);
                 }
-                ours == *deps
+                if let Some(recorder) = &universe.recorder {
+                    recorder.dependencies(package, version, &deps);
+                }
+                Some(Fact::Dependencies {
+                    package: package.clone(),
+                    version: version.clone(),
+                    deps,
+                })
             }
         })
+    }
+
+    /// Reads this target's answer to every question of a solve kept from an earlier run, in
+    /// its order, and compares each with the kept one (see `saved`): the kept solve when all
+    /// agree, else the first answer that differs (or the question this target has no
+    /// answer to).
+    fn compare_with_kept(&self, kept: &Kept) -> Result<Result<(), String>, ProviderError> {
+        for (question, digest) in &kept.asked {
+            match self.answer(question)? {
+                Some(ours) if ours.digest() == *digest => {}
+                Some(ours) => return Ok(Err(ours.to_string())),
+                None => return Ok(Err(format!("{question:?}"))),
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl replay::Answers for Provider<'_> {
+    fn agrees(&self, fact: &Fact) -> Result<bool, ProviderError> {
+        Ok(self.answer(&fact.question())?.as_ref() == Some(fact))
     }
 }
 
@@ -540,14 +569,29 @@ pub(crate) fn resolve_target(
         lookahead.announce_sdists(early.hint(target));
     }
     provider.universe.early_builds = early_builds;
+    // A leader's solve is kept for the next run, and the one kept by the last taken when
+    // every answer agrees (see `saved`).
+    let mut keeping = None;
     let (followed, _ends_the_trace) = match role {
         Role::Alone => (None, None),
         Role::Leads(trace) => {
             let end = trace.guard();
-            let recorder = Recorder::new(trace);
+            let recorder = Recorder::new(trace.clone());
             recorder.fact(Fact::Declared(provider.declared_in_order()));
             provider.universe.recorder = Some(recorder);
-            (None, Some(end))
+            let followed = match &request.options.saved_solves {
+                Some(saved) => {
+                    let key = crate::saved::key(saved, target, request);
+                    let kept = saved.store.read(&key).and_then(|b| Kept::decode(&b));
+                    keeping = Some((saved.store.clone(), key, trace));
+                    match kept {
+                        Some(kept) => take_kept(&provider, kept)?,
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            (followed, Some(end))
         }
         Role::Follows(trace, leader) => {
             let following = timings.guard(bitpoll_timings::Category::Solve, || {
@@ -584,13 +628,21 @@ pub(crate) fn resolve_target(
             let solution = solve(&provider)?;
             let prereleases_only = provider.prereleases_only.borrow().clone();
             if let Some(recorder) = &provider.universe.recorder {
-                recorder.solved(Solved {
+                let solved = Solved {
                     solution: solution
                         .iter()
                         .map(|(p, v)| (p.clone(), v.clone()))
                         .collect(),
                     prereleases_only: prereleases_only.clone(),
-                });
+                };
+                // Read before the end is handed over: what the solve read, all flushed.
+                recorder.flush();
+                if let Some((store, key, trace)) = &keeping {
+                    if let Some(bytes) = Kept::encode(&trace.facts(), &solved) {
+                        store.write(key, &bytes);
+                    }
+                }
+                recorder.solved(solved);
             }
             (solution, prereleases_only)
         }
@@ -602,6 +654,42 @@ pub(crate) fn resolve_target(
         ));
     }
     finish(source, indexes, target, request, &provider, &solution)
+}
+
+/// A leader's answers compared with those of the solve kept by an earlier run: that solve,
+/// handed to the followers, when every answer agrees; else `None`, and the leader solves
+/// (with what it read meanwhile already recorded for its followers).
+fn take_kept(provider: &Provider<'_>, kept: Kept) -> Result<Option<Arc<Solved>>, ResolveError> {
+    let (target, request) = (provider.universe.target, provider.universe.request);
+    let timings = &request.options.timings;
+    let comparing = timings.guard(bitpoll_timings::Category::Solve, || {
+        format!(
+            "{}: answers compared with its solve of an earlier run",
+            target.name
+        )
+    });
+    let compared = provider.compare_with_kept(&kept).map_err(provider_error)?;
+    drop(comparing);
+    let recorder = provider.universe.recorder.as_ref();
+    match compared {
+        Ok(()) => {
+            let solved = Arc::new(kept.solved);
+            if let Some(recorder) = recorder {
+                recorder.solved_as(solved.clone());
+            }
+            Ok(Some(solved))
+        }
+        Err(differs) => {
+            let mark = timings.mark();
+            timings.span(mark, bitpoll_timings::Category::Solve, || {
+                format!(
+                    "{}: solves: its answer differs from the earlier run's on {differs}",
+                    target.name
+                )
+            });
+            Ok(None)
+        }
+    }
 }
 
 fn provider_error(e: ProviderError) -> ResolveError {

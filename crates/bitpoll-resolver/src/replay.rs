@@ -69,6 +69,7 @@ pub(crate) enum Fact {
 }
 
 /// What the leader ended with.
+#[derive(Debug)]
 pub(crate) struct Solved {
     pub(crate) solution: Vec<(Pkg, SolverVersion)>,
     /// Packages with only pre-releases in range, and the newest of them (a warning each).
@@ -112,6 +113,11 @@ impl Trace {
         let mut log = self.log.lock().expect("trace lock");
         log.end.get_or_insert(end);
         self.grown.notify_all();
+    }
+
+    /// Every fact handed over so far, in order.
+    pub(crate) fn facts(&self) -> Vec<Arc<Fact>> {
+        self.log.lock().expect("trace lock").facts.clone()
     }
 
     /// The facts from the `from`th on, waiting for at least one (with `waiting` held while
@@ -222,8 +228,13 @@ impl Recorder {
 
     /// Ends the trace with the leader's solve.
     pub(crate) fn solved(&self, solved: Solved) {
+        self.solved_as(Arc::new(solved));
+    }
+
+    /// [`Self::solved`] with a solve that is shared already.
+    pub(crate) fn solved_as(&self, solved: Arc<Solved>) {
         self.flush();
-        self.trace.end(End::Solved(Arc::new(solved)));
+        self.trace.end(End::Solved(solved));
     }
 }
 

@@ -78,6 +78,11 @@ impl SolverVersion {
         Self::new(Version::new([0]), Origin::Root)
     }
 
+    /// Whether this is a range bound past local versions (see [`Self::after_locals`]).
+    pub(crate) fn is_bound_after_locals(&self) -> bool {
+        self.after_locals
+    }
+
     /// The bound just above `version` and all its local versions, from either source.
     fn after_locals(version: Version) -> Self {
         Self {
