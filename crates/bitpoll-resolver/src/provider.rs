@@ -142,6 +142,20 @@ impl Provider<'_> {
     /// agree, else the first answer that differs (or the question this target has no
     /// answer to).
     fn compare_with_kept(&self, kept: &Kept) -> Result<Result<(), String>, ProviderError> {
+        // Every page the kept solve read is asked for at once, unless every answer is on
+        // disk: one at a time, a run that checks each page with the index would wait a round
+        // trip per page. Which pages depends on the kept solve alone, never on timing.
+        if !self.universe.request.options.offline {
+            for (question, _) in &kept.asked {
+                if let Question::Listed {
+                    name,
+                    nixpkgs_only: false,
+                } = question
+                {
+                    self.universe.source.prefetch(name, Box::new(|_| None));
+                }
+            }
+        }
         for (question, digest) in &kept.asked {
             match self.answer(question)? {
                 Some(ours) if ours.digest() == *digest => {}
