@@ -509,11 +509,11 @@ impl DiskCache {
         }
     }
 
-    /// Where the resolver's solve kept under `key` for the next run is. Stored as a parsed
-    /// page is, with the key where a page has its source's digest: a file renamed or
-    /// damaged reads as missing.
-    pub fn solve_path(&self, key: &[u8; 32]) -> PathBuf {
-        self.sharded("solves-v1", &hex::encode(key))
+    /// Where the resolver keeps the solve of `slot` for the next run. Stored as a parsed page
+    /// is, with the key it was kept under where a page has its source's digest: one kept
+    /// under another key, or damaged, reads as missing.
+    pub fn solve_path(&self, slot: &[u8; 32]) -> PathBuf {
+        self.sharded("solves-v1", &hex::encode(slot))
     }
 
     /// An entry's metadata and the identity of its body, checked without reading the body.

@@ -71,7 +71,8 @@ pub use bitpoll_simple::{
 };
 
 /// Solves the resolver keeps for the next run, in the cache beside the answers they were
-/// read from (see `bitpoll-resolver`'s saved solves): bytes under a key, best effort.
+/// read from (see `bitpoll-resolver`'s saved solves): one file per slot, holding the last
+/// bytes written there and the key they were written under; best effort.
 #[derive(Debug, Clone)]
 pub struct KeptSolves(DiskCache);
 
@@ -80,12 +81,13 @@ impl KeptSolves {
         KeptSolves(DiskCache::new(cache_dir))
     }
 
-    pub fn read(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
-        self.0.read_page(&self.0.solve_path(key), key)
+    /// What `slot` holds, if it was written under `key`.
+    pub fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>> {
+        self.0.read_page(&self.0.solve_path(slot), key)
     }
 
-    pub fn write(&self, key: &[u8; 32], bytes: &[u8]) {
-        self.0.write_page(&self.0.solve_path(key), key, bytes);
+    pub fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]) {
+        self.0.write_page(&self.0.solve_path(slot), key, bytes);
     }
 }
 

@@ -183,12 +183,12 @@ fn program_identity() -> Option<String> {
 struct CachedSolves(KeptSolves);
 
 impl SolveStore for CachedSolves {
-    fn read(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
-        self.0.read(key)
+    fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>> {
+        self.0.read(slot, key)
     }
 
-    fn write(&self, key: &[u8; 32], bytes: &[u8]) {
-        self.0.write(key, bytes);
+    fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]) {
+        self.0.write(slot, key, bytes);
     }
 }
 
@@ -309,6 +309,11 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
     let saved_solves = match (args.solve_afresh, program_identity()) {
         (false, Some(program)) => Some(SavedSolves {
             store: Arc::new(CachedSolves(KeptSolves::new(cache_dir.clone()))),
+            // One slot per lock file: its next update is the run that can use it.
+            slot: std::path::absolute(&args.lock)
+                .unwrap_or_else(|_| args.lock.clone())
+                .display()
+                .to_string(),
             context: format!("{program}\n{}", loaded.fingerprint()),
         }),
         _ => None,

@@ -595,9 +595,10 @@ pub(crate) fn resolve_target(
             provider.universe.recorder = Some(recorder);
             let followed = match &request.options.saved_solves {
                 Some(saved) => {
+                    let slot = crate::saved::slot(saved, target);
                     let key = crate::saved::key(saved, target, request);
-                    let kept = saved.store.read(&key).and_then(|b| Kept::decode(&b));
-                    keeping = Some((saved.store.clone(), key, trace));
+                    let kept = saved.store.read(&slot, &key).and_then(|b| Kept::decode(&b));
+                    keeping = Some((saved.store.clone(), slot, key, trace));
                     match kept {
                         Some(kept) => take_kept(&provider, kept)?,
                         None => None,
@@ -651,9 +652,9 @@ pub(crate) fn resolve_target(
                 };
                 // Read before the end is handed over: what the solve read, all flushed.
                 recorder.flush();
-                if let Some((store, key, trace)) = &keeping {
+                if let Some((store, slot, key, trace)) = &keeping {
                     if let Some(bytes) = Kept::encode(&trace.facts(), &solved) {
-                        store.write(key, &bytes);
+                        store.write(slot, key, &bytes);
                     }
                 }
                 recorder.solved(solved);

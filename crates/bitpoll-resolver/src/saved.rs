@@ -29,18 +29,23 @@ use crate::replay::{Fact, Solved};
 use crate::universe::Pkg;
 use crate::version::{Origin, Range, SolverVersion, Source};
 
-/// Where solves are kept between runs: bytes under a key, best effort both ways (a solve
-/// that is not found, or cannot be kept, only costs a solve).
+/// Where solves are kept between runs: one solve per slot, with the key it was kept under,
+/// best effort both ways (a solve that is not found, or cannot be kept, only costs a solve).
+/// A slot holds the last solve written to it, so the store does not grow with every change
+/// of inputs.
 pub trait SolveStore: Send + Sync + std::fmt::Debug {
-    fn read(&self, key: &[u8; 32]) -> Option<Vec<u8>>;
-    fn write(&self, key: &[u8; 32], bytes: &[u8]);
+    /// The solve in `slot`, if it was kept under `key`.
+    fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>>;
+    fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]);
 }
 
 /// Kept solves, and what else the caller knows a solve depends on besides what the resolver
-/// sees (the program itself, the policy): `context` goes into every key.
+/// sees (the program itself, the policy): `context` goes into every key. `slot` says whose
+/// solves they are (a project's lock, say): each target of it has one slot.
 #[derive(Debug, Clone)]
 pub struct SavedSolves {
     pub store: std::sync::Arc<dyn SolveStore>,
+    pub slot: String,
     pub context: String,
 }
 
@@ -221,6 +226,15 @@ impl std::fmt::Write for Digester {
         self.0.update(s.as_bytes());
         Ok(())
     }
+}
+
+/// The slot a target's solve is kept in.
+pub(crate) fn slot(saved: &SavedSolves, target: &bitpoll_platform::Target) -> [u8; 32] {
+    let mut d = Digester(Sha256::new());
+    d.text(&FORMAT);
+    d.text(&saved.slot);
+    d.text(&target.name);
+    d.0.finalize().into()
 }
 
 /// The key a target's solve is kept under: everything its solve depends on that its answers
