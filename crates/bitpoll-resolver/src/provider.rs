@@ -160,7 +160,7 @@ impl Provider<'_> {
             match self.answer(question)? {
                 Some(ours) if ours.digest() == *digest => {}
                 Some(ours) => return Ok(Err(ours.to_string())),
-                None => return Ok(Err(format!("{question:?}"))),
+                None => return Ok(Err(question.to_string())),
             }
         }
         Ok(Ok(()))

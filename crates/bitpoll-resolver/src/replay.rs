@@ -297,14 +297,7 @@ pub(crate) fn follow<W>(
 impl std::fmt::Display for Fact {
     /// What was asked, for the timeline.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fact::Declared(_) => f.write_str("the top-level requirements that apply"),
-            Fact::Listed { name, .. } => write!(f, "the candidates of {name}"),
-            Fact::Release { name, at, .. } => write!(f, "release #{at} of {name}"),
-            Fact::Dependencies {
-                package, version, ..
-            } => write!(f, "the dependencies of {package} {}", version.version),
-        }
+        self.question().fmt(f)
     }
 }
 

@@ -70,6 +70,20 @@ pub(crate) enum Question {
     },
 }
 
+impl std::fmt::Display for Question {
+    /// What was asked, for the timeline (as [`Fact`]'s).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Question::Declared => f.write_str("the top-level requirements that apply"),
+            Question::Listed { name, .. } => write!(f, "the candidates of {name}"),
+            Question::Release { name, at } => write!(f, "release #{at} of {name}"),
+            Question::Dependencies { package, version } => {
+                write!(f, "the dependencies of {package} {}", version.version)
+            }
+        }
+    }
+}
+
 impl Fact {
     pub(crate) fn question(&self) -> Question {
         match self {
