@@ -10,7 +10,10 @@
 //! first ones its own solve asks (the solve is the same until it reads an answer that
 //! differs), and the answers are in memory by then. The lock is the same either way; what
 //! this saves is the solve itself (an offline run of sentry's set restarts its solve twelve
-//! times per target).
+//! times per target). Outside `--offline` every page the kept solve read is asked for before
+//! comparing starts: when an answer differs early, those of them the new solve does not read
+//! are requests a run that keeps nothing would not make, decided by what was kept, never by
+//! timing.
 //!
 //! A digest is of an unambiguous encoding of the answer (every string ends in a byte UTF-8
 //! never holds), so two answers that differ in anything the solve compares give different
