@@ -376,12 +376,14 @@ impl Kept {
             .into_iter()
             .map(|(p, v)| Some((p.read()?, v.read()?)))
             .collect::<Option<_>>()?;
-        let every_release_asked = solution.iter().all(|(p, v)| {
-            asked.iter().any(|(q, _)| {
-                matches!(q, Question::Dependencies { package, version } if package == p && version == v)
+        let deps_asked: std::collections::HashSet<(&Pkg, &SolverVersion)> = asked
+            .iter()
+            .filter_map(|(q, _)| match q {
+                Question::Dependencies { package, version } => Some((package, version)),
+                _ => None,
             })
-        });
-        if !every_release_asked {
+            .collect();
+        if !solution.iter().all(|(p, v)| deps_asked.contains(&(p, v))) {
             return None;
         }
         let prereleases_only = stored
