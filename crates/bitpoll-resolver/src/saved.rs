@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::replay::{Fact, Solved};
 use crate::universe::Pkg;
-use crate::version::{Origin, Range, SolverVersion, Source};
+use crate::version::{Origin, Range, SolverVersion};
 
 /// Where solves are kept between runs: one solve per slot, with the key it was kept under,
 /// best effort both ways (a solve that is not found, or cannot be kept, only costs a solve).
@@ -194,11 +194,7 @@ impl Digester {
 
     pub(crate) fn solver_version(&mut self, v: &SolverVersion) {
         self.text(&v.version);
-        self.tag(match v.source {
-            Origin::Root => 0,
-            Origin::Package(Source::Index) => 1,
-            Origin::Package(Source::Nixpkgs) => 2,
-        });
+        self.tag(v.source.rank());
         self.flag(v.is_bound_after_locals());
     }
 
@@ -467,11 +463,7 @@ impl StoredVersion {
         }
         Some(StoredVersion {
             version: v.version.to_string(),
-            origin: match v.source {
-                Origin::Root => 0,
-                Origin::Package(Source::Index) => 1,
-                Origin::Package(Source::Nixpkgs) => 2,
-            },
+            origin: v.source.rank(),
         })
     }
 

@@ -34,8 +34,9 @@ impl Origin {
     pub const INDEX: Origin = Origin::Package(Source::Index);
     pub const NIXPKGS: Origin = Origin::Package(Source::Nixpkgs);
 
-    /// `(v, Index) < (v, Nixpkgs)`, whatever order the lock writes sources in.
-    fn rank(self) -> u8 {
+    /// `(v, Index) < (v, Nixpkgs)`, whatever order the lock writes sources in; also how a
+    /// kept solve writes an origin (see `saved`), so the order is part of that format.
+    pub(crate) fn rank(self) -> u8 {
         match self {
             Origin::Root => 0,
             Origin::Package(Source::Index) => 1,
