@@ -5,19 +5,7 @@
 mod common;
 
 use bitpoll_tests::universe::Universe;
-use common::{assert_ok, fixture, Project};
-
-/// `base` 2.0 is decided first, and every `tool` from 2.0 to `newest` needs `base<2`: the
-/// solve starts over with `tool` first (see restarts.rs).
-fn losing_walk(newest: u32) -> String {
-    let mut toml =
-        String::from("[packages.base.versions.\"1.0\"]\n[packages.base.versions.\"2.0\"]\n");
-    toml += "[packages.tool.versions.\"1.0\"]\n";
-    for v in 2..=newest {
-        toml += &format!("[packages.tool.versions.\"{v}.0\"]\nrequires = [\"base<2\"]\n");
-    }
-    toml
-}
+use common::{assert_ok, fixture, losing_walk, Project};
 
 fn timeline(p: &Project) -> Vec<(String, String)> {
     let timeline: serde_json::Value =

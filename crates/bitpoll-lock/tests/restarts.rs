@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_ok, stderr, Project};
+use common::{assert_ok, losing_walk, stderr, Project};
 
 /// `framework` 3.0 and newer need `sqlkit>=2`; `plugin` 3.0 and newer need `framework>=3`.
 /// With `sqlkit<2` required, every newer release of both is unusable, which sentry's
@@ -23,18 +23,6 @@ fn ruled_out_chain() -> String {
             "[packages.framework.versions.\"{v}.0\"]\nrequires = [\"{framework_needs}\"]\n\
              [packages.plugin.versions.\"{v}.0\"]\nrequires = [\"{plugin_needs}\"]\n"
         );
-    }
-    toml
-}
-
-/// `base` 2.0 is decided first (it is declared first), and every `tool` from 2.0 on needs
-/// `base<2`: deciding `base` first would walk `tool` down to 1.0.
-fn losing_walk() -> String {
-    let mut toml =
-        String::from("[packages.base.versions.\"1.0\"]\n[packages.base.versions.\"2.0\"]\n");
-    toml += "[packages.tool.versions.\"1.0\"]\n";
-    for v in 2..=8 {
-        toml += &format!("[packages.tool.versions.\"{v}.0\"]\nrequires = [\"base<2\"]\n");
     }
     toml
 }
@@ -82,7 +70,7 @@ fn releases_the_requirements_rule_out_cost_no_restart() {
 
 #[test]
 fn a_package_that_keeps_losing_is_decided_first_on_a_fresh_start() {
-    let p = locked("base\ntool\n", &losing_walk());
+    let p = locked("base\ntool\n", &losing_walk(8));
     // Without the restart: base 2.0 and tool 1.0, the oldest tool there is.
     assert_eq!(version(&p, "tool"), "8.0");
     assert_eq!(version(&p, "base"), "1.0");

@@ -208,3 +208,16 @@ pub fn assert_no_lock_created(p: &Project) {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Packages (in the fixture's TOML shape) where `base` 2.0 is decided first (it is declared
+/// first) and every `tool` from 2.0 to `newest` needs `base<2`: deciding `base` first would
+/// walk `tool` down to 1.0, so the solve starts over with `tool` first.
+pub fn losing_walk(newest: u32) -> String {
+    let mut toml =
+        String::from("[packages.base.versions.\"1.0\"]\n[packages.base.versions.\"2.0\"]\n");
+    toml += "[packages.tool.versions.\"1.0\"]\n";
+    for v in 2..=newest {
+        toml += &format!("[packages.tool.versions.\"{v}.0\"]\nrequires = [\"base<2\"]\n");
+    }
+    toml
+}
