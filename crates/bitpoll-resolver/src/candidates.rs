@@ -593,7 +593,7 @@ impl Outline {
             Some(Releases(index)) => {
                 d.tag(1);
                 d.len(index.versions.len());
-                index.versions.iter().for_each(|r| d.text(&r.version));
+                index.versions.iter().for_each(|r| d.version(&r.version));
             }
         }
         d.flag(self.not_found);

@@ -142,18 +142,29 @@ impl Provider<'_> {
     /// agree, else the first answer that differs (or the question this target has no
     /// answer to).
     fn compare_with_kept(&self, kept: &Kept) -> Result<Result<(), String>, ProviderError> {
-        // Every page the kept solve read is asked for at once, unless every answer is on
-        // disk: one at a time, a run that checks each page with the index would wait a round
-        // trip per page. Which pages depends on the kept solve alone, never on timing.
+        // Outside `--offline`, every page the kept solve read is asked for at once and
+        // grouped by release where it arrives: one after another, a run that checks each page
+        // with the index would wait a round trip per page. Offline, the hints the answers give
+        // as they are read, as in a solve, do better (readthedocs' set, 11 alternating runs:
+        // 86 ms with every page hinted at once, 78 without, 76 solving afresh). Which pages
+        // depends on the kept solve alone, never on timing.
         if !self.universe.request.options.offline {
             for (question, _) in &kept.asked {
-                if let Question::Listed {
+                let Question::Listed {
                     name,
                     nixpkgs_only: false,
                 } = question
-                {
-                    self.universe.source.prefetch(name, Box::new(|_| None));
-                }
+                else {
+                    continue;
+                };
+                let (indexes, hinted) = (self.universe.indexes.clone(), name.clone());
+                self.universe.source.prefetch(
+                    name,
+                    Box::new(move |page| {
+                        indexes.get(&hinted, page);
+                        None
+                    }),
+                );
             }
         }
         for (question, digest) in &kept.asked {

@@ -16,9 +16,9 @@
 //! timing.
 //!
 //! A digest is of an unambiguous encoding of the answer (every string ends in a byte UTF-8
-//! never holds), so two answers that differ in anything the solve compares give different
-//! digests; two that are equal but written differently (`1.0`, `1.0.0`) may not, which only
-//! costs a solve.
+//! never holds, a version is its parts), so two answers that differ in anything the solve
+//! compares give different digests; two that are equal but written differently (`1.0`,
+//! `1.0.0`) may not, which only costs a solve.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -53,7 +53,7 @@ pub struct SavedSolves {
 }
 
 /// Changes whenever what is kept, or what a digest covers, changes.
-const FORMAT: &str = "bitpoll-lock saved solve 1";
+const FORMAT: &str = "bitpoll-lock saved solve 2";
 
 /// What a solve asked, without the answer: enough to ask again.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,7 +132,7 @@ impl Fact {
                 outline.digest_into(&mut d);
                 d.flag(*prereleases);
                 d.len(pinned.len());
-                pinned.iter().for_each(|v| d.text(v));
+                pinned.iter().for_each(|v| d.version(v));
             }
             Fact::Release { name, at, version } => {
                 d.tag(2);
@@ -192,8 +192,53 @@ impl Digester {
         self.0.update([0xff]);
     }
 
+    fn number(&mut self, n: u64) {
+        self.0.update(n.to_le_bytes());
+    }
+
+    fn optional(&mut self, n: Option<u64>) {
+        self.flag(n.is_some());
+        self.number(n.unwrap_or_default());
+    }
+
+    /// Every part a version compares by, the solver's own `min` and `max` included, which
+    /// its text does not show (`<2` is below `2min0`, `!=2` excludes `2` itself): formatting
+    /// it would also take several allocations per version, and pages list thousands.
+    pub(crate) fn version(&mut self, v: &Version) {
+        self.number(v.epoch());
+        self.len(v.release().len());
+        v.release().iter().for_each(|&n| self.number(n));
+        match v.pre() {
+            None => self.tag(0),
+            Some(pre) => {
+                self.tag(match pre.kind {
+                    pep440_rs::PrereleaseKind::Alpha => 1,
+                    pep440_rs::PrereleaseKind::Beta => 2,
+                    pep440_rs::PrereleaseKind::Rc => 3,
+                });
+                self.number(pre.number);
+            }
+        }
+        for part in [v.post(), v.dev(), v.min(), v.max()] {
+            self.optional(part);
+        }
+        self.len(v.local().len());
+        for segment in v.local() {
+            match segment {
+                pep440_rs::LocalSegment::String(text) => {
+                    self.tag(0);
+                    self.text(text);
+                }
+                pep440_rs::LocalSegment::Number(n) => {
+                    self.tag(1);
+                    self.number(*n);
+                }
+            }
+        }
+    }
+
     pub(crate) fn solver_version(&mut self, v: &SolverVersion) {
-        self.text(&v.version);
+        self.version(&v.version);
         self.tag(v.source.rank());
         self.flag(v.is_bound_after_locals());
     }
@@ -272,7 +317,7 @@ pub(crate) fn key(
     d.len(preferences.len());
     for (name, (version, source)) in preferences {
         d.text(name);
-        d.text(version);
+        d.version(version);
         d.text(&format_args!("{source:?}"));
     }
     let options = request.options;
@@ -507,6 +552,7 @@ mod tests {
     fn answers_that_differ_in_anything_the_solve_compares_differ_in_digest() {
         let lib = Pkg::Python(name("lib"));
         let at_least = |v: &str| Range(pubgrub::Ranges::higher_than(index(v)));
+        let below = |v: SolverVersion| Range(pubgrub::Ranges::strictly_lower_than(v));
         let answers = [
             deps(Ok(vec![(lib.clone(), at_least("1"))])),
             deps(Ok(vec![(lib.clone(), at_least("2"))])),
@@ -543,6 +589,16 @@ mod tests {
             // A text that ran into the next field would make these two alike.
             Fact::Declared(vec![name("ab"), name("c")]),
             Fact::Declared(vec![name("a"), name("bc")]),
+            // `<2` stops below `2min0`, which reads as `2`: the text alone would make these
+            // two alike.
+            deps(Ok(vec![(lib.clone(), below(index("2")))])),
+            deps(Ok(vec![(
+                lib.clone(),
+                below(SolverVersion::new(
+                    Version::from_str("2").unwrap().with_min(Some(0)),
+                    Origin::INDEX,
+                )),
+            )])),
         ];
         for (i, a) in answers.iter().enumerate() {
             for (j, b) in answers.iter().enumerate() {
