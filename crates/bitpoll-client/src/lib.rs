@@ -80,13 +80,14 @@ impl KeptSolves {
     pub fn new(cache_dir: PathBuf) -> Self {
         KeptSolves(DiskCache::new(cache_dir))
     }
+}
 
-    /// What `slot` holds, if it was written under `key`.
-    pub fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>> {
+impl bitpoll_source::SolveStore for KeptSolves {
+    fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>> {
         self.0.read_page(&self.0.solve_path(slot), key)
     }
 
-    pub fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]) {
+    fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]) {
         self.0.write_page(&self.0.solve_path(slot), key, bytes);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bitpoll_client::{IndexClient, KeptSolves};
 use bitpoll_inputs::{self as inputs, InputPaths};
 use bitpoll_lockfile::{Lock, Source, SCHEMA};
-use bitpoll_resolver::{BuildSetup, Builds, Options, Request, SavedSolves, SolveStore};
+use bitpoll_resolver::{BuildSetup, Builds, Options, Request, SavedSolves};
 use bitpoll_timings::{Category, Timings};
 use clap::Args;
 use pep508_rs::PackageName;
@@ -178,20 +178,6 @@ fn program_identity() -> Option<String> {
     ))
 }
 
-/// The resolver's store of solves, in the client's cache.
-#[derive(Debug)]
-struct CachedSolves(KeptSolves);
-
-impl SolveStore for CachedSolves {
-    fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>> {
-        self.0.read(slot, key)
-    }
-
-    fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]) {
-        self.0.write(slot, key, bytes);
-    }
-}
-
 pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
     let started = Instant::now();
     let timings = match &args.timings {
@@ -308,7 +294,7 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
 
     let saved_solves = match (args.solve_afresh, program_identity()) {
         (false, Some(program)) => Some(SavedSolves {
-            store: Arc::new(CachedSolves(KeptSolves::new(cache_dir.clone()))),
+            store: Arc::new(KeptSolves::new(cache_dir.clone())),
             // One slot per lock file: its next update is the run that can use it.
             slot: std::path::absolute(&args.lock)
                 .unwrap_or_else(|_| args.lock.clone())

@@ -609,7 +609,7 @@ pub(crate) fn resolve_target(
                     let slot = crate::saved::slot(saved, target);
                     let key = crate::saved::key(saved, target, request);
                     let kept = saved.store.read(&slot, &key).and_then(|b| Kept::decode(&b));
-                    keeping = Some((saved.store.clone(), slot, key, trace));
+                    keeping = Some((saved, slot, key, trace));
                     match kept {
                         Some(kept) => take_kept(&provider, kept)?,
                         None => None,
@@ -663,9 +663,9 @@ pub(crate) fn resolve_target(
                 };
                 // Read before the end is handed over: what the solve read, all flushed.
                 recorder.flush();
-                if let Some((store, slot, key, trace)) = &keeping {
+                if let Some((saved, slot, key, trace)) = &keeping {
                     if let Some(bytes) = Kept::encode(&trace.facts(), &solved) {
-                        store.write(slot, key, &bytes);
+                        saved.store.write(slot, key, &bytes);
                     }
                 }
                 recorder.solved(solved);

@@ -28,19 +28,11 @@ use pep508_rs::{ExtraName, PackageName};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use bitpoll_source::SolveStore;
+
 use crate::replay::{Fact, Solved};
 use crate::universe::Pkg;
 use crate::version::{Origin, Range, SolverVersion};
-
-/// Where solves are kept between runs: one solve per slot, with the key it was kept under,
-/// best effort both ways (a solve that is not found, or cannot be kept, only costs a solve).
-/// A slot holds the last solve written to it, so the store does not grow with every change
-/// of inputs.
-pub trait SolveStore: Send + Sync + std::fmt::Debug {
-    /// The solve in `slot`, if it was kept under `key`.
-    fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>>;
-    fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]);
-}
 
 /// Kept solves, and what else the caller knows a solve depends on besides what the resolver
 /// sees (the program itself, the policy): `context` goes into every key. `slot` says whose

@@ -141,3 +141,13 @@ pub trait PackageSource: Send + Sync {
         files.iter().map(|file| self.publisher(file)).collect()
     }
 }
+
+/// Where the resolver keeps its solves between runs (see `bitpoll-resolver`'s `saved`): one
+/// solve per slot, with the key it was kept under, best effort both ways (a solve that is not
+/// found, or cannot be kept, only costs a solve). A slot holds the last solve written to it,
+/// so the store does not grow with every change of inputs.
+pub trait SolveStore: Send + Sync + std::fmt::Debug {
+    /// The solve in `slot`, if it was kept under `key`.
+    fn read(&self, slot: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>>;
+    fn write(&self, slot: &[u8; 32], key: &[u8; 32], bytes: &[u8]);
+}
