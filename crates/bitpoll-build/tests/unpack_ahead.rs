@@ -153,3 +153,40 @@ fn a_tree_nobody_took_is_removed() {
     drop(ahead);
     assert_eq!(names(&work), Vec::<String>::new());
 }
+
+/// Unpacked ahead into the memory directory: the hook runs there, and neither it nor the
+/// cache's directory for builds holds anything afterwards.
+#[test]
+fn a_tree_unpacked_ahead_goes_to_memory_when_it_has_room() {
+    if python().is_none() {
+        return;
+    }
+    let case = Case::new();
+    let memory = case.dir.path().join("memory");
+    fs::create_dir(&memory).unwrap();
+    let builder = builder(case.cache.clone()).with_memory_dir(Some(memory.clone()));
+
+    let (sender, ahead) = Ahead::pending();
+    builder.unpack_ahead(sender, FILENAME, case.fetch());
+    let asked = Sdist {
+        ahead: Some(&ahead),
+        ..case.local.sdist()
+    };
+    let requires = builder
+        .requires_for_build_wheel(&asked, &[], &|| Ok(()))
+        .unwrap();
+    assert!(requires.is_empty());
+    let cwd = PathBuf::from(fs::read_to_string(&case.seen).unwrap());
+    let tree = cwd
+        .strip_prefix(&memory)
+        .unwrap_or_else(|_| panic!("{} is below {}", cwd.display(), memory.display()));
+    assert!(
+        tree.to_string_lossy().starts_with("bitpoll-lock-src-"),
+        "ran in {}",
+        cwd.display()
+    );
+
+    drop(builder);
+    assert_eq!(names(&memory), Vec::<String>::new());
+    assert_eq!(names(&case.cache.join("build-work")), Vec::<String>::new());
+}

@@ -77,6 +77,8 @@ impl LocalBackendSdist {
 
 /// A builder on `cache` with the machine's Python, as a run makes it; only after [`python`]
 /// found one.
+/// Its trees are unpacked below the cache, never in the machine's memory file system, so that
+/// tests can look where they went (see `work_dir.rs` for trees in memory).
 pub fn builder(cache: PathBuf) -> Builder {
     let interpreter = python().expect("checked by the caller");
     Builder::new(
@@ -85,6 +87,7 @@ pub fn builder(cache: PathBuf) -> Builder {
         Duration::from_secs(120),
         Some(Isolation::detect()),
     )
+    .with_memory_dir(None)
 }
 
 /// Entries of `dir`, by name, sorted; none when it does not exist.
