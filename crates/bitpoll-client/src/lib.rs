@@ -25,6 +25,7 @@
 //! to the caller's [`Report`].
 
 mod cache;
+mod dns;
 mod error;
 mod index_url;
 mod lazy_wheel;
@@ -358,6 +359,7 @@ impl IndexClient {
                     .read_timeout(options.timeout)
                     .pool_max_idle_per_host(options.concurrency.max(1))
                     .tcp_keepalive(Duration::from_secs(60))
+                    .dns_resolver(Arc::new(dns::HedgedResolver::new(options.timings.clone())))
                     .gzip(true)
                     .redirect(reqwest::redirect::Policy::custom(
                         |attempt| match redirect_refusal(attempt.previous(), attempt.url()) {

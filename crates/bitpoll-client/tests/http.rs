@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{Cursor, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,6 +272,28 @@ fn project_page_and_core_metadata() {
     client.project(&name("demo")).unwrap();
     client.core_metadata(wheel).unwrap();
     assert_eq!(server.requests().len(), before);
+}
+
+/// An index reached by a host name, not an address: the client's own lookup (see `dns.rs`)
+/// finds it, and the page and a file's metadata come from it as they do by address.
+#[test]
+fn an_index_named_by_host_name_is_reached() {
+    if ("localhost", 0).to_socket_addrs().map_or(true, |mut a| {
+        !a.any(|a| a.ip().is_loopback() && a.is_ipv4())
+    }) {
+        bitpoll_test_skip::skip("`localhost` does not name 127.0.0.1 on this machine");
+        return;
+    }
+    let server = Fixture::new().serve();
+    let cache = tempfile::tempdir().unwrap();
+    let index = IndexUrl::parse(&format!("http://localhost:{}/simple", server.port)).unwrap();
+    let client = IndexClient::new(options(index, cache.path())).unwrap();
+
+    let page = client.project(&name("demo")).unwrap();
+    assert_eq!(page.files.len(), 4);
+    let meta = client.core_metadata(&page.files[0]).unwrap();
+    assert_eq!(meta.version.to_string(), "1.0");
+    assert_eq!(server.count("/simple/demo/"), 1);
 }
 
 #[test]

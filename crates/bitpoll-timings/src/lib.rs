@@ -29,6 +29,9 @@ pub enum Category {
     Inputs,
     /// An HTTP request of the index client, or an answer its cache gave instead.
     Request,
+    /// A host name looked up, once per host and run (see the client's `dns` module); the
+    /// label says how many lookups of it were started.
+    Lookup,
     /// One target's whole resolution, on its own thread; its critical path is computed.
     Target,
     /// One solve (a target's, or a build environment's), within a target's thread.
