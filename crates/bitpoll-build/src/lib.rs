@@ -621,9 +621,9 @@ impl Builder {
     /// unpacked in 4-7 s, 14 s within minutes of an earlier tree's removal, and 1.6 s in
     /// memory; a run that removed one tree unpacked the next slowly, and so did the next
     /// run. "Room" is four times the tree's size free ([`MEMORY_HEADROOM`]; the size is the
-    /// one a `.tar.gz` records of itself, a `.zip` sdist stays on disk). Should the memory
-    /// fill up meanwhile, or the archive be bad, the tree is unpacked on disk, which
-    /// reports what is wrong.
+    /// one a `.tar.gz` records of itself, a `.zip` sdist stays on disk, and the tree may hold
+    /// no more than that). Should the memory fill up meanwhile, or the archive be bad, the
+    /// tree is unpacked on disk, which reports what is wrong.
     fn memory_tree(&self, archive: &Path, filename: &str) -> Option<Tree> {
         let memory = self.memory.as_ref()?;
         let size = tar_gz_size(archive, filename)?;
@@ -641,7 +641,11 @@ impl Builder {
             .ok()?;
         let src = dir.path().join("src");
         fs::create_dir(&src).ok()?;
-        unpack_sdist(archive, filename, &src).ok()?;
+        // Files holding more than the trailer says (it lies, or gzip members follow the
+        // first: the trailer is the last member's) stop here and go to disk, which holds
+        // them to the usual limit. A tar stream is never read to its gzip trailer, so
+        // nothing else would notice.
+        unpack_sdist_within(archive, filename, &src, size).ok()?;
         Some(Tree(dir))
     }
 
@@ -1521,13 +1525,20 @@ impl Drop for Core<'_> {
 }
 
 /// Counts what an archive expands to.
-struct Budget(u64);
+struct Budget {
+    left: u64,
+    limit: u64,
+}
 
 impl Budget {
+    fn new(limit: u64) -> Self {
+        Self { left: limit, limit }
+    }
+
     fn take(&mut self, n: u64, file: &str) -> Result<(), BuildError> {
-        self.0 = self.0.checked_sub(n).ok_or_else(|| BuildError::Unpack {
+        self.left = self.left.checked_sub(n).ok_or_else(|| BuildError::Unpack {
             file: file.to_string(),
-            reason: format!("expands to more than {MAX_UNPACKED_BYTES} bytes"),
+            reason: format!("expands to more than {} bytes", self.limit),
         })?;
         Ok(())
     }
@@ -1574,11 +1585,21 @@ fn write_member(
 /// Unpacks a `.tar.gz` or `.zip` sdist; links and special files are skipped, paths that
 /// would escape `dest` refused.
 pub fn unpack_sdist(path: &Path, filename: &str, dest: &Path) -> Result<(), BuildError> {
+    unpack_sdist_within(path, filename, dest, MAX_UNPACKED_BYTES)
+}
+
+/// [`unpack_sdist`], refusing a `.tar.gz` whose files hold more than `limit` bytes.
+fn unpack_sdist_within(
+    path: &Path,
+    filename: &str,
+    dest: &Path,
+    limit: u64,
+) -> Result<(), BuildError> {
     let unpack = |reason: String| BuildError::Unpack {
         file: filename.to_string(),
         reason,
     };
-    let mut budget = Budget(MAX_UNPACKED_BYTES);
+    let mut budget = Budget::new(limit);
     let file = File::open(path).map_err(io(format!("{}", path.display())))?;
     let lower = filename.to_ascii_lowercase();
     if lower.ends_with(".zip") {
@@ -1618,7 +1639,7 @@ fn unpack_zip(
         file: filename.to_string(),
         reason,
     };
-    let mut budget = Budget(MAX_UNPACKED_BYTES);
+    let mut budget = Budget::new(MAX_UNPACKED_BYTES);
     let mut archive = zip::ZipArchive::new(file).map_err(|e| unpack(e.to_string()))?;
     for i in 0..archive.len() {
         let member = archive.by_index(i).map_err(|e| unpack(e.to_string()))?;

@@ -181,3 +181,27 @@ fn a_memory_directory_that_cannot_take_the_tree_leaves_it_below_the_cache() {
     let work = cache.join("build-work").canonicalize().unwrap();
     assert!(cwd.starts_with(&work), "the hook ran in {}", cwd.display());
 }
+
+/// An archive whose files hold more than its gzip trailer says (here the trailer was made
+/// to understate them) stops being unpacked in memory at that size: it is unpacked below
+/// the cache instead, and nothing of it is left in the memory directory.
+#[test]
+fn an_archive_larger_than_it_says_is_unpacked_on_disk() {
+    if python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let case = WhereCase::new(dir.path());
+    let mut bytes = fs::read(&case.sdist.path).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at..].copy_from_slice(&100u32.to_le_bytes());
+    fs::write(&case.sdist.path, &bytes).unwrap();
+    let memory = dir.path().join("memory");
+    fs::create_dir(&memory).unwrap();
+    let cache = dir.path().join("cache");
+
+    let (cwd, _) = case.ask(cache.clone(), Some(memory.clone()));
+    let work = cache.join("build-work").canonicalize().unwrap();
+    assert!(cwd.starts_with(&work), "the hook ran in {}", cwd.display());
+    assert_eq!(names(&memory), Vec::<String>::new());
+}
