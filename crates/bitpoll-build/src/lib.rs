@@ -596,7 +596,8 @@ impl Builder {
     /// 140 ms in such a `/tmp` and 24 ms in a directory without that churn. A run that was
     /// killed leaves its directories; they are removed a day later, by the next run. A
     /// cache that cannot be written to (the client then keeps answers in memory) leaves
-    /// builds in the system's temporary directory, as before.
+    /// builds in the system's temporary directory, as before. An sdist's tree goes to a
+    /// memory file system instead when that has room for it ([`Builder::memory_tree`]).
     pub fn work_dir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
         let in_cache = self.work.as_ref().and_then(|work| {
             self.work_swept.call_once(|| sweep_stale(work, None));

@@ -2,11 +2,11 @@
 //!
 //! The system's resolver (`getaddrinfo`) sends its questions over UDP and waits five seconds
 //! (resolv.conf's default `timeout`) before it asks again when an answer is lost. On a
-//! machine whose name server drops one question in a few dozen (this one's did: 1 lookup
-//! in 40 of the file host's name took 5.0 s, the others 0.3 ms), that is a five-second
+//! machine whose name server drops one question in a few dozen (this one's did: 7 of 200
+//! lookups of the file host's name took 5.0 s, the median 0.3 ms), that is a five-second
 //! stall of every request to that host at once, since they all wait for its first
-//! connection: two of six cold runs of one set in a bench took 9.2 s instead of 4.2 s that
-//! way. So a lookup not answered within [`ASK_AGAIN_AFTER`] is asked again beside the first,
+//! connection: two of six cold runs of one set in a bench took 9.2 and 9.5 s instead of
+//! 4.0-4.7 s that way. So a lookup not answered within [`ASK_AGAIN_AFTER`] is asked again beside the first,
 //! and the first answer wins; a lost question costs that delay instead of five seconds.
 //! Every connection to a host after the first takes the addresses found then, so a run asks
 //! once per host (the system keeps no cache of its own on many machines).
