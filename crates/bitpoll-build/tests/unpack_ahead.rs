@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bitpoll_build::{Ahead, BuildError, Sdist};
+use bitpoll_build::{Ahead, BuildError, Builder, Sdist};
 use common::{builder, names, python, LocalBackendSdist};
 
 const FILENAME: &str = "aheadpkg-1.0.tar.gz";
@@ -56,6 +56,22 @@ impl Case {
             fs::copy(&self.local.path, dest)?;
             Ok(())
         }
+    }
+
+    /// Unpacks the sdist ahead, its file put there by `fetch`, then asks `builder` for its
+    /// build requirements with that tree.
+    fn ask_ahead(
+        &self,
+        builder: &Builder,
+        fetch: impl FnOnce(&Path) -> Result<(), bitpoll_build::FetchError>,
+    ) -> Result<Vec<String>, BuildError> {
+        let (sender, ahead) = Ahead::pending();
+        builder.unpack_ahead(sender, FILENAME, fetch);
+        let asked = Sdist {
+            ahead: Some(&ahead),
+            ..self.local.sdist()
+        };
+        builder.requires_for_build_wheel(&asked, &[], &|| Ok(()))
     }
 }
 
@@ -111,14 +127,8 @@ fn an_unpacking_that_failed_ahead_fails_the_hook_and_is_not_remembered() {
     let case = Case::new();
     let builder = builder(case.cache.clone());
 
-    let (sender, ahead) = Ahead::pending();
-    builder.unpack_ahead(sender, FILENAME, |_| Err("the index went away".into()));
-    let asked = Sdist {
-        ahead: Some(&ahead),
-        ..case.local.sdist()
-    };
-    let err = builder
-        .requires_for_build_wheel(&asked, &[], &|| Ok(()))
+    let err = case
+        .ask_ahead(&builder, |_| Err("the index went away".into()))
         .unwrap_err();
     assert!(
         matches!(&err, BuildError::Fetch { sdist, .. } if sdist == FILENAME),
@@ -166,15 +176,7 @@ fn a_tree_unpacked_ahead_goes_to_memory_when_it_has_room() {
     fs::create_dir(&memory).unwrap();
     let builder = builder(case.cache.clone()).with_memory_dir(Some(memory.clone()));
 
-    let (sender, ahead) = Ahead::pending();
-    builder.unpack_ahead(sender, FILENAME, case.fetch());
-    let asked = Sdist {
-        ahead: Some(&ahead),
-        ..case.local.sdist()
-    };
-    let requires = builder
-        .requires_for_build_wheel(&asked, &[], &|| Ok(()))
-        .unwrap();
+    let requires = case.ask_ahead(&builder, case.fetch()).unwrap();
     assert!(requires.is_empty());
     let cwd = PathBuf::from(fs::read_to_string(&case.seen).unwrap());
     let tree = cwd

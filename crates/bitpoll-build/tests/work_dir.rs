@@ -62,6 +62,15 @@ def get_requires_for_build_wheel(config_settings=None):
     }
 }
 
+/// Makes the directory `dir` look like one a run killed two days ago left.
+fn left_two_days_ago(dir: &Path) {
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
+    fs::File::open(dir)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+}
+
 #[test]
 fn a_build_runs_below_the_cache_and_leaves_nothing_there() {
     if python().is_none() {
@@ -75,11 +84,7 @@ fn a_build_runs_below_the_cache_and_leaves_nothing_there() {
     let work = cache.join("build-work");
     fs::create_dir_all(work.join("hook-killed/src")).unwrap();
     fs::create_dir_all(work.join("hook-busy")).unwrap();
-    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
-    fs::File::open(work.join("hook-killed"))
-        .unwrap()
-        .set_modified(two_days_ago)
-        .unwrap();
+    left_two_days_ago(&work.join("hook-killed"));
 
     let (cwd, tmpdir) = case.ask(cache.clone(), None);
     let work = work.canonicalize().unwrap();
@@ -138,12 +143,8 @@ fn the_tree_goes_to_memory_when_it_has_room_and_leaves_nothing_there() {
     ] {
         fs::create_dir_all(memory.join(name).join("src")).unwrap();
     }
-    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
     for name in ["bitpoll-lock-src-killed", "other-program"] {
-        fs::File::open(memory.join(name))
-            .unwrap()
-            .set_modified(two_days_ago)
-            .unwrap();
+        left_two_days_ago(&memory.join(name));
     }
 
     let (cwd, tmpdir) = case.ask(cache.clone(), Some(memory.clone()));
