@@ -77,6 +77,7 @@ impl LocalBackendSdist {
 
 /// A builder on `cache` with the machine's Python, as a run makes it; only after [`python`]
 /// found one.
+///
 /// Its trees are unpacked below the cache, never in the machine's memory file system, so that
 /// tests can look where they went (see `work_dir.rs` for trees in memory).
 pub fn builder(cache: PathBuf) -> Builder {
