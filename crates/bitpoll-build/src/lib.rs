@@ -1172,11 +1172,9 @@ impl Builder {
         }
         // An unpacking that failed ahead is this hook's failure: the same archive would
         // fail here too.
-        let mut tree = sdist.ahead.and_then(Ahead::take).transpose()?;
-        let ahead = tree.is_some();
-        if tree.is_none() {
-            tree = self.memory_tree(sdist.path, sdist.filename);
-        }
+        let unpacked_ahead = sdist.ahead.and_then(Ahead::take).transpose()?;
+        let ahead = unpacked_ahead.is_some();
+        let tree = unpacked_ahead.or_else(|| self.memory_tree(sdist.path, sdist.filename));
         let src_dir = match &tree {
             Some(tree) => tree.0.path().join("src"),
             None => {
@@ -1447,8 +1445,7 @@ fn memory_dir() -> Option<PathBuf> {
 /// other kind of archive, or one too short to have a trailer.
 fn tar_gz_size(path: &Path, filename: &str) -> Option<u64> {
     use std::io::{Seek, SeekFrom};
-    let lower = filename.to_ascii_lowercase();
-    if !(lower.ends_with(".tar.gz") || lower.ends_with(".tgz")) {
+    if !is_tar_gz(filename) {
         return None;
     }
     let mut file = File::open(path).ok()?;
@@ -1456,6 +1453,12 @@ fn tar_gz_size(path: &Path, filename: &str) -> Option<u64> {
     let mut trailer = [0u8; 4];
     file.read_exact(&mut trailer).ok()?;
     Some(u64::from(u32::from_le_bytes(trailer)))
+}
+
+/// Whether `filename` names a gzipped tar archive, the sdist format besides `.zip`.
+fn is_tar_gz(filename: &str) -> bool {
+    let lower = filename.to_ascii_lowercase();
+    lower.ends_with(".tar.gz") || lower.ends_with(".tgz")
 }
 
 /// Removes what killed runs left in `work` (best effort: another run may be using the rest),
@@ -1602,11 +1605,10 @@ fn unpack_sdist_within(
     };
     let mut budget = Budget::new(limit);
     let file = File::open(path).map_err(io(format!("{}", path.display())))?;
-    let lower = filename.to_ascii_lowercase();
-    if lower.ends_with(".zip") {
+    if filename.to_ascii_lowercase().ends_with(".zip") {
         return unpack_zip(file, filename, dest, |name| Some(name.to_string()));
     }
-    if !(lower.ends_with(".tar.gz") || lower.ends_with(".tgz")) {
+    if !is_tar_gz(filename) {
         return Err(unpack("not a .tar.gz or .zip archive".into()));
     }
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));

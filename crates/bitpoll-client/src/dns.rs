@@ -6,8 +6,9 @@
 //! lookups of the file host's name took 5.0 s, the median 0.3 ms), that is a five-second
 //! stall of every request to that host at once, since they all wait for its first
 //! connection: two of six cold runs of one set in a bench took 9.2 and 9.5 s instead of
-//! 4.0-4.7 s that way. So a lookup not answered within [`ASK_AGAIN_AFTER`] is asked again beside the first,
-//! and the first answer wins; a lost question costs that delay instead of five seconds.
+//! 4.0-4.7 s that way. So a lookup not answered within [`ASK_AGAIN_AFTER`] is asked again
+//! beside the first, and the first answer wins; a lost question costs that delay instead of
+//! five seconds.
 //! Every connection to a host after the first takes the addresses found then, so a run asks
 //! once per host (the system keeps no cache of its own on many machines).
 //!
@@ -25,7 +26,7 @@ use tokio::sync::OnceCell;
 /// How long a lookup may take before it is asked again, beside the first: far above an
 /// answer from a name server on the network (milliseconds), far below the system's own
 /// retry (seconds).
-pub(crate) const ASK_AGAIN_AFTER: Duration = Duration::from_millis(250);
+const ASK_AGAIN_AFTER: Duration = Duration::from_millis(250);
 
 /// At most this many lookups of one name at once: a name server that answers nothing is
 /// not asked ever more often.
