@@ -220,6 +220,8 @@ pub(crate) struct Staged {
     /// Bytes reserved at the start (an entry's header), not part of the content.
     start: u64,
     len: u64,
+    /// A reader of the content as it is written (see [`BlobWriter::follow`]).
+    followed: Option<std::sync::Arc<Progress>>,
 }
 
 impl Staged {
@@ -238,6 +240,7 @@ impl Staged {
             hasher: Sha256::new(),
             start,
             len: 0,
+            followed: None,
         };
         // On failure, dropping `staged` removes the temporary file.
         staged.reset()?;
@@ -252,6 +255,13 @@ impl Staged {
 
     /// Starts the content over, as when a download is retried.
     pub fn reset(&mut self) -> std::io::Result<()> {
+        // Every attempt starts with a reset; only one after content was written starts over,
+        // and what a follower read of the first attempt no longer describes the file.
+        if self.len > 0 {
+            if let Some(progress) = self.followed.take() {
+                progress.end(Written::Abandoned);
+            }
+        }
         let start = self.start;
         let file = self.file();
         file.flush()?;
@@ -267,13 +277,27 @@ impl Staged {
         self.file().write_all(chunk)?;
         self.hasher.update(chunk);
         self.len += chunk.len() as u64;
+        if let Some(progress) = &self.followed {
+            // The follower reads the file, not the buffer.
+            self.file.as_mut().expect("written before taken").flush()?;
+            progress.advance(self.len);
+        }
         Ok(())
     }
 
     /// The file and the hash of what was written; from here on the caller owns the
     /// temporary file.
     fn take(&mut self) -> (BufWriter<File>, Sha256) {
-        let file = self.file.take().expect("taken once");
+        let mut file = self.file.take().expect("taken once");
+        if let Some(progress) = self.followed.take() {
+            // Flushed first, so that everything announced as written is in the file.
+            let flushed = file.flush().is_ok();
+            progress.end(if flushed {
+                Written::Complete
+            } else {
+                Written::Abandoned
+            });
+        }
         (file, std::mem::take(&mut self.hasher))
     }
 
@@ -284,8 +308,79 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
+        if let Some(progress) = self.followed.take() {
+            progress.end(Written::Abandoned);
+        }
         if self.file.is_some() {
             self.discard();
+        }
+    }
+}
+
+/// How far a [`Staged`] file has been written, for a [`Follower`] reading it meanwhile.
+struct Progress {
+    state: std::sync::Mutex<(u64, Option<Written>)>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Every byte is in the file.
+    Complete,
+    /// The writer failed, was dropped or started over: the file is not what was followed.
+    Abandoned,
+}
+
+impl Progress {
+    fn advance(&self, len: u64) {
+        self.state.lock().expect("progress lock").0 = len;
+        self.changed.notify_all();
+    }
+
+    fn end(&self, how: Written) {
+        self.state.lock().expect("progress lock").1 = Some(how);
+        self.changed.notify_all();
+    }
+}
+
+/// Reads a cache file while it is being downloaded, waiting for the bytes still to come.
+///
+/// It ends like the file does only when the download was complete; when the download failed
+/// or was retried, reading fails, so that nothing is concluded from part of an attempt.
+/// Whether the bytes hash to what the index declared is the caller's to check afterwards.
+pub(crate) struct Follower {
+    file: File,
+    read: u64,
+    progress: std::sync::Arc<Progress>,
+}
+
+impl Follower {
+    /// Whether the whole download was read from one attempt that ended complete.
+    pub fn completed(&self) -> bool {
+        self.progress.state.lock().expect("progress lock").1 == Some(Written::Complete)
+    }
+}
+
+impl Read for Follower {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.file.read(buf)?;
+            if n > 0 {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            let mut state = self.progress.state.lock().expect("progress lock");
+            loop {
+                match *state {
+                    (_, Some(Written::Abandoned)) => {
+                        return Err(std::io::Error::other("the download did not complete"))
+                    }
+                    // Announced bytes are flushed: read them.
+                    (written, _) if written > self.read => break,
+                    (_, Some(Written::Complete)) => return Ok(0),
+                    _ => state = self.progress.changed.wait(state).expect("progress lock"),
+                }
+            }
         }
     }
 }
@@ -376,6 +471,26 @@ impl Staging for BlobWriter {
 }
 
 impl BlobWriter {
+    /// A reader of the content from its start as it is written; before anything is written.
+    pub fn follow(&mut self) -> std::io::Result<Follower> {
+        let staged = &mut self.0;
+        if staged.len > 0 || staged.followed.is_some() {
+            return Err(std::io::Error::other("followed from the start only, once"));
+        }
+        let mut file = File::open(&staged.temp)?;
+        file.seek(SeekFrom::Start(staged.start))?;
+        let progress = std::sync::Arc::new(Progress {
+            state: std::sync::Mutex::new((0, None)),
+            changed: std::sync::Condvar::new(),
+        });
+        staged.followed = Some(progress.clone());
+        Ok(Follower {
+            file,
+            read: 0,
+            progress,
+        })
+    }
+
     /// The stored file, open at its start; `Ok(Err(actual))` when the content's sha256 is
     /// not `expected`, in which case nothing is stored.
     pub fn finish(mut self, expected: &str) -> std::io::Result<Result<File, String>> {
@@ -759,5 +874,72 @@ mod tests {
         );
         std::fs::write(&blob, b"y").unwrap();
         assert!(cache.read_blob(&blob, &sha256_hex(b"x")).is_none());
+    }
+
+    /// A blob being downloaded, its follower on another thread, and what it read.
+    fn follow_while_writing(
+        write: impl FnOnce(BlobWriter) + Send + 'static,
+    ) -> (std::io::Result<Vec<u8>>, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path().to_path_buf());
+        let mut writer = cache.create_blob(&dir.path().join("blob")).unwrap();
+        let mut follower = writer.follow().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut read = Vec::new();
+            let result = follower.read_to_end(&mut read).map(|_| read);
+            (result, follower.completed())
+        });
+        write(writer);
+        reader.join().unwrap()
+    }
+
+    fn finish(writer: BlobWriter, content: &[u8]) {
+        let sha256 = hex::encode(Sha256::digest(content));
+        assert!(writer.finish(&sha256).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_follower_reads_what_is_written_as_it_comes() {
+        let chunks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let expected: Vec<u8> = chunks.concat();
+        let content = expected.clone();
+        let (read, completed) = follow_while_writing(move |mut writer| {
+            for chunk in &chunks {
+                writer.staged().write(chunk).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            finish(writer, &content);
+        });
+        assert_eq!(read.unwrap(), expected);
+        assert!(completed);
+    }
+
+    #[test]
+    fn a_follower_fails_when_the_download_starts_over_or_is_dropped() {
+        // A retried download starts over: what was read of the first attempt is not the file.
+        let (read, completed) = follow_while_writing(|mut writer| {
+            writer.staged().write(b"first attempt").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            writer.staged().reset().unwrap();
+            writer.staged().write(b"second").unwrap();
+            finish(writer, b"second");
+        });
+        assert!(read.is_err(), "{read:?}");
+        assert!(!completed);
+        // A download that fails drops its writer half-way.
+        let (read, completed) = follow_while_writing(|mut writer| {
+            writer.staged().write(b"half of it").unwrap();
+            drop(writer);
+        });
+        assert!(read.is_err(), "{read:?}");
+        assert!(!completed);
+        // The reset each attempt starts with, before anything is written, keeps the follower.
+        let (read, completed) = follow_while_writing(|mut writer| {
+            writer.staged().reset().unwrap();
+            writer.staged().write(b"whole").unwrap();
+            finish(writer, b"whole");
+        });
+        assert_eq!(read.unwrap(), b"whole");
+        assert!(completed);
     }
 }

@@ -40,7 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bitpoll_metadata::{
-    interpret_sdist, sdist_members, CoreMetadata, MetadataSource, SdistInfo, SdistMembers,
+    interpret_sdist, is_tar_sdist, sdist_members, tar_sdist_members, CoreMetadata, MetadataSource,
+    SdistInfo, SdistMembers,
 };
 use bytes::Bytes;
 use pep508_rs::PackageName;
@@ -1632,6 +1633,24 @@ impl Shared {
         }
         // Straight to disk: an sdist can be tens of megabytes, of which a few files are read.
         let mut sink = Sink::new(self.cache.create_blob(&path));
+        // The files that say what an sdist is are looked for while it downloads, rather than
+        // after: a tar has no index, and a backend may write them last (scipy's PKG-INFO is
+        // the last of its 19,000 members, behind 256 MB of tar: about a second to find).
+        let reading = match &mut sink {
+            Sink::Disk(writer)
+                if kind == "artifacts"
+                    && is_tar_sdist(label)
+                    && self.stored_members(sha256).is_none() =>
+            {
+                writer.follow().ok().map(|mut follower| {
+                    let filename = label.to_string();
+                    tokio::task::spawn_blocking(move || {
+                        (tar_sdist_members(&filename, &mut follower), follower)
+                    })
+                })
+            }
+            _ => None,
+        };
         let limit_kind = if kind == "metadata" {
             Kind::Metadata
         } else {
@@ -1659,7 +1678,19 @@ impl Shared {
         };
         match sink {
             Sink::Disk(writer) => match writer.finish(sha256) {
-                Ok(Ok(file)) => Ok(Blob::File(file, path)),
+                Ok(Ok(file)) => {
+                    if let Some(reading) = reading {
+                        // Kept only when read from the attempt whose bytes were checked;
+                        // otherwise (or on a fault in the archive, which the reader of the
+                        // stored file reports) the stored file is read as before.
+                        if let Ok((Ok(members), follower)) = reading.await {
+                            if follower.completed() {
+                                self.keep_members(sha256, &members);
+                            }
+                        }
+                    }
+                    Ok(Blob::File(file, path))
+                }
                 Ok(Err(actual)) => Err(mismatch(actual)),
                 Err(source) => Err(ClientError::Io {
                     path,
@@ -1732,21 +1763,19 @@ impl Shared {
                     file: file.filename.to_string(),
                     source,
                 };
-                // What the sdist's few interesting files said is kept beside the artifact, by
-                // its hash: decompressing a large sdist on every run would dominate offline runs.
-                let derived = file.sha256.as_ref().map(|sha256| {
-                    self.cache
-                        .derived_path("sdist-members", &sha256.to_string())
-                });
-                if let Some(entry) = derived.as_ref().and_then(|p| self.cache.read_entry(p)) {
-                    if let Ok(members) = serde_json::from_slice::<SdistMembers>(&entry) {
-                        self.cache_hit();
-                        let info =
-                            interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
-                        return Ok(Arc::new(info));
-                    }
+                let sha256 = file.sha256.as_ref().map(|s| s.to_string());
+                let stored = || sha256.as_deref().and_then(|s| self.stored_members(s));
+                if let Some(members) = stored() {
+                    self.cache_hit();
+                    let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
+                    return Ok(Arc::new(info));
                 }
                 let blob = self.download_blob(file).await?;
+                // Usually read while it downloaded.
+                if let Some(members) = stored() {
+                    let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
+                    return Ok(Arc::new(info));
+                }
                 let filename = file.filename.clone();
                 let members = tokio::task::spawn_blocking(move || match blob {
                     Blob::File(f, _) => sdist_members(&filename, std::io::BufReader::new(f)),
@@ -1755,16 +1784,30 @@ impl Shared {
                 .await
                 .expect("sdist reader does not panic")
                 .map_err(metadata_error)?;
-                if let Some(path) = &derived {
-                    if let Ok(body) = serde_json::to_vec(&members) {
-                        let _ = self.cache.write_entry(path, &EntryMeta::default(), &body);
-                    }
+                if let Some(sha256) = &sha256 {
+                    self.keep_members(sha256, &members);
                 }
                 let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
                 Ok(Arc::new(info))
             }),
         )
         .await
+    }
+
+    /// What the few files that say what an sdist is held, kept beside the artifact by its
+    /// hash: decompressing a large sdist on every run would dominate offline runs.
+    fn stored_members(&self, sha256: &str) -> Option<SdistMembers> {
+        let entry = self
+            .cache
+            .read_entry(&self.cache.derived_path("sdist-members", sha256))?;
+        serde_json::from_slice(&entry).ok()
+    }
+
+    fn keep_members(&self, sha256: &str, members: &SdistMembers) {
+        if let Ok(body) = serde_json::to_vec(members) {
+            let path = self.cache.derived_path("sdist-members", sha256);
+            let _ = self.cache.write_entry(&path, &EntryMeta::default(), &body);
+        }
     }
 
     /// One range request; `Whole` when the server ignores the range.

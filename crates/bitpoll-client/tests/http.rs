@@ -1036,3 +1036,155 @@ fn publishers_are_asked_side_by_side_and_answered_in_order() {
     );
     assert_eq!(server.count("/files/signed-1.2.provenance"), 1);
 }
+
+/// A `.tar.gz` sdist of `demo 1.1` whose `PKG-INFO` comes after `filler` incompressible
+/// files of 4 KiB (a backend may write it last), or first, with a `pyproject.toml`: then
+/// the archive has said all it will say before the filler.
+fn sdist_with(pkg_info: &[u8], filler: usize, pkg_info_last: bool) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(encoder);
+    let mut append = |path: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, path, data).unwrap();
+    };
+    if !pkg_info_last {
+        append("demo-1.1/PKG-INFO", pkg_info);
+        append(
+            "demo-1.1/pyproject.toml",
+            b"[build-system]\nrequires = [\"setuptools\"]\n",
+        );
+    }
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..filler {
+        let data: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        append(&format!("demo-1.1/data/{i}.bin"), &data);
+    }
+    if pkg_info_last {
+        append("demo-1.1/PKG-INFO", pkg_info);
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// A loopback index whose project `demo` has one sdist, `body`, declared with `sha256`.
+fn sdist_index(body: &[u8], sha256: &str) -> bitpoll_test_server::IndexServer {
+    let server = bitpoll_test_server::IndexServer::start(HashMap::new());
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": "demo",
+        "files": [{"filename": "demo-1.1.tar.gz", "url": "../../files/demo-1.1.tar.gz",
+                   "hashes": {"sha256": sha256}}]
+    });
+    server.set_route(
+        "/simple/demo/",
+        bitpoll_test_server::Response::new(200, JSON, page.to_string()),
+    );
+    server.set_route(
+        "/files/demo-1.1.tar.gz",
+        bitpoll_test_server::Response::new(200, "application/octet-stream", body.to_vec()),
+    );
+    server
+}
+
+fn requires(client: &IndexClient, file: &bitpoll_client::DistFile) -> Vec<String> {
+    let metadata = client.core_metadata(file).unwrap();
+    assert_eq!(metadata.source, MetadataSource::SdistPkgInfo);
+    metadata
+        .requires_dist
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect()
+}
+
+const PKG_INFO: &[u8] =
+    b"Metadata-Version: 2.2\nName: demo\nVersion: 1.1\nRequires-Dist: packaging\n";
+
+#[test]
+fn an_sdist_is_read_while_it_downloads() {
+    // 200 members ahead of PKG-INFO: the download takes many reads, and the file that says
+    // what the sdist is arrives last.
+    let sdist = sdist_with(PKG_INFO, 200, true);
+    let server = sdist_index(&sdist, &sha256(&sdist));
+    let index = IndexUrl::parse(&server.index_url()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(index.clone(), cache.path())).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    // Downloaded for a build, which reads the archive itself.
+    let dest = tempfile::tempdir().unwrap();
+    client
+        .download_to(&page.files[0], &dest.path().join("demo-1.1.tar.gz"))
+        .unwrap();
+    drop(client);
+
+    // What it says was found on the way: without the archive, and offline, it is known.
+    std::fs::remove_dir_all(cache.path().join("artifacts-v1")).unwrap();
+    let offline = offline_client(index, cache.path());
+    assert_eq!(requires(&offline, &page.files[0]), ["packaging"]);
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "the page and the sdist, once each"
+    );
+}
+
+#[test]
+fn an_sdist_download_that_breaks_off_is_read_from_the_attempt_that_completed() {
+    let sdist = sdist_with(PKG_INFO, 200, true);
+    let server = sdist_index(&sdist, &sha256(&sdist));
+    // The first attempt's bytes are another archive, whose own PKG-INFO names another
+    // dependency; it comes first, so it is read in full before the connection drops (and
+    // the retry waits a back-off).
+    let other = sdist_with(
+        b"Metadata-Version: 2.2\nName: demo\nVersion: 1.1\nRequires-Dist: wrong\n",
+        200,
+        false,
+    );
+    server.inject(
+        "/files/demo-1.1.tar.gz",
+        bitpoll_test_server::Fault::TruncateOnce(bitpoll_test_server::Response::new(
+            200,
+            "application/octet-stream",
+            other,
+        )),
+    );
+    let index = IndexUrl::parse(&server.index_url()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(index.clone(), cache.path())).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    assert_eq!(requires(&client, &page.files[0]), ["packaging"]);
+    let downloads = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/files/demo-1.1.tar.gz")
+        .count();
+    assert_eq!(downloads, 2, "retried once");
+    drop(client);
+    // What was kept is the complete archive's.
+    std::fs::remove_dir_all(cache.path().join("artifacts-v1")).unwrap();
+    let offline = offline_client(index, cache.path());
+    assert_eq!(requires(&offline, &page.files[0]), ["packaging"]);
+}
+
+#[test]
+fn an_sdist_that_fails_its_hash_leaves_nothing_read_from_it() {
+    let sdist = sdist_with(PKG_INFO, 20, false);
+    let server = sdist_index(&sdist, &"33".repeat(32));
+    let index = IndexUrl::parse(&server.index_url()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let client = IndexClient::new(options(index, cache.path())).unwrap();
+    let page = client.project(&name("demo")).unwrap();
+    let err = client.core_metadata(&page.files[0]).unwrap_err();
+    assert!(matches!(err, ClientError::HashMismatch { .. }), "{err}");
+    for kind in ["artifacts-v1", "sdist-members-v2"] {
+        let kept = cache_files(&cache.path().join(kind));
+        assert_eq!(kept, Vec::<std::path::PathBuf>::new(), "{kind}");
+    }
+}

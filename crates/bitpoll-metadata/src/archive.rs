@@ -275,25 +275,44 @@ pub fn sdist_members(
     filename: &str,
     mut reader: impl Read + Seek,
 ) -> Result<SdistMembers, MetadataError> {
+    if filename.to_ascii_lowercase().ends_with(".zip") {
+        let stem = &filename[..filename.len() - ".zip".len()];
+        return Ok(members_of(stem, scan_zip(&mut reader)?));
+    }
+    tar_sdist_members(filename, reader)
+}
+
+/// Whether [`tar_sdist_members`] reads `filename`'s format.
+pub fn is_tar_sdist(filename: &str) -> bool {
+    tar_format(filename).is_some()
+}
+
+/// The length of the name without its suffix, and whether the tar is gzipped.
+fn tar_format(filename: &str) -> Option<(usize, bool)> {
     let lower = filename.to_ascii_lowercase();
-    let (stem, tops) = if let Some(stem) = lower.strip_suffix(".tar.gz") {
-        (
+    [(".tar.gz", true), (".tgz", true), (".tar", false)]
+        .iter()
+        .find_map(|(suffix, gzipped)| Some((lower.strip_suffix(suffix)?.len(), *gzipped)))
+}
+
+/// [`sdist_members`] of a `.tar.gz`, `.tgz` or `.tar` sdist, read front to back: a tar
+/// needs no seeking, so it can be read while it downloads. Anything else is
+/// [`MetadataError::UnsupportedFormat`].
+pub fn tar_sdist_members(filename: &str, reader: impl Read) -> Result<SdistMembers, MetadataError> {
+    let tops = match tar_format(filename) {
+        Some((stem, true)) => (
             stem,
-            scan_tar(flate2::read::GzDecoder::new(&mut reader), MAX_SCANNED_BYTES)?,
-        )
-    } else if let Some(stem) = lower.strip_suffix(".tgz") {
-        (
-            stem,
-            scan_tar(flate2::read::GzDecoder::new(&mut reader), MAX_SCANNED_BYTES)?,
-        )
-    } else if let Some(stem) = lower.strip_suffix(".tar") {
-        (stem, scan_tar(&mut reader, MAX_SCANNED_BYTES)?)
-    } else if let Some(stem) = lower.strip_suffix(".zip") {
-        (stem, scan_zip(&mut reader)?)
-    } else {
-        return Err(MetadataError::UnsupportedFormat(filename.to_string()));
+            scan_tar(flate2::read::GzDecoder::new(reader), MAX_SCANNED_BYTES)?,
+        ),
+        Some((stem, false)) => (stem, scan_tar(reader, MAX_SCANNED_BYTES)?),
+        None => return Err(MetadataError::UnsupportedFormat(filename.to_string())),
     };
-    let original_stem = &filename[..stem.len()];
+    Ok(members_of(&filename[..tops.0], tops.1))
+}
+
+/// The files of the top-level directory named after the sdist (`original_stem`), else of
+/// the first one.
+fn members_of(original_stem: &str, tops: BTreeMap<String, TopLevel>) -> SdistMembers {
     let top = tops
         .iter()
         .find(|(dir, _)| dir.eq_ignore_ascii_case(original_stem))
@@ -303,13 +322,13 @@ pub fn sdist_members(
         b.as_deref()
             .map(|b| String::from_utf8_lossy(b).into_owned())
     };
-    Ok(match top {
+    match top {
         Some(top) => SdistMembers {
             pkg_info: text(&top.pkg_info),
             pyproject: text(&top.pyproject),
         },
         None => SdistMembers::default(),
-    })
+    }
 }
 
 /// The cheap half of [`read_sdist`]: what the files found say.

@@ -47,6 +47,9 @@ pub enum Fault {
     Replace { response: Response, times: usize },
     /// Send the headers and half the body, then close the connection.
     Truncate,
+    /// Send the headers and half the body of this response instead, then close the
+    /// connection; once (a download that breaks off, and whose retry gets the route).
+    TruncateOnce(Response),
     /// Close the connection without answering.
     Reset,
     /// Wait before answering.
@@ -272,6 +275,9 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                     *times -= 1;
                 }
             }
+            if matches!(fault, Some(Fault::TruncateOnce(_))) {
+                st.faults.remove(&path);
+            }
             if matches!(fault, Some(Fault::Replace { times: 0, .. })) {
                 fault = None;
             }
@@ -315,7 +321,10 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 continue;
             }
-            Some(Fault::Truncate) => {
+            Some(fault @ (Fault::Truncate | Fault::TruncateOnce(_))) => {
+                if let Fault::TruncateOnce(instead) = fault {
+                    response = instead;
+                }
                 let head = head(&response, response.body.len(), None);
                 let _ = stream.write_all(head.as_bytes());
                 let _ = stream.write_all(&response.body[..response.body.len() / 2]);
