@@ -270,6 +270,10 @@ struct Shared {
     publishers: Memo<String, Option<String>>,
     /// Artifacts (by sha256) this run downloaded, see [`Shared::wheel_metadata`].
     downloaded: Mutex<std::collections::HashSet<String>>,
+    /// Stored files (by sha256) whose bytes this run checked against that hash: opened
+    /// again, they are not hashed again (scipy's sdist is opened three times in a cold run,
+    /// 42 MB each).
+    verified: Mutex<std::collections::HashSet<String>>,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Counters,
     reporter: Option<Reporter>,
@@ -393,6 +397,7 @@ impl IndexClient {
             sdists: Mutex::default(),
             publishers: Mutex::default(),
             downloaded: Mutex::default(),
+            verified: Mutex::default(),
             downloads: Mutex::default(),
             counters: Counters::default(),
             reporter: options.reporter,
@@ -1615,7 +1620,14 @@ impl Shared {
     ) -> Result<Blob, ClientError> {
         let path = self.cache.blob_path(kind, sha256);
         let mark = self.timings.mark();
-        if let Some(file) = self.cache.open_blob(&path, sha256) {
+        let checked = self.is_verified(sha256);
+        let stored = if checked {
+            std::fs::File::open(&path).ok()
+        } else {
+            self.cache.open_blob(&path, sha256)
+        };
+        if let Some(file) = stored {
+            self.mark_verified(sha256);
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             let timeline_kind = if kind == "metadata" {
                 RequestKind::Metadata
@@ -1689,6 +1701,7 @@ impl Shared {
                             }
                         }
                     }
+                    self.mark_verified(sha256);
                     Ok(Blob::File(file, path))
                 }
                 Ok(Err(actual)) => Err(mismatch(actual)),
@@ -1705,6 +1718,20 @@ impl Shared {
                 Ok(Blob::Memory(body.into()))
             }
         }
+    }
+
+    fn is_verified(&self, sha256: &str) -> bool {
+        self.verified
+            .lock()
+            .expect("verified lock")
+            .contains(sha256)
+    }
+
+    fn mark_verified(&self, sha256: &str) {
+        self.verified
+            .lock()
+            .expect("verified lock")
+            .insert(sha256.to_string());
     }
 
     /// The bytes of `url`, which must hash to `sha256`, in memory.
