@@ -1056,15 +1056,10 @@ fn sdist_with(pkg_info: &[u8], filler: usize, pkg_info_last: bool) -> Vec<u8> {
             b"[build-system]\nrequires = [\"setuptools\"]\n",
         );
     }
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
     for i in 0..filler {
-        let data: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
+        // Digests do not compress: 128 of them make 4 KiB.
+        let data: Vec<u8> = (0..128)
+            .flat_map(|j| Sha256::digest(format!("{i}.{j}")))
             .collect();
         append(&format!("demo-1.1/data/{i}.bin"), &data);
     }
