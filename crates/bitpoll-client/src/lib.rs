@@ -271,8 +271,8 @@ struct Shared {
     /// Artifacts (by sha256) this run downloaded, see [`Shared::wheel_metadata`].
     downloaded: Mutex<std::collections::HashSet<String>>,
     /// Stored files (by sha256) whose bytes this run checked against that hash: opened
-    /// again, they are not hashed again (scipy's sdist is opened three times in a cold run,
-    /// 42 MB each).
+    /// again, they are not hashed again (a large sdist is opened by the reader of its
+    /// metadata and again for its build; scipy's is 42 MB).
     verified: Mutex<std::collections::HashSet<String>>,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Counters,

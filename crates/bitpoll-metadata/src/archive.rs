@@ -299,7 +299,7 @@ fn tar_format(filename: &str) -> Option<(usize, bool)> {
 /// needs no seeking, so it can be read while it downloads. Anything else is
 /// [`MetadataError::UnsupportedFormat`].
 pub fn tar_sdist_members(filename: &str, reader: impl Read) -> Result<SdistMembers, MetadataError> {
-    let tops = match tar_format(filename) {
+    let (stem, tops) = match tar_format(filename) {
         Some((stem, true)) => (
             stem,
             scan_tar(flate2::read::GzDecoder::new(reader), MAX_SCANNED_BYTES)?,
@@ -307,7 +307,7 @@ pub fn tar_sdist_members(filename: &str, reader: impl Read) -> Result<SdistMembe
         Some((stem, false)) => (stem, scan_tar(reader, MAX_SCANNED_BYTES)?),
         None => return Err(MetadataError::UnsupportedFormat(filename.to_string())),
     };
-    Ok(members_of(&filename[..tops.0], tops.1))
+    Ok(members_of(&filename[..stem], tops))
 }
 
 /// The files of the top-level directory named after the sdist (`original_stem`), else of
