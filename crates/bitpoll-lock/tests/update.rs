@@ -450,11 +450,13 @@ fn without_any_setting_the_installed_pips_default_is_asked_once_and_remembered()
     let bin = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let calls = bin.path().join("calls");
-    // A stand-in interpreter: answers pip's default-index question with the loopback index.
+    // A stand-in interpreter: answers pip's default-index question with the loopback index,
+    // and writes each call on a line of its own (a script given with `-c` has several lines;
+    // `PATH` holds this directory alone, so only the shell's own commands are at hand).
     let script = format!(
-        "#!/bin/sh\necho \"$*\" >> '{}'\necho '{}'\n",
+        "#!/bin/sh\ncase \"$*\" in *pip*) echo \"pip: $1\" ;; *) echo \"other: $1 $2\" ;; esac >> '{}'\necho '{}'\n",
         calls.display(),
-        p.server.index_url()
+        p.server.index_url(),
     );
     let python = bin.path().join("python3");
     std::fs::write(&python, script).unwrap();
