@@ -1445,7 +1445,7 @@ fn memory_dir() -> Option<PathBuf> {
 /// other kind of archive, or one too short to have a trailer.
 fn tar_gz_size(path: &Path, filename: &str) -> Option<u64> {
     use std::io::{Seek, SeekFrom};
-    if !is_tar_gz(filename) {
+    if !bitpoll_metadata::is_tar_gz(filename) {
         return None;
     }
     let mut file = File::open(path).ok()?;
@@ -1453,12 +1453,6 @@ fn tar_gz_size(path: &Path, filename: &str) -> Option<u64> {
     let mut trailer = [0u8; 4];
     file.read_exact(&mut trailer).ok()?;
     Some(u64::from(u32::from_le_bytes(trailer)))
-}
-
-/// Whether `filename` names a gzipped tar archive, the sdist format besides `.zip`.
-fn is_tar_gz(filename: &str) -> bool {
-    let lower = filename.to_ascii_lowercase();
-    lower.ends_with(".tar.gz") || lower.ends_with(".tgz")
 }
 
 /// Removes what killed runs left in `work` (best effort: another run may be using the rest),
@@ -1627,12 +1621,12 @@ fn unpack_sdist_within(
         file: filename.to_string(),
         reason,
     };
-    let mut writer = Writer::new(limit, filename);
     let file = File::open(path).map_err(io(format!("{}", path.display())))?;
     if filename.to_ascii_lowercase().ends_with(".zip") {
         return unpack_zip(file, filename, dest, |name| Some(name.to_string()));
     }
-    if !is_tar_gz(filename) {
+    let mut writer = Writer::new(limit, filename);
+    if !bitpoll_metadata::is_tar_gz(filename) {
         return Err(unpack("not a .tar.gz or .zip archive".into()));
     }
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));

@@ -287,6 +287,11 @@ pub fn is_tar_sdist(filename: &str) -> bool {
     tar_format(filename).is_some()
 }
 
+/// Whether `filename` names a gzipped tar (`.tar.gz`, `.tgz`).
+pub fn is_tar_gz(filename: &str) -> bool {
+    matches!(tar_format(filename), Some((_, true)))
+}
+
 /// The length of the name without its suffix, and whether the tar is gzipped.
 fn tar_format(filename: &str) -> Option<(usize, bool)> {
     let lower = filename.to_ascii_lowercase();

@@ -25,7 +25,7 @@ mod archive;
 mod core;
 
 pub use crate::archive::{
-    check_member_path, interpret_sdist, is_tar_sdist, read_sdist, read_wheel_metadata,
+    check_member_path, interpret_sdist, is_tar_gz, is_tar_sdist, read_sdist, read_wheel_metadata,
     read_wheel_metadata_limited, sdist_members, tar_sdist_members, wheel_metadata_bytes, SdistInfo,
     SdistMembers, FALLBACK_BUILD_REQUIRES, MAX_SCANNED_BYTES, MAX_UNCOMPRESSED_BYTES,
 };
