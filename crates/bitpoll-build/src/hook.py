@@ -34,7 +34,59 @@ def setup_commands_skipped():
         dist.Distribution.run_commands = original
 
 
+# A module's source at least this large is compiled apart (see compile_large_sources_apart).
+LARGE_SOURCE = 256 * 1024
+
+# Compiles the source on standard input, named by its first argument, as an import would,
+# and writes the code object (marshalled) to standard output.
+COMPILE_APART = (
+    "import marshal, sys; "
+    "sys.stdout.buffer.write(marshal.dumps("
+    "compile(sys.stdin.buffer.read(), sys.argv[1], 'exec', dont_inherit=True)))"
+)
+
+
+def compile_large_sources_apart():
+    """Compiling a module takes memory in proportion to its source, on top of everything the
+    process holds by then: setuptools' pyproject validator (360 KiB of source) takes over
+    20 MiB to compile, and a question to python-ldap's backend peaked at 51 MiB while it
+    did, against 32 MiB with that module's bytecode already written. A module this large
+    without bytecode is compiled by a short-lived interpreter of its own, whose memory goes
+    with it (the question then peaks at 35 MiB); the import writes the bytecode as usual, for
+    later hooks. Only very large modules: the other interpreter's start is waited for, and
+    compiling setuptools' 164 KiB `more_itertools` apart did not lower the peak of uWSGI's
+    hook, which imports it. A failure there (no interpreter to start, say) is not reported:
+    the module is compiled here instead, and a fault in it is reported by that."""
+    from importlib.machinery import SourceFileLoader
+
+    original = SourceFileLoader.source_to_code
+
+    # Further arguments pass through: Python 3.15 adds the module's name.
+    def source_to_code(self, data, path, *args, **kwargs):
+        if len(data) >= LARGE_SOURCE and kwargs.get("_optimize", -1) == -1:
+            try:
+                import marshal
+                import subprocess
+
+                done = subprocess.run(
+                    [sys.executable, "-I", "-S", "-c", COMPILE_APART, path],
+                    input=data,
+                    capture_output=True,
+                    check=True,
+                )
+                code = marshal.loads(done.stdout)
+                # The compiler's warnings, as compiling here would have printed them.
+                sys.stderr.write(done.stderr.decode(errors="replace"))
+                return code
+            except Exception:
+                pass
+        return original(self, data, path, *args, **kwargs)
+
+    SourceFileLoader.source_to_code = source_to_code
+
+
 def main():
+    compile_large_sources_apart()
     src, out, spec, backend_path, hook = sys.argv[1:6]
     # Processes their .pth files too (setuptools ships one that it relies on).
     for env in sys.argv[6:]:

@@ -4,43 +4,27 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bitpoll_build::{Builder, Wheel};
-use common::{builder, python, LocalBackendSdist};
-use sha2::{Digest, Sha256};
+use common::{builder, python, wheel, LocalBackendSdist};
 
 /// A pure-Python wheel with one module, `helper`, written to `dir`.
 fn helper_wheel(dir: &Path) -> Wheel {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default();
-        for (name, text) in [
-            ("helper.py", "ANSWER = 42\n"),
+    wheel(
+        dir,
+        "helper-1.0-py3-none-any.whl",
+        &[
+            ("helper.py", b"ANSWER = 42\n"),
             (
                 "helper-1.0.dist-info/METADATA",
-                "Metadata-Version: 2.1\nName: helper\nVersion: 1.0\n",
+                b"Metadata-Version: 2.1\nName: helper\nVersion: 1.0\n",
             ),
-            ("helper-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n"),
-            ("helper-1.0.dist-info/RECORD", ""),
-        ] {
-            zip.start_file(name, opts).unwrap();
-            zip.write_all(text.as_bytes()).unwrap();
-        }
-        zip.finish().unwrap();
-    }
-    let bytes = buf.into_inner();
-    let filename = "helper-1.0-py3-none-any.whl";
-    let path = dir.join(filename);
-    fs::write(&path, &bytes).unwrap();
-    Wheel {
-        path,
-        filename: filename.to_string(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-    }
+            ("helper-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\n"),
+            ("helper-1.0.dist-info/RECORD", b""),
+        ],
+    )
 }
 
 /// An sdist whose backend imports `helper` and writes where it found it to `seen`.

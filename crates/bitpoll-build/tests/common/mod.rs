@@ -4,10 +4,11 @@
 // Not every test file uses every helper.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bitpoll_build::{Builder, Interpreter, Isolation, Sdist};
+use bitpoll_build::{Builder, Interpreter, Isolation, Sdist, Wheel};
 use sha2::{Digest, Sha256};
 
 pub fn tar_gz(members: &[(&str, &str)]) -> Vec<u8> {
@@ -21,6 +22,29 @@ pub fn tar_gz(members: &[(&str, &str)]) -> Vec<u8> {
         tar.append_data(&mut header, name, text.as_bytes()).unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// A wheel of `members` (name and bytes) written to `dir/filename`, as a build environment
+/// lists it.
+pub fn wheel(dir: &Path, filename: &str, members: &[(&str, &[u8])]) -> Wheel {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, bytes) in members {
+            zip.start_file(*name, opts).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    let bytes = buf.into_inner();
+    let path = dir.join(filename);
+    std::fs::write(&path, &bytes).unwrap();
+    Wheel {
+        path,
+        filename: filename.to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    }
 }
 
 pub fn python() -> Option<Interpreter> {
