@@ -89,7 +89,11 @@ fn run(universe: &Universe, requirements: &[&str], systems: &[&str]) -> Run {
         preferences: &preferences,
     };
     let together = bitpoll_resolver::resolve(&source, &targets, &request).expect("a solution");
-    let events = options.timings.timeline().expect("timings are on").events;
+    let events = options
+        .timings
+        .take_timeline()
+        .expect("timings are on")
+        .events;
     let solves = events
         .iter()
         .filter(|e| e.category == Category::Solve)

@@ -375,8 +375,9 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
     timings.span(mark, Category::LockWrite, || {
         if unchanged { "unchanged" } else { "written" }.into()
     });
-    if let (Some(path), Some(timeline)) = (&args.timings, timings.timeline()) {
-        std::fs::write(path, timeline.to_json())
+    if let (Some(path), Some(timeline)) = (&args.timings, timings.take_timeline()) {
+        std::fs::File::create(path)
+            .and_then(|file| timeline.write_json(std::io::BufWriter::new(file)))
             .with_context(|| format!("writing the timeline to {}", path.display()))?;
         if !quiet {
             for line in timeline.brief() {

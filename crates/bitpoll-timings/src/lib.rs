@@ -254,11 +254,14 @@ impl Timings {
         r.events.lock().expect("timings lock").push(event);
     }
 
-    /// Everything recorded so far, with its summaries; `None` when off.
-    pub fn timeline(&self) -> Option<Timeline> {
+    /// Everything recorded so far, with its summaries; `None` when off. The events move
+    /// into the timeline (a run asks once, when it is over): a copy of them and the JSON
+    /// text built in memory were the largest allocations at the end of a large run (sentry's
+    /// set: 5,800 events, 3.3 MB of JSON, 51 MiB of peak memory becoming 57 MiB).
+    pub fn take_timeline(&self) -> Option<Timeline> {
         let r = self.0.as_ref()?;
         let wall_ms = r.now();
-        let mut events = r.events.lock().expect("timings lock").clone();
+        let mut events = std::mem::take(&mut *r.events.lock().expect("timings lock"));
         let demanded = r.demanded.lock().expect("timings lock").clone();
         for event in &mut events {
             if let Some(info) = &mut event.request {
@@ -558,10 +561,11 @@ fn critical_paths(events: &[Event]) -> Vec<CriticalPath> {
 }
 
 impl Timeline {
-    pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("a timeline serialises");
-        text.push('\n');
-        text
+    /// Writes the timeline as JSON to `out`, as it goes.
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.flush()
     }
 
     /// A few lines for the terminal: wall time, the longest critical path, requests and
@@ -710,7 +714,7 @@ mod tests {
             t.span(mark, Category::BuildHook, || label.to_string());
         }
         t.demand_build("a-1.0.tar.gz");
-        let sp = t.timeline().unwrap().summary.speculation;
+        let sp = t.take_timeline().unwrap().summary.speculation;
         assert_eq!(sp.hooks_unused, 2);
     }
 
@@ -736,7 +740,7 @@ mod tests {
             );
         }
         t.demand(|| "/a".into());
-        let timeline = t.timeline().unwrap();
+        let timeline = t.take_timeline().unwrap();
         let used: Vec<Option<bool>> = timeline
             .events
             .iter()
@@ -752,6 +756,6 @@ mod tests {
         t.span(t.mark(), Category::Merge, || {
             unreachable!("labels are not built when off")
         });
-        assert!(t.timeline().is_none());
+        assert!(t.take_timeline().is_none());
     }
 }
