@@ -45,7 +45,7 @@ const USAGE: &str =
   --build-python PATH the interpreter both tools build sdists with (default: python3.13 on
                       PATH, else python3)
   --run-timeout SECS  a run that takes longer is killed and counted as failed (default 900)
-  --no-timings        do not ask bitpoll-lock for a `--timings` file on cold runs
+  --no-timings        do not ask bitpoll-lock for a `--timings` file on its cold warm-up runs
   --skip-build        use target/release/bitpoll-lock as it is";
 
 /// The Python version both tools resolve for. Bitpoll's nixpkgs index describes the same one;
@@ -334,8 +334,6 @@ pub struct Sample {
     pub seconds: f64,
     pub rss_kib: u64,
     pub log: String,
-    /// The run's timeline, when bitpoll-lock was asked for one.
-    pub timings: Option<String>,
 }
 
 pub struct Failure {
@@ -596,6 +594,8 @@ pub struct Row {
     pub command: String,
     pub samples: Vec<Sample>,
     pub failure: Option<Failure>,
+    /// The timeline of the warm-up run, when bitpoll-lock was asked for one.
+    pub timeline: Option<String>,
 }
 
 impl Row {
@@ -675,6 +675,7 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                 command: String::new(),
                 samples: Vec::new(),
                 failure: None,
+                timeline: None,
             })
             .collect();
         // Round 0 is the warm-up: discarded, and it fills the caches that the warm and
@@ -699,9 +700,12 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                         Tool::Uv => format!("{w}/out/{name}-uv.txt"),
                         _ => format!("{w}/out/{name}-{key}.lock.json"),
                     },
-                    // The hook for the per-run timeline: cold runs are the ones to explain.
-                    timings: (setup.timings && mode == Mode::Cold && tool != Tool::Uv)
-                        .then(|| format!("{w}/timings/{name}-{key}-run{run}.json")),
+                    // Cold runs are the ones to explain. Only the discarded warm-up records
+                    // its timeline, so that measured runs run as a user runs them: recording
+                    // one (an event per request, then its summary and JSON) took 3-5 MiB
+                    // onto the peak of a cold run of sentry's set.
+                    timings: (setup.timings && mode == Mode::Cold && tool != Tool::Uv && run == 0)
+                        .then(|| format!("{w}/timings/{name}-{key}-warm-up.json")),
                 };
                 let log = format!("{w}/logs/{name}-{}-{key}-run{run}.log", mode.key());
                 // The offline warm-up goes online so that the offline runs have a full cache.
@@ -741,8 +745,9 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                                 seconds: m.seconds,
                                 rss_kib: m.rss_kib,
                                 log: log.clone(),
-                                timings: paths.timings.clone(),
                             });
+                        } else {
+                            row.timeline = paths.timings.clone();
                         }
                     }
                     Err(RunError(message)) => {
@@ -765,6 +770,7 @@ fn bench_check(setup: &Setup, lock: &str, runs: usize) -> Row {
         command: format!("bitpoll-lock --quiet check --lock {lock}"),
         samples: Vec::new(),
         failure: None,
+        timeline: None,
     };
     for run in 0..=runs {
         let log = format!("{}/logs/check-run{run}.log", setup.work);
@@ -777,7 +783,6 @@ fn bench_check(setup: &Setup, lock: &str, runs: usize) -> Row {
                 seconds: m.seconds,
                 rss_kib: m.rss_kib,
                 log,
-                timings: None,
             }),
             Ok(_) => {}
             Err(RunError(message)) => {

@@ -269,8 +269,8 @@ fn row_json(rows: &[Row], row: &Row) -> Value {
             "seconds": s.seconds,
             "peak_rss_kib": s.rss_kib,
             "log": s.log,
-            "timings": s.timings,
         })).collect::<Vec<_>>(),
+        "timeline_of_warm_up": row.timeline,
     })
 }
 
@@ -291,7 +291,7 @@ pub fn json(m: &Machine, sets: &[SetFacts], rows: &[Row], check: Option<&Row>) -
         "elapsed_s": m.elapsed_s,
         "commands": {
             "uv": "UV_PYTHON_DOWNLOADS=never uv pip compile --universal --python-version 3.13 --python BUILD_PYTHON --generate-hashes --quiet --cache-dir DIR [--offline] FILE... > OUT",
-            "ours": "bitpoll-lock --quiet update --upgrade --python 3.13 --build-python BUILD_PYTHON [--no-nixpkgs] --policy POLICY --cache-dir DIR --lock SCRATCH [--offline] [--timings FILE] -r FILE...",
+            "ours": "bitpoll-lock --quiet update --upgrade --python 3.13 --build-python BUILD_PYTHON [--no-nixpkgs] --policy POLICY --cache-dir DIR --lock SCRATCH [--offline] -r FILE... (the cold warm-up runs add --timings FILE)",
             "note": "each row's `command` is the exact command of its first measured run; cold runs start from an empty DIR, warm and offline ones from the DIR their warm-up filled",
         },
         "sets": sets.iter().map(|f| json!({
@@ -327,10 +327,10 @@ mod tests {
                     seconds,
                     rss_kib: m * 1024,
                     log: format!("logs/{set}-run{}.log", i + 1),
-                    timings: None,
                 })
                 .collect(),
             failure: None,
+            timeline: None,
         }
     }
 
