@@ -531,6 +531,26 @@ struct Setup {
 }
 
 impl Setup {
+    /// Where run `run` (0: the warm-up) of `tool` on set `name` in `mode` keeps its cache,
+    /// writes its output and, when it records one, its timeline. Cold runs are the ones to
+    /// explain, and only the discarded warm-up records its timeline, so that measured runs run
+    /// as a user runs them: recording one (an event per request, then its summary and JSON)
+    /// took 3-5 MiB onto the peak of a cold run of sentry's set.
+    fn run_paths(&self, name: &str, mode: Mode, tool: Tool, run: usize) -> RunPaths {
+        let (w, key) = (&self.work, tool.key());
+        RunPaths {
+            cache: match mode {
+                Mode::Cold => format!("{w}/cache/cold-{key}"),
+                Mode::Warm | Mode::Offline => format!("{w}/cache/{name}-{key}"),
+            },
+            output: match tool {
+                Tool::Uv => format!("{w}/out/{name}-uv.txt"),
+                _ => format!("{w}/out/{name}-{key}.lock.json"),
+            },
+            timings: (self.timings && mode == Mode::Cold && tool != Tool::Uv && run == 0)
+                .then(|| format!("{w}/timings/{name}-{key}-warm-up.json")),
+        }
+    }
     fn invocation(&self, set: &SetSpec, tool: Tool, offline: bool, p: &RunPaths) -> Invocation {
         let python = self.build_python.display().to_string();
         let mut args: Vec<String> = Vec::new();
@@ -688,25 +708,8 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                 if row.failure.is_some() {
                     continue;
                 }
-                let w = &setup.work;
-                let name = &set.name;
-                let key = tool.key();
-                let paths = RunPaths {
-                    cache: match mode {
-                        Mode::Cold => format!("{w}/cache/cold-{key}"),
-                        Mode::Warm | Mode::Offline => format!("{w}/cache/{name}-{key}"),
-                    },
-                    output: match tool {
-                        Tool::Uv => format!("{w}/out/{name}-uv.txt"),
-                        _ => format!("{w}/out/{name}-{key}.lock.json"),
-                    },
-                    // Cold runs are the ones to explain. Only the discarded warm-up records
-                    // its timeline, so that measured runs run as a user runs them: recording
-                    // one (an event per request, then its summary and JSON) took 3-5 MiB
-                    // onto the peak of a cold run of sentry's set.
-                    timings: (setup.timings && mode == Mode::Cold && tool != Tool::Uv && run == 0)
-                        .then(|| format!("{w}/timings/{name}-{key}-warm-up.json")),
-                };
+                let (w, name, key) = (&setup.work, &set.name, tool.key());
+                let paths = setup.run_paths(name, mode, tool, run);
                 let log = format!("{w}/logs/{name}-{}-{key}-run{run}.log", mode.key());
                 // The offline warm-up goes online so that the offline runs have a full cache.
                 let offline = mode == Mode::Offline && run > 0;
@@ -1177,6 +1180,48 @@ celery[redis]==5.4.0
     fn requirement_count_skips_comments_blanks_and_options() {
         let text = "# top\n\ndjango>=4  # web\n-c constraints.txt\n--index-url x\nrequests\n";
         assert_eq!(count_requirements(&[text.to_string()]), 2);
+    }
+
+    #[test]
+    fn only_the_cold_warm_up_of_ours_records_a_timeline() {
+        let setup = |timings| Setup {
+            root: PathBuf::from("/r"),
+            work: "w".into(),
+            ours: PathBuf::new(),
+            uv: PathBuf::new(),
+            build_python: PathBuf::new(),
+            run_timeout: Duration::from_secs(1),
+            timings,
+            set_aside: Default::default(),
+        };
+        let on = setup(true);
+        assert_eq!(
+            on.run_paths("zulip", Mode::Cold, Tool::OursIndex, 0)
+                .timings
+                .as_deref(),
+            Some("w/timings/zulip-no-nixpkgs-warm-up.json")
+        );
+        // Measured runs, uv's, warm and offline ones, and a bench told not to: none.
+        for run in 1..=5 {
+            assert_eq!(
+                on.run_paths("zulip", Mode::Cold, Tool::OursIndex, run)
+                    .timings,
+                None
+            );
+        }
+        assert_eq!(on.run_paths("zulip", Mode::Cold, Tool::Uv, 0).timings, None);
+        for mode in [Mode::Warm, Mode::Offline] {
+            assert_eq!(
+                on.run_paths("zulip", mode, Tool::OursHybrid, 0).timings,
+                None
+            );
+        }
+        assert_eq!(
+            setup(false)
+                .run_paths("zulip", Mode::Cold, Tool::OursIndex, 0)
+                .timings,
+            None
+        );
     }
 
     #[test]
