@@ -1625,10 +1625,10 @@ fn unpack_sdist_within(
     if filename.to_ascii_lowercase().ends_with(".zip") {
         return unpack_zip(file, filename, dest, |name| Some(name.to_string()));
     }
-    let mut writer = Writer::new(limit, filename);
     if !bitpoll_metadata::is_tar_gz(filename) {
         return Err(unpack("not a .tar.gz or .zip archive".into()));
     }
+    let mut writer = Writer::new(limit, filename);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in archive.entries().map_err(|e| unpack(e.to_string()))? {
         let entry = entry.map_err(|e| unpack(e.to_string()))?;

@@ -1792,28 +1792,33 @@ impl Shared {
                 };
                 let sha256 = file.sha256.as_ref().map(|s| s.to_string());
                 let stored = || sha256.as_deref().and_then(|s| self.stored_members(s));
-                if let Some(members) = stored() {
+                let members = if let Some(members) = stored() {
                     self.cache_hit();
-                    let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
-                    return Ok(Arc::new(info));
-                }
-                let blob = self.download_blob(file).await?;
-                // Usually read while it downloaded.
-                if let Some(members) = stored() {
-                    let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
-                    return Ok(Arc::new(info));
-                }
-                let filename = file.filename.clone();
-                let members = tokio::task::spawn_blocking(move || match blob {
-                    Blob::File(f, _) => sdist_members(&filename, std::io::BufReader::new(f)),
-                    Blob::Memory(bytes) => sdist_members(&filename, std::io::Cursor::new(bytes)),
-                })
-                .await
-                .expect("sdist reader does not panic")
-                .map_err(metadata_error)?;
-                if let Some(sha256) = &sha256 {
-                    self.keep_members(sha256, &members);
-                }
+                    members
+                } else {
+                    let blob = self.download_blob(file).await?;
+                    // Usually read while it downloaded.
+                    if let Some(members) = stored() {
+                        members
+                    } else {
+                        let filename = file.filename.clone();
+                        let members = tokio::task::spawn_blocking(move || match blob {
+                            Blob::File(f, _) => {
+                                sdist_members(&filename, std::io::BufReader::new(f))
+                            }
+                            Blob::Memory(bytes) => {
+                                sdist_members(&filename, std::io::Cursor::new(bytes))
+                            }
+                        })
+                        .await
+                        .expect("sdist reader does not panic")
+                        .map_err(metadata_error)?;
+                        if let Some(sha256) = &sha256 {
+                            self.keep_members(sha256, &members);
+                        }
+                        members
+                    }
+                };
                 let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
                 Ok(Arc::new(info))
             }),
