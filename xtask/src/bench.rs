@@ -333,6 +333,8 @@ pub struct Sample {
     pub run: usize,
     pub seconds: f64,
     pub rss_kib: u64,
+    /// User and system CPU time of the run and its waited-for children.
+    pub cpu_seconds: f64,
     pub log: String,
 }
 
@@ -348,10 +350,11 @@ struct RunError(String);
 struct Measured {
     seconds: f64,
     rss_kib: u64,
+    cpu_seconds: f64,
 }
 
-/// Runs `cmd` to the end: its wall time and the peak RSS of it and its waited-for children.
-/// A run past `limit` is killed.
+/// Runs `cmd` to the end: its wall time, and the peak RSS and CPU time of it and its
+/// waited-for children. A run past `limit` is killed.
 // Peak memory of a child needs wait4(2), which std does not wrap; telling its exit apart from
 // its reaping (so that a late kill can never hit a recycled pid) needs waitid(2).
 #[allow(unsafe_code)]
@@ -455,10 +458,12 @@ fn measure(
             .unwrap_or("");
         return Err(RunError(format!("{how}: {}", last.trim())));
     }
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Measured {
         seconds,
         // Linux reports ru_maxrss in KiB.
         rss_kib: usage.ru_maxrss.max(0) as u64,
+        cpu_seconds: cpu(usage.ru_utime) + cpu(usage.ru_stime),
     })
 }
 
@@ -623,6 +628,10 @@ impl Row {
         self.samples.iter().map(|s| s.seconds).collect()
     }
 
+    pub fn cpu_seconds(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.cpu_seconds).collect()
+    }
+
     pub fn rss_mib(&self) -> Vec<f64> {
         self.samples
             .iter()
@@ -737,8 +746,9 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                 match result {
                     Ok(m) => {
                         eprintln!(
-                            "    {label}: {:.2} s, {:.0} MiB{}",
+                            "    {label}: {:.2} s, {:.2} s CPU, {:.0} MiB{}",
                             m.seconds,
+                            m.cpu_seconds,
                             m.rss_kib as f64 / 1024.0,
                             if run == 0 { " (warm-up)" } else { "" }
                         );
@@ -747,6 +757,7 @@ fn bench_set(setup: &Setup, set: &SetSpec, modes: &[Mode], runs: usize) -> Vec<R
                                 run,
                                 seconds: m.seconds,
                                 rss_kib: m.rss_kib,
+                                cpu_seconds: m.cpu_seconds,
                                 log: log.clone(),
                             });
                         } else {
@@ -785,6 +796,7 @@ fn bench_check(setup: &Setup, lock: &str, runs: usize) -> Row {
                 run,
                 seconds: m.seconds,
                 rss_kib: m.rss_kib,
+                cpu_seconds: m.cpu_seconds,
                 log,
             }),
             Ok(_) => {}
@@ -1325,6 +1337,28 @@ celery[redis]==5.4.0
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "result\n");
         assert!(m.seconds > 0.0);
         assert!(m.rss_kib > 20_000, "peak RSS {} KiB", m.rss_kib);
+        // CPU time counts the children the command waits for: here a grandchild that spins
+        // for about half a second while its parent only waits.
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "sh -c 'end=$(($(date +%s%N) + 500000000)); \
+             while [ $(date +%s%N) -lt $end ]; do :; done'",
+        ]);
+        let m = measure(&mut cmd, None, &log, Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("a succeeding command is measured"));
+        assert!(
+            m.cpu_seconds >= 0.3,
+            "{} s CPU in {} s",
+            m.cpu_seconds,
+            m.seconds
+        );
+        assert!(
+            m.cpu_seconds <= m.seconds * 2.0 + 0.1,
+            "{} s CPU in {} s",
+            m.cpu_seconds,
+            m.seconds
+        );
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
         let started = Instant::now();

@@ -12,6 +12,7 @@ mod lockref;
 mod malloc;
 mod progress;
 mod update;
+mod usage;
 mod verify;
 mod why;
 

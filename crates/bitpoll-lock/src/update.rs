@@ -375,7 +375,8 @@ pub fn run(args: UpdateArgs, quiet: bool) -> crate::exit::Result<ExitCode> {
     timings.span(mark, Category::LockWrite, || {
         if unchanged { "unchanged" } else { "written" }.into()
     });
-    if let (Some(path), Some(timeline)) = (&args.timings, timings.take_timeline()) {
+    if let (Some(path), Some(mut timeline)) = (&args.timings, timings.take_timeline()) {
+        timeline.summary.cpu = crate::usage::cpu_time();
         std::fs::File::create(path)
             .and_then(|file| timeline.write_json(std::io::BufWriter::new(file)))
             .with_context(|| format!("writing the timeline to {}", path.display()))?;

@@ -212,6 +212,17 @@ fn the_timeline_holds_every_request_the_index_saw_and_each_targets_critical_path
         "{err}"
     );
     assert!(err.contains("critical path"), "{err}");
+    // What the run cost in CPU: the program's own, and that of the processes it waited for
+    // (the backend that answered for computed-1.0, the interpreter probe), which no event
+    // shows.
+    let cpu = &t["summary"]["cpu"];
+    assert!(cpu["program_ms"].as_f64().unwrap() > 0.0, "{cpu}");
+    assert!(cpu["children_ms"].as_f64().unwrap() > 0.0, "{cpu}");
+    assert!(cpu["cores"].as_u64().unwrap() >= 1, "{cpu}");
+    assert!(
+        err.lines().any(|l| l.starts_with("timings: CPU: ")),
+        "{err}"
+    );
 
     // A warm run only revalidates (the loopback index sends no freshness lifetime): pages
     // and the provenance document; everything else comes from the cache, and the timeline
@@ -235,6 +246,14 @@ fn the_timeline_holds_every_request_the_index_saw_and_each_targets_critical_path
         .unwrap()
         .iter()
         .any(|e| e["category"] == "build-cached"));
+    // No backend ran: the processes it started cost less than the cold run's.
+    let children = |t: &serde_json::Value| t["summary"]["cpu"]["children_ms"].as_f64().unwrap();
+    assert!(
+        children(&warm) < children(&t),
+        "{} vs {}",
+        children(&warm),
+        children(&t)
+    );
 }
 
 #[test]

@@ -394,6 +394,21 @@ pub struct Summary {
     pub sdist_downloads: RequestTotals,
     pub critical_paths: Vec<CriticalPath>,
     pub speculation: Speculation,
+    /// CPU time used up to the end of the run, when the caller could tell (see [`CpuTime`]).
+    pub cpu: Option<CpuTime>,
+}
+
+/// The CPU time a run used: user and system time of the program itself, and of the child
+/// processes it waited for (build backends, with any process they waited for, and the
+/// interpreter and index probes). Events show when things happened, not what they cost: on
+/// a machine whose cores are all busy, a hook takes longer because something else runs, and
+/// only these totals say how much work there was to share the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CpuTime {
+    pub program_ms: f64,
+    pub children_ms: f64,
+    /// The cores the program could run on.
+    pub cores: usize,
 }
 
 impl Summary {
@@ -445,6 +460,7 @@ impl Summary {
             sdist_downloads,
             critical_paths: critical_paths(events),
             speculation,
+            cpu: None,
         }
     }
 }
@@ -614,6 +630,16 @@ impl Timeline {
             builds.count,
             secs(builds.ms)
         ));
+        if let Some(cpu) = s.cpu {
+            lines.push(format!(
+                "CPU: {:.2} s in the program, {:.2} s in processes it started (build backends, probes); {:.0}% of {} cores over the run",
+                secs(cpu.program_ms),
+                secs(cpu.children_ms),
+                100.0 * (cpu.program_ms + cpu.children_ms)
+                    / (self.wall_ms * cpu.cores.max(1) as f64).max(1.0),
+                cpu.cores
+            ));
+        }
         let sp = &s.speculation;
         lines.push(format!(
             "speculation: {} prefetches, {} used; unused {} ({} sent, {:.1} MB, {:.2} s of requests); {} build hooks no resolution needed ({:.2} s)",

@@ -136,16 +136,22 @@ pub fn markdown(sets: &[SetFacts], rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
         "| set | pins | mode | ours | uv s | ours s | time ours/uv (pairs) | uv time spread \
-         | ours time spread | uv MiB | ours MiB | RSS ours/uv | RSS spread uv / ours |\n",
+         | ours time spread | CPU s uv / ours | uv MiB | ours MiB | RSS ours/uv \
+         | RSS spread uv / ours |\n",
     );
     out.push_str(
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- |\n",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: \
+         | --- |\n",
     );
     for row in rows.iter().filter(|r| r.tool != Tool::Uv) {
         let facts = sets.iter().find(|f| f.name == row.set);
         let uv = uv_partner(rows, row);
         let (uv_t, our_t) = (cell(uv, Row::seconds), cell(Some(row), Row::seconds));
         let (uv_m, our_m) = (cell(uv, Row::rss_mib), cell(Some(row), Row::rss_mib));
+        let (uv_c, our_c) = (
+            cell(uv, Row::cpu_seconds),
+            cell(Some(row), Row::cpu_seconds),
+        );
         let mut time_ratio =
             ratio(our_t.median(), uv_t.median()).map_or("-".into(), |r| format!("{r:.2}"));
         if let (Some(uv), Cell::Ok(_), Cell::Ok(_)) = (uv, &uv_t, &our_t) {
@@ -162,7 +168,7 @@ pub fn markdown(sets: &[SetFacts], rows: &[Row]) -> String {
             _ => "-".into(),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {time_ratio} | {} | {} | {} | {} | {rss_ratio} | {} / {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {time_ratio} | {} | {} | {} / {} | {} | {} | {rss_ratio} | {} / {} |\n",
             row.set,
             facts.map_or("?".into(), pins),
             row.mode.key(),
@@ -171,6 +177,8 @@ pub fn markdown(sets: &[SetFacts], rows: &[Row]) -> String {
             our_t.show(secs),
             uv_t.spread(secs),
             our_t.spread(secs),
+            uv_c.show(secs),
+            our_c.show(secs),
             uv_m.show(mib),
             our_m.show(mib),
             rss_range(&uv_m),
@@ -242,6 +250,7 @@ fn summary_json(s: Option<Summary>) -> Value {
 fn row_json(rows: &[Row], row: &Row) -> Value {
     let time = Summary::of(&row.seconds());
     let rss = Summary::of(&row.rss_mib());
+    let cpu = Summary::of(&row.cpu_seconds());
     let vs_uv = uv_partner(rows, row)
         .filter(|_| row.tool != Tool::Uv)
         .map(|uv| {
@@ -250,6 +259,7 @@ fn row_json(rows: &[Row], row: &Row) -> Value {
             json!({
                 "time_ratio": ratio(med(time), med(Summary::of(&uv.seconds()))),
                 "rss_ratio": ratio(med(rss), med(Summary::of(&uv.rss_mib()))),
+                "cpu_ratio": ratio(med(cpu), med(Summary::of(&uv.cpu_seconds()))),
                 "paired_time_ratios": paired_ratios(&runs(row, Row::seconds), &runs(uv, Row::seconds)),
             })
         });
@@ -263,11 +273,13 @@ fn row_json(rows: &[Row], row: &Row) -> Value {
         })),
         "time_s": summary_json(time),
         "peak_rss_mib": summary_json(rss),
+        "cpu_s": summary_json(cpu),
         "vs_uv": vs_uv,
         "samples": row.samples.iter().map(|s| json!({
             "run": s.run,
             "seconds": s.seconds,
             "peak_rss_kib": s.rss_kib,
+            "cpu_seconds": s.cpu_seconds,
             "log": s.log,
         })).collect::<Vec<_>>(),
         "timeline_of_warm_up": row.timeline,
@@ -326,6 +338,12 @@ mod tests {
                     run: i + 1,
                     seconds,
                     rss_kib: m * 1024,
+                    // uv keeps one core busy, ours two: CPU ratios differ from time ratios.
+                    cpu_seconds: if tool == Tool::Uv {
+                        seconds
+                    } else {
+                        seconds * 2.0
+                    },
                     log: format!("logs/{set}-run{}.log", i + 1),
                 })
                 .collect(),
@@ -371,7 +389,7 @@ mod tests {
         assert_eq!(
             lines[2],
             "| zulip | 152, 2 sdists | cold | `--no-nixpkgs` | 11.0 | 5.50 | 0.50 (0.20-0.50) \
-             | 9.00-30.0, IQR 18% | 4.00-6.00, IQR 18% | 200 | 50 | 0.25 | 190-210 / 48-52 |"
+             | 9.00-30.0, IQR 18% | 4.00-6.00, IQR 18% | 11.0 / 11.0 | 200 | 50 | 0.25 | 190-210 / 48-52 |"
         );
         assert_eq!(lines.len(), 7, "{table}");
         assert_eq!(lines[6], "- zulip: psycopg2, pyoembed");
@@ -421,7 +439,7 @@ mod tests {
         let table = markdown(&[facts("bitpoll", 63, 63, &[])], &rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[2].contains("| `--no-nixpkgs` | 0.600 | 0.200 | 0.33 | 1 run | 1 run | 45 | 26 | 0.58 | 45 / 26 |"), "{}", lines[2]);
+        assert!(lines[2].contains("| `--no-nixpkgs` | 0.600 | 0.200 | 0.33 | 1 run | 1 run | 0.600 / 0.400 | 45 | 26 | 0.58 | 45 / 26 |"), "{}", lines[2]);
         assert!(
             lines[3].contains("| hybrid | 0.600 | 0.042 | 0.07 |"),
             "{}",
@@ -484,6 +502,9 @@ mod tests {
         assert_eq!(ours["samples"][2]["peak_rss_kib"], 32 * 1024);
         assert_eq!(ours["time_s"]["median"], 1.0);
         assert_eq!(ours["vs_uv"]["time_ratio"], 1.0 / 3.0);
+        assert_eq!(ours["samples"][2]["cpu_seconds"], 6.0);
+        assert_eq!(ours["cpu_s"]["median"], 2.0);
+        assert_eq!(ours["vs_uv"]["cpu_ratio"], 2.0 / 3.0);
         assert_eq!(ours["vs_uv"]["paired_time_ratios"], json!([0.5, 0.25, 1.0]));
         assert_eq!(ours["command"], "no-nixpkgs ...");
         assert_eq!(v["rows"][0]["vs_uv"], Value::Null);
