@@ -14,7 +14,7 @@
 /// Caps glibc's arenas at two. Must run before the program starts a thread: arenas already
 /// made stay.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)] // the project's one unsafe call: glibc has no other way to say this
+#[allow(unsafe_code)] // glibc has no other way to say this
 pub fn fewer_arenas() {
     // SAFETY: `mallopt` takes two integers and changes one of the allocator's settings,
     // taking the allocator's own lock to do so; `M_ARENA_MAX` is one it documents
