@@ -1792,31 +1792,21 @@ impl Shared {
                 };
                 let sha256 = file.sha256.as_ref().map(|s| s.to_string());
                 let stored = || sha256.as_deref().and_then(|s| self.stored_members(s));
-                let members = if let Some(members) = stored() {
-                    self.cache_hit();
-                    members
-                } else {
-                    let blob = self.download_blob(file).await?;
-                    // Usually read while it downloaded.
-                    if let Some(members) = stored() {
+                let members = match stored() {
+                    Some(members) => {
+                        self.cache_hit();
                         members
-                    } else {
-                        let filename = file.filename.clone();
-                        let members = tokio::task::spawn_blocking(move || match blob {
-                            Blob::File(f, _) => {
-                                sdist_members(&filename, std::io::BufReader::new(f))
-                            }
-                            Blob::Memory(bytes) => {
-                                sdist_members(&filename, std::io::Cursor::new(bytes))
-                            }
-                        })
-                        .await
-                        .expect("sdist reader does not panic")
-                        .map_err(metadata_error)?;
-                        if let Some(sha256) = &sha256 {
-                            self.keep_members(sha256, &members);
+                    }
+                    None => {
+                        let blob = self.download_blob(file).await?;
+                        // Usually read while it downloaded.
+                        match stored() {
+                            Some(members) => members,
+                            None => self
+                                .read_members(&file.filename, sha256.as_deref(), blob)
+                                .await
+                                .map_err(metadata_error)?,
                         }
-                        members
                     }
                 };
                 let info = interpret_sdist(&file.filename, &members).map_err(metadata_error)?;
@@ -1824,6 +1814,27 @@ impl Shared {
             }),
         )
         .await
+    }
+
+    /// The members of a downloaded sdist that say what it is, read from its bytes and kept
+    /// under its sha256 for later runs.
+    async fn read_members(
+        &self,
+        filename: &str,
+        sha256: Option<&str>,
+        blob: Blob,
+    ) -> Result<SdistMembers, bitpoll_metadata::MetadataError> {
+        let name = filename.to_string();
+        let members = tokio::task::spawn_blocking(move || match blob {
+            Blob::File(f, _) => sdist_members(&name, std::io::BufReader::new(f)),
+            Blob::Memory(bytes) => sdist_members(&name, std::io::Cursor::new(bytes)),
+        })
+        .await
+        .expect("sdist reader does not panic")?;
+        if let Some(sha256) = sha256 {
+            self.keep_members(sha256, &members);
+        }
+        Ok(members)
     }
 
     /// What the few files that say what an sdist is held, kept beside the artifact by its

@@ -262,7 +262,7 @@ impl Timings {
         let r = self.0.as_ref()?;
         let wall_ms = r.now();
         let mut events = std::mem::take(&mut *r.events.lock().expect("timings lock"));
-        let demanded = r.demanded.lock().expect("timings lock").clone();
+        let demanded = std::mem::take(&mut *r.demanded.lock().expect("timings lock"));
         for event in &mut events {
             if let Some(info) = &mut event.request {
                 if info.speculative {
